@@ -1,0 +1,551 @@
+//! Building step graphs: the raw [`GraphBuilder`] (values are [`ValueId`]s) used by passes,
+//! autodiff and frontends, and the [`CoreBuilder`] DSL whose [`Expr`] handles overload
+//! arithmetic, so a neuron reads like its formula.
+//!
+//! ```
+//! use flexsn_compiler::dsl::CoreBuilder;
+//! use flexsn_compiler::ir::{StateInit, Surrogate};
+//!
+//! // LIF, decay_input, hard reset to 0, tau = 2.
+//! let b = CoreBuilder::new("lif");
+//! let x = b.input("x");
+//! let v = b.state("v", StateInit::Const(0.0));
+//! let h = v + (x - v) / 2.0;
+//! let s = (h - 1.0).spike(Surrogate::Sigmoid { alpha: 4.0 });
+//! b.output("s", s);
+//! b.set_state("v", s * 0.0 + (1.0 - s) * h);
+//! let graph = b.build().unwrap();
+//! assert_eq!(graph.outputs().len(), 1);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use petgraph::graph::DiGraph;
+
+use crate::error::BuildError;
+use crate::ir::{
+    InputDecl, Node, Op, OpKey, OutputDecl, ParamDecl, ParamKind, StateDecl, StateInit, StepGraph,
+    Surrogate, ValueId,
+};
+
+/// Builds a [`StepGraph`] node by node. Identical nodes are shared (hash-consing), and node
+/// indices stay in topological order.
+#[derive(Clone, Debug)]
+pub struct GraphBuilder {
+    name: String,
+    description: String,
+    graph: DiGraph<Node, u8>,
+    memo: HashMap<(OpKey, [u32; 3]), ValueId>,
+    inputs: Vec<InputDecl>,
+    states: Vec<StateDecl>,
+    params: Vec<ParamDecl>,
+    outputs: Vec<OutputDecl>,
+    next_states: Vec<Option<ValueId>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl GraphBuilder {
+    /// An empty builder for a core called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        GraphBuilder {
+            name: name.into(),
+            description: String::new(),
+            graph: DiGraph::default(),
+            memo: HashMap::new(),
+            inputs: vec![],
+            states: vec![],
+            params: vec![],
+            outputs: vec![],
+            next_states: vec![],
+        }
+    }
+
+    /// A builder with the same name, description, inputs, states and params as `g`, and no
+    /// nodes: passes rebuild a graph through it.
+    pub fn with_decls_of(g: &StepGraph) -> Self {
+        let mut b = GraphBuilder::new(g.name.clone());
+        b.description = g.description.clone();
+        b.inputs = g.inputs.clone();
+        b.states = g.states.clone();
+        b.params = g.params.clone();
+        b.next_states = vec![None; g.states.len()];
+        b
+    }
+
+    pub fn set_description(&mut self, d: impl Into<String>) {
+        self.description = d.into();
+    }
+
+    fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if self.inputs.iter().any(|d| d.name == name) {
+            Some("an input")
+        } else if self.states.iter().any(|d| d.name == name) {
+            Some("a state")
+        } else if self.params.iter().any(|d| d.name == name) {
+            Some("a param")
+        } else if self.outputs.iter().any(|d| d.name == name) {
+            Some("an output")
+        } else {
+            None
+        }
+    }
+
+    fn check_new_name(&self, name: &str, second: &'static str) -> Result<(), BuildError> {
+        if !valid_name(name) {
+            return Err(BuildError::InvalidName(name.into()));
+        }
+        match self.kind_of(name) {
+            Some(first) => Err(BuildError::DuplicateName {
+                name: name.into(),
+                first,
+                second,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Declares an input sequence and returns its value at the current step.
+    pub fn add_input(&mut self, name: &str) -> Result<ValueId, BuildError> {
+        self.check_new_name(name, "an input")?;
+        self.inputs.push(InputDecl { name: name.into() });
+        self.op(Op::Input(self.inputs.len() as u32 - 1), &[])
+    }
+
+    /// Declares a state and returns its value after the previous step.
+    pub fn add_state(&mut self, name: &str, init: StateInit) -> Result<ValueId, BuildError> {
+        self.check_new_name(name, "a state")?;
+        self.states.push(StateDecl {
+            name: name.into(),
+            init,
+        });
+        self.next_states.push(None);
+        self.op(Op::State(self.states.len() as u32 - 1), &[])
+    }
+
+    /// Declares a parameter and returns its value.
+    pub fn add_param(
+        &mut self,
+        name: &str,
+        kind: ParamKind,
+        learnable: bool,
+    ) -> Result<ValueId, BuildError> {
+        self.check_new_name(name, "a param")?;
+        self.params.push(ParamDecl {
+            name: name.into(),
+            kind,
+            learnable,
+        });
+        self.op(Op::Param(self.params.len() as u32 - 1), &[])
+    }
+
+    /// A constant.
+    pub fn constant(&mut self, c: f32) -> ValueId {
+        self.op(Op::Const(c), &[])
+            .expect("a constant has no operands to get wrong")
+    }
+
+    /// Adds (or finds) the node `op(args)`. Checks arity, that operands exist, and leaf indices.
+    pub fn op(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, BuildError> {
+        let expected = op.arity().count();
+        if args.len() != expected {
+            return Err(BuildError::Arity {
+                op: op.name(),
+                expected,
+                got: args.len(),
+            });
+        }
+        for &a in args {
+            if a.index() >= self.graph.node_count() {
+                return Err(BuildError::DanglingValue(a.index() as u32));
+            }
+        }
+        let (kind, index, count) = match op {
+            Op::Input(i) => ("input", i, self.inputs.len()),
+            Op::State(i) => ("state", i, self.states.len()),
+            Op::Param(i) => ("param", i, self.params.len()),
+            _ => ("", 0, usize::MAX),
+        };
+        if index as usize >= count {
+            return Err(BuildError::LeafOutOfRange { kind, index, count });
+        }
+        let mut key_args = [u32::MAX; 3];
+        for (slot, a) in key_args.iter_mut().zip(args) {
+            *slot = a.index() as u32;
+        }
+        if op.is_commutative() && key_args[1] < key_args[0] {
+            key_args.swap(0, 1);
+        }
+        let key = (op.key(), key_args);
+        if let Some(&v) = self.memo.get(&key) {
+            return Ok(v);
+        }
+        let v = self.graph.add_node(Node {
+            op,
+            args: args.to_vec(),
+        });
+        for (pos, &a) in args.iter().enumerate() {
+            self.graph.add_edge(a, v, pos as u8);
+        }
+        self.memo.insert(key, v);
+        Ok(v)
+    }
+
+    /// The node computing `v`.
+    pub fn node(&self, v: ValueId) -> &Node {
+        &self.graph[v]
+    }
+
+    /// Names an output of the step.
+    pub fn add_output(&mut self, name: &str, value: ValueId) -> Result<(), BuildError> {
+        self.check_new_name(name, "an output")?;
+        if value.index() >= self.graph.node_count() {
+            return Err(BuildError::DanglingValue(value.index() as u32));
+        }
+        self.outputs.push(OutputDecl {
+            name: name.into(),
+            value,
+        });
+        Ok(())
+    }
+
+    /// Sets the next value of state `index`.
+    pub fn set_next_state(&mut self, index: usize, value: ValueId) -> Result<(), BuildError> {
+        if value.index() >= self.graph.node_count() {
+            return Err(BuildError::DanglingValue(value.index() as u32));
+        }
+        let name = self.states[index].name.clone();
+        let slot = &mut self.next_states[index];
+        if slot.is_some() {
+            return Err(BuildError::StateUpdatedTwice(name));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Index of the state called `name`, or an error listing the declared states.
+    pub fn state_index(&self, name: &str) -> Result<usize, BuildError> {
+        self.states
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| BuildError::UnknownState {
+                name: name.into(),
+                declared: self
+                    .states
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Expands the smooth primitive form of `s` (SpikingJelly's `spiking=False`) applied to `x`.
+    pub fn surrogate_primitive(&mut self, s: Surrogate, x: ValueId) -> Result<ValueId, BuildError> {
+        crate::primitive::expand(self, s, x)
+    }
+
+    /// Finishes the graph: every state must have a next value. The result is verified.
+    pub fn finish(self) -> Result<StepGraph, BuildError> {
+        if self.outputs.is_empty() && self.states.is_empty() {
+            return Err(BuildError::Empty);
+        }
+        let mut next_states = Vec::with_capacity(self.states.len());
+        for (s, v) in self.states.iter().zip(&self.next_states) {
+            next_states.push(v.ok_or_else(|| BuildError::StateNotUpdated(s.name.clone()))?);
+        }
+        let g = StepGraph {
+            name: self.name,
+            description: self.description,
+            graph: self.graph,
+            inputs: self.inputs,
+            states: self.states,
+            params: self.params,
+            outputs: self.outputs,
+            next_states,
+        };
+        crate::verify::verify(&g)?;
+        Ok(g)
+    }
+}
+
+/// The builder DSL: declare inputs, states and params, combine [`Expr`] handles with ordinary
+/// operators and methods, then name outputs and next states. See the [module docs](self).
+#[derive(Debug)]
+pub struct CoreBuilder {
+    inner: RefCell<GraphBuilder>,
+    error: RefCell<Option<BuildError>>,
+}
+
+/// A value inside a [`CoreBuilder`]. Arithmetic with other `Expr`s and with `f32` literals (on
+/// either side) builds nodes.
+#[derive(Clone, Copy, Debug)]
+pub struct Expr<'b> {
+    id: ValueId,
+    b: &'b CoreBuilder,
+}
+
+impl CoreBuilder {
+    pub fn new(name: impl Into<String>) -> Self {
+        CoreBuilder {
+            inner: RefCell::new(GraphBuilder::new(name)),
+            error: RefCell::new(None),
+        }
+    }
+
+    /// Sets the neuron's description (shown by `flexsn list` and in printed IR).
+    pub fn describe(&self, d: impl Into<String>) {
+        self.inner.borrow_mut().set_description(d);
+    }
+
+    fn record<T>(&self, r: Result<T, BuildError>, fallback: impl FnOnce() -> T) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                fallback()
+            }
+        }
+    }
+
+    fn wrap(&self, id: ValueId) -> Expr<'_> {
+        Expr { id, b: self }
+    }
+
+    fn fallback_value(&self) -> ValueId {
+        self.inner.borrow_mut().constant(f32::NAN)
+    }
+
+    /// Declares an input sequence.
+    pub fn input(&self, name: &str) -> Expr<'_> {
+        let r = self.inner.borrow_mut().add_input(name);
+        let id = self.record(r, || self.fallback_value());
+        self.wrap(id)
+    }
+
+    /// Declares a state; the returned value is the state after the previous step.
+    pub fn state(&self, name: &str, init: StateInit) -> Expr<'_> {
+        let r = self.inner.borrow_mut().add_state(name, init);
+        let id = self.record(r, || self.fallback_value());
+        self.wrap(id)
+    }
+
+    /// Declares a parameter.
+    pub fn param(&self, name: &str, kind: ParamKind, learnable: bool) -> Expr<'_> {
+        let r = self.inner.borrow_mut().add_param(name, kind, learnable);
+        let id = self.record(r, || self.fallback_value());
+        self.wrap(id)
+    }
+
+    /// A constant.
+    pub fn constant(&self, c: f32) -> Expr<'_> {
+        let id = self.inner.borrow_mut().constant(c);
+        self.wrap(id)
+    }
+
+    /// Names an output.
+    pub fn output(&self, name: &str, e: Expr<'_>) {
+        if let Some(id) = self.own(e) {
+            let r = self.inner.borrow_mut().add_output(name, id);
+            self.record(r, || ());
+        }
+    }
+
+    /// Sets the next value of the state called `name`.
+    pub fn set_state(&self, name: &str, e: Expr<'_>) {
+        if let Some(id) = self.own(e) {
+            let mut inner = self.inner.borrow_mut();
+            let r = inner
+                .state_index(name)
+                .and_then(|j| inner.set_next_state(j, id));
+            drop(inner);
+            self.record(r, || ());
+        }
+    }
+
+    /// `select(c, a, b)`: `a` where `c != 0`, else `b`.
+    pub fn select<'b>(
+        &'b self,
+        c: impl IntoExpr<'b>,
+        a: impl IntoExpr<'b>,
+        b: impl IntoExpr<'b>,
+    ) -> Expr<'b> {
+        let (c, a, bb) = (c.into_expr(self), a.into_expr(self), b.into_expr(self));
+        self.apply(Op::Select, &[c, a, bb])
+    }
+
+    fn own(&self, e: Expr<'_>) -> Option<ValueId> {
+        if std::ptr::eq(e.b, self) {
+            Some(e.id)
+        } else {
+            self.error
+                .borrow_mut()
+                .get_or_insert(BuildError::ForeignExpr);
+            None
+        }
+    }
+
+    fn apply<'b>(&'b self, op: Op, args: &[Expr<'_>]) -> Expr<'b> {
+        let mut ids = Vec::with_capacity(args.len());
+        for a in args {
+            match self.own(*a) {
+                Some(id) => ids.push(id),
+                None => return self.wrap(self.fallback_value()),
+            }
+        }
+        let r = self.inner.borrow_mut().op(op, &ids);
+        let id = self.record(r, || self.fallback_value());
+        self.wrap(id)
+    }
+
+    /// Finishes the graph, or returns the first error made while building it.
+    pub fn build(self) -> Result<StepGraph, BuildError> {
+        if let Some(e) = self.error.into_inner() {
+            return Err(e);
+        }
+        self.inner.into_inner().finish()
+    }
+}
+
+/// Anything that can stand where an expression is expected: an [`Expr`] or a literal.
+pub trait IntoExpr<'b> {
+    fn into_expr(self, b: &'b CoreBuilder) -> Expr<'b>;
+}
+
+impl<'b> IntoExpr<'b> for Expr<'b> {
+    fn into_expr(self, _: &'b CoreBuilder) -> Expr<'b> {
+        self
+    }
+}
+
+impl<'b> IntoExpr<'b> for f32 {
+    fn into_expr(self, b: &'b CoreBuilder) -> Expr<'b> {
+        b.constant(self)
+    }
+}
+
+impl<'b> IntoExpr<'b> for f64 {
+    fn into_expr(self, b: &'b CoreBuilder) -> Expr<'b> {
+        b.constant(self as f32)
+    }
+}
+
+macro_rules! unary_methods {
+    ($($(#[$m:meta])* $name:ident => $op:expr;)*) => {
+        $( $(#[$m])* pub fn $name(self) -> Expr<'b> { self.b.apply($op, &[self]) } )*
+    };
+}
+
+macro_rules! binary_methods {
+    ($($(#[$m:meta])* $name:ident => $op:expr;)*) => {
+        $( $(#[$m])* pub fn $name(self, o: impl IntoExpr<'b>) -> Expr<'b> {
+            let o = o.into_expr(self.b);
+            self.b.apply($op, &[self, o])
+        } )*
+    };
+}
+
+impl<'b> Expr<'b> {
+    /// The value's id in the graph being built.
+    pub fn id(self) -> ValueId {
+        self.id
+    }
+
+    unary_methods! {
+        exp => Op::Exp; ln => Op::Log; log => Op::Log; log2 => Op::Log2; sqrt => Op::Sqrt;
+        rsqrt => Op::Rsqrt; tanh => Op::Tanh; sin => Op::Sin; cos => Op::Cos; erf => Op::Erf;
+        atan => Op::Atan; floor => Op::Floor; ceil => Op::Ceil;
+        /// Round half to even (`torch.round`).
+        round => Op::Round;
+        relu => Op::Relu; sigmoid => Op::Sigmoid; sign => Op::Sign; abs => Op::Abs;
+        recip => Op::Reciprocal;
+        /// Logical not of a mask (`x == 0` gives 1).
+        not => Op::Not;
+        /// Identity forward, no gradient backward.
+        detach => Op::Detach;
+    }
+
+    binary_methods! {
+        pow => Op::Pow; powf => Op::Pow; fmod => Op::Fmod; min => Op::Min; max => Op::Max;
+        eq => Op::Eq; ne => Op::Ne; lt => Op::Lt; le => Op::Le; gt => Op::Gt; ge => Op::Ge;
+        /// Logical and of masks.
+        and => Op::And;
+        /// Logical or of masks.
+        or => Op::Or;
+    }
+
+    /// `min(max(self, lo), hi)`.
+    pub fn clamp(self, lo: impl IntoExpr<'b>, hi: impl IntoExpr<'b>) -> Expr<'b> {
+        let (lo, hi) = (lo.into_expr(self.b), hi.into_expr(self.b));
+        self.b.apply(Op::Clamp, &[self, lo, hi])
+    }
+
+    /// Treats `self` as a mask: `a` where it is non-zero, else `b`.
+    pub fn select(self, a: impl IntoExpr<'b>, b: impl IntoExpr<'b>) -> Expr<'b> {
+        self.b.select(self, a, b)
+    }
+
+    /// `Θ(self)` forward, the surrogate's derivative backward.
+    pub fn spike(self, s: Surrogate) -> Expr<'b> {
+        self.b.apply(Op::Spike(s), &[self])
+    }
+
+    /// The surrogate's smooth primitive (`spiking = false`) applied to `self`.
+    pub fn surrogate_primitive(self, s: Surrogate) -> Expr<'b> {
+        let Some(id) = self.b.own(self) else {
+            return self;
+        };
+        let r = self.b.inner.borrow_mut().surrogate_primitive(s, id);
+        let id = self.b.record(r, || self.b.fallback_value());
+        self.b.wrap(id)
+    }
+}
+
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $op:expr) => {
+        impl<'b, R: IntoExpr<'b>> std::ops::$trait<R> for Expr<'b> {
+            type Output = Expr<'b>;
+            fn $method(self, rhs: R) -> Expr<'b> {
+                let rhs = rhs.into_expr(self.b);
+                self.b.apply($op, &[self, rhs])
+            }
+        }
+        impl<'b> std::ops::$trait<Expr<'b>> for f32 {
+            type Output = Expr<'b>;
+            fn $method(self, rhs: Expr<'b>) -> Expr<'b> {
+                let lhs = rhs.b.constant(self);
+                rhs.b.apply($op, &[lhs, rhs])
+            }
+        }
+        impl<'b> std::ops::$trait<Expr<'b>> for f64 {
+            type Output = Expr<'b>;
+            fn $method(self, rhs: Expr<'b>) -> Expr<'b> {
+                let lhs = rhs.b.constant(self as f32);
+                rhs.b.apply($op, &[lhs, rhs])
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, Op::Add);
+binary_operator!(Sub, sub, Op::Sub);
+binary_operator!(Mul, mul, Op::Mul);
+binary_operator!(Div, div, Op::Div);
+
+impl<'b> std::ops::Neg for Expr<'b> {
+    type Output = Expr<'b>;
+    fn neg(self) -> Expr<'b> {
+        self.b.apply(Op::Neg, &[self])
+    }
+}
+
+impl<'b> std::ops::Not for Expr<'b> {
+    type Output = Expr<'b>;
+    fn not(self) -> Expr<'b> {
+        self.b.apply(Op::Not, &[self])
+    }
+}

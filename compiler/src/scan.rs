@@ -1,0 +1,187 @@
+//! The scan: what every backend compiles and runs.
+//!
+//! A [`ScanKernel`] is a step graph run over `T` time steps for `N` independent neurons, forward
+//! (`t = 0..T`) or in reverse (`t = T-1..=0`, for backward). Its run-time arguments
+//! ([`ScanArgs`]) and results ([`ScanResult`]) fix the kernel ABI shared by the interpreter, the
+//! Cranelift backend and the CUDA backend:
+//!
+//! | buffer | shape | indexed at step `t`, neuron `n` |
+//! |---|---|---|
+//! | input `i` | `[T, N]` | `t * N + n` |
+//! | initial state `j` | `[N]` | `n` |
+//! | param `k`: shared / per-neuron / per-time | `[1]` / `[N]` / `[T]` | `0` / `n` / `t` |
+//! | output `o`, [`OutputMode::Sequence`] | `[T, N]` | `t * N + n` |
+//! | output `o`, [`OutputMode::SumOverTime`] | `[N]` | `n` (summed over `t` in scan order) |
+//! | state sequence `j` (if `state_seqs`) | `[T, N]` | `t * N + n` (the state after step `t`) |
+//! | final state `j` | `[N]` | `n` |
+
+use crate::ir::{ParamKind, StepGraph};
+
+/// Which way time runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Forward,
+    Reverse,
+}
+
+/// How an output is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutputMode {
+    /// One value per step: `[T, N]`.
+    Sequence,
+    /// Summed over time per neuron: `[N]` (parameter-gradient contributions).
+    SumOverTime,
+}
+
+/// A step graph scheduled as a scan.
+#[derive(Clone, Debug)]
+pub struct ScanKernel {
+    pub graph: StepGraph,
+    pub direction: Direction,
+    /// One mode per graph output.
+    pub output_modes: Vec<OutputMode>,
+    /// Whether every step's next states are stored as `[T, N]` sequences.
+    pub state_seqs: bool,
+}
+
+impl ScanKernel {
+    /// A forward scan storing every output as a sequence.
+    pub fn forward(graph: StepGraph, state_seqs: bool) -> Self {
+        let output_modes = vec![OutputMode::Sequence; graph.outputs().len()];
+        ScanKernel {
+            graph,
+            direction: Direction::Forward,
+            output_modes,
+            state_seqs,
+        }
+    }
+
+    /// Length of output `o`'s buffer for a `[T, N]` run.
+    pub fn output_len(&self, o: usize, t: usize, n: usize) -> usize {
+        match self.output_modes[o] {
+            OutputMode::Sequence => t * n,
+            OutputMode::SumOverTime => n,
+        }
+    }
+
+    /// A stable hash identifying this kernel (graph, direction, modes, state sequences).
+    pub fn stable_hash_hex(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(crate::text::print(&self.graph).as_bytes());
+        h.update(
+            format!(
+                "{:?}{:?}{}",
+                self.direction, self.output_modes, self.state_seqs
+            )
+            .as_bytes(),
+        );
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// A shape or arity mismatch in a call, naming the argument, what was expected and what came.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("expected {expected} {what}, got {got}")]
+    Count {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("`{name}`: expected {expected} elements ({shape}), got {got}")]
+    Len {
+        name: String,
+        shape: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("N = 0: a scan needs at least one neuron")]
+    NoNeurons,
+    #[error("`{name}`: T * N = {t} * {n} overflows")]
+    Overflow { name: String, t: usize, n: usize },
+}
+
+/// Run-time arguments of one scan. All buffers are dense and row-major (time-major).
+#[derive(Clone, Debug)]
+pub struct ScanArgs<'a, F> {
+    pub t: usize,
+    pub n: usize,
+    pub inputs: Vec<&'a [F]>,
+    pub init_states: Vec<&'a [F]>,
+    pub params: Vec<&'a [F]>,
+}
+
+/// What a scan returns (see the [module docs](self) for shapes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanResult<F> {
+    pub outputs: Vec<Vec<F>>,
+    /// Empty unless the kernel stores state sequences.
+    pub state_seqs: Vec<Vec<F>>,
+    pub final_states: Vec<Vec<F>>,
+}
+
+/// Expected length of a parameter of `kind` for a `[T, N]` run.
+pub fn param_len(kind: ParamKind, t: usize, n: usize) -> usize {
+    match kind {
+        ParamKind::Shared => 1,
+        ParamKind::PerNeuron => n,
+        ParamKind::PerTime => t,
+    }
+}
+
+impl<F> ScanArgs<'_, F> {
+    /// Checks counts and lengths against the graph. Every backend calls this before running
+    /// generated code.
+    pub fn check(&self, g: &StepGraph) -> Result<(), ShapeError> {
+        let (t, n) = (self.t, self.n);
+        if n == 0 {
+            return Err(ShapeError::NoNeurons);
+        }
+        let count = |what, expected: usize, got: usize| {
+            if expected == got {
+                Ok(())
+            } else {
+                Err(ShapeError::Count {
+                    what,
+                    expected,
+                    got,
+                })
+            }
+        };
+        count("input sequences", g.inputs().len(), self.inputs.len())?;
+        count("initial states", g.states().len(), self.init_states.len())?;
+        count("params", g.params().len(), self.params.len())?;
+        let tn = t.checked_mul(n).ok_or_else(|| ShapeError::Overflow {
+            name: "inputs".into(),
+            t,
+            n,
+        })?;
+        let len = |name: &str, shape: String, expected: usize, got: usize| {
+            if expected == got {
+                Ok(())
+            } else {
+                Err(ShapeError::Len {
+                    name: name.into(),
+                    shape,
+                    expected,
+                    got,
+                })
+            }
+        };
+        for (d, x) in g.inputs().iter().zip(&self.inputs) {
+            len(&d.name, format!("[T={t}, N={n}]"), tn, x.len())?;
+        }
+        for (d, x) in g.states().iter().zip(&self.init_states) {
+            len(&d.name, format!("[N={n}]"), n, x.len())?;
+        }
+        for (d, x) in g.params().iter().zip(&self.params) {
+            let shape = match d.kind {
+                ParamKind::Shared => "[] (shared scalar)".to_string(),
+                ParamKind::PerNeuron => format!("[N={n}] (per neuron)"),
+                ParamKind::PerTime => format!("[T={t}] (per time step)"),
+            };
+            len(&d.name, shape, param_len(d.kind, t, n), x.len())?;
+        }
+        Ok(())
+    }
+}
