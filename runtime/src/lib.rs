@@ -1,1 +1,7 @@
-//! placeholder, replaced by its issue's work
+//! # flexsn-runtime
+//!
+//! Compiles neuron cores for a backend and runs them: [`Neuron`] is what can be compiled.
+
+mod neuron;
+
+pub use neuron::Neuron;
