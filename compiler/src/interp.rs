@@ -3,6 +3,7 @@
 //! It evaluates a step graph node by node, one neuron and one time step at a time, in `f32` or
 //! `f64`. It is meant to be obviously right, not fast.
 
+use crate::bptt::{ExecError, Gradients, Upstream};
 use crate::ir::{Op, ParamKind, StepGraph, Surrogate};
 use crate::num::Real;
 use crate::scan::{Direction, OutputMode, ScanArgs, ScanKernel, ScanResult, ShapeError};
@@ -166,5 +167,30 @@ pub fn run_scan<F: Real>(
         outputs,
         state_seqs,
         final_states,
+    })
+}
+
+/// Runs the forward pass of `g` in the interpreter (every output as a `[T, N]` sequence; state
+/// sequences if asked — backward needs them).
+pub fn forward<F: Real>(
+    g: &StepGraph,
+    args: &ScanArgs<'_, F>,
+    state_seqs: bool,
+) -> Result<ScanResult<F>, ExecError> {
+    Ok(run_scan(&ScanKernel::forward(g.clone(), state_seqs), args)?)
+}
+
+/// Runs the backward pass of `g` in the interpreter: the gradients of a loss whose upstream
+/// gradients are `upstream`, given the forward arguments and the forward state sequences.
+pub fn backward<F: Real>(
+    g: &StepGraph,
+    args: &ScanArgs<'_, F>,
+    state_seqs: &[&[F]],
+    upstream: &Upstream<'_, F>,
+) -> Result<Gradients<F>, ExecError> {
+    upstream.check(g, args.t, args.n)?;
+    let bwd = crate::autodiff::backward(g, &upstream.spec())?;
+    crate::bptt::backward(g, &bwd, args, state_seqs, upstream, |k, a| {
+        run_scan(k, a).map_err(ExecError::from)
     })
 }

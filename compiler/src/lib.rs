@@ -28,6 +28,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod autodiff;
+pub mod bptt;
+pub mod codegen;
 pub mod dsl;
 pub mod error;
 pub mod interp;
