@@ -1,0 +1,3 @@
+//! Code generation: CUDA C source (`cuda`).
+
+pub mod cuda;
