@@ -31,12 +31,15 @@
 pub mod autodiff;
 pub mod bptt;
 pub mod codegen;
+pub mod dot;
 pub mod dsl;
 pub mod error;
 pub mod interp;
 pub mod ir;
 pub mod num;
+pub mod passes;
 mod primitive;
+pub mod random;
 pub mod scan;
 pub mod text;
 pub mod verify;

@@ -1,0 +1,578 @@
+//! Deterministic random step graphs and inputs, for differential tests of passes and backends.
+//!
+//! [`random_graph`] turns a seed and a [`RandomGraphConfig`] into a verified [`StepGraph`]; the same
+//! seed and config always give the same graph (on every platform: the generator is a
+//! self-contained [`SplitMix64`]). [`random_inputs`] gives matching input sequences, initial
+//! states and parameters.
+//!
+//! ```
+//! use flexsn_compiler::interp::run_scan;
+//! use flexsn_compiler::random::{random_graph, random_inputs, scan_args, RandomGraphConfig};
+//! use flexsn_compiler::scan::ScanKernel;
+//!
+//! let g = random_graph(7, &RandomGraphConfig::all());
+//! let data = random_inputs(7, &g, 16, 3);
+//! let r = run_scan(&ScanKernel::forward(g, true), &scan_args(16, 3, &data))?;
+//! assert_eq!(r.final_states.len(), r.state_seqs.len());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Domain caveats
+//!
+//! [`RandomGraphConfig::all`] draws every op with arbitrary operands, so values leave ops'
+//! domains: `log` and `sqrt` of negatives and `pow` of a negative base give NaN, `div` and
+//! `reciprocal` by zero give infinities, `exp` overflows. That is intended: the graphs test that
+//! backends agree with the interpreter on such values too, so compare results NaN-aware (NaN
+//! equals NaN) and with a tolerance that accepts equal infinities. To keep long scans from
+//! blowing up, every next state is squashed ([`Squash`]): `tanh` by default, or a clamp.
+//!
+//! [`RandomGraphConfig::smooth`] only uses ops that are infinitely differentiable with bounded
+//! growth (`add sub mul neg tanh sin cos erf atan sigmoid`), no spikes and no `detach`, and
+//! squashes states with `tanh`, so its graphs suit finite-difference checks of autodiff.
+
+use std::ops::RangeInclusive;
+
+use crate::dsl::GraphBuilder;
+use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
+use crate::scan::{ScanArgs, param_len};
+
+/// The SplitMix64 generator: tiny, fast, and identical everywhere.
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`, 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in `0..n`; `0` when `n == 0`.
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            // The bias of a plain modulo is below 2^-40 for the sizes used here.
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+
+    /// Uniform in the range; the start when the range is empty.
+    pub fn in_range(&mut self, r: &RangeInclusive<usize>) -> usize {
+        let (lo, hi) = (*r.start(), *r.end());
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.below(hi - lo + 1)
+        }
+    }
+
+    /// `true` with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// Uniform in `[lo, hi)`, as f32.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let v = lo as f64 + (hi as f64 - lo as f64) * self.unit();
+        (v as f32).clamp(lo.min(hi), lo.max(hi))
+    }
+
+    /// One element of a non-empty slice.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// How the generator bounds each next state, so that long scans stay finite.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Squash {
+    /// The next state is a random value as is (it may grow without bound).
+    None,
+    /// `next = tanh(v)`: in `[-1, 1]`, smooth.
+    Tanh,
+    /// `next = clamp(v, -b, b)`.
+    Clamp(f32),
+}
+
+/// What [`random_graph`] may generate. Ranges are inclusive; an empty range means its start.
+#[derive(Clone, Debug)]
+pub struct RandomGraphConfig {
+    /// Number of input sequences.
+    pub inputs: RangeInclusive<usize>,
+    /// Number of states.
+    pub states: RangeInclusive<usize>,
+    /// Number of params.
+    pub params: RangeInclusive<usize>,
+    /// Number of named outputs (at least one is made when there are no states).
+    pub outputs: RangeInclusive<usize>,
+    /// The generator adds between 1 and `max_nodes` op nodes (hash-consing may merge some),
+    /// not counting leaves and the state squashing.
+    pub max_nodes: usize,
+    /// The non-leaf ops it may use (leaves and constants in this list are ignored). `spike`
+    /// belongs here only with a fixed surrogate; see `surrogates`.
+    pub ops: Vec<Op>,
+    /// Whether to add `spike` nodes with random surrogates (any of the catalogue, random valid
+    /// parameters).
+    pub surrogates: bool,
+    /// The kinds params are drawn from (shared if empty).
+    pub param_kinds: Vec<ParamKind>,
+    /// Whether states may be declared [`StateInit::Runtime`] (otherwise constant initial values).
+    pub runtime_init: bool,
+    /// Constants are drawn from this list half of the time, else uniformly from `const_range`.
+    pub special_consts: Vec<f32>,
+    /// Range of the other random constants (rounded to multiples of 1/8).
+    pub const_range: (f32, f32),
+    /// How next states are bounded.
+    pub squash: Squash,
+}
+
+impl RandomGraphConfig {
+    /// Every op, every surrogate, every param kind, runtime and constant initial states, and
+    /// constants that trigger simplifications (`0`, `-0`, `1`, `-1`, ...). States are clamped to
+    /// `[-8, 8]`. See the [module docs](self) for the NaN and infinity caveats.
+    pub fn all() -> Self {
+        RandomGraphConfig {
+            inputs: 1..=4,
+            states: 1..=4,
+            params: 0..=3,
+            outputs: 1..=3,
+            max_nodes: 24,
+            ops: Op::PLAIN.to_vec(),
+            surrogates: true,
+            param_kinds: vec![ParamKind::Shared, ParamKind::PerNeuron, ParamKind::PerTime],
+            runtime_init: true,
+            special_consts: vec![0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.5],
+            const_range: (-3.0, 3.0),
+            squash: Squash::Clamp(8.0),
+        }
+    }
+
+    /// Only ops that are infinitely differentiable and grow at most polynomially, no spikes, no
+    /// `detach`, states squashed with `tanh`: graphs for finite-difference checks.
+    pub fn smooth() -> Self {
+        RandomGraphConfig {
+            ops: vec![
+                Op::Add,
+                Op::Sub,
+                Op::Mul,
+                Op::Neg,
+                Op::Tanh,
+                Op::Sin,
+                Op::Cos,
+                Op::Erf,
+                Op::Atan,
+                Op::Sigmoid,
+            ],
+            surrogates: false,
+            max_nodes: 16,
+            special_consts: vec![0.5, -1.0, 2.0, 0.25],
+            const_range: (-2.0, 2.0),
+            squash: Squash::Tanh,
+            ..RandomGraphConfig::all()
+        }
+    }
+}
+
+impl Default for RandomGraphConfig {
+    fn default() -> Self {
+        RandomGraphConfig::all()
+    }
+}
+
+/// A random surrogate of the whole catalogue: SpikingJelly's defaults half of the time, otherwise
+/// each parameter scaled by a factor in `[0.5, 2]` (drawn from `[0, 0.25]` when its default is 0;
+/// `n` in `1..=5`), rounded to multiples of 1/16 and kept only if valid.
+pub fn random_surrogate(rng: &mut SplitMix64) -> Surrogate {
+    let name = *rng.pick(Surrogate::NAMES);
+    let mut s = Surrogate::default_for(name).expect("every catalogue name has defaults");
+    if rng.chance(0.5) {
+        return s;
+    }
+    let default = s;
+    for (param, value) in default.params() {
+        let v = if param == "n" {
+            1.0 + rng.below(5) as f64
+        } else if value == 0.0 {
+            (rng.uniform(0.0, 0.25) as f64 * 16.0).round() / 16.0
+        } else {
+            let f = rng.uniform(0.5, 2.0) as f64;
+            ((value * f * 16.0).round() / 16.0)
+                .max(1.0 / 16.0)
+                .copysign(value)
+        };
+        if s.set_param(param, v).is_err() {
+            return default;
+        }
+    }
+    if s.validate().is_err() { default } else { s }
+}
+
+fn is_mask(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::And
+            | Op::Or
+            | Op::Not
+            | Op::Spike(_)
+    )
+}
+
+/// A verified random step graph. Deterministic in `seed` and `cfg`.
+///
+/// Inputs are named `x0, x1, ...`, states `s0, ...`, params `p0, ...`, outputs `y0, ...`. The
+/// first output is the last node generated, so most of the graph is live.
+pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_F1E5_0000_0000);
+    let mut b = GraphBuilder::new("random");
+    b.set_description(format!("random graph, seed {seed}"));
+    let mut pool: Vec<ValueId> = vec![];
+
+    let n_in = rng.in_range(&cfg.inputs);
+    let n_st = rng.in_range(&cfg.states);
+    let n_par = rng.in_range(&cfg.params);
+    for i in 0..n_in {
+        pool.push(b.add_input(&format!("x{i}")).expect("fresh valid name"));
+    }
+    for j in 0..n_st {
+        let init = if cfg.runtime_init && rng.chance(0.4) {
+            StateInit::Runtime
+        } else {
+            StateInit::Const(*rng.pick(&[0.0, 0.0, 0.5, -0.25, 1.0]))
+        };
+        pool.push(
+            b.add_state(&format!("s{j}"), init)
+                .expect("fresh valid name"),
+        );
+    }
+    for k in 0..n_par {
+        let kind = if cfg.param_kinds.is_empty() {
+            ParamKind::Shared
+        } else {
+            *rng.pick(&cfg.param_kinds)
+        };
+        let learnable = rng.chance(0.6);
+        pool.push(
+            b.add_param(&format!("p{k}"), kind, learnable)
+                .expect("fresh valid name"),
+        );
+    }
+
+    // Op choices: each allowed op once, spikes with weight 4 (they take a random surrogate).
+    let mut choices: Vec<Option<Op>> = cfg
+        .ops
+        .iter()
+        .filter(|op| !op.is_leaf())
+        .map(|op| Some(*op))
+        .collect();
+    if cfg.surrogates {
+        choices.extend([None, None, None, None]);
+    }
+
+    let new_const = |rng: &mut SplitMix64, b: &mut GraphBuilder| {
+        let c = if !cfg.special_consts.is_empty() && rng.chance(0.5) {
+            *rng.pick(&cfg.special_consts)
+        } else {
+            let (lo, hi) = cfg.const_range;
+            (rng.uniform(lo, hi) * 8.0).round() / 8.0
+        };
+        b.constant(c)
+    };
+    if pool.is_empty() {
+        let c = new_const(&mut rng, &mut b);
+        pool.push(c);
+    }
+    let mut ops_made: Vec<ValueId> = vec![];
+    let mut masks: Vec<ValueId> = vec![];
+    let n_ops = if choices.is_empty() {
+        0
+    } else {
+        1 + rng.below(cfg.max_nodes.max(1))
+    };
+    for _ in 0..n_ops {
+        let op = match *rng.pick(&choices) {
+            Some(op) => op,
+            None => Op::Spike(random_surrogate(&mut rng)),
+        };
+        let mut args = Vec::with_capacity(3);
+        for pos in 0..op.arity().count() {
+            let v = if rng.chance(0.12) {
+                new_const(&mut rng, &mut b)
+            } else if pos == 0 && op == Op::Select && !masks.is_empty() && rng.chance(0.7) {
+                *rng.pick(&masks)
+            } else if !ops_made.is_empty() && rng.chance(0.55) {
+                let recent = &ops_made[ops_made.len().saturating_sub(4)..];
+                *rng.pick(recent)
+            } else {
+                *rng.pick(&pool)
+            };
+            args.push(v);
+        }
+        let v = b
+            .op(op, &args)
+            .expect("operands exist and the arity matches");
+        if !ops_made.contains(&v) {
+            ops_made.push(v);
+            pool.push(v);
+            if is_mask(&op) {
+                masks.push(v);
+            }
+        }
+    }
+
+    let pick_value = |rng: &mut SplitMix64| {
+        if !ops_made.is_empty() && rng.chance(0.85) {
+            *rng.pick(&ops_made)
+        } else {
+            *rng.pick(&pool)
+        }
+    };
+    let mut n_out = rng.in_range(&cfg.outputs);
+    if n_st == 0 {
+        n_out = n_out.max(1);
+    }
+    for o in 0..n_out {
+        let v = match ops_made.last() {
+            Some(&last) if o == 0 => last,
+            _ => pick_value(&mut rng),
+        };
+        b.add_output(&format!("y{o}"), v).expect("fresh valid name");
+    }
+    for j in 0..n_st {
+        let v = pick_value(&mut rng);
+        let next = match cfg.squash {
+            Squash::None => v,
+            Squash::Tanh => b.op(Op::Tanh, &[v]).expect("unary op on an existing value"),
+            Squash::Clamp(bound) => {
+                let lo = b.constant(-bound.abs());
+                let hi = b.constant(bound.abs());
+                b.op(Op::Clamp, &[v, lo, hi])
+                    .expect("ternary op on existing values")
+            }
+        };
+        b.set_next_state(j, next).expect("each state is set once");
+    }
+    b.finish()
+        .expect("the generator only declares valid, unique names and sets every state")
+}
+
+/// The data of one random run: `(inputs, initial states, params)`, shaped for a `[T, N]` scan.
+pub type RandomInputs = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// Random run data for `g` over `t` steps and `n` neurons. Deterministic in its arguments.
+///
+/// Inputs are uniform in `[-2, 2]`, with one value in 16 drawn from `0, -0, 1, -1, 0.5, -0.5,
+/// 2` (ties and signed zeros matter to `spike`, `sign`, `round`); states declared with a constant
+/// initial value start there, runtime states uniformly in `[-1, 1]`; params are uniform in
+/// `[-1.5, 1.5]`. Every value is finite.
+pub fn random_inputs(seed: u64, g: &StepGraph, t: usize, n: usize) -> RandomInputs {
+    let mut rng = SplitMix64::new(seed ^ 0x1A9B_7C3D_0000_0001);
+    let specials = [0.0f32, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0];
+    let inputs = g
+        .inputs()
+        .iter()
+        .map(|_| {
+            (0..t * n)
+                .map(|_| {
+                    if rng.chance(1.0 / 16.0) {
+                        *rng.pick(&specials)
+                    } else {
+                        rng.uniform(-2.0, 2.0)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let states = g
+        .states()
+        .iter()
+        .map(|d| match d.init {
+            StateInit::Const(c) => vec![c; n],
+            StateInit::Runtime => (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+        })
+        .collect();
+    let params = g
+        .params()
+        .iter()
+        .map(|d| {
+            (0..param_len(d.kind, t, n))
+                .map(|_| rng.uniform(-1.5, 1.5))
+                .collect()
+        })
+        .collect();
+    (inputs, states, params)
+}
+
+/// Borrows [`RandomInputs`] as [`ScanArgs`].
+pub fn scan_args(t: usize, n: usize, data: &RandomInputs) -> ScanArgs<'_, f32> {
+    ScanArgs {
+        t,
+        n,
+        inputs: data.0.iter().map(Vec::as_slice).collect(),
+        init_states: data.1.iter().map(Vec::as_slice).collect(),
+        params: data.2.iter().map(Vec::as_slice).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::print;
+
+    #[test]
+    fn deterministic() {
+        let cfg = RandomGraphConfig::all();
+        for seed in 0..20 {
+            assert_eq!(
+                print(&random_graph(seed, &cfg)),
+                print(&random_graph(seed, &cfg))
+            );
+            let g = random_graph(seed, &cfg);
+            assert_eq!(random_inputs(seed, &g, 5, 3), random_inputs(seed, &g, 5, 3));
+        }
+        assert_ne!(print(&random_graph(1, &cfg)), print(&random_graph(2, &cfg)));
+    }
+
+    #[test]
+    fn respects_ranges_and_verifies() {
+        let cfg = RandomGraphConfig {
+            inputs: 2..=3,
+            states: 0..=2,
+            params: 1..=1,
+            outputs: 0..=2,
+            ..RandomGraphConfig::all()
+        };
+        for seed in 0..200 {
+            let g = random_graph(seed, &cfg);
+            crate::verify::verify(&g).unwrap();
+            assert!((2..=3).contains(&g.inputs().len()));
+            assert!(g.states().len() <= 2);
+            assert_eq!(g.params().len(), 1);
+            assert!(!g.outputs().is_empty() || !g.states().is_empty());
+        }
+    }
+
+    #[test]
+    fn every_op_and_surrogate_is_reachable() {
+        let cfg = RandomGraphConfig::all();
+        let mut ops = std::collections::HashSet::new();
+        let mut surrogates = std::collections::HashSet::new();
+        let mut kinds = std::collections::HashSet::new();
+        let mut runtime = false;
+        for seed in 0..400 {
+            let g = random_graph(seed, &cfg);
+            for (_, node) in g.nodes() {
+                ops.insert(node.op.name());
+                if let Op::Spike(s) = node.op {
+                    surrogates.insert(s.name());
+                }
+            }
+            kinds.extend(g.params().iter().map(|p| p.kind));
+            runtime |= g.states().iter().any(|s| s.init == StateInit::Runtime);
+        }
+        for op in Op::PLAIN {
+            assert!(ops.contains(op.name()), "op {} never generated", op.name());
+        }
+        assert!(ops.contains("spike"));
+        for name in Surrogate::NAMES {
+            assert!(
+                surrogates.contains(name),
+                "surrogate {name} never generated"
+            );
+        }
+        assert_eq!(kinds.len(), 3);
+        assert!(runtime);
+    }
+
+    #[test]
+    fn smooth_uses_only_smooth_ops() {
+        let cfg = RandomGraphConfig::smooth();
+        for seed in 0..100 {
+            let g = random_graph(seed, &cfg);
+            for (_, node) in g.nodes() {
+                assert!(
+                    node.op.is_leaf() || cfg.ops.contains(&node.op) || node.op == Op::Tanh,
+                    "{} in a smooth graph",
+                    node.op.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_surrogates_are_valid_and_varied() {
+        let mut rng = SplitMix64::new(3);
+        let mut non_default = 0;
+        for _ in 0..500 {
+            let s = random_surrogate(&mut rng);
+            s.validate().unwrap();
+            if Surrogate::default_for(s.name()) != Some(s) {
+                non_default += 1;
+            }
+        }
+        assert!(non_default > 100, "{non_default}");
+    }
+
+    #[test]
+    fn inputs_match_shapes_and_stay_finite() {
+        let cfg = RandomGraphConfig::all();
+        for seed in 0..50 {
+            let g = random_graph(seed, &cfg);
+            let data = random_inputs(seed, &g, 7, 3);
+            scan_args(7, 3, &data).check(&g).unwrap();
+            for v in data.0.iter().chain(&data.1).chain(&data.2).flatten() {
+                assert!(v.is_finite());
+            }
+            for (d, s0) in g.states().iter().zip(&data.1) {
+                if let StateInit::Const(c) = d.init {
+                    assert!(s0.iter().all(|&v| v.to_bits() == c.to_bits()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn smooth_scans_stay_finite() {
+        let cfg = RandomGraphConfig::smooth();
+        for seed in 0..50 {
+            let g = random_graph(seed, &cfg);
+            let data = random_inputs(seed, &g, 64, 2);
+            let k = crate::scan::ScanKernel::forward(g, true);
+            let r = crate::interp::run_scan(&k, &scan_args(64, 2, &data)).unwrap();
+            for v in r.outputs.iter().chain(&r.state_seqs).flatten() {
+                assert!(v.is_finite(), "seed {seed}: {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn uniform_stays_in_range() {
+        let mut rng = SplitMix64::new(0);
+        for _ in 0..10_000 {
+            let v = rng.uniform(-2.0, 2.0);
+            assert!((-2.0..=2.0).contains(&v));
+            assert!(rng.below(7) < 7);
+            assert!((3..=5).contains(&rng.in_range(&(3..=5))));
+        }
+        assert_eq!(rng.in_range(&(4..=2)), 4);
+    }
+}
