@@ -25,8 +25,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod node;
 mod nonspiking;
 mod params;
+pub mod psn;
 mod spiking;
 
 pub use nonspiking::{Decode, DecodeError, MEM_OUTPUT, NonSpikingIFNode, NonSpikingLIFNode};

@@ -1,0 +1,791 @@
+//! `PSN` and `MaskedPSN`: a learnable `[T, T]` mixing of the whole sequence.
+
+use flexsn_compiler::ir::Surrogate;
+
+use super::mixing::{MixBackend, Mixing};
+use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
+use super::{
+    DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
+    surrogate_values,
+};
+use crate::params::{NeuronError, ParamValue, fmt_f32, parse_f32};
+
+fn check_finite(module: &'static str, param: &'static str, v: &[f32]) -> Result<(), PsnError> {
+    if v.iter().all(|x| x.is_finite()) {
+        Ok(())
+    } else {
+        Err(PsnError::NonFinite { module, param })
+    }
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), PsnError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(PsnError::Len {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
+fn add_into(acc: &mut [f32], g: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(g) {
+        *a += v;
+    }
+}
+
+// =============================================================================================
+// PSN
+
+/// Hyperparameters of a [`PSN`]: SpikingJelly's `PSN(T, surrogate_function=ATan())`, plus the
+/// seed of the initialisation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PSNConfig {
+    /// Sequence length (required by SpikingJelly; 4 when built by name without `T=`).
+    pub t: usize,
+    pub surrogate: Surrogate,
+    pub seed: u64,
+}
+
+impl Default for PSNConfig {
+    fn default() -> Self {
+        PSNConfig {
+            t: 4,
+            surrogate: DEFAULT_SURROGATE,
+            seed: 0,
+        }
+    }
+}
+
+impl PSNConfig {
+    pub const CLASS: &'static str = "PSN";
+    const KEYS: &'static [&'static str] = &["T", "seed", "surrogate", "surrogate.<param>"];
+
+    pub fn new(t: usize) -> Self {
+        PSNConfig {
+            t,
+            ..Default::default()
+        }
+    }
+    pub fn surrogate(mut self, s: Surrogate) -> Self {
+        self.surrogate = s;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Applies one `key=value` setting (`T`, `seed`, `surrogate`, `surrogate.<param>`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
+        match key {
+            "T" | "t" => self.t = parse_usize(Self::CLASS, key, value, 1)?,
+            "seed" => self.seed = parse_u64(Self::CLASS, key, value)?,
+            _ => {
+                if !set_surrogate(Self::CLASS, &mut self.surrogate, key, value)? {
+                    return Err(NeuronError::UnknownParam {
+                        neuron: Self::CLASS,
+                        key: key.to_string(),
+                        allowed: Self::KEYS.join(", "),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn param_values(&self) -> Vec<ParamValue> {
+        let mut v = vec![
+            ParamValue::new(
+                "T",
+                self.t.to_string(),
+                "sequence length; weight is [T, T], bias [T]",
+            ),
+            ParamValue::new(
+                "seed",
+                self.seed.to_string(),
+                "seed of the initialisation (weight U(-1/sqrt(T), 1/sqrt(T)), bias -1)",
+            ),
+        ];
+        v.extend(surrogate_values(&self.surrogate));
+        v
+    }
+
+    /// SpikingJelly's initialisation, from `seed`: weight `[T, T]`, bias `[T]`.
+    pub fn init_params(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = SplitMix64::new(self.seed);
+        (
+            kaiming_uniform_a_sqrt5(&mut rng, self.t * self.t, self.t),
+            vec![-1.0; self.t],
+        )
+    }
+
+    /// The module, initialised from the seed.
+    pub fn build(&self, backend: MixBackend) -> Result<PSN, PsnError> {
+        if self.t == 0 {
+            return Err(PsnError::ZeroT {
+                module: Self::CLASS,
+            });
+        }
+        self.surrogate.validate().map_err(|e| PsnError::Backend {
+            module: Self::CLASS,
+            why: e.to_string(),
+        })?;
+        let (weight, bias) = self.init_params();
+        Ok(PSN {
+            config: *self,
+            weight_grad: vec![0.0; weight.len()],
+            bias_grad: vec![0.0; bias.len()],
+            weight,
+            bias,
+            backend,
+            training: true,
+            saved: None,
+        })
+    }
+}
+
+/// SpikingJelly's `PSN`: `S = Θ(W·X + b)` over a whole sequence `[T, N]`, multi-step only and
+/// stateless. Holds its parameters and their accumulated gradients.
+///
+/// ```
+/// use flexsn_neurons::psn::{MixBackend, PSN};
+///
+/// let mut psn = PSN::new(4)?;                   // T = 4, ATan, seed 0
+/// let x = vec![2.0f32; 4 * 3];                  // [T = 4, N = 3]
+/// let s = psn.forward(&x, 3)?;
+/// let gx = psn.backward(&vec![1.0; 12])?;       // d sum(S) / dX, accumulates dW and db
+/// assert_eq!((s.len(), gx.len(), psn.weight_grad().len()), (12, 12, 16));
+/// # Ok::<(), flexsn_neurons::psn::PsnError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PSN {
+    config: PSNConfig,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    weight_grad: Vec<f32>,
+    bias_grad: Vec<f32>,
+    backend: MixBackend,
+    training: bool,
+    /// The last training forward's input and N, for backward.
+    saved: Option<(Vec<f32>, usize)>,
+}
+
+impl PSN {
+    pub const CLASS: &'static str = PSNConfig::CLASS;
+
+    /// `PSN(T)` with SpikingJelly's defaults, seed 0, on the CPU GEMM path.
+    pub fn new(t: usize) -> Result<PSN, PsnError> {
+        PSNConfig::new(t).build(MixBackend::cpu())
+    }
+
+    pub fn config(&self) -> &PSNConfig {
+        &self.config
+    }
+    pub fn t(&self) -> usize {
+        self.config.t
+    }
+    pub fn backend(&self) -> MixBackend {
+        self.backend
+    }
+    pub fn set_backend(&mut self, backend: MixBackend) {
+        self.backend = backend;
+    }
+    /// Always multi-step.
+    pub fn step_mode(&self) -> Mode {
+        Mode::Multi
+    }
+    /// Only [`Mode::Multi`] is accepted (SpikingJelly's PSN is a `MultiStepModule`).
+    pub fn set_step_mode(&mut self, mode: Mode) -> Result<(), PsnError> {
+        match mode {
+            Mode::Multi => Ok(()),
+            Mode::Single => Err(PsnError::MultiStepOnly {
+                module: Self::CLASS,
+            }),
+        }
+    }
+    /// Training mode (default): forward keeps its input for backward.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+        if !training {
+            self.saved = None;
+        }
+    }
+    /// The weight `[T, T]`, row-major (`W[i][j]`: how input step `j` drives output step `i`).
+    pub fn weight(&self) -> &[f32] {
+        &self.weight
+    }
+    /// The bias `[T]` (SpikingJelly's `[T, 1]`).
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+    pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
+        check_len("weight", self.weight.len(), w.len())?;
+        check_finite(Self::CLASS, "weight", w)?;
+        self.weight.copy_from_slice(w);
+        Ok(())
+    }
+    pub fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
+        check_len("bias", self.bias.len(), b.len())?;
+        check_finite(Self::CLASS, "bias", b)?;
+        self.bias.copy_from_slice(b);
+        Ok(())
+    }
+    /// Gradient of the weight accumulated by every [`PSN::backward`] since [`PSN::zero_grad`].
+    pub fn weight_grad(&self) -> &[f32] {
+        &self.weight_grad
+    }
+    pub fn bias_grad(&self) -> &[f32] {
+        &self.bias_grad
+    }
+    pub fn zero_grad(&mut self) {
+        self.weight_grad.fill(0.0);
+        self.bias_grad.fill(0.0);
+    }
+    /// Drops what forward kept for backward (PSN has no other state).
+    pub fn reset(&mut self) {
+        self.saved = None;
+    }
+
+    fn mixing(&self) -> Mixing<'_> {
+        Mixing {
+            rows: self.config.t,
+            cols: self.config.t,
+            weight: &self.weight,
+            bias: &self.bias,
+            surrogate: self.config.surrogate,
+        }
+    }
+
+    /// Spikes `[T, N]` of `x_seq` (`[T, N]`, time-major, `n` neurons).
+    pub fn forward(&mut self, x_seq: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        let t = steps_of(Self::CLASS, x_seq.len(), n)?;
+        if t != self.config.t {
+            return Err(PsnError::SeqShape {
+                module: Self::CLASS,
+                len: x_seq.len(),
+                t: self.config.t,
+                n,
+            });
+        }
+        let s = self.mixing().forward(x_seq, n, self.backend)?;
+        self.saved = self.training.then(|| (x_seq.to_vec(), n));
+        Ok(s)
+    }
+
+    /// Backward of the last forward: returns `d loss / d x_seq` and adds `d loss / d weight` and
+    /// `d loss / d bias` to the accumulated gradients. `grad_spike` is `[T, N]`.
+    pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
+        let (x, n) = self.saved.take().ok_or(PsnError::NothingRecorded {
+            module: Self::CLASS,
+        })?;
+        let g = match self.mixing().backward(&x, n, grad_spike, self.backend) {
+            Ok(g) => g,
+            Err(e) => {
+                self.saved = Some((x, n));
+                return Err(e);
+            }
+        };
+        add_into(&mut self.weight_grad, &g.weight);
+        add_into(&mut self.bias_grad, &g.bias);
+        Ok(g.x)
+    }
+}
+
+// =============================================================================================
+// MaskedPSN
+
+/// Hyperparameters of a [`MaskedPSN`]: SpikingJelly's
+/// `MaskedPSN(k, T, lambda_init=0.0, surrogate_function=ATan(), step_mode="s")`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaskedPSNConfig {
+    /// Width of the band mask: output step `i` sees input steps `i-k+1..=i`.
+    pub k: usize,
+    pub t: usize,
+    /// Initial λ: 0 = no mask, 1 = the band mask fully applied.
+    pub lambda_init: f32,
+    pub surrogate: Surrogate,
+    pub step_mode: Mode,
+    pub seed: u64,
+}
+
+impl Default for MaskedPSNConfig {
+    fn default() -> Self {
+        MaskedPSNConfig {
+            k: 2,
+            t: 4,
+            lambda_init: 0.0,
+            surrogate: DEFAULT_SURROGATE,
+            step_mode: Mode::Single,
+            seed: 0,
+        }
+    }
+}
+
+impl MaskedPSNConfig {
+    pub const CLASS: &'static str = "MaskedPSN";
+    const KEYS: &'static [&'static str] = &[
+        "k",
+        "T",
+        "lambda_init",
+        "step_mode",
+        "seed",
+        "surrogate",
+        "surrogate.<param>",
+    ];
+
+    pub fn new(k: usize, t: usize) -> Self {
+        MaskedPSNConfig {
+            k,
+            t,
+            ..Default::default()
+        }
+    }
+    pub fn lambda_init(mut self, l: f32) -> Self {
+        self.lambda_init = l;
+        self
+    }
+    pub fn surrogate(mut self, s: Surrogate) -> Self {
+        self.surrogate = s;
+        self
+    }
+    pub fn step_mode(mut self, m: Mode) -> Self {
+        self.step_mode = m;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
+        match key {
+            "k" => self.k = parse_usize(Self::CLASS, key, value, 1)?,
+            "T" | "t" => self.t = parse_usize(Self::CLASS, key, value, 1)?,
+            "lambda_init" | "lambda" => self.lambda_init = parse_f32(Self::CLASS, key, value)?,
+            "seed" => self.seed = parse_u64(Self::CLASS, key, value)?,
+            "step_mode" => {
+                self.step_mode = Mode::from_name(value).ok_or_else(|| {
+                    crate::params::invalid(Self::CLASS, key, value, "expected s or m")
+                })?
+            }
+            _ => {
+                if !set_surrogate(Self::CLASS, &mut self.surrogate, key, value)? {
+                    return Err(NeuronError::UnknownParam {
+                        neuron: Self::CLASS,
+                        key: key.to_string(),
+                        allowed: Self::KEYS.join(", "),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn param_values(&self) -> Vec<ParamValue> {
+        let mut v = vec![
+            ParamValue::new(
+                "k",
+                self.k.to_string(),
+                "band width: step i sees steps i-k+1..=i",
+            ),
+            ParamValue::new(
+                "T",
+                self.t.to_string(),
+                "sequence length; weight is [T, T], bias [T]",
+            ),
+            ParamValue::new(
+                "lambda_init",
+                fmt_f32(self.lambda_init),
+                "mask blend: W * (lambda*mask + (1-lambda)); W * mask when >= 1",
+            ),
+            ParamValue::new(
+                "step_mode",
+                self.step_mode.name(),
+                "s (one step per call; needs lambda >= 1) or m (the whole sequence)",
+            ),
+            ParamValue::new(
+                "seed",
+                self.seed.to_string(),
+                "seed of the initialisation (weight U(-1/sqrt(T), 1/sqrt(T)), bias -1)",
+            ),
+        ];
+        v.extend(surrogate_values(&self.surrogate));
+        v
+    }
+
+    /// SpikingJelly's initialisation, from `seed`: weight `[T, T]`, bias `[T]`.
+    pub fn init_params(&self) -> (Vec<f32>, Vec<f32>) {
+        PSNConfig::new(self.t).seed(self.seed).init_params()
+    }
+
+    pub fn build(&self, backend: MixBackend) -> Result<MaskedPSN, PsnError> {
+        if self.t == 0 {
+            return Err(PsnError::ZeroT {
+                module: Self::CLASS,
+            });
+        }
+        if self.k == 0 {
+            return Err(PsnError::ZeroK {
+                module: Self::CLASS,
+            });
+        }
+        if !self.lambda_init.is_finite() {
+            return Err(PsnError::NonFinite {
+                module: Self::CLASS,
+                param: "lambda",
+            });
+        }
+        let (weight, bias) = self.init_params();
+        let mut m = MaskedPSN {
+            config: *self,
+            weight_grad: vec![0.0; weight.len()],
+            bias_grad: vec![0.0; bias.len()],
+            weight,
+            bias,
+            lambda: self.lambda_init,
+            backend,
+            training: true,
+            mode: Mode::Multi,
+            saved: None,
+            history: Vec::new(),
+            n: None,
+            tape_from: 0,
+        };
+        m.set_step_mode(self.step_mode)?;
+        Ok(m)
+    }
+}
+
+/// SpikingJelly's `MaskedPSN`: a PSN whose weight is multiplied by a band mask of width `k`
+/// blended by λ (`W * (λ·M + (1-λ))`, `W * M` once λ ≥ 1), so training can move from a full
+/// PSN (λ = 0) to a causal, local one (λ = 1) by raising λ ([`MaskedPSN::set_lambda`]).
+///
+/// Multi-step: `S = Θ(W_masked·X + b)` over `[T, N]`. Single-step (λ ≥ 1 only): one step per
+/// call, counting steps from the last [`reset`](MaskedPSN::reset); step `t` sees the last `k`
+/// inputs; a call past step `T` is an error. Backward through single steps replays the steps
+/// recorded since the last reset or backward (earlier inputs act as constants).
+#[derive(Clone, Debug)]
+pub struct MaskedPSN {
+    config: MaskedPSNConfig,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    weight_grad: Vec<f32>,
+    bias_grad: Vec<f32>,
+    lambda: f32,
+    backend: MixBackend,
+    training: bool,
+    mode: Mode,
+    /// Multi-step: the last training forward's input and N.
+    saved: Option<(Vec<f32>, usize)>,
+    /// Single-step: every input since reset (`time_step` of them), each `[N]`.
+    history: Vec<Vec<f32>>,
+    n: Option<usize>,
+    /// Single-step: the first step not yet differentiated.
+    tape_from: usize,
+}
+
+impl MaskedPSN {
+    pub const CLASS: &'static str = MaskedPSNConfig::CLASS;
+
+    /// `MaskedPSN(k, T)` with SpikingJelly's defaults (λ = 0, multi-step since single-step needs
+    /// λ ≥ 1), seed 0, on the CPU GEMM path.
+    pub fn new(k: usize, t: usize) -> Result<MaskedPSN, PsnError> {
+        MaskedPSNConfig::new(k, t)
+            .step_mode(Mode::Multi)
+            .build(MixBackend::cpu())
+    }
+
+    pub fn config(&self) -> &MaskedPSNConfig {
+        &self.config
+    }
+    pub fn t(&self) -> usize {
+        self.config.t
+    }
+    pub fn k(&self) -> usize {
+        self.config.k
+    }
+    pub fn backend(&self) -> MixBackend {
+        self.backend
+    }
+    pub fn set_backend(&mut self, backend: MixBackend) {
+        self.backend = backend;
+    }
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+        if !training {
+            self.saved = None;
+            self.tape_from = self.history.len();
+        }
+    }
+    pub fn lambda(&self) -> f32 {
+        self.lambda
+    }
+    /// Sets λ (SpikingJelly's `lambda_ = ...`), e.g. from a schedule during training. Lowering
+    /// it below 1 in single-step mode is an error.
+    pub fn set_lambda(&mut self, lambda: f32) -> Result<(), PsnError> {
+        if !lambda.is_finite() {
+            return Err(PsnError::NonFinite {
+                module: Self::CLASS,
+                param: "lambda",
+            });
+        }
+        if self.mode == Mode::Single && lambda < 1.0 {
+            return Err(PsnError::SingleStepLambda { lambda });
+        }
+        self.lambda = lambda;
+        Ok(())
+    }
+    pub fn step_mode(&self) -> Mode {
+        self.mode
+    }
+    /// Switches step mode; single-step needs λ ≥ 1. Drops recorded steps and the step counter.
+    pub fn set_step_mode(&mut self, mode: Mode) -> Result<(), PsnError> {
+        if mode == Mode::Single && self.lambda < 1.0 {
+            return Err(PsnError::SingleStepLambda {
+                lambda: self.lambda,
+            });
+        }
+        self.mode = mode;
+        self.reset();
+        Ok(())
+    }
+    /// Steps taken since the last reset (single-step mode).
+    pub fn time_step(&self) -> usize {
+        self.history.len()
+    }
+    /// Starts a new sequence: clears the step counter, the input queue and what was recorded.
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.n = None;
+        self.tape_from = 0;
+        self.saved = None;
+    }
+    /// Keeps the step counter and queue but stops backward at this point (truncated BPTT).
+    pub fn detach(&mut self) {
+        self.tape_from = self.history.len();
+        self.saved = None;
+    }
+    pub fn weight(&self) -> &[f32] {
+        &self.weight
+    }
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+    pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
+        check_len("weight", self.weight.len(), w.len())?;
+        check_finite(Self::CLASS, "weight", w)?;
+        self.weight.copy_from_slice(w);
+        Ok(())
+    }
+    pub fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
+        check_len("bias", self.bias.len(), b.len())?;
+        check_finite(Self::CLASS, "bias", b)?;
+        self.bias.copy_from_slice(b);
+        Ok(())
+    }
+    pub fn weight_grad(&self) -> &[f32] {
+        &self.weight_grad
+    }
+    pub fn bias_grad(&self) -> &[f32] {
+        &self.bias_grad
+    }
+    pub fn zero_grad(&mut self) {
+        self.weight_grad.fill(0.0);
+        self.bias_grad.fill(0.0);
+    }
+
+    /// `mask0[i][j] = 1` iff `j <= i <= j + k - 1`.
+    pub fn mask0(&self) -> Vec<f32> {
+        let (t, k) = (self.config.t, self.config.k);
+        let mut m = vec![0.0; t * t];
+        for i in 0..t {
+            for j in i.saturating_sub(k - 1)..=i {
+                m[i * t + j] = 1.0;
+            }
+        }
+        m
+    }
+
+    /// The factor each weight is multiplied by: `λ·mask0 + (1 - λ)` (in SpikingJelly's `f32`
+    /// operation order), or `mask0` when λ ≥ 1.
+    pub fn blend(&self) -> Vec<f32> {
+        let l = self.lambda;
+        self.mask0()
+            .into_iter()
+            .map(|m| if l >= 1.0 { m } else { l * m + (1.0 - l) * 1.0 })
+            .collect()
+    }
+
+    /// The weight the mixing uses: `blend ⊙ W` (bit-identical to SpikingJelly's
+    /// `masked_weight()`: the product is commutative in IEEE arithmetic).
+    pub fn masked_weight(&self) -> Vec<f32> {
+        self.blend()
+            .iter()
+            .zip(&self.weight)
+            .map(|(&b, &w)| b * w)
+            .collect()
+    }
+
+    /// Multi-step: spikes `[T, N]` of `x` (`[T, N]`). Single-step: spikes `[N]` of one step `x`
+    /// (`[N]`).
+    pub fn forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        match self.mode {
+            Mode::Multi => self.forward_multi(x, n),
+            Mode::Single => self.forward_single(x, n),
+        }
+    }
+
+    fn forward_multi(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        let t = steps_of(Self::CLASS, x.len(), n)?;
+        if t != self.config.t {
+            return Err(PsnError::SeqShape {
+                module: Self::CLASS,
+                len: x.len(),
+                t: self.config.t,
+                n,
+            });
+        }
+        let w = self.masked_weight();
+        let s = Mixing {
+            rows: t,
+            cols: t,
+            weight: &w,
+            bias: &self.bias,
+            surrogate: self.config.surrogate,
+        }
+        .forward(x, n, self.backend)?;
+        self.saved = self.training.then(|| (x.to_vec(), n));
+        Ok(s)
+    }
+
+    /// The window of input steps step `t` reads: `t+1-k..=t` (clipped at 0).
+    fn window(&self, t: usize) -> usize {
+        (t + 1).saturating_sub(self.config.k)
+    }
+
+    fn forward_single(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        if self.lambda < 1.0 {
+            return Err(PsnError::SingleStepLambda {
+                lambda: self.lambda,
+            });
+        }
+        if n == 0 {
+            return Err(PsnError::NoNeurons);
+        }
+        check_len("input step", n, x.len())?;
+        if let Some(prev) = self.n
+            && prev != n
+        {
+            return Err(PsnError::ShapeChanged {
+                module: Self::CLASS,
+                expected: prev,
+                got: n,
+            });
+        }
+        let step = self.history.len();
+        if step + 1 > self.config.t {
+            return Err(PsnError::PastT {
+                step: step + 1,
+                t: self.config.t,
+            });
+        }
+        let lo = self.window(step);
+        let t = self.config.t;
+        let mw = self.masked_weight();
+        let row = &mw[step * t + lo..step * t + step + 1];
+        let mut xs = Vec::with_capacity(row.len() * n);
+        for h in &self.history[lo..] {
+            xs.extend_from_slice(h);
+        }
+        xs.extend_from_slice(x);
+        let s = Mixing {
+            rows: 1,
+            cols: row.len(),
+            weight: row,
+            bias: &self.bias[step..step + 1],
+            surrogate: self.config.surrogate,
+        }
+        .forward(&xs, n, self.backend)?;
+        self.n = Some(n);
+        self.history.push(x.to_vec());
+        if !self.training {
+            self.tape_from = self.history.len();
+        }
+        Ok(s)
+    }
+
+    /// Backward. Multi-step: of the last forward, `grad_spike` `[T, N]`, returns `d loss / d x`
+    /// `[T, N]`. Single-step: of every step since the last reset or backward, `grad_spike` the
+    /// concatenation of those steps' spike gradients (`[steps, N]`), returns the gradients of
+    /// those steps' inputs (`[steps, N]`). Either way the weight and bias gradients are added to
+    /// the accumulated ones (through the mask: `dW = dW_masked ⊙ blend`).
+    pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
+        let t = self.config.t;
+        let blend = self.blend();
+        let mw = self.masked_weight();
+        match self.mode {
+            Mode::Multi => {
+                let (x, n) = self.saved.as_ref().ok_or(PsnError::NothingRecorded {
+                    module: Self::CLASS,
+                })?;
+                let g = Mixing {
+                    rows: t,
+                    cols: t,
+                    weight: &mw,
+                    bias: &self.bias,
+                    surrogate: self.config.surrogate,
+                }
+                .backward(x, *n, grad_spike, self.backend)?;
+                self.saved = None;
+                for ((acc, &gw), &b) in self.weight_grad.iter_mut().zip(&g.weight).zip(&blend) {
+                    *acc += gw * b;
+                }
+                add_into(&mut self.bias_grad, &g.bias);
+                Ok(g.x)
+            }
+            Mode::Single => {
+                let (from, to) = (self.tape_from, self.history.len());
+                let n = match self.n {
+                    Some(n) if to > from => n,
+                    _ => {
+                        return Err(PsnError::NothingRecorded {
+                            module: Self::CLASS,
+                        });
+                    }
+                };
+                check_len("spike gradient", (to - from) * n, grad_spike.len())?;
+                // Rows: the recorded steps; columns: every input they read.
+                let lo = self.window(from);
+                let (rows, cols) = (to - from, to - lo);
+                let mut w = Vec::with_capacity(rows * cols);
+                for r in from..to {
+                    w.extend_from_slice(&mw[r * t + lo..r * t + to]);
+                }
+                let mut xs = Vec::with_capacity(cols * n);
+                for h in &self.history[lo..to] {
+                    xs.extend_from_slice(h);
+                }
+                let g = Mixing {
+                    rows,
+                    cols,
+                    weight: &w,
+                    bias: &self.bias[from..to],
+                    surrogate: self.config.surrogate,
+                }
+                .backward(&xs, n, grad_spike, self.backend)?;
+                for (ri, r) in (from..to).enumerate() {
+                    for (ci, c) in (lo..to).enumerate() {
+                        self.weight_grad[r * t + c] += g.weight[ri * cols + ci] * blend[r * t + c];
+                    }
+                    self.bias_grad[r] += g.bias[ri];
+                }
+                self.tape_from = to;
+                // Gradients of the inputs before the recorded steps are dropped.
+                Ok(g.x[(from - lo) * n..].to_vec())
+            }
+        }
+    }
+}

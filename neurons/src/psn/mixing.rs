@@ -1,0 +1,579 @@
+//! Time mixing with a spike: the compute core of [`PSN`](super::PSN) and
+//! [`MaskedPSN`](super::MaskedPSN).
+//!
+//! Forward: `H = W·X + b`, `S = Θ(H)`, with `W` a `[R, C]` matrix over time (`R` output steps,
+//! `C` input steps; `R = C = T` for a whole sequence), `X` the `[C, N]` input, `b` the `[R]`
+//! bias. Backward, given `gS`: `gH = sg'(H)·gS`, `gX = Wᵀ·gH`, `gW = gH·Xᵀ`, `gb = Σ_n gH`.
+//!
+//! Two implementations, chosen by [`MixBackend`]:
+//!
+//! - [`MixBackend::Reference`]: plain loops, `f32` sums in index order (`f64` for the parameter
+//!   gradients). Obviously right; the oracle the fast path is tested against.
+//! - [`MixBackend::Cpu`]: GEMMs from the `matrixmultiply` crate over blocks of columns, with the
+//!   bias, the spike (and, backward, the surrogate derivative, `gX` and `gW`) computed while the
+//!   block is in cache, so `H` never goes to memory. Forward reads `X` once and writes `S` once;
+//!   backward reads `X` and `gS` once and writes `gX` once (`H` is recomputed: one more GEMM, no
+//!   more memory traffic). Column chunks run on threads. The chunks are a function of the shape
+//!   only and the partial `gW`, `gb` of the chunks are summed in chunk order, so gradients are
+//!   bit-identical for every thread count.
+
+use flexsn_compiler::ir::Surrogate;
+
+use super::PsnError;
+
+/// Where the time mixing runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MixBackend {
+    /// Plain loops (the oracle).
+    Reference,
+    /// Blocked GEMM (`matrixmultiply`) fused with the spike step, on `threads` threads
+    /// (0 = every available core).
+    Cpu { threads: usize },
+}
+
+impl MixBackend {
+    /// The CPU path on every available core.
+    pub fn cpu() -> Self {
+        MixBackend::Cpu { threads: 0 }
+    }
+}
+
+/// One time mixing: weight `[rows, cols]` (row-major), bias `[rows]`, and the surrogate whose
+/// derivative backward uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Mixing<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub surrogate: Surrogate,
+}
+
+/// Gradients of a mixing: `x` `[cols, N]`, `weight` `[rows, cols]`, `bias` `[rows]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixGrads {
+    pub x: Vec<f32>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), PsnError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(PsnError::Len {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
+impl Mixing<'_> {
+    fn check(&self, x: &[f32], n: usize) -> Result<(), PsnError> {
+        if n == 0 {
+            return Err(PsnError::NoNeurons);
+        }
+        check_len("weight", self.rows * self.cols, self.weight.len())?;
+        check_len("bias", self.rows, self.bias.len())?;
+        let len = self.cols.checked_mul(n).ok_or(PsnError::Overflow)?;
+        self.rows.checked_mul(n).ok_or(PsnError::Overflow)?;
+        check_len("input sequence", len, x.len())
+    }
+
+    /// Spikes `[rows, N]` of input `x` (`[cols, N]`).
+    pub fn forward(&self, x: &[f32], n: usize, backend: MixBackend) -> Result<Vec<f32>, PsnError> {
+        self.check(x, n)?;
+        let mut s = vec![0.0; self.rows * n];
+        match backend {
+            MixBackend::Reference => reference_forward(self, x, n, &mut s),
+            MixBackend::Cpu { threads } => cpu_forward(self, x, n, threads, &mut s),
+        }
+        Ok(s)
+    }
+
+    /// Gradients of `sum(grad_s * S)` w.r.t. `x`, the weight and the bias.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        n: usize,
+        grad_s: &[f32],
+        backend: MixBackend,
+    ) -> Result<MixGrads, PsnError> {
+        self.check(x, n)?;
+        check_len("spike gradient", self.rows * n, grad_s.len())?;
+        Ok(match backend {
+            MixBackend::Reference => reference_backward(self, x, n, grad_s),
+            MixBackend::Cpu { threads } => cpu_backward(self, x, n, grad_s, threads),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference
+
+fn reference_h(m: &Mixing, x: &[f32], n: usize, r: usize, c: usize) -> f32 {
+    let mut acc = 0.0f32;
+    for j in 0..m.cols {
+        acc += m.weight[r * m.cols + j] * x[j * n + c];
+    }
+    acc + m.bias[r]
+}
+
+fn reference_forward(m: &Mixing, x: &[f32], n: usize, s: &mut [f32]) {
+    for r in 0..m.rows {
+        for c in 0..n {
+            s[r * n + c] = Surrogate::heaviside(reference_h(m, x, n, r, c));
+        }
+    }
+}
+
+fn reference_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32]) -> MixGrads {
+    let (rows, cols) = (m.rows, m.cols);
+    let mut gh = vec![0.0f32; rows * n];
+    for r in 0..rows {
+        for c in 0..n {
+            let h = reference_h(m, x, n, r, c);
+            gh[r * n + c] = m.surrogate.grad(h) * gs[r * n + c];
+        }
+    }
+    let mut gx = vec![0.0f32; cols * n];
+    for j in 0..cols {
+        for c in 0..n {
+            let mut acc = 0.0f32;
+            for r in 0..rows {
+                acc += m.weight[r * cols + j] * gh[r * n + c];
+            }
+            gx[j * n + c] = acc;
+        }
+    }
+    let mut gw = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for j in 0..cols {
+            let acc: f64 = (0..n)
+                .map(|c| gh[r * n + c] as f64 * x[j * n + c] as f64)
+                .sum();
+            gw[r * cols + j] = acc as f32;
+        }
+    }
+    let gb = (0..rows)
+        .map(|r| {
+            gh[r * n..(r + 1) * n]
+                .iter()
+                .map(|&g| g as f64)
+                .sum::<f64>() as f32
+        })
+        .collect();
+    MixGrads {
+        x: gx,
+        weight: gw,
+        bias: gb,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU: blocked GEMM fused with the spike
+
+/// A matrix operand: slice, row stride, column stride (both non-negative).
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+/// `C ← A·B + beta·C` with `A` `[m, k]`, `B` `[k, n]`, `C` `[m, n]` (row stride `rsc`, column
+/// stride 1). Checks that every element the GEMM touches lies inside its slice.
+#[allow(clippy::too_many_arguments)]
+fn gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, beta: f32, c: &mut [f32], rsc: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(
+        k == 0 || last(m, k, a.rs, a.cs) < a.data.len(),
+        "gemm: A out of bounds"
+    );
+    assert!(
+        k == 0 || last(k, n, b.rs, b.cs) < b.data.len(),
+        "gemm: B out of bounds"
+    );
+    assert!(last(m, n, rsc, 1) < c.len(), "gemm: C out of bounds");
+    // SAFETY: the asserts above check that every element read from `a` and `b` and written to
+    // `c` lies inside the slice it comes from; strides are non-negative and `c` is a unique
+    // borrow with row stride >= n (so no two elements of C alias).
+    assert!(m == 1 || rsc >= n, "gemm: C rows overlap");
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            1,
+        );
+    }
+}
+
+/// Columns per block: the `[rows, nb]` block of `H` (and of `X`) stays in L2.
+fn block_cols(rows: usize, cols: usize) -> usize {
+    const BLOCK_FLOATS: usize = 16 * 1024; // 64 KiB per buffer
+    let per_col = rows.max(cols).max(1);
+    (BLOCK_FLOATS / per_col).clamp(16, 4096) / 16 * 16
+}
+
+/// Column chunks (the unit of work of a thread and of the deterministic gradient reduction):
+/// a function of the shape only, at most `MAX_CHUNKS` of them, whole blocks each.
+fn chunk_cols(rows: usize, cols: usize, n: usize) -> usize {
+    const MAX_CHUNKS: usize = 64;
+    let nb = block_cols(rows, cols);
+    let per = n.div_ceil(MAX_CHUNKS).max(1);
+    per.div_ceil(nb) * nb
+}
+
+/// Below this many multiply-adds a call stays on one thread (thread start-up costs more).
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+fn thread_count(requested: usize, chunks: usize, work: usize) -> usize {
+    if work < PARALLEL_MIN_WORK {
+        return 1;
+    }
+    let avail = if requested == 0 {
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    } else {
+        requested
+    };
+    avail.clamp(1, chunks.max(1))
+}
+
+/// Splits each of the `rows` rows of `out` (`[rows, n]`) at multiples of `ch` columns and
+/// returns, per chunk, its row segments: disjoint mutable views a thread can own.
+fn row_segments(out: &mut [f32], n: usize, ch: usize) -> Vec<Vec<&mut [f32]>> {
+    let chunks = n.div_ceil(ch);
+    let mut per_chunk: Vec<Vec<&mut [f32]>> = (0..chunks).map(|_| Vec::new()).collect();
+    for row in out.chunks_mut(n) {
+        for (i, seg) in row.chunks_mut(ch).enumerate() {
+            per_chunk[i].push(seg);
+        }
+    }
+    per_chunk
+}
+
+/// Runs `work(chunk_index, item)` for every item, on `threads` threads, items split into
+/// contiguous runs.
+fn run_chunks<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(usize, T) + Sync) {
+    if threads <= 1 {
+        for (i, it) in items.into_iter().enumerate() {
+            work(i, it);
+        }
+        return;
+    }
+    let total = items.len();
+    let mut groups: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, it) in items.into_iter().enumerate() {
+        groups[i * threads / total].push((i, it));
+    }
+    std::thread::scope(|s| {
+        for g in groups {
+            let work = &work;
+            s.spawn(move || {
+                for (i, it) in g {
+                    work(i, it);
+                }
+            });
+        }
+    });
+}
+
+fn cpu_forward(m: &Mixing, x: &[f32], n: usize, threads: usize, s: &mut [f32]) {
+    let (rows, cols) = (m.rows, m.cols);
+    let nb = block_cols(rows, cols);
+    let ch = chunk_cols(rows, cols, n);
+    let segs = row_segments(s, n, ch);
+    let threads = thread_count(threads, segs.len(), rows * cols * n);
+    run_chunks(segs, threads, |ci, mut out_rows| {
+        let c0 = ci * ch;
+        let width = out_rows.first().map_or(0, |r| r.len());
+        let mut h = vec![0.0f32; rows * nb];
+        let mut off = 0;
+        while off < width {
+            let w = nb.min(width - off);
+            gemm(
+                rows,
+                cols,
+                w,
+                Mat {
+                    data: m.weight,
+                    rs: cols,
+                    cs: 1,
+                },
+                Mat {
+                    data: &x[c0 + off..],
+                    rs: n,
+                    cs: 1,
+                },
+                0.0,
+                &mut h,
+                w,
+            );
+            for (r, out) in out_rows.iter_mut().enumerate() {
+                let b = m.bias[r];
+                let dst = &mut out[off..off + w];
+                for (d, &hv) in dst.iter_mut().zip(&h[r * w..(r + 1) * w]) {
+                    *d = if hv + b >= 0.0 { 1.0 } else { 0.0 };
+                }
+            }
+            off += w;
+        }
+    });
+}
+
+/// Per-chunk partial parameter gradients.
+struct Partial {
+    gw: Vec<f32>,
+    gb: Vec<f64>,
+}
+
+fn cpu_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32], threads: usize) -> MixGrads {
+    let (rows, cols) = (m.rows, m.cols);
+    let nb = block_cols(rows, cols);
+    let ch = chunk_cols(rows, cols, n);
+    let mut gx = vec![0.0f32; cols * n];
+    let segs = row_segments(&mut gx, n, ch);
+    let chunks = segs.len();
+    let partials: Vec<std::sync::Mutex<Option<Partial>>> =
+        (0..chunks).map(|_| std::sync::Mutex::new(None)).collect();
+    let threads = thread_count(threads, chunks, 3 * rows * cols * n);
+    run_chunks(segs, threads, |ci, mut gx_rows| {
+        let c0 = ci * ch;
+        let width = gx_rows.first().map_or(0, |r| r.len());
+        let mut g = vec![0.0f32; rows * nb];
+        let mut gxb = vec![0.0f32; cols * nb];
+        let mut part = Partial {
+            gw: vec![0.0; rows * cols],
+            gb: vec![0.0; rows],
+        };
+        let mut off = 0;
+        while off < width {
+            let w = nb.min(width - off);
+            let col = c0 + off;
+            // H = W·X (recomputed), then gH = sg'(H + b)·gS in place.
+            gemm(
+                rows,
+                cols,
+                w,
+                Mat {
+                    data: m.weight,
+                    rs: cols,
+                    cs: 1,
+                },
+                Mat {
+                    data: &x[col..],
+                    rs: n,
+                    cs: 1,
+                },
+                0.0,
+                &mut g,
+                w,
+            );
+            for r in 0..rows {
+                let b = m.bias[r];
+                let grow = &mut g[r * w..(r + 1) * w];
+                let srow = &gs[r * n + col..r * n + col + w];
+                let mut acc = 0.0f64;
+                for (gv, &sv) in grow.iter_mut().zip(srow) {
+                    *gv = m.surrogate.grad(*gv + b) * sv;
+                    acc += *gv as f64;
+                }
+                part.gb[r] += acc;
+            }
+            // gX = Wᵀ·gH.
+            gemm(
+                cols,
+                rows,
+                w,
+                Mat {
+                    data: m.weight,
+                    rs: 1,
+                    cs: cols,
+                },
+                Mat {
+                    data: &g,
+                    rs: w,
+                    cs: 1,
+                },
+                0.0,
+                &mut gxb,
+                w,
+            );
+            for (j, out) in gx_rows.iter_mut().enumerate() {
+                out[off..off + w].copy_from_slice(&gxb[j * w..(j + 1) * w]);
+            }
+            // gW += gH·Xᵀ.
+            gemm(
+                rows,
+                w,
+                cols,
+                Mat {
+                    data: &g,
+                    rs: w,
+                    cs: 1,
+                },
+                Mat {
+                    data: &x[col..],
+                    rs: 1,
+                    cs: n,
+                },
+                1.0,
+                &mut part.gw,
+                cols,
+            );
+            off += w;
+        }
+        *partials[ci].lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+    });
+    // Sum the chunks' partials in chunk order (f64), independent of the thread count.
+    let mut gw = vec![0.0f64; rows * cols];
+    let mut gb = vec![0.0f64; rows];
+    for p in partials {
+        let p = p
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("every chunk ran");
+        for (a, &v) in gw.iter_mut().zip(&p.gw) {
+            *a += v as f64;
+        }
+        for (a, &v) in gb.iter_mut().zip(&p.gb) {
+            *a += v;
+        }
+    }
+    MixGrads {
+        x: gx,
+        weight: gw.into_iter().map(|v| v as f32).collect(),
+        bias: gb.into_iter().map(|v| v as f32).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::psn::rng::SplitMix64;
+
+    fn random(rng: &mut SplitMix64, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| rng.uniform_symmetric(scale)).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], rtol: f32, atol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= atol + rtol * y.abs(),
+                "element {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_matches_reference_over_shapes() {
+        let mut rng = SplitMix64::new(3);
+        for &(rows, cols, n) in &[
+            (1, 1, 1),
+            (4, 4, 7),
+            (3, 5, 33),
+            (16, 16, 1000),
+            (8, 3, 4099),
+            (64, 64, 300),
+        ] {
+            let w = random(&mut rng, rows * cols, 1.0 / (cols as f32).sqrt());
+            let b = random(&mut rng, rows, 1.0);
+            let x = random(&mut rng, cols * n, 3.0);
+            let gs = random(&mut rng, rows * n, 1.0);
+            let mix = Mixing {
+                rows,
+                cols,
+                weight: &w,
+                bias: &b,
+                surrogate: Surrogate::ATan { alpha: 2.0 },
+            };
+            let sr = mix.forward(&x, n, MixBackend::Reference).unwrap();
+            let sc = mix.forward(&x, n, MixBackend::Cpu { threads: 2 }).unwrap();
+            // Spikes may differ only where H is within rounding of 0.
+            let flips = sr.iter().zip(&sc).filter(|(a, b)| a != b).count();
+            assert!(flips <= n * rows / 1000, "{flips} spike flips");
+            let gr = mix.backward(&x, n, &gs, MixBackend::Reference).unwrap();
+            let gc = mix
+                .backward(&x, n, &gs, MixBackend::Cpu { threads: 2 })
+                .unwrap();
+            close(&gc.x, &gr.x, 1e-4, 1e-5);
+            close(&gc.weight, &gr.weight, 1e-4, 1e-4);
+            close(&gc.bias, &gr.bias, 1e-4, 1e-4);
+        }
+    }
+
+    #[test]
+    fn gradients_bit_identical_for_every_thread_count() {
+        let mut rng = SplitMix64::new(11);
+        let (rows, cols, n) = (16, 16, 50_000);
+        let w = random(&mut rng, rows * cols, 0.25);
+        let b = random(&mut rng, rows, 1.0);
+        let x = random(&mut rng, cols * n, 3.0);
+        let gs = random(&mut rng, rows * n, 1.0);
+        let mix = Mixing {
+            rows,
+            cols,
+            weight: &w,
+            bias: &b,
+            surrogate: Surrogate::Sigmoid { alpha: 4.0 },
+        };
+        let g1 = mix
+            .backward(&x, n, &gs, MixBackend::Cpu { threads: 1 })
+            .unwrap();
+        for threads in [2, 3, 5] {
+            let gk = mix
+                .backward(&x, n, &gs, MixBackend::Cpu { threads })
+                .unwrap();
+            assert_eq!(g1, gk, "threads = {threads}");
+        }
+        let s1 = mix.forward(&x, n, MixBackend::Cpu { threads: 1 }).unwrap();
+        let s3 = mix.forward(&x, n, MixBackend::Cpu { threads: 3 }).unwrap();
+        assert_eq!(s1, s3);
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let w = [1.0f32; 4];
+        let b = [0.0f32; 2];
+        let mix = Mixing {
+            rows: 2,
+            cols: 2,
+            weight: &w,
+            bias: &b,
+            surrogate: Surrogate::ATan { alpha: 2.0 },
+        };
+        assert_eq!(
+            mix.forward(&[1.0; 5], 3, MixBackend::Reference),
+            Err(PsnError::Len {
+                what: "input sequence",
+                expected: 6,
+                got: 5
+            })
+        );
+        assert_eq!(
+            mix.forward(&[], 0, MixBackend::cpu()),
+            Err(PsnError::NoNeurons)
+        );
+        assert!(matches!(
+            mix.backward(&[1.0; 6], 3, &[1.0; 5], MixBackend::cpu()),
+            Err(PsnError::Len { .. })
+        ));
+    }
+}

@@ -1,0 +1,367 @@
+//! `SlidingPSN`: a learnable mix of the last `k` inputs, as a scan.
+//!
+//! `H[t] = Σ_{i=0}^{k-1} W_i · X[t-k+1+i] + b` (`X[<0] = 0`), `S[t] = Θ(H[t])`. The step graph
+//! keeps the previous `k - 1` inputs in states `x_prev1..x_prev{k-1}` (a shift register,
+//! starting at 0: `x_prev1' = x`, `x_prevj' = x_prev{j-1}`), and `W_i` (`weight_i`) and `b`
+//! (`bias`) are learnable shared params. It is an ordinary scan: it runs on every backend, its
+//! gradients (input, weight, bias) come from autodiff, and single-step mode is the same scan one
+//! step at a time with the register carried by the [`Node`].
+
+use flexsn_compiler::BuildError;
+use flexsn_compiler::dsl::Expr;
+use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
+
+use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
+use super::{
+    DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
+    surrogate_values,
+};
+use crate::node::{Node, NodeBackend};
+use crate::params::{NeuronError, ParamValue, builder, invalid, parse_bool};
+
+/// The name of the bias param in SlidingPSN's step graph.
+pub const SLIDING_BIAS: &str = "bias";
+
+/// The name of weight `i`'s param in SlidingPSN's step graph (`weight_0` multiplies the oldest
+/// input of the window, `weight_{k-1}` the current one).
+pub fn sliding_weight_name(i: usize) -> String {
+    format!("weight_{i}")
+}
+
+/// Hyperparameters of a [`SlidingPSN`]: SpikingJelly's
+/// `SlidingPSN(k, exp_init=True, surrogate_function=ATan(), step_mode="s")`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlidingPSNConfig {
+    pub k: usize,
+    /// `true`: weight `[2^-(k-1), …, 1/2, 1]`; `false`: `U(-1/√k, 1/√k)` from `seed`.
+    pub exp_init: bool,
+    pub surrogate: Surrogate,
+    pub step_mode: Mode,
+    pub seed: u64,
+}
+
+impl Default for SlidingPSNConfig {
+    fn default() -> Self {
+        SlidingPSNConfig {
+            k: 2,
+            exp_init: true,
+            surrogate: DEFAULT_SURROGATE,
+            step_mode: Mode::Single,
+            seed: 0,
+        }
+    }
+}
+
+impl SlidingPSNConfig {
+    pub const CLASS: &'static str = "SlidingPSN";
+    const KEYS: &'static [&'static str] = &[
+        "k",
+        "exp_init",
+        "step_mode",
+        "backend",
+        "seed",
+        "surrogate",
+        "surrogate.<param>",
+    ];
+
+    pub fn new(k: usize) -> Self {
+        SlidingPSNConfig {
+            k,
+            ..Default::default()
+        }
+    }
+    pub fn exp_init(mut self, e: bool) -> Self {
+        self.exp_init = e;
+        self
+    }
+    pub fn surrogate(mut self, s: Surrogate) -> Self {
+        self.surrogate = s;
+        self
+    }
+    pub fn step_mode(mut self, m: Mode) -> Self {
+        self.step_mode = m;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Applies one `key=value` setting. `backend=gemm|conv` (SpikingJelly's two multi-step
+    /// implementations, mathematically equal) is accepted and changes nothing: flexsn runs the
+    /// scan.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
+        match key {
+            "k" => self.k = parse_usize(Self::CLASS, key, value, 1)?,
+            "exp_init" => self.exp_init = parse_bool(Self::CLASS, key, value)?,
+            "seed" => self.seed = parse_u64(Self::CLASS, key, value)?,
+            "step_mode" => {
+                self.step_mode = Mode::from_name(value)
+                    .ok_or_else(|| invalid(Self::CLASS, key, value, "expected s or m"))?
+            }
+            "backend" => {
+                if value != "gemm" && value != "conv" {
+                    return Err(invalid(Self::CLASS, key, value, "expected gemm or conv"));
+                }
+            }
+            _ => {
+                if !set_surrogate(Self::CLASS, &mut self.surrogate, key, value)? {
+                    return Err(NeuronError::UnknownParam {
+                        neuron: Self::CLASS,
+                        key: key.to_string(),
+                        allowed: Self::KEYS.join(", "),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn param_values(&self) -> Vec<ParamValue> {
+        let mut v = vec![
+            ParamValue::new(
+                "k",
+                self.k.to_string(),
+                "window: H[t] = sum_i weight[i] * x[t-k+1+i] + bias",
+            ),
+            ParamValue::new(
+                "exp_init",
+                self.exp_init.to_string(),
+                "weight [2^-(k-1), ..., 1/2, 1]; false: U(-1/sqrt(k), 1/sqrt(k))",
+            ),
+            ParamValue::new(
+                "step_mode",
+                self.step_mode.name(),
+                "s (one step per call) or m (a sequence per call)",
+            ),
+            ParamValue::new(
+                "seed",
+                self.seed.to_string(),
+                "seed of the initialisation when exp_init is false",
+            ),
+        ];
+        v.extend(surrogate_values(&self.surrogate));
+        v
+    }
+
+    /// SpikingJelly's initial weight `[k]` and bias (-1).
+    pub fn init_params(&self) -> (Vec<f32>, f32) {
+        let k = self.k;
+        let w = if self.exp_init {
+            let mut w = vec![0.0f32; k];
+            if k > 0 {
+                w[k - 1] = 1.0;
+                for i in (0..k - 1).rev() {
+                    w[i] = w[i + 1] / 2.0;
+                }
+            }
+            w
+        } else {
+            kaiming_uniform_a_sqrt5(&mut SplitMix64::new(self.seed), k, k)
+        };
+        (w, -1.0)
+    }
+
+    /// The step graph: input `x`, states `x_prev1..x_prev{k-1}` (0 initially), learnable shared
+    /// params `weight_0..weight_{k-1}` and `bias`, output `spike`.
+    pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
+        let k = self.k.max(1);
+        let b = builder(
+            Self::CLASS,
+            format!(
+                "SpikingJelly SlidingPSN: H[t] = sum_{{i<{k}}} weight_i * x[t-{}+i] + bias, spike = Θ(H) (surrogate {}); states hold the previous {} input(s)",
+                k - 1,
+                self.surrogate,
+                k - 1
+            ),
+        );
+        let x = b.input("x");
+        let regs: Vec<Expr> = (1..k)
+            .map(|j| b.state(&format!("x_prev{j}"), StateInit::Const(0.0)))
+            .collect();
+        let w: Vec<Expr> = (0..k)
+            .map(|i| b.param(&sliding_weight_name(i), ParamKind::Shared, true))
+            .collect();
+        let bias = b.param(SLIDING_BIAS, ParamKind::Shared, true);
+        // weight_i multiplies x[t - (k-1-i)]: the register j = k-1-i (0 = the current input).
+        let tap = |i: usize| {
+            let j = k - 1 - i;
+            if j == 0 { x } else { regs[j - 1] }
+        };
+        let mut h = w[0] * tap(0);
+        for (i, wi) in w.iter().enumerate().skip(1) {
+            h = h + *wi * tap(i);
+        }
+        let s = (h + bias).spike(self.surrogate);
+        b.output(crate::SPIKE_OUTPUT, s);
+        for j in 1..k {
+            let prev = if j == 1 { x } else { regs[j - 2] };
+            b.set_state(&format!("x_prev{j}"), prev);
+        }
+        b.build()
+    }
+
+    /// The module on `backend`, parameters from [`SlidingPSNConfig::init_params`].
+    pub fn build(&self, backend: NodeBackend) -> Result<SlidingPSN, PsnError> {
+        if self.k == 0 {
+            return Err(PsnError::ZeroK {
+                module: Self::CLASS,
+            });
+        }
+        let mut node = Node::new(&self.step_graph()?, backend)?;
+        node.set_step_mode(self.step_mode)?;
+        let (w, b) = self.init_params();
+        let mut m = SlidingPSN {
+            config: *self,
+            node,
+        };
+        m.set_weight(&w)?;
+        m.set_bias(b)?;
+        Ok(m)
+    }
+}
+
+impl From<BuildError> for PsnError {
+    fn from(e: BuildError) -> Self {
+        PsnError::from(crate::node::NodeError::from(e))
+    }
+}
+
+/// SpikingJelly's `SlidingPSN`: spikes from a learnable mix of the last `k` inputs plus a bias,
+/// in single-step (default) or multi-step mode; a [`Node`] over
+/// [`SlidingPSNConfig::step_graph`], with the weight gathered as a `[k]` vector.
+///
+/// ```
+/// use flexsn_neurons::node::{NodeBackend, StepMode};
+/// use flexsn_neurons::psn::SlidingPSNConfig;
+///
+/// let mut sp = SlidingPSNConfig::new(3).step_mode(StepMode::Multi).build(NodeBackend::Interpreter)?;
+/// assert_eq!(sp.weight()?, vec![0.25, 0.5, 1.0]);
+/// let s = sp.forward(&[1.0f32, 1.0, 1.0, 1.0], 2)?;   // T = 2, N = 2
+/// assert_eq!(s, vec![1.0, 1.0, 1.0, 1.0]);             // 1·1 - 1 = 0 fires; 1.5 - 1 fires
+/// # Ok::<(), flexsn_neurons::psn::PsnError>(())
+/// ```
+#[derive(Debug)]
+pub struct SlidingPSN {
+    config: SlidingPSNConfig,
+    node: Node,
+}
+
+impl SlidingPSN {
+    pub const CLASS: &'static str = SlidingPSNConfig::CLASS;
+
+    /// `SlidingPSN(k)`: exp-init weight, ATan, single-step, on the interpreter.
+    pub fn new(k: usize) -> Result<SlidingPSN, PsnError> {
+        SlidingPSNConfig::new(k).build(NodeBackend::Interpreter)
+    }
+
+    pub fn config(&self) -> &SlidingPSNConfig {
+        &self.config
+    }
+    pub fn k(&self) -> usize {
+        self.config.k
+    }
+    /// The node running the scan (states, step mode, backend, recorded steps).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+    pub fn node_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
+    pub fn step_mode(&self) -> Mode {
+        self.node.step_mode()
+    }
+    pub fn set_step_mode(&mut self, m: Mode) -> Result<(), PsnError> {
+        Ok(self.node.set_step_mode(m)?)
+    }
+    pub fn set_training(&mut self, t: bool) {
+        self.node.set_training(t);
+    }
+    pub fn reset(&mut self) {
+        self.node.reset();
+    }
+    pub fn detach(&mut self) {
+        self.node.detach();
+    }
+    pub fn zero_grad(&mut self) {
+        self.node.zero_grad();
+    }
+
+    fn scalar(&self, name: &str) -> Result<f32, PsnError> {
+        Ok(self
+            .node
+            .param(name)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0))
+    }
+
+    /// The weight `[k]` (`weight[k-1]` multiplies the current input).
+    pub fn weight(&self) -> Result<Vec<f32>, PsnError> {
+        (0..self.config.k)
+            .map(|i| self.scalar(&sliding_weight_name(i)))
+            .collect()
+    }
+    pub fn bias(&self) -> Result<f32, PsnError> {
+        self.scalar(SLIDING_BIAS)
+    }
+    pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
+        if w.len() != self.config.k {
+            return Err(PsnError::Len {
+                what: "weight",
+                expected: self.config.k,
+                got: w.len(),
+            });
+        }
+        if w.iter().any(|v| !v.is_finite()) {
+            return Err(PsnError::NonFinite {
+                module: Self::CLASS,
+                param: "weight",
+            });
+        }
+        for (i, &v) in w.iter().enumerate() {
+            self.node.set_param(&sliding_weight_name(i), &[v])?;
+        }
+        Ok(())
+    }
+    pub fn set_bias(&mut self, b: f32) -> Result<(), PsnError> {
+        if !b.is_finite() {
+            return Err(PsnError::NonFinite {
+                module: Self::CLASS,
+                param: "bias",
+            });
+        }
+        Ok(self.node.set_param(SLIDING_BIAS, &[b])?)
+    }
+
+    fn grad_scalar(&self, name: &str) -> Result<f32, PsnError> {
+        Ok(self
+            .node
+            .param_grad(name)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0))
+    }
+    /// Accumulated gradient of the weight `[k]`.
+    pub fn weight_grad(&self) -> Result<Vec<f32>, PsnError> {
+        (0..self.config.k)
+            .map(|i| self.grad_scalar(&sliding_weight_name(i)))
+            .collect()
+    }
+    pub fn bias_grad(&self) -> Result<f32, PsnError> {
+        self.grad_scalar(SLIDING_BIAS)
+    }
+
+    /// Spikes of `x`: `[N]` per call in single-step mode, `[T, N]` in multi-step mode.
+    pub fn forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        if self.node.step_mode() == Mode::Multi {
+            steps_of(Self::CLASS, x.len(), n)?;
+        }
+        Ok(self.node.forward(&[x], n)?.remove(0))
+    }
+
+    /// Backward over the steps recorded since the last reset/backward/detach: `grad_spike` is
+    /// `[steps, N]`; returns `d loss / d x` for those steps and accumulates the weight and bias
+    /// gradients.
+    pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
+        Ok(self.node.backward(&[Some(grad_spike)])?.inputs.remove(0))
+    }
+}
