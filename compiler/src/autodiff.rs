@@ -219,7 +219,7 @@ pub fn backward(fwd: &StepGraph, spec: &GradSpec) -> Result<BackwardGraph, Build
     for (j, g) in gs_prev.iter().enumerate() {
         b.set_next_state(j, g.unwrap_or(zero))?;
     }
-    let graph = b.finish()?;
+    let graph = crate::passes::optimize(&b.finish()?);
     Ok(BackwardGraph {
         kernel: ScanKernel {
             graph,

@@ -404,3 +404,19 @@ fn absent_upstream_gradients_are_zero_and_t0_passes_final_grads_through() {
     assert_eq!(gr.params[0], Some(vec![0.0]));
     assert_eq!(gr.params[3], None);
 }
+
+#[test]
+fn bptt_on_random_smooth_graphs_matches_finite_differences() {
+    use flexsn_compiler::random::{RandomGraphConfig, random_graph};
+    let cfg = RandomGraphConfig::smooth();
+    for seed in 0..40 {
+        let g = random_graph(seed, &cfg);
+        // Random smooth graphs may contain Detach or piecewise-constant masks; finite
+        // differences only see the function, so skip graphs whose gradient is cut on purpose.
+        if g.nodes().any(|(_, n)| matches!(n.op, Op::Detach)) {
+            continue;
+        }
+        let mut p = Problem::new(g, 4, 3, seed, -0.9, 0.9);
+        p.check(1e-4);
+    }
+}
