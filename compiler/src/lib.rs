@@ -34,6 +34,7 @@ pub mod codegen;
 pub mod dot;
 pub mod dsl;
 pub mod error;
+pub mod frontend;
 pub mod interp;
 pub mod ir;
 pub mod num;
