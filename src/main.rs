@@ -1,1 +1,461 @@
-fn main() {}
+//! The `flexsn` command line.
+//!
+//! Subcommands: `conformance` (SpikingJelly golden cases on a backend), `inspect` (a neuron's IR,
+//! backward IR, DOT graph), `list` (built-in neurons and their parameters), `run` (a neuron on
+//! random input). Each subcommand is one `Args` struct and one `cmd_*` function; emit kinds and
+//! backends are one enum variant / one match arm each.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use flexsn::compiler::autodiff::{self, GradSpec};
+use flexsn::compiler::bptt::Upstream;
+use flexsn::compiler::ir::StepGraph;
+use flexsn::compiler::scan::{ScanArgs, ScanKernel, param_len};
+use flexsn::compiler::{bptt, text};
+use flexsn::conformance::{self, Cores, Harness, Summary, Tolerance};
+use flexsn::neurons::{self, Builtin};
+
+#[derive(Parser)]
+#[command(
+    name = "flexsn",
+    version,
+    about = "Compiler for spiking-neuron kernels: one time step in, fused multi-step forward and backward kernels out."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SpikingJelly golden cases (JSON) on a backend and compare outputs and gradients.
+    Conformance(ConformanceArgs),
+    /// Print a neuron's step graph, its backward graph, or its DOT form.
+    Inspect(InspectArgs),
+    /// List the built-in neurons with their parameters and defaults.
+    List,
+    /// Run a neuron forward (and optionally backward) on random input and summarise.
+    Run(RunArgs),
+}
+
+/// A `--backend` value: one of `conformance::BACKENDS`.
+fn backend_arg() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(conformance::BACKENDS)
+}
+
+#[derive(Args)]
+struct ConformanceArgs {
+    /// Golden files in SpikingJelly format (e.g. tests/golden/lifnode.json).
+    #[arg(required = true, value_name = "FILE.json")]
+    files: Vec<PathBuf>,
+    /// The backend that runs the scans.
+    #[arg(long, default_value = "interp", value_parser = backend_arg())]
+    backend: String,
+    /// Bind the cases `FlexSN:NAME` to the core in PATH (repeatable).
+    #[arg(long = "core", value_name = "NAME=PATH", value_parser = parse_core_binding)]
+    cores: Vec<(String, PathBuf)>,
+    /// Only run cases whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Relative tolerance for non-spike values.
+    #[arg(long, default_value_t = Tolerance::default().rtol)]
+    rtol: f64,
+    /// Absolute tolerance for non-spike values.
+    #[arg(long, default_value_t = Tolerance::default().atol)]
+    atol: f64,
+    /// Print every compared tensor under each case.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn parse_core_binding(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "`{s}`: expected NAME=PATH (e.g. lif_soft=cores/lif_soft.rs)"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    /// The step graph in the text form (optimised when the passes are available).
+    Ir,
+    /// The backward step graph (reverse scan) from autodiff.
+    GradIr,
+    /// Graphviz DOT of the step graph.
+    Dot,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`).
+    neuron: String,
+    /// Set a neuron parameter (repeatable), e.g. --set tau=3.5 --set surrogate=ATan.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "ir")]
+    emit: Emit,
+    /// For grad-ir: also take upstream gradients for the state sequences (not only outputs).
+    #[arg(long)]
+    state_seq_grads: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`).
+    neuron: String,
+    /// Number of time steps.
+    #[arg(long, short = 't', default_value_t = 16)]
+    t: usize,
+    /// Number of neurons.
+    #[arg(long, short = 'n', default_value_t = 4096)]
+    n: usize,
+    /// Set a neuron parameter (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The backend that runs the scans.
+    #[arg(long, default_value = "interp", value_parser = backend_arg())]
+    backend: String,
+    /// Also run backward (upstream gradient 1 for every output).
+    #[arg(long)]
+    backward: bool,
+    /// Input x = mean + std * randn.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    mean: f32,
+    #[arg(long, default_value_t = 1.0)]
+    std: f32,
+    /// Seed of the input generator.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    let result = match cli.command {
+        Command::Conformance(a) => cmd_conformance(a, out),
+        Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
+        Command::List => cmd_list(out).map(|()| true),
+        Command::Run(a) => cmd_run(a, out).map(|()| true),
+    };
+    let result = result.and_then(|ok| Ok(out.flush().map(|()| ok)?));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        // The reader went away (`flexsn ... | head`): stop quietly.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Neurons by name
+
+/// A neuron named on the command line, resolved to its step graph.
+struct Target {
+    graph: StepGraph,
+    builtin: Option<Builtin>,
+}
+
+fn resolve_neuron(spec: &str, sets: &[String]) -> Result<Target> {
+    let b = Builtin::from_settings(spec, sets)?;
+    let graph = b
+        .step_graph()
+        .with_context(|| format!("building {}", b.class_name()))?;
+    Ok(Target {
+        graph,
+        builtin: Some(b),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// conformance
+
+/// Binds `--core NAME=PATH`: the core is read from the file with hyperparameters from the case.
+fn bind_core_file(cores: &mut Cores, name: &str, path: PathBuf) -> Result<()> {
+    if !path.is_file() {
+        bail!("--core {name}={}: no such file", path.display());
+    }
+    let shown = path.display().to_string();
+    cores.bind(name, move |_hyper| {
+        Err(format!(
+            "cannot load `{shown}`: reading cores from files needs the Rust-syntax frontend, \
+             which is not in this build yet"
+        ))
+    });
+    Ok(())
+}
+
+fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
+    let mut backend = conformance::backend_by_name(&a.backend)?;
+    let mut cores = Cores::default();
+    for (name, path) in a.cores {
+        bind_core_file(&mut cores, &name, path)?;
+    }
+    // Load every file first, so a typo fails before anything runs.
+    let mut files = vec![];
+    for f in &a.files {
+        files.push(conformance::load_cases(f)?);
+    }
+    let mut h = Harness::new(backend.as_mut(), &cores);
+    h.tol = Tolerance {
+        rtol: a.rtol,
+        atol: a.atol,
+    };
+    let mut summary = Summary::default();
+    for cases in &files {
+        for case in cases {
+            if let Some(f) = &a.filter
+                && !case.name.contains(f.as_str())
+            {
+                continue;
+            }
+            let r = h.run_case(case);
+            writeln!(out, "{r}")?;
+            if a.verbose {
+                for t in &r.tensors {
+                    writeln!(
+                        out,
+                        "    {:<40} {:>6} values{}  max abs {}  max rel {}{}",
+                        t.label,
+                        t.len,
+                        if t.exact { " (exact)" } else { "" },
+                        t.max_abs
+                            .as_ref()
+                            .map_or("-".into(), |w| format!("{:.2e}", w.value)),
+                        t.max_rel
+                            .as_ref()
+                            .map_or("-".into(), |w| format!("{:.2e}", w.value)),
+                        if t.mismatches > 0 {
+                            format!("  {} mismatches", t.mismatches)
+                        } else {
+                            String::new()
+                        }
+                    )?;
+                }
+            }
+            summary.add(&r);
+        }
+    }
+    writeln!(out, "{summary}")?;
+    Ok(summary.failed == 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
+    let target = resolve_neuron(&a.neuron, &a.sets)?;
+    let g = &target.graph;
+    match a.emit {
+        Emit::Ir => write!(out, "{}", text::print(g))?,
+        Emit::GradIr => {
+            let spec = if a.state_seq_grads {
+                GradSpec::all(g)
+            } else {
+                GradSpec::outputs_only(g)
+            };
+            let bwd = autodiff::backward(g, &spec)?;
+            write!(out, "{}", text::print(&bwd.kernel.graph))?;
+        }
+        Emit::Dot => bail!("--emit dot: the DOT printer is not in this build yet"),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// list
+
+fn cmd_list(out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "Built-in neurons (name or SpikingJelly class name; set parameters with --set KEY=VALUE):"
+    )?;
+    for info in neurons::BUILTINS {
+        let b = Builtin::from_name(info.cli_name)?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} ({})  {}",
+            info.cli_name, info.class_name, info.summary
+        )?;
+        let params = b.param_values();
+        let w = params.iter().map(|p| p.key.len()).max().unwrap_or(0);
+        let vw = params.iter().map(|p| p.value.len()).max().unwrap_or(0);
+        for p in params {
+            writeln!(out, "    {:<w$}  {:<vw$}  {}", p.key, p.value, p.help)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+/// A small deterministic normal generator (SplitMix64 + Box–Muller) for `run`'s input.
+struct Normal(u64);
+
+impl Normal {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    fn sample(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
+    if a.t == 0 || a.n == 0 {
+        bail!(
+            "--t and --n must be at least 1 (got T = {}, N = {})",
+            a.t,
+            a.n
+        );
+    }
+    let tn =
+        a.t.checked_mul(a.n)
+            .ok_or_else(|| anyhow!("T * N overflows"))?;
+    let target = resolve_neuron(&a.neuron, &a.sets)?;
+    let g = &target.graph;
+    let mut backend = conformance::backend_by_name(&a.backend)?;
+
+    let mut rng = Normal(a.seed);
+    let inputs: Vec<Vec<f32>> = g
+        .inputs()
+        .iter()
+        .map(|_| {
+            (0..tn)
+                .map(|_| (a.mean as f64 + a.std as f64 * rng.sample()) as f32)
+                .collect()
+        })
+        .collect();
+    let init_states = bptt::default_init_states::<f32>(g, a.n)?;
+    let initial: Vec<(&str, Vec<f32>)> = target
+        .builtin
+        .map(|b| b.initial_params())
+        .unwrap_or_default();
+    let params: Vec<Vec<f32>> = g
+        .params()
+        .iter()
+        .map(|d| match initial.iter().find(|(name, _)| *name == d.name) {
+            Some((_, v)) if v.len() == 1 => Ok(vec![v[0]; param_len(d.kind, a.t, a.n)]),
+            _ => Err(anyhow!("param `{}` has no default value", d.name)),
+        })
+        .collect::<Result<_>>()?;
+    let args = ScanArgs {
+        t: a.t,
+        n: a.n,
+        inputs: inputs.iter().map(Vec::as_slice).collect(),
+        init_states: init_states.iter().map(Vec::as_slice).collect(),
+        params: params.iter().map(Vec::as_slice).collect(),
+    };
+
+    writeln!(
+        out,
+        "{}  T={} N={}  backend {}  input x = {} + {} * randn (seed {})",
+        g.name(),
+        a.t,
+        a.n,
+        backend.name(),
+        a.mean,
+        a.std,
+        a.seed
+    )?;
+    let kernel = ScanKernel::forward(g.clone(), a.backward);
+    let start = Instant::now();
+    let fwd = backend
+        .run_scan(&kernel, &args)
+        .map_err(|e| anyhow!("forward: {e}"))?;
+    let fwd_time = start.elapsed();
+    report_time(out, "forward", fwd_time, tn)?;
+    for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
+        let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
+        let is_spike = g
+            .nodes()
+            .any(|(v, n)| v == d.value && matches!(n.op, flexsn::compiler::ir::Op::Spike(_)));
+        if is_spike {
+            writeln!(out, "  {:<12} firing rate {mean:.4}", d.name)?;
+        } else {
+            writeln!(out, "  {:<12} mean {mean:.4}", d.name)?;
+        }
+    }
+    if let Some(decode) = target.builtin.and_then(|b| b.decode())
+        && decode != neurons::Decode::Sequence
+    {
+        let decoded = decode.forward(&fwd.outputs[0], a.t, a.n)?;
+        let mean = decoded.iter().map(|&v| v as f64).sum::<f64>() / decoded.len() as f64;
+        writeln!(out, "  decoded ({}) mean {mean:.4}", decode.name())?;
+    }
+
+    if a.backward {
+        // Upstream gradient 1 for every output value; through the decode's backward when the
+        // neuron decodes its output over time.
+        let ones = vec![1.0f32; tn];
+        let mut up_outputs: Vec<Vec<f32>> = vec![ones; g.outputs().len()];
+        if let Some(decode) = target.builtin.and_then(|b| b.decode()) {
+            let g_decoded = vec![1.0f32; decode.output_len(a.t, a.n)];
+            up_outputs[0] = decode.backward(&fwd.outputs[0], &g_decoded, a.t, a.n)?;
+        }
+        let upstream = Upstream {
+            outputs: up_outputs.iter().map(|u| Some(u.as_slice())).collect(),
+            state_seqs: vec![None; g.states().len()],
+            final_states: vec![None; g.states().len()],
+        };
+        let bwd = autodiff::backward(g, &upstream.spec())?;
+        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
+        let start = Instant::now();
+        let grads = bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
+            backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
+        })?;
+        report_time(out, "backward", start.elapsed(), tn)?;
+        for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
+            let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
+            writeln!(out, "  grad {:<7} mean |g| {m:.4e}", d.name)?;
+        }
+        for (d, gp) in g.params().iter().zip(&grads.params) {
+            if let Some(gp) = gp {
+                writeln!(out, "  grad {:<7} {:?}", d.name, &gp[..gp.len().min(4)])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usize) -> Result<()> {
+    let s = d.as_secs_f64();
+    writeln!(
+        out,
+        "{phase:<9} {:>10.3} ms  {:>8.2} M neuron-steps/s",
+        s * 1e3,
+        if s > 0.0 { tn as f64 / s / 1e6 } else { 0.0 }
+    )?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Every golden case of the built-in scan neurons (IF, LIF, PLIF, non-spiking) passes on the
+//! interpreter, forward and backward: spikes exactly equal, everything else within rtol 1e-5,
+//! atol 1e-6 (f32).
+//!
+//! The same checks run on any backend: `golden_tests!(module, backend-expression)` instantiates
+//! them; the CPU and CUDA-emulated backends add one line each.
+
+use std::path::PathBuf;
+
+use flexsn::conformance::{CaseReport, Cores, Harness, Interpreter, ScanBackend, load_cases};
+
+fn golden(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file)
+}
+
+/// Runs every case of `file` on `backend` and asserts they all pass, printing each report.
+pub fn assert_file_passes(file: &str, backend: &mut dyn ScanBackend, expected_cases: usize) {
+    let cores = Cores::default();
+    let mut h = Harness::new(backend, &cores);
+    let reports = h.run_file(golden(file)).expect("golden file loads");
+    for r in &reports {
+        println!("{r}");
+    }
+    assert_eq!(reports.len(), expected_cases, "{file}: case count");
+    let failed: Vec<&CaseReport> = reports.iter().filter(|r| !r.passed()).collect();
+    assert!(
+        failed.is_empty(),
+        "{file}: {} of {} cases failed:\n{}",
+        failed.len(),
+        reports.len(),
+        failed
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Every case compared forward outputs and gradients.
+    for r in &reports {
+        assert!(
+            r.tensors.iter().any(|t| t.label.starts_with("outputs.")),
+            "{}: no output compared",
+            r.name
+        );
+        assert!(
+            r.tensors.iter().any(|t| t.label.starts_with("grads.")),
+            "{}: no gradient compared",
+            r.name
+        );
+    }
+}
+
+macro_rules! golden_tests {
+    ($module:ident, $backend:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn ifnode() {
+                assert_file_passes("ifnode.json", &mut $backend, 21);
+            }
+
+            #[test]
+            fn lifnode() {
+                assert_file_passes("lifnode.json", &mut $backend, 33);
+            }
+
+            #[test]
+            fn plif() {
+                assert_file_passes("plif.json", &mut $backend, 16);
+            }
+
+            #[test]
+            fn nonspiking() {
+                assert_file_passes("nonspiking.json", &mut $backend, 15);
+            }
+        }
+    };
+}
+
+golden_tests!(interp, Interpreter);
+
+/// The cases the built-ins do not cover are reported as failures with a reason, not skipped.
+#[test]
+fn unbound_flexsn_and_psn_cases_fail_with_reasons() {
+    let cores = Cores::default();
+    let mut be = Interpreter;
+    let mut h = Harness::new(&mut be, &cores);
+    for r in h.run_file(golden("flexsn.json")).unwrap() {
+        assert!(!r.passed());
+        let core = r.neuron.strip_prefix("FlexSN:").unwrap();
+        assert!(
+            r.failure.as_ref().unwrap().contains(&format!("`{core}`")),
+            "{r}"
+        );
+    }
+    for r in h.run_file(golden("psn.json")).unwrap() {
+        assert!(!r.passed());
+        assert!(
+            r.failure.as_ref().unwrap().contains("not supported yet"),
+            "{r}"
+        );
+    }
+}
+
+/// PLIF's `w` and the initial-v rule are checked against the library's values in every case.
+#[test]
+fn initialisation_rules_are_checked() {
+    let cores = Cores::default();
+    let mut be = Interpreter;
+    let mut h = Harness::new(&mut be, &cores);
+    for case in load_cases(golden("plif.json")).unwrap() {
+        let r = h.run_case(&case);
+        assert!(r.tensors.iter().any(|t| t.label == "parameters.w"), "{r}");
+        assert!(r.tensors.iter().any(|t| t.label == "grads.w"), "{r}");
+    }
+    for case in load_cases(golden("ifnode.json")).unwrap() {
+        let r = h.run_case(&case);
+        assert!(
+            r.tensors
+                .iter()
+                .any(|t| t.label == "meta.initial_v_when_v_init_null"),
+            "{r}"
+        );
+    }
+}
