@@ -1,3 +1,4 @@
-//! Code generation: CUDA C source (`cuda`).
+//! Code generation: Cranelift IR (`clif`) and CUDA C source (`cuda`).
 
+pub mod clif;
 pub mod cuda;

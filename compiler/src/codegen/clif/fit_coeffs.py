@@ -39,18 +39,14 @@ def fit(name, f, lo, hi, deg, npts=400, rel=True):
 
 
 # exp: e^r = 1 + r + r^2 q(r), |r| <= ln2/2
-fit("exp q", lambda r: (mp.exp(r) - 1 - r) / r**2 if r != 0 else mp.mpf(0.5), -0.3466, 0.3466, 4)
 fit("exp q", lambda r: (mp.exp(r) - 1 - r) / r**2 if r != 0 else mp.mpf(0.5), -0.3466, 0.3466, 5)
 # tanh: tanh(x) = x + x * w * p(w), w = x^2 <= 0.55^2
 fit("tanh p", lambda w: (mp.tanh(mp.sqrt(w)) / mp.sqrt(w) - 1) / w if w != 0 else mp.mpf(-1) / 3, 0, 0.3025, 4)
-fit("tanh p", lambda w: (mp.tanh(mp.sqrt(w)) / mp.sqrt(w) - 1) / w if w != 0 else mp.mpf(-1) / 3, 0, 0.3025, 5)
 # atan: atan(t) = t + t * w * p(w), w = t^2 <= tan(pi/8)^2
 tp8 = mp.tan(mp.pi / 8) ** 2
 fit("atan p", lambda w: (mp.atan(mp.sqrt(w)) / mp.sqrt(w) - 1) / w if w != 0 else mp.mpf(-1) / 3, 0, tp8, 4)
-fit("atan p", lambda w: (mp.atan(mp.sqrt(w)) / mp.sqrt(w) - 1) / w if w != 0 else mp.mpf(-1) / 3, 0, tp8, 5)
-# erf, small: erf(x) = x * p(w), w = x^2 <= 1
-fit("erf small p", lambda w: mp.erf(mp.sqrt(w)) / mp.sqrt(w) if w != 0 else 2 / mp.sqrt(mp.pi), 0, 1, 6)
-fit("erf small p", lambda w: mp.erf(mp.sqrt(w)) / mp.sqrt(w) if w != 0 else 2 / mp.sqrt(mp.pi), 0, 1, 7)
-# erf, large: erfc(a) = exp(-a^2) * g(a), 1 <= a <= 4, g in t = 1/a
-for d in (7, 8, 9, 10):
-    fit("erf large g(t)", lambda t: mp.erfc(1 / t) * mp.exp(1 / t**2), 0.25, 1, d)
+# erf, small: erf(x) = x + x * q(w), w = x^2 <= 1 (q is added to 1: absolute error)
+fit("erf small q", lambda w: (mp.erf(mp.sqrt(w)) / mp.sqrt(w) if w != 0 else 2 / mp.sqrt(mp.pi)) - 1, 0, 1, 6, rel=False)
+# erf, large: erfc(a) = exp(-a^2) * g(u), 1 <= a <= 4, u = 1/a - 0.625
+for d in (8, 9):
+    fit("erf large g(u)", lambda u: mp.erfc(1 / (u + mp.mpf(0.625))) * mp.exp(1 / (u + mp.mpf(0.625))**2), -0.375, 0.375, d)

@@ -1,0 +1,212 @@
+//! Cranelift IR for scan kernels.
+//!
+//! [`codegen_scan`] turns any verified [`ScanKernel`] (forward or reverse, sequence or
+//! sum-over-time outputs, with or without state sequences, every op of the IR) into one Cranelift
+//! [`Function`] with the signature `fn(frame: *const ScanFrame)`. `T` and `N` are run-time
+//! values read from the [`ScanFrame`]; so is the range of neurons `[n_begin, n_end)` the call
+//! handles, which is how the runtime splits the neurons over threads.
+//!
+//! ## Loop nest
+//!
+//! ```text
+//! for chunk in (n_begin..n_end).step_by(C)          // C neurons: states stay in a stack buffer
+//!     copy initial states of the chunk into the buffer; zero the sum-over-time accumulators
+//!     for s in 0..T                                   // t = s, or T-1-s for a reverse scan
+//!         per-time params, and the nodes that depend only on them and constants
+//!         for 4U neurons at a time: U interleaved f32x4 copies of the step (U = 4, or 2 for
+//!                                   big graphs)
+//!         for 4 neurons at a time (when U > 1)
+//!         for each remaining neuron: the same vector code on a splatted value (lane 0 stored),
+//!                                   so the tail is bit-identical to the vector body
+//!     copy the buffer to the final states and the sums to their outputs
+//! ```
+//!
+//! Nodes that depend only on constants and shared params are computed once per call; nodes that
+//! also depend on per-time params once per step. The buffer holds `C` floats per state and per
+//! sum-over-time output; `C` defaults to [`default_chunk`].
+//!
+//! ## Numerics
+//!
+//! Every op is lowered by [`lower::lower_op`], written over the [`lanes::Lanes`] abstraction.
+//! All ops except the transcendental functions of [`math`] are exact and agree with
+//! [`crate::interp::eval_op`] bit for bit (including `min`/`max` on signed zeros, NaN rules of
+//! `relu`/`sign`, and an exact `fmod`). The approximated functions are bit-identical to their
+//! [`lanes::Scalar`] model, whose error bounds are stated in [`math`]; [`model::run_scan`] runs a
+//! whole scan on that model.
+//!
+//! ## Annotations
+//!
+//! Every instruction carries a source location naming the step-graph node (or the part of the
+//! loop nest) it comes from; [`ClifScan::annotated_text`] prints the function with a comment
+//! line wherever that changes.
+
+mod emit;
+pub mod lanes;
+pub mod lower;
+pub mod math;
+pub mod model;
+mod scan;
+
+use std::fmt::Write as _;
+
+use cranelift_codegen::entity::SecondaryMap;
+use cranelift_codegen::ir::{Function, Inst, Value};
+use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_codegen::write::{FuncWriter, PlainWriter, decorate_function};
+
+use crate::BuildError;
+use crate::scan::ScanKernel;
+
+/// The argument block of a generated scan function, passed by pointer.
+///
+/// Buffers follow the kernel ABI of [`crate::scan`]; each pointer array has one entry per
+/// input / state / param / output of the graph (`state_seqs` only when the kernel stores state
+/// sequences). The function handles neurons `n_begin..n_end` of `N = n`: it reads and writes only
+/// their elements, so disjoint ranges may run on different threads at once.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ScanFrame {
+    pub t: u64,
+    pub n: u64,
+    pub n_begin: u64,
+    pub n_end: u64,
+    pub inputs: *const *const f32,
+    pub init_states: *const *const f32,
+    pub params: *const *const f32,
+    pub outputs: *const *mut f32,
+    pub state_seqs: *const *mut f32,
+    pub final_states: *const *mut f32,
+    /// Must be `math::TWO_OVER_PI_CHUNKS.as_ptr()`.
+    pub tables: *const [f64; 4],
+}
+
+/// Code generation options.
+#[derive(Clone, Copy)]
+pub struct ClifOptions {
+    /// The target's calling convention and pointer width (from its `TargetIsa`).
+    pub frontend: TargetFrontendConfig,
+    /// Neurons per chunk: a multiple of 16 up to 65536, or 0 for [`default_chunk`].
+    pub chunk: usize,
+    /// f32x4 copies per loop iteration, 1 to 4, or 0 for automatic (4, or 2 for big graphs).
+    pub unroll: usize,
+}
+
+impl ClifOptions {
+    /// Automatic chunk and unroll for a target.
+    pub fn new(frontend: TargetFrontendConfig) -> Self {
+        ClifOptions {
+            frontend,
+            chunk: 0,
+            unroll: 0,
+        }
+    }
+
+    /// Automatic chunk and unroll for the host architecture (default flags).
+    pub fn host() -> Result<Self, CodegenError> {
+        let isa = cranelift_codegen::isa::lookup_by_name(std::env::consts::ARCH)
+            .map_err(|e| CodegenError::Target(e.to_string()))?
+            .finish(cranelift_codegen::settings::Flags::new(
+                cranelift_codegen::settings::builder(),
+            ))
+            .map_err(|e| CodegenError::Target(e.to_string()))?;
+        Ok(ClifOptions::new(isa.frontend_config()))
+    }
+}
+
+/// The default chunk: the buffers (one per state and per sum-over-time output) take at most
+/// 48 KiB, so they stay in L1/L2 next to the streamed rows; between 256 and 4096 neurons.
+pub fn default_chunk(buffers: usize) -> usize {
+    let c = (48 * 1024 / 4) / buffers.max(1);
+    (c.clamp(256, 4096) / 16) * 16
+}
+
+/// Why a kernel could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("invalid step graph: {0}")]
+    Graph(#[from] BuildError),
+    #[error("the kernel has {modes} output modes for {outputs} outputs")]
+    OutputModes { modes: usize, outputs: usize },
+    #[error("invalid codegen option: {0}")]
+    Option(String),
+    #[error("unsupported target: {0}")]
+    Target(String),
+}
+
+/// A generated scan function with its annotations.
+#[derive(Clone, Debug)]
+pub struct ClifScan {
+    pub func: Function,
+    /// Indexed by the instructions' source locations.
+    pub annotations: Vec<String>,
+    /// Neurons per chunk.
+    pub chunk: usize,
+    /// f32x4 copies per iteration of the main neuron loop.
+    pub unroll: usize,
+}
+
+/// Generates the Cranelift function of `kernel`.
+pub fn codegen_scan(kernel: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, CodegenError> {
+    scan::emit(kernel, opts)
+}
+
+/// Prints a comment line with the annotation whenever it changes.
+struct Annotator<'a> {
+    annotations: &'a [String],
+    last: Option<u32>,
+}
+
+impl FuncWriter for Annotator<'_> {
+    fn write_block_header(
+        &mut self,
+        w: &mut dyn std::fmt::Write,
+        func: &Function,
+        block: cranelift_codegen::ir::Block,
+        indent: usize,
+    ) -> std::fmt::Result {
+        self.last = None;
+        PlainWriter.write_block_header(w, func, block, indent)
+    }
+
+    fn write_instruction(
+        &mut self,
+        w: &mut dyn std::fmt::Write,
+        func: &Function,
+        aliases: &SecondaryMap<Value, Vec<Value>>,
+        inst: Inst,
+        indent: usize,
+    ) -> std::fmt::Result {
+        let loc = func.srcloc(inst);
+        if !loc.is_default() && self.last != Some(loc.bits()) {
+            self.last = Some(loc.bits());
+            if let Some(a) = self.annotations.get(loc.bits() as usize) {
+                writeln!(w, "{:indent$}; {a}", "")?;
+            }
+        }
+        PlainWriter.write_instruction(w, func, aliases, inst, indent)
+    }
+}
+
+impl ClifScan {
+    /// The function as CLIF text, with `; …` comment lines naming the step-graph node or loop
+    /// part each group of instructions comes from.
+    pub fn annotated_text(&self) -> String {
+        annotate(&self.func, &self.annotations)
+    }
+}
+
+/// Prints `func` with the comment lines of [`ClifScan::annotated_text`] (for a function whose
+/// source locations index `annotations`, before or after optimisation).
+pub fn annotate(func: &Function, annotations: &[String]) -> String {
+    let mut s = String::new();
+    let mut w = Annotator {
+        annotations,
+        last: None,
+    };
+    let _ = decorate_function(&mut w, &mut s, func);
+    let _ = writeln!(s);
+    s
+}
+
+#[cfg(test)]
+mod tests;

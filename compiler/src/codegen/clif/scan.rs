@@ -1,0 +1,576 @@
+//! The scan loop nest: chunks of neurons, time steps, 4×U-lane groups and a one-neuron tail.
+
+use std::mem::offset_of;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
+use cranelift_codegen::ir::{
+    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, SourceLoc, StackSlotData,
+    StackSlotKind, UserFuncName, Value,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use super::emit::{ClifLanes, load_splat};
+use super::lower::lower_op;
+use super::{ClifOptions, ClifScan, CodegenError, ScanFrame};
+use crate::ir::{Op, ParamKind, StepGraph, ValueId};
+use crate::scan::{Direction, OutputMode, ScanKernel};
+
+/// When a node's value changes: once per call, once per time step, or per neuron and step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Call = 0,
+    Step = 1,
+    Neuron = 2,
+}
+
+fn levels(g: &StepGraph) -> Vec<Level> {
+    let mut lv = Vec::with_capacity(g.len());
+    for (_, node) in g.nodes() {
+        let l = match node.op {
+            Op::Const(_) => Level::Call,
+            Op::Input(_) | Op::State(_) => Level::Neuron,
+            Op::Param(k) => match g.params()[k as usize].kind {
+                ParamKind::Shared => Level::Call,
+                ParamKind::PerTime => Level::Step,
+                ParamKind::PerNeuron => Level::Neuron,
+            },
+            _ => node
+                .args
+                .iter()
+                .map(|a| lv[a.index()])
+                .max()
+                .unwrap_or(Level::Call),
+        };
+        lv.push(l);
+    }
+    lv
+}
+
+fn live(g: &StepGraph) -> Vec<bool> {
+    let mut live = vec![false; g.len()];
+    for r in g.roots() {
+        live[r.index()] = true;
+    }
+    for i in (0..g.len()).rev() {
+        if live[i] {
+            for a in &g.node(ValueId::new(i)).args {
+                live[a.index()] = true;
+            }
+        }
+    }
+    live
+}
+
+/// The text of node `v` as in the text form, for annotations.
+fn node_text(g: &StepGraph, v: ValueId) -> String {
+    let node = g.node(v);
+    let mut s = format!("%{} = ", v.index());
+    match node.op {
+        Op::Input(i) => s += &format!("input {}", g.inputs()[i as usize].name),
+        Op::State(i) => s += &format!("state {}", g.states()[i as usize].name),
+        Op::Param(i) => {
+            let p = &g.params()[i as usize];
+            s += &format!("param {} ({})", p.name, p.kind.name())
+        }
+        Op::Const(c) => s += &format!("const {c:?}"),
+        Op::Spike(sg) => s += &format!("spike[{sg}] (Heaviside forward)"),
+        other => s += other.name(),
+    }
+    for (i, a) in node.args.iter().enumerate() {
+        s += &format!("{}%{}", if i == 0 { " " } else { ", " }, a.index());
+    }
+    s
+}
+
+/// Loop bodies: `Vector(u)` handles `4 u` neurons per iteration; `Tail` one neuron.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Body {
+    Vector(usize),
+    Tail,
+}
+
+struct Emitter<'k> {
+    k: &'k ScanKernel,
+    g: &'k StepGraph,
+    levels: Vec<Level>,
+    live: Vec<bool>,
+    annotations: Vec<String>,
+    chunk: i64,
+    mem: MemFlagsData,
+}
+
+/// Per-step pointers: row starts of the `[T, N]` buffers and the chunk's per-neuron slices.
+struct Rows {
+    inputs: Vec<Value>,
+    outputs: Vec<Option<Value>>,
+    seqs: Vec<Value>,
+    per_neuron: Vec<Option<Value>>,
+    /// State buffers and sum accumulators in the stack slot.
+    states: Vec<Value>,
+    sums: Vec<Option<Value>>,
+}
+
+impl Emitter<'_> {
+    fn ann(&mut self, b: &mut FunctionBuilder<'_>, text: impl Into<String>) {
+        let text = text.into();
+        let idx = match self.annotations.iter().position(|a| *a == text) {
+            Some(i) => i,
+            None => {
+                self.annotations.push(text);
+                self.annotations.len() - 1
+            }
+        };
+        b.set_srcloc(SourceLoc::new(idx as u32));
+    }
+
+    /// Emits the live nodes of `level`, for `copies` groups; `vals[c][v]` receives each value.
+    /// `leaf(b, copy, op)` loads a leaf of this level.
+    fn emit_level(
+        &mut self,
+        b: &mut FunctionBuilder<'_>,
+        tables: Value,
+        level: Level,
+        vals: &mut [Vec<Option<Value>>],
+        leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
+    ) {
+        for (v, node) in self.g.nodes() {
+            let i = v.index();
+            if !self.live[i] || self.levels[i] != level {
+                continue;
+            }
+            let text = node_text(self.g, v);
+            self.ann(b, text);
+            for (c, cv) in vals.iter_mut().enumerate() {
+                let val = match node.op {
+                    Op::Input(_) | Op::State(_) | Op::Param(_) => leaf(b, c, &node.op),
+                    ref op => {
+                        let args: Vec<Value> = node
+                            .args
+                            .iter()
+                            .map(|a| cv[a.index()].expect("operands are emitted first"))
+                            .collect();
+                        let mut l = ClifLanes { b, tables };
+                        lower_op(&mut l, op, &args)
+                    }
+                };
+                cv[i] = Some(val);
+            }
+        }
+    }
+
+    /// A loop `for off in (start..end).step_by(step)` over byte offsets; `body` gets `off`.
+    /// Returns with the builder in the block after the loop.
+    fn counted_loop(
+        b: &mut FunctionBuilder<'_>,
+        start: Value,
+        end: Value,
+        step: i64,
+        body: &mut dyn FnMut(&mut FunctionBuilder<'_>, Value),
+    ) -> Value {
+        let header = b.create_block();
+        let lbody = b.create_block();
+        let exit = b.create_block();
+        let off = b.append_block_param(header, I64);
+        let out = b.append_block_param(exit, I64);
+        b.ins().jump(header, &[BlockArg::Value(start)]);
+        b.switch_to_block(header);
+        let next = b.ins().iadd_imm_s(off, step);
+        let fits = b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        b.ins()
+            .brif(fits, lbody, &[], exit, &[BlockArg::Value(off)]);
+        b.switch_to_block(lbody);
+        body(b, off);
+        let next = b.ins().iadd_imm_s(off, step);
+        b.ins().jump(header, &[BlockArg::Value(next)]);
+        b.switch_to_block(exit);
+        out
+    }
+
+    /// Copies `len_bytes` from `src` to `dst` (or zero-fills when `src` is `None`).
+    fn copy(&self, b: &mut FunctionBuilder<'_>, dst: Value, src: Option<Value>, len_bytes: Value) {
+        let mem = self.mem;
+        let zero = b.ins().iconst(I64, 0);
+        let end = Self::counted_loop(b, zero, len_bytes, 16, &mut |b, off| {
+            let d = b.ins().iadd(dst, off);
+            let v = match src {
+                Some(s) => {
+                    let a = b.ins().iadd(s, off);
+                    b.ins().load(F32X4, mem, a, 0)
+                }
+                None => {
+                    let z = b.ins().f32const(0.0);
+                    b.ins().splat(F32X4, z)
+                }
+            };
+            b.ins().store(mem, v, d, 0);
+        });
+        Self::counted_loop(b, end, len_bytes, 4, &mut |b, off| {
+            let d = b.ins().iadd(dst, off);
+            let v = match src {
+                Some(s) => {
+                    let a = b.ins().iadd(s, off);
+                    b.ins().load(F32, mem, a, 0)
+                }
+                None => b.ins().f32const(0.0),
+            };
+            b.ins().store(mem, v, d, 0);
+        });
+    }
+
+    /// One loop body at byte offset `off` within the chunk.
+    fn body(
+        &mut self,
+        b: &mut FunctionBuilder<'_>,
+        tables: Value,
+        kind: Body,
+        off: Value,
+        rows: &Rows,
+        outer: &[Option<Value>],
+    ) {
+        let copies = match kind {
+            Body::Vector(u) => u,
+            Body::Tail => 1,
+        };
+        let mem = self.mem;
+        let addr = |b: &mut FunctionBuilder<'_>, base: Value, c: usize| {
+            let a = b.ins().iadd(base, off);
+            (a, 16 * c as i32)
+        };
+        let load = |b: &mut FunctionBuilder<'_>, base: Value, c: usize| {
+            let (a, o) = addr(b, base, c);
+            match kind {
+                Body::Vector(_) => b.ins().load(F32X4, mem, a, o),
+                Body::Tail => load_splat(b, a, mem),
+            }
+        };
+        let store = |b: &mut FunctionBuilder<'_>, v: Value, base: Value, c: usize| {
+            let (a, o) = addr(b, base, c);
+            match kind {
+                Body::Vector(_) => {
+                    b.ins().store(mem, v, a, o);
+                }
+                Body::Tail => {
+                    let s = b.ins().extractlane(v, 0);
+                    b.ins().store(mem, s, a, o);
+                }
+            }
+        };
+        let mut vals: Vec<Vec<Option<Value>>> = vec![outer.to_vec(); copies];
+        let g = self.g;
+        let (inputs, states, pn) = (&rows.inputs, &rows.states, &rows.per_neuron);
+        let mut leaf = |b: &mut FunctionBuilder<'_>, c: usize, op: &Op| match *op {
+            Op::Input(i) => load(b, inputs[i as usize], c),
+            Op::State(j) => load(b, states[j as usize], c),
+            Op::Param(k) => load(b, pn[k as usize].expect("per-neuron param row"), c),
+            _ => unreachable!("only leaves are loaded"),
+        };
+        self.emit_level(b, tables, Level::Neuron, &mut vals, &mut leaf);
+        for (o, decl) in g.outputs().iter().enumerate() {
+            self.ann(b, format!("store output `{}`", decl.name));
+            for (c, cv) in vals.iter().enumerate() {
+                let v = cv[decl.value.index()].expect("output value emitted");
+                match self.k.output_modes[o] {
+                    OutputMode::Sequence => {
+                        store(b, v, rows.outputs[o].expect("sequence row"), c);
+                    }
+                    OutputMode::SumOverTime => {
+                        let acc_base = rows.sums[o].expect("sum buffer");
+                        let acc = load(b, acc_base, c);
+                        let s = b.ins().fadd(acc, v);
+                        store(b, s, acc_base, c);
+                    }
+                }
+            }
+        }
+        for (j, (decl, next)) in g.states().iter().zip(g.next_states()).enumerate() {
+            self.ann(b, format!("store next state `{}`", decl.name));
+            for (c, cv) in vals.iter().enumerate() {
+                let v = cv[next.index()].expect("next state emitted");
+                if self.k.state_seqs {
+                    store(b, v, rows.seqs[j], c);
+                }
+                store(b, v, rows.states[j], c);
+            }
+        }
+    }
+}
+
+/// Emits the scan function for `k`. See [`super`] for the ABI.
+pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, CodegenError> {
+    let g = &k.graph;
+    crate::verify::verify(g)?;
+    if k.output_modes.len() != g.outputs().len() {
+        return Err(CodegenError::OutputModes {
+            modes: k.output_modes.len(),
+            outputs: g.outputs().len(),
+        });
+    }
+    let unroll = match opts.unroll {
+        0 => {
+            if g.len() <= 48 {
+                4
+            } else {
+                2
+            }
+        }
+        u @ 1..=4 => u,
+        u => return Err(CodegenError::Option(format!("unroll = {u}: use 1 to 4"))),
+    };
+    let n_sums = k
+        .output_modes
+        .iter()
+        .filter(|m| **m == OutputMode::SumOverTime)
+        .count();
+    let buffers = g.states().len() + n_sums;
+    let chunk = match opts.chunk {
+        0 => super::default_chunk(buffers),
+        c if c % 16 == 0 && c <= 1 << 16 => c,
+        c => {
+            return Err(CodegenError::Option(format!(
+                "chunk = {c}: use a multiple of 16 up to 65536"
+            )));
+        }
+    };
+
+    let mut sig = Signature::new(opts.frontend.default_call_conv);
+    sig.params.push(AbiParam::new(I64));
+    let mut func = Function::with_name_signature(UserFuncName::testcase(g.name()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+    let mut e = Emitter {
+        k,
+        g,
+        levels: levels(g),
+        live: live(g),
+        annotations: vec![],
+        chunk: chunk as i64,
+        mem: MemFlagsData::new().with_notrap(),
+    };
+    let mem = e.mem;
+    let slot = if buffers > 0 {
+        Some(b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (buffers * chunk * 4) as u32,
+            4,
+        )))
+    } else {
+        None
+    };
+
+    // entry: read the frame.
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let frame = b.block_params(entry)[0];
+    e.ann(
+        &mut b,
+        "entry: read the scan frame (T, N, neuron range, buffer pointers)",
+    );
+    let ld = |b: &mut FunctionBuilder<'_>, base: Value, off: usize| {
+        b.ins().load(
+            I64,
+            MemFlagsData::trusted().with_readonly(),
+            base,
+            off as i32,
+        )
+    };
+    let t_len = ld(&mut b, frame, offset_of!(ScanFrame, t));
+    let n_len = ld(&mut b, frame, offset_of!(ScanFrame, n));
+    let n_begin = ld(&mut b, frame, offset_of!(ScanFrame, n_begin));
+    let n_end = ld(&mut b, frame, offset_of!(ScanFrame, n_end));
+    let tables = ld(&mut b, frame, offset_of!(ScanFrame, tables));
+    let arr = |b: &mut FunctionBuilder<'_>, field: usize, count: usize| -> Vec<Value> {
+        let base = ld(b, frame, field);
+        (0..count).map(|i| ld(b, base, 8 * i)).collect()
+    };
+    let in_ptr = arr(&mut b, offset_of!(ScanFrame, inputs), g.inputs().len());
+    let init_ptr = arr(&mut b, offset_of!(ScanFrame, init_states), g.states().len());
+    let par_ptr = arr(&mut b, offset_of!(ScanFrame, params), g.params().len());
+    let out_ptr = arr(&mut b, offset_of!(ScanFrame, outputs), g.outputs().len());
+    let seq_ptr = if k.state_seqs {
+        arr(&mut b, offset_of!(ScanFrame, state_seqs), g.states().len())
+    } else {
+        vec![]
+    };
+    let fin_ptr = arr(
+        &mut b,
+        offset_of!(ScanFrame, final_states),
+        g.states().len(),
+    );
+
+    // Values computed once per call: constants and shared params.
+    let mut call_vals: Vec<Vec<Option<Value>>> = vec![vec![None; g.len()]];
+    {
+        let par_ptr = par_ptr.clone();
+        let mut leaf = |b: &mut FunctionBuilder<'_>, _c: usize, op: &Op| match *op {
+            Op::Param(k) => load_splat(b, par_ptr[k as usize], mem),
+            _ => unreachable!("only shared params are per-call leaves"),
+        };
+        e.emit_level(&mut b, tables, Level::Call, &mut call_vals, &mut leaf);
+    }
+    let call_vals = call_vals.pop().expect("one copy");
+
+    let chunk_hdr = b.create_block();
+    let chunk_body = b.create_block();
+    let exit = b.create_block();
+    let c0 = b.append_block_param(chunk_hdr, I64);
+    b.ins().jump(chunk_hdr, &[BlockArg::Value(n_begin)]);
+
+    b.switch_to_block(chunk_hdr);
+    e.ann(&mut b, "chunk loop: next chunk of neurons");
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, c0, n_end);
+    b.ins().brif(more, chunk_body, &[], exit, &[]);
+
+    b.switch_to_block(chunk_body);
+    e.ann(
+        &mut b,
+        "chunk: copy initial states into the stack buffer, zero the sums",
+    );
+    let rest = b.ins().isub(n_end, c0);
+    let cmax = b.ins().iconst(I64, e.chunk);
+    let clen = b.ins().umin(rest, cmax);
+    let clen4 = b.ins().ishl_imm_u(clen, 2);
+    let c0_4 = b.ins().ishl_imm_u(c0, 2);
+    let buf = |b: &mut FunctionBuilder<'_>, i: usize| {
+        let s = slot.expect("a buffer slot exists when buffers are used");
+        b.ins().stack_addr(I64, s, (i * chunk * 4) as i32)
+    };
+    let state_bufs: Vec<Value> = (0..g.states().len()).map(|j| buf(&mut b, j)).collect();
+    let mut sum_bufs: Vec<Option<Value>> = vec![None; g.outputs().len()];
+    {
+        let mut next = g.states().len();
+        for (o, m) in k.output_modes.iter().enumerate() {
+            if *m == OutputMode::SumOverTime {
+                sum_bufs[o] = Some(buf(&mut b, next));
+                next += 1;
+            }
+        }
+    }
+    for j in 0..g.states().len() {
+        let src = b.ins().iadd(init_ptr[j], c0_4);
+        e.copy(&mut b, state_bufs[j], Some(src), clen4);
+    }
+    for sb in sum_bufs.iter().flatten() {
+        e.copy(&mut b, *sb, None, clen4);
+    }
+    let step_hdr = b.create_block();
+    let step_body = b.create_block();
+    let chunk_end = b.create_block();
+    let s = b.append_block_param(step_hdr, I64);
+    let zero = b.ins().iconst(I64, 0);
+    b.ins().jump(step_hdr, &[BlockArg::Value(zero)]);
+
+    b.switch_to_block(step_hdr);
+    e.ann(&mut b, "time loop: next step");
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, s, t_len);
+    b.ins().brif(more, step_body, &[], chunk_end, &[]);
+
+    b.switch_to_block(step_body);
+    e.ann(
+        &mut b,
+        match k.direction {
+            Direction::Forward => "step: t = s; row pointers for step t",
+            Direction::Reverse => "step: t = T - 1 - s (reverse scan); row pointers for step t",
+        },
+    );
+    let t = match k.direction {
+        Direction::Forward => s,
+        Direction::Reverse => {
+            let tm1 = b.ins().iadd_imm_s(t_len, -1);
+            b.ins().isub(tm1, s)
+        }
+    };
+    let tn = b.ins().imul(t, n_len);
+    let row = b.ins().iadd(tn, c0);
+    let row4 = b.ins().ishl_imm_u(row, 2);
+    let t4 = b.ins().ishl_imm_u(t, 2);
+    let rows = Rows {
+        inputs: in_ptr.iter().map(|p| b.ins().iadd(*p, row4)).collect(),
+        outputs: out_ptr
+            .iter()
+            .zip(&k.output_modes)
+            .map(|(p, m)| (*m == OutputMode::Sequence).then(|| b.ins().iadd(*p, row4)))
+            .collect(),
+        seqs: seq_ptr.iter().map(|p| b.ins().iadd(*p, row4)).collect(),
+        per_neuron: par_ptr
+            .iter()
+            .zip(g.params())
+            .map(|(p, d)| (d.kind == ParamKind::PerNeuron).then(|| b.ins().iadd(*p, c0_4)))
+            .collect(),
+        states: state_bufs.clone(),
+        sums: sum_bufs.clone(),
+    };
+    // Values computed once per step: per-time params and what depends only on them.
+    let mut step_vals = vec![call_vals];
+    {
+        let par_ptr = par_ptr.clone();
+        let mut leaf = |b: &mut FunctionBuilder<'_>, _c: usize, op: &Op| match *op {
+            Op::Param(k) => {
+                let a = b.ins().iadd(par_ptr[k as usize], t4);
+                load_splat(b, a, mem)
+            }
+            _ => unreachable!("only per-time params are per-step leaves"),
+        };
+        e.emit_level(&mut b, tables, Level::Step, &mut step_vals, &mut leaf);
+    }
+    let step_vals = step_vals.pop().expect("one copy");
+
+    // Neuron loops: 4*unroll lanes, then 4 lanes, then one neuron at a time.
+    let mut start = zero;
+    let mut widths = vec![unroll];
+    if unroll > 1 {
+        widths.push(1);
+    }
+    for u in widths {
+        let label = format!("neuron loop: {} neurons per iteration ({u} x f32x4)", 4 * u);
+        e.ann(&mut b, label.clone());
+        start = Emitter::counted_loop(&mut b, start, clen4, 16 * u as i64, &mut |b, off| {
+            e.ann(b, label.clone());
+            e.body(b, tables, Body::Vector(u), off, &rows, &step_vals);
+            e.ann(b, label.clone());
+        });
+    }
+    let label =
+        "neuron tail: one neuron per iteration (splatted, bit-identical to the vector body)";
+    e.ann(&mut b, label);
+    Emitter::counted_loop(&mut b, start, clen4, 4, &mut |b, off| {
+        e.ann(b, label);
+        e.body(b, tables, Body::Tail, off, &rows, &step_vals);
+        e.ann(b, label);
+    });
+    e.ann(&mut b, "time loop: next step");
+    let s1 = b.ins().iadd_imm_s(s, 1);
+    b.ins().jump(step_hdr, &[BlockArg::Value(s1)]);
+
+    b.switch_to_block(chunk_end);
+    e.ann(
+        &mut b,
+        "chunk: write final states and sums from the stack buffer",
+    );
+    for j in 0..g.states().len() {
+        let dst = b.ins().iadd(fin_ptr[j], c0_4);
+        e.copy(&mut b, dst, Some(state_bufs[j]), clen4);
+    }
+    for (o, sb) in sum_bufs.iter().enumerate() {
+        if let Some(sb) = sb {
+            let dst = b.ins().iadd(out_ptr[o], c0_4);
+            e.copy(&mut b, dst, Some(*sb), clen4);
+        }
+    }
+    let next = b.ins().iadd(c0, cmax);
+    b.ins().jump(chunk_hdr, &[BlockArg::Value(next)]);
+
+    b.switch_to_block(exit);
+    e.ann(&mut b, "return");
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(opts.frontend);
+    let annotations = e.annotations;
+    Ok(ClifScan {
+        func,
+        annotations,
+        chunk,
+        unroll,
+    })
+}

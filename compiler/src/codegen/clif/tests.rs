@@ -1,0 +1,123 @@
+//! Codegen tests: the Cranelift verifier on generated functions, annotations.
+
+use cranelift_codegen::settings;
+
+use super::*;
+use crate::dsl::CoreBuilder;
+use crate::ir::{Op, ParamKind, StateInit, Surrogate};
+use crate::scan::{Direction, OutputMode, ScanKernel};
+
+fn verify(scan: &ClifScan) {
+    let flags = settings::Flags::new(settings::builder());
+    if let Err(e) = cranelift_codegen::verify_function(&scan.func, &flags) {
+        panic!("verifier: {e}\n{}", scan.annotated_text());
+    }
+}
+
+fn lif() -> crate::ir::StepGraph {
+    let b = CoreBuilder::new("lif");
+    let x = b.input("x");
+    let v = b.state("v", StateInit::Const(0.0));
+    let h = v + (x - v) / 2.0;
+    let s = (h - 1.0).spike(Surrogate::Sigmoid { alpha: 4.0 });
+    b.output("s", s);
+    b.set_state("v", (1.0 - s) * h);
+    b.build().unwrap()
+}
+
+/// One graph using every plain op, with all three param kinds.
+pub(crate) fn every_op_graph() -> crate::ir::StepGraph {
+    let mut gb = crate::dsl::GraphBuilder::new("every_op");
+    let x = gb.add_input("x").unwrap();
+    let y = gb.add_input("y").unwrap();
+    let s = gb.add_state("s", StateInit::Const(0.5)).unwrap();
+    let ps = gb.add_param("ps", ParamKind::Shared, true).unwrap();
+    let pn = gb.add_param("pn", ParamKind::PerNeuron, true).unwrap();
+    let pt = gb.add_param("pt", ParamKind::PerTime, false).unwrap();
+    let mut outs = vec![];
+    let operands = [x, y, s, ps, pn, pt];
+    for (i, op) in Op::PLAIN.iter().enumerate() {
+        let args: Vec<_> = (0..op.arity().count())
+            .map(|k| operands[(i + k) % operands.len()])
+            .collect();
+        outs.push(gb.op(*op, &args).unwrap());
+    }
+    outs.push(
+        gb.op(Op::Spike(Surrogate::ATan { alpha: 2.0 }), &[x])
+            .unwrap(),
+    );
+    for (i, v) in outs.iter().enumerate() {
+        gb.add_output(&format!("o{i}"), *v).unwrap();
+    }
+    let t = gb.op(Op::Tanh, &[x]).unwrap();
+    let n = gb.op(Op::Add, &[s, t]).unwrap();
+    gb.set_next_state(0, n).unwrap();
+    gb.finish().unwrap()
+}
+
+#[test]
+fn lif_forward_verifies_and_is_annotated() {
+    let k = ScanKernel::forward(lif(), true);
+    let scan = codegen_scan(&k, &ClifOptions::host().unwrap()).unwrap();
+    verify(&scan);
+    let text = scan.annotated_text();
+    assert!(text.contains("; %"), "{text}");
+    assert!(text.contains("spike[Sigmoid"), "{text}");
+    assert!(text.contains("store output `s`"), "{text}");
+    assert!(text.contains("neuron tail"), "{text}");
+}
+
+#[test]
+fn every_op_every_mode_verifies() {
+    let g = every_op_graph();
+    for dir in [Direction::Forward, Direction::Reverse] {
+        for seqs in [false, true] {
+            for unroll in [1, 2, 4] {
+                let n = g.outputs().len();
+                let modes = (0..n)
+                    .map(|i| {
+                        if i % 3 == 0 {
+                            OutputMode::SumOverTime
+                        } else {
+                            OutputMode::Sequence
+                        }
+                    })
+                    .collect();
+                let k = ScanKernel {
+                    graph: g.clone(),
+                    direction: dir,
+                    output_modes: modes,
+                    state_seqs: seqs,
+                };
+                let mut o = ClifOptions::host().unwrap();
+                o.unroll = unroll;
+                let scan = codegen_scan(&k, &o).unwrap();
+                verify(&scan);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_options_and_modes_are_errors() {
+    let mut o = ClifOptions::host().unwrap();
+    o.chunk = 100;
+    let k = ScanKernel::forward(lif(), false);
+    assert!(matches!(codegen_scan(&k, &o), Err(CodegenError::Option(_))));
+    let mut k2 = k.clone();
+    k2.output_modes.push(OutputMode::Sequence);
+    assert!(matches!(
+        codegen_scan(&k2, &ClifOptions::host().unwrap()),
+        Err(CodegenError::OutputModes { .. })
+    ));
+}
+
+#[test]
+fn default_chunk_fits_the_buffer_budget() {
+    for b in 0..20 {
+        let c = default_chunk(b);
+        assert_eq!(c % 16, 0);
+        assert!((256..=4096).contains(&c));
+        assert!(b * c * 4 <= 48 * 1024 || c == 256);
+    }
+}
