@@ -1,0 +1,111 @@
+//! Errors of the CUDA backends (real and emulated). Every failure is one of these; nothing panics.
+
+use flexsn_compiler::bptt::ExecError;
+use flexsn_compiler::codegen::cuda::CodegenError;
+use flexsn_compiler::scan::ShapeError;
+
+/// Why a CUDA (or emulated CUDA) operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    /// `libcuda.so` could not be loaded: no NVIDIA driver on this machine.
+    #[error(
+        "no CUDA driver: libcuda.so could not be loaded (is an NVIDIA driver installed? its folder must be on the loader path, e.g. LD_LIBRARY_PATH)"
+    )]
+    NoDriver,
+    /// The driver loaded but reports no device (or the requested ordinal does not exist).
+    #[error("no CUDA device{}", if *.count == 0 { String::new() } else { format!(" with ordinal {} (this machine has {})", .ordinal, .count) })]
+    NoDevice { ordinal: usize, count: usize },
+    /// A driver call failed.
+    #[error("CUDA driver call `{call}` failed: {message}")]
+    Driver { call: &'static str, message: String },
+    /// NVRTC (`libnvrtc.so`) could not be loaded.
+    #[error(
+        "NVRTC is not available: {detail}. Install it (e.g. `pip install nvidia-cuda-nvrtc-cu12`) and set FLEXSN_NVRTC_PATH to the library file (site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12), or put its folder on LD_LIBRARY_PATH before starting the program"
+    )]
+    NoNvrtc { detail: String },
+    /// NVRTC rejected the generated source. Carries NVRTC's log and the numbered source.
+    #[error(
+        "NVRTC failed to compile `{entry}` (options {options:?}):\n{log}\n--- source ---\n{numbered_source}"
+    )]
+    Compile {
+        entry: String,
+        options: Vec<String>,
+        log: String,
+        numbered_source: String,
+    },
+    /// An NVRTC call other than compilation failed.
+    #[error("NVRTC call `{call}` failed: {message}")]
+    Nvrtc { call: &'static str, message: String },
+    /// No host C++ compiler for the emulated backend.
+    #[error(
+        "no C++ compiler found (tried {tried}): the cuda-emulated backend compiles the generated CUDA source as host C++ and needs one; install g++ or set CXX"
+    )]
+    NoCxx { tried: String },
+    /// The host C++ compiler rejected the emulation translation unit.
+    #[error(
+        "the host C++ compiler `{compiler}` failed on the emulated CUDA source:\n{log}\n--- source ---\n{numbered_source}"
+    )]
+    CxxCompile {
+        compiler: String,
+        log: String,
+        numbered_source: String,
+    },
+    /// The emulation library could not be loaded or lacks its entry points.
+    #[error("could not load the emulated kernel library {path}: {message}")]
+    EmuLoad { path: String, message: String },
+    /// The emulated kernel reported a failure of the emulation itself.
+    #[error("the emulated kernel `{entry}` failed with code {code} ({})", emu_code_meaning(*.code))]
+    EmuRun { entry: String, code: i32 },
+    /// Source generation failed.
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+    /// Wrong argument counts or lengths.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A forward/backward driver error (missing initial state, missing state sequences, ...).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A buffer does not match what the kernel needs.
+    #[error("buffer `{name}`: {message}")]
+    Buffer { name: String, message: String },
+    /// The problem is too large for one launch (grid or index limits).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A panic inside a CUDA library binding was caught (should not happen; reported, not raised).
+    #[error("a CUDA library call panicked: {0}")]
+    Panicked(String),
+}
+
+fn emu_code_meaning(code: i32) -> &'static str {
+    match code {
+        2 => "__syncthreads() in a kernel emulated without threads",
+        3 => "could not start the threads of an emulated block",
+        _ => "unknown",
+    }
+}
+
+impl From<flexsn_compiler::BuildError> for CudaError {
+    fn from(e: flexsn_compiler::BuildError) -> Self {
+        CudaError::Codegen(CodegenError::Invalid(e))
+    }
+}
+
+/// Runs `f`, turning a panic (cudarc panics when a library symbol is missing) into an error.
+pub(crate) fn guard<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, CudaError>,
+) -> Result<T, CudaError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = if let Some(s) = p.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = p.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "unknown panic payload".to_string()
+            };
+            Err(CudaError::Panicked(format!("{what}: {msg}")))
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! CUDA backends: real CUDA through `cudarc` (NVRTC + driver, loaded dynamically, so the crate
+//! builds and runs where CUDA is absent) and the emulated backend that runs the same generated
+//! source as host C++ on the CPU.
+
+pub mod cache;
+pub mod compare;
+pub mod emulated;
+mod error;
+pub mod host;
+pub mod nvrtc;
+
+pub use emulated::EmulatedCuda;
+pub use error::CudaError;
