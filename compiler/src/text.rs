@@ -14,8 +14,29 @@
 //! end
 //! ```
 //!
-//! Constants print in Rust's shortest round-tripping form, so `print(parse(print(g)))` is
-//! byte-identical to `print(g)`.
+//! Constants print in Rust's shortest round-tripping form (`-0.0`, `1e-45`, `inf`, `-inf`,
+//! `NaN`), the description as a Rust string literal, and surrogates in Rust struct syntax, so
+//! `print(parse(print(g)))` is byte-identical to `print(g)`. (NaN constants lose their sign and
+//! payload, which no op can observe.)
+//!
+//! [`parse`] reads this form line by line:
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `core NAME ["description"]` | header, first |
+//! | `input NAME` | declares the next input |
+//! | `state NAME = NUMBER` / `state NAME = runtime` | declares the next state and its initial value |
+//! | `param NAME: shared\|per_neuron\|per_time learnable\|fixed` | declares the next param |
+//! | `%L = input NAME` (`state`, `param`) | reads a declared leaf |
+//! | `%L = const NUMBER` | a constant |
+//! | `%L = OP %A, %B, ...` | an op of [`Op::PLAIN`] on earlier labels |
+//! | `%L = spike[SURROGATE] %A` | `spike`, e.g. `spike[ATan { alpha: 2.0 }]`; omitted parameters take SpikingJelly's defaults |
+//! | `output NAME = %L` | the next output |
+//! | `next NAME = %L` | the next value of state `NAME` (one per state) |
+//! | `end` | last |
+//!
+//! Errors ([`ParseError`]) give the line and column (counting characters from 1) and say what
+//! was expected, e.g. ``line 5, column 8: unknown op `foo`; known ops: input, state, ...``.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -142,7 +163,21 @@ pub enum ParseErrorKind {
 /// that are names (`%h`) rather than numbers, and declarations, node lines and `output`/`next`
 /// lines in any order, as long as every label is defined before a node line uses it. Nodes are
 /// added through [`GraphBuilder`], so duplicate lines are shared (hash-consed) and labels map
-/// to whatever value the builder returns; the result is verified.
+/// to whatever value the builder returns; the result is verified. Syntax errors anywhere in the
+/// text are reported before errors of meaning (unknown names, labels, arity).
+///
+/// ```
+/// use flexsn_compiler::text::{parse, print};
+///
+/// let src = "core k\n  input x\n  %0 = input x\n  %1 = exp %0\n  output y = %1\nend\n";
+/// assert_eq!(print(&parse(src)?), src);
+///
+/// let bad = "core k\n  input x\n  %0 = input x\n  %1 = foo %0\n  output y = %1\nend\n";
+/// let e = parse(bad).unwrap_err();
+/// assert_eq!((e.line, e.column), (4, 8));
+/// assert!(e.to_string().starts_with("line 4, column 8: unknown op `foo`; known ops: input,"));
+/// # Ok::<(), flexsn_compiler::text::ParseError>(())
+/// ```
 pub fn parse(src: &str) -> Result<StepGraph, ParseError> {
     let stmts = parse_lines(src)?;
     build(stmts)
@@ -662,12 +697,12 @@ fn node_line(c: &mut Cursor) -> Result<Stmt, ParseError> {
         },
     };
     let mut args = vec![];
-    if let NodeOp::Op(_) = op {
-        if !c.at_end() {
+    if let NodeOp::Op(_) = op
+        && !c.at_end()
+    {
+        args.push(c.label()?);
+        while c.eat(',') {
             args.push(c.label()?);
-            while c.eat(',') {
-                args.push(c.label()?);
-            }
         }
     }
     c.end_of_line()?;

@@ -101,11 +101,7 @@ pub(crate) fn simplify_node(
                 return simplify_node(b, Op::Div, &[p, q]);
             }
         }
-        Op::Pow => {
-            if is_const_bits(b, args[1], 1.0) {
-                return Ok(args[0]);
-            }
-        }
+        Op::Pow if is_const_bits(b, args[1], 1.0) => return Ok(args[0]),
         Op::Add => {
             let (x, y) = (args[0], args[1]);
             if is_const_bits(b, y, -0.0) {
@@ -161,11 +157,7 @@ pub(crate) fn simplify_node(
                 }
             }
         }
-        Op::Detach => {
-            if unary_arg(b, args[0], Op::Detach).is_some() {
-                return Ok(args[0]);
-            }
-        }
+        Op::Detach if unary_arg(b, args[0], Op::Detach).is_some() => return Ok(args[0]),
         Op::Abs => {
             if unary_arg(b, args[0], Op::Abs).is_some() {
                 return Ok(args[0]);
@@ -174,11 +166,7 @@ pub(crate) fn simplify_node(
                 return simplify_node(b, Op::Abs, &[p]);
             }
         }
-        Op::Relu | Op::Sign => {
-            if b.node(args[0]).op == op {
-                return Ok(args[0]);
-            }
-        }
+        Op::Relu | Op::Sign if b.node(args[0]).op == op => return Ok(args[0]),
         Op::Floor | Op::Ceil | Op::Round => {
             if matches!(b.node(args[0]).op, Op::Floor | Op::Ceil | Op::Round) {
                 return Ok(args[0]);
@@ -191,11 +179,7 @@ pub(crate) fn simplify_node(
                 return Ok(m);
             }
         }
-        Op::And | Op::Or => {
-            if args[0] == args[1] && is_mask(b, args[0]) {
-                return Ok(args[0]);
-            }
-        }
+        Op::And | Op::Or if args[0] == args[1] && is_mask(b, args[0]) => return Ok(args[0]),
         _ => {}
     }
     b.op(op, args)
