@@ -491,16 +491,23 @@ impl Cursor {
     }
 
     /// The rest of a core name: any run of characters other than blanks and `"`.
+    /// Names may contain blanks: the name runs to the description's `"`, a `//` comment or the
+    /// end of the line, without surrounding blanks.
     fn core_name(&mut self) -> Result<String, ParseError> {
         self.skip_ws();
         let start = self.at;
-        while self.peek().is_some_and(|c| !c.is_whitespace() && c != '"') {
+        while let Some(c) = self.peek() {
+            if c == '"' || (c == '/' && self.chars.get(self.at + 1) == Some(&'/')) {
+                break;
+            }
             self.at += 1;
         }
-        if start == self.at {
+        let name: String = self.chars[start..self.at].iter().collect();
+        let name = name.trim_end();
+        if name.is_empty() {
             return Err(self.expected("the core's name"));
         }
-        Ok(self.chars[start..self.at].iter().collect())
+        Ok(name.to_string())
     }
 
     /// `Name` or `Name { p: v, ... }` (surrogate syntax), up to and not including `]`.

@@ -216,6 +216,17 @@ end
 }
 
 #[test]
+fn core_names_may_contain_blanks_and_punctuation() {
+    for name in ["nonspiking-if", "my core", "LIFNode(tau=2.0)"] {
+        let mut g = random_graph(1, &RandomGraphConfig::all());
+        g.set_name(name);
+        assert_eq!(round_trip(&g).name(), name);
+        g.set_description("");
+        assert_eq!(round_trip(&g).name(), name);
+    }
+}
+
+#[test]
 fn labels_map_to_builder_values_not_indices() {
     // Numeric labels that are not node indices, a commutative duplicate, and declarations
     // after nodes and outputs.
