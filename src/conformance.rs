@@ -35,6 +35,9 @@ use flexsn_compiler::ir::{Op, StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, param_len};
 use flexsn_neurons::{Builtin, Decode};
 
+mod psn;
+pub use psn::{mix_backend_for, mixing_psn_case, sliding_psn_case};
+
 // ---------------------------------------------------------------------------------------------
 // Backends
 
@@ -615,9 +618,9 @@ impl<'a> Harness<'a> {
                 .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
             "NonSpikingIFNode" | "NonSpikingLIFNode" => nonspiking_case(case)
                 .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
-            "PSN" | "MaskedPSN" | "SlidingPSN" => {
-                Err(format!("{kind}: the PSN family is not supported yet"))
-            }
+            "SlidingPSN" => psn::sliding_psn_case(case)
+                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
+            "PSN" | "MaskedPSN" => psn::mixing_psn_case(case, self.backend.name(), &mut checker),
             _ => match kind.strip_prefix("FlexSN:") {
                 Some(core) => flexsn_case(case, core, self.cores)
                     .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
@@ -1165,7 +1168,7 @@ mod tests {
                 .unwrap()
                 .contains("unknown neuron kind `QIFNode`")
         );
-        assert!(r[1].failure.as_ref().unwrap().contains("not supported yet"));
+        assert!(r[1].failure.as_ref().unwrap().contains("inputs.x_seq"));
         assert!(r[2].failure.as_ref().unwrap().contains("`mycore`"));
         assert!(r[3].failure.as_ref().unwrap().contains("wobble"));
         assert!(r[0].to_string().starts_with("FAIL a  unknown neuron kind"));
