@@ -215,7 +215,8 @@ fn cxx() -> Option<String> {
 fn every_variant_is_valid_host_cxx_with_the_shim() {
     let Some(cxx) = cxx() else {
         assert!(
-            std::env::var_os("CI").is_none(),
+            std::env::var_os("CI").is_none()
+                && std::env::var("FLEXSN_REQUIRE_CXX").as_deref() != Ok("1"),
             "no C++ compiler (c++, g++ or $CXX) found, and CI needs one for the CUDA emulation"
         );
         eprintln!("skipping: no C++ compiler (c++, g++ or $CXX) found");

@@ -109,7 +109,7 @@ impl HostLibrary {
         let sym =
             unsafe { self.lib.get::<T>(name.as_bytes()) }.map_err(|e| CudaError::EmuLoad {
                 path: self.path.display().to_string(),
-                message: format!("missing symbol `{name}`: {e}"),
+                message: format!("missing symbol `{name}`: {}", super::error::chain(&e)),
             })?;
         Ok(*sym)
     }
@@ -178,7 +178,7 @@ pub fn compile_host_library(tu: &str) -> Result<Arc<HostLibrary>, CudaError> {
     // beyond zero-initialising its globals.
     let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| CudaError::EmuLoad {
         path: so.display().to_string(),
-        message: e.to_string(),
+        message: super::error::chain(&e),
     })?;
     let lib = Arc::new(HostLibrary { lib, path: so });
     libs.lock()

@@ -109,3 +109,15 @@ pub(crate) fn guard<T>(
         }
     }
 }
+
+/// An error with its chain of sources (`libloading` keeps the `dlerror` text in the source).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -61,8 +61,9 @@ fn preload_from_env() -> Result<Option<PathBuf>, String> {
             Ok(Some(path))
         }
         Err(e) => Err(format!(
-            "{NVRTC_PATH_ENV}={} could not be loaded: {e}",
-            path.display()
+            "{NVRTC_PATH_ENV}={} could not be loaded: {}",
+            path.display(),
+            super::error::chain(&e)
         )),
     }
 }
