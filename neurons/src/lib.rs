@@ -10,6 +10,13 @@
 //! | `plif` | `ParametricLIFNode` | [`ParametricLIFNode`] |
 //! | `nonspiking-if` | `NonSpikingIFNode` | [`NonSpikingIFNode`] |
 //! | `nonspiking-lif` | `NonSpikingLIFNode` | [`NonSpikingLIFNode`] |
+//! | `psn` | `PSN` | [`psn::PSN`] (config [`psn::PSNConfig`]) |
+//! | `masked-psn` | `MaskedPSN` | [`psn::MaskedPSN`] (config [`psn::MaskedPSNConfig`]) |
+//! | `sliding-psn` | `SlidingPSN` | [`psn::SlidingPSN`] (config [`psn::SlidingPSNConfig`]) |
+//!
+//! `PSN` and `MaskedPSN` mix the whole sequence with a `[T, T]` weight: they are not scans and
+//! have no step graph ([`Builtin::step_graph`] says so); they run on [`psn::mixing`].
+//! [`node::Node`] wraps any of the scan neurons as a stateful SpikingJelly-style layer.
 //!
 //! ```
 //! use flexsn_neurons::{LIFNode, Builtin};
@@ -35,7 +42,6 @@ pub use nonspiking::{Decode, DecodeError, MEM_OUTPUT, NonSpikingIFNode, NonSpiki
 pub use params::{FireReset, NeuronError, ParamValue, split_setting};
 pub use spiking::{IFNode, LIFNode, PLIF_W, ParametricLIFNode, SPIKE_OUTPUT, V_STATE};
 
-use flexsn_compiler::BuildError;
 use flexsn_compiler::ir::StepGraph;
 
 /// A built-in neuron's names and summary, for the registry and `flexsn list`.
@@ -76,6 +82,21 @@ pub const BUILTINS: &[NeuronInfo] = &[
         class_name: NonSpikingLIFNode::CLASS,
         summary: "non-spiking leaky integrator: v = v + (x - v) / tau, optional decoding",
     },
+    NeuronInfo {
+        cli_name: "psn",
+        class_name: psn::PSNConfig::CLASS,
+        summary: "parallel spiking neuron: S = Θ(W·X + b), W [T, T] mixes the whole sequence (GEMM)",
+    },
+    NeuronInfo {
+        cli_name: "masked-psn",
+        class_name: psn::MaskedPSNConfig::CLASS,
+        summary: "PSN with W blended toward a band mask of width k by lambda (GEMM)",
+    },
+    NeuronInfo {
+        cli_name: "sliding-psn",
+        class_name: psn::SlidingPSNConfig::CLASS,
+        summary: "S[t] = Θ(Σ_i w_i x[t-k+1+i] + b): the last k inputs (a scan)",
+    },
 ];
 
 /// Looks up a built-in neuron by CLI name or SpikingJelly class name.
@@ -101,6 +122,9 @@ pub enum Builtin {
     Plif(ParametricLIFNode),
     NonSpikingIf(NonSpikingIFNode),
     NonSpikingLif(NonSpikingLIFNode),
+    Psn(psn::PSNConfig),
+    MaskedPsn(psn::MaskedPSNConfig),
+    SlidingPsn(psn::SlidingPSNConfig),
 }
 
 /// Runs `$body` with `$n` bound to the neuron inside whichever variant `$self` is.
@@ -112,6 +136,9 @@ macro_rules! each {
             Builtin::Plif($n) => $body,
             Builtin::NonSpikingIf($n) => $body,
             Builtin::NonSpikingLif($n) => $body,
+            Builtin::Psn($n) => $body,
+            Builtin::MaskedPsn($n) => $body,
+            Builtin::SlidingPsn($n) => $body,
         }
     };
 }
@@ -126,6 +153,9 @@ impl Builtin {
             ParametricLIFNode::CLASS => Builtin::Plif(ParametricLIFNode::new()),
             NonSpikingIFNode::CLASS => Builtin::NonSpikingIf(NonSpikingIFNode::new()),
             NonSpikingLIFNode::CLASS => Builtin::NonSpikingLif(NonSpikingLIFNode::new()),
+            psn::PSNConfig::CLASS => Builtin::Psn(psn::PSNConfig::default()),
+            psn::MaskedPSNConfig::CLASS => Builtin::MaskedPsn(psn::MaskedPSNConfig::default()),
+            psn::SlidingPSNConfig::CLASS => Builtin::SlidingPsn(psn::SlidingPSNConfig::default()),
             other => unreachable!("BUILTINS lists {other} but from_name does not build it"),
         })
     }
@@ -177,12 +207,30 @@ impl Builtin {
             Builtin::Plif(_) => ParametricLIFNode::CLASS,
             Builtin::NonSpikingIf(_) => NonSpikingIFNode::CLASS,
             Builtin::NonSpikingLif(_) => NonSpikingLIFNode::CLASS,
+            Builtin::Psn(_) => psn::PSNConfig::CLASS,
+            Builtin::MaskedPsn(_) => psn::MaskedPSNConfig::CLASS,
+            Builtin::SlidingPsn(_) => psn::SlidingPSNConfig::CLASS,
         }
     }
 
-    /// The single-step graph the scan runs.
-    pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        each!(self, n => n.step_graph())
+    /// The single-step graph the scan runs. `PSN` and `MaskedPSN` mix the whole sequence at
+    /// once and have none ([`NeuronError::NotAScan`]).
+    pub fn step_graph(&self) -> Result<StepGraph, NeuronError> {
+        Ok(match self {
+            Builtin::If(n) => n.step_graph()?,
+            Builtin::Lif(n) => n.step_graph()?,
+            Builtin::Plif(n) => n.step_graph()?,
+            Builtin::NonSpikingIf(n) => n.step_graph()?,
+            Builtin::NonSpikingLif(n) => n.step_graph()?,
+            Builtin::SlidingPsn(n) => n.step_graph()?,
+            Builtin::Psn(_) | Builtin::MaskedPsn(_) => {
+                return Err(NeuronError::NotAScan {
+                    neuron: self.class_name(),
+                    why: "every output step mixes every input step through a [T, T] weight \
+                          (a matrix product, not a scan); it runs on flexsn_neurons::psn::mixing",
+                });
+            }
+        })
     }
 
     /// The current parameter values (the defaults, for a neuron from [`Builtin::from_name`]).
@@ -194,6 +242,16 @@ impl Builtin {
     pub fn initial_params(&self) -> Vec<(&'static str, Vec<f32>)> {
         match self {
             Builtin::Plif(p) => vec![(PLIF_W, vec![p.initial_w()])],
+            Builtin::SlidingPsn(p) => {
+                let (w, b) = p.init_params();
+                let mut v: Vec<(&'static str, Vec<f32>)> = w
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, wi)| psn::sliding_weight_static_name(i).map(|k| (k, vec![wi])))
+                    .collect();
+                v.push((psn::SLIDING_BIAS, vec![b]));
+                v
+            }
             _ => vec![],
         }
     }
@@ -210,7 +268,7 @@ impl Builtin {
     /// Whether the neuron emits spikes (output [`SPIKE_OUTPUT`]); otherwise it emits
     /// [`MEM_OUTPUT`].
     pub fn is_spiking(&self) -> bool {
-        matches!(self, Builtin::If(_) | Builtin::Lif(_) | Builtin::Plif(_))
+        !matches!(self, Builtin::NonSpikingIf(_) | Builtin::NonSpikingLif(_))
     }
 }
 

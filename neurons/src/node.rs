@@ -54,6 +54,7 @@ use flexsn_runtime::Neuron;
 
 use crate::Builtin;
 use crate::nonspiking::{Decode, DecodeError};
+use crate::params::NeuronError;
 
 /// SpikingJelly's `step_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +108,8 @@ pub enum NodeError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Neuron(#[from] NeuronError),
     #[error(
         "the node holds states for N = {expected} neurons but the call has N = {got}; call reset() first (flexsn does not re-initialise states silently)"
     )]

@@ -34,6 +34,11 @@ pub enum NeuronError {
     },
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("{neuron} has no step graph: {why}")]
+    NotAScan {
+        neuron: &'static str,
+        why: &'static str,
+    },
 }
 
 /// Splits `key=value` (whitespace around either side is trimmed).

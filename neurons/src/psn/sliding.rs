@@ -28,6 +28,79 @@ pub fn sliding_weight_name(i: usize) -> String {
     format!("weight_{i}")
 }
 
+/// `weight_0..weight_63` as static strings (for registries that name params statically).
+const WEIGHT_NAMES: [&str; 64] = [
+    "weight_0",
+    "weight_1",
+    "weight_2",
+    "weight_3",
+    "weight_4",
+    "weight_5",
+    "weight_6",
+    "weight_7",
+    "weight_8",
+    "weight_9",
+    "weight_10",
+    "weight_11",
+    "weight_12",
+    "weight_13",
+    "weight_14",
+    "weight_15",
+    "weight_16",
+    "weight_17",
+    "weight_18",
+    "weight_19",
+    "weight_20",
+    "weight_21",
+    "weight_22",
+    "weight_23",
+    "weight_24",
+    "weight_25",
+    "weight_26",
+    "weight_27",
+    "weight_28",
+    "weight_29",
+    "weight_30",
+    "weight_31",
+    "weight_32",
+    "weight_33",
+    "weight_34",
+    "weight_35",
+    "weight_36",
+    "weight_37",
+    "weight_38",
+    "weight_39",
+    "weight_40",
+    "weight_41",
+    "weight_42",
+    "weight_43",
+    "weight_44",
+    "weight_45",
+    "weight_46",
+    "weight_47",
+    "weight_48",
+    "weight_49",
+    "weight_50",
+    "weight_51",
+    "weight_52",
+    "weight_53",
+    "weight_54",
+    "weight_55",
+    "weight_56",
+    "weight_57",
+    "weight_58",
+    "weight_59",
+    "weight_60",
+    "weight_61",
+    "weight_62",
+    "weight_63",
+];
+
+/// [`sliding_weight_name`] as a `&'static str`, for `i < 64`.
+pub fn sliding_weight_static_name(i: usize) -> Option<&'static str> {
+    WEIGHT_NAMES.get(i).copied()
+}
+
 /// Hyperparameters of a [`SlidingPSN`]: SpikingJelly's
 /// `SlidingPSN(k, exp_init=True, surrogate_function=ATan(), step_mode="s")`.
 #[derive(Clone, Copy, Debug, PartialEq)]
