@@ -205,8 +205,8 @@ fn shape_errors_are_typed() {
     };
     let g = samples::lif(2.0, 1.0, 0.0).unwrap();
     let k = ScanKernel::forward(g, false);
-    let x = vec![0.0f32; 10];
-    let v = vec![0.0f32; 4];
+    let x = [0.0f32; 10];
+    let v = [0.0f32; 4];
     let bad = ScanArgs {
         t: 3,
         n: 4,

@@ -4,10 +4,12 @@
 
 pub mod cache;
 pub mod compare;
+pub mod device;
 pub mod emulated;
 mod error;
 pub mod host;
 pub mod nvrtc;
 
+pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;

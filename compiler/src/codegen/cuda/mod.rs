@@ -425,7 +425,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
             outputs: g.outputs().len(),
         });
     }
-    if opts.block_size < 32 || opts.block_size > 1024 || opts.block_size % 32 != 0 {
+    if opts.block_size < 32 || opts.block_size > 1024 || !opts.block_size.is_multiple_of(32) {
         return Err(CodegenError::BlockSize(opts.block_size));
     }
     let entry = entry_name(kernel, opts);
