@@ -268,11 +268,31 @@ fn number(x: &serde_json::Number, name: &str) -> Result<f32, String> {
 // ---------------------------------------------------------------------------------------------
 // FlexSN cores
 
-/// Hyperparameters of a FlexSN core (`params.core_kwargs`), by name.
-pub type Hyper = [(String, f64)];
+/// What a FlexSN case tells its core's factory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreArgs {
+    /// Hyperparameters (`params.core_kwargs`), by name.
+    pub hyper: Vec<(String, f64)>,
+    /// Shapes of the static inputs (`parameters`, from `tensor_shapes`), by name: a core whose
+    /// param kind depends on the bound value (`Param<Dynamic>`) takes it from these.
+    pub param_shapes: Vec<(String, Vec<usize>)>,
+    pub t: usize,
+    pub n: usize,
+}
 
-/// Builds a FlexSN core's step graph from its hyperparameters.
-pub type CoreFactory = Box<dyn Fn(&Hyper) -> Result<StepGraph, String> + Send + Sync>;
+impl CoreArgs {
+    /// The hyperparameter `name`.
+    pub fn hyper(&self, name: &str) -> Result<f64, String> {
+        self.hyper
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("hyperparameter `{name}` is not given (core_kwargs)"))
+    }
+}
+
+/// Builds a FlexSN core's step graph from a case's [`CoreArgs`].
+pub type CoreFactory = Box<dyn Fn(&CoreArgs) -> Result<StepGraph, String> + Send + Sync>;
 
 /// FlexSN cores bound by name: the cases `FlexSN:<name>` run with them.
 #[derive(Default)]
@@ -291,7 +311,7 @@ impl Cores {
     pub fn bind(
         &mut self,
         name: impl Into<String>,
-        factory: impl Fn(&Hyper) -> Result<StepGraph, String> + Send + Sync + 'static,
+        factory: impl Fn(&CoreArgs) -> Result<StepGraph, String> + Send + Sync + 'static,
     ) {
         self.map.insert(name.into(), Box::new(factory));
     }
@@ -1000,8 +1020,27 @@ pub fn flexsn_case(case: &Case, core: &str, cores: &Cores) -> Result<ScanCase, S
             hyper.push((k.clone(), x));
         }
     }
-    let g = factory(&hyper).map_err(|e| format!("core `{core}`: {e}"))?;
     let (t, n) = case.t_n()?;
+    let mut param_shapes = vec![];
+    for name in case.names(&["meta", "static_input_names"])? {
+        let shape = case
+            .get(&["tensor_shapes", &name])
+            .and_then(Value::as_array)
+            .and_then(|dims| {
+                dims.iter()
+                    .map(|d| d.as_u64().map(|d| d as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| format!("`tensor_shapes.{name}` is missing or not a shape"))?;
+        param_shapes.push((name, shape));
+    }
+    let args = CoreArgs {
+        hyper,
+        param_shapes,
+        t,
+        n,
+    };
+    let g = factory(&args).map_err(|e| format!("core `{core}`: {e}"))?;
     let mut sc = ScanCase::new(g, t, n);
     let g = sc.graph.clone();
     let seq = sc.seq_dims();
@@ -1116,8 +1155,14 @@ mod tests {
         assert!(c.compare(&nan, &[f32::NAN]).is_ok());
         assert!(c.compare(&nan, &[0.0]).is_err());
         assert!(c.compare(&e, &[1.0]).is_err());
+        // Worst errors and where: the first comparison's largest error is at [0]; relative
+        // errors skip zero references.
         let st = &c.stats[0];
-        assert_eq!(st.max_abs.as_ref().unwrap().at, "a[1]");
+        assert_eq!(st.max_abs.as_ref().unwrap().at, "a[0]");
+        assert_eq!(st.max_rel.as_ref().unwrap().at, "a[0]");
+        assert_eq!(st.mismatches, 0);
+        assert_eq!(c.stats[1].max_abs.as_ref().unwrap().at, "a[1]");
+        assert_eq!(c.stats[1].mismatches, 1);
     }
 
     #[test]

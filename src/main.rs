@@ -15,10 +15,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use flexsn::compiler::autodiff::{self, GradSpec};
 use flexsn::compiler::bptt::Upstream;
+use flexsn::compiler::frontend::{self, Bindings};
 use flexsn::compiler::ir::StepGraph;
 use flexsn::compiler::scan::{ScanArgs, ScanKernel, param_len};
 use flexsn::compiler::{bptt, text};
-use flexsn::conformance::{self, Cores, Harness, Summary, Tolerance};
+use flexsn::compiler::{dot, passes};
+use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
 
 #[derive(Parser)]
@@ -97,9 +99,10 @@ enum Emit {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`).
+    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`) or a core file (`PATH.rs`).
     neuron: String,
-    /// Set a neuron parameter (repeatable), e.g. --set tau=3.5 --set surrogate=ATan.
+    /// Set a neuron parameter (repeatable), e.g. --set tau=3.5 --set surrogate=ATan; for a core
+    /// file, bind a hyperparameter (--set beta=0.9).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// What to print.
@@ -108,11 +111,14 @@ struct InspectArgs {
     /// For grad-ir: also take upstream gradients for the state sequences (not only outputs).
     #[arg(long)]
     state_seq_grads: bool,
+    /// Print the graph as built, without the optimisation passes (ir, dot).
+    #[arg(long)]
+    no_opt: bool,
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`).
+    /// A built-in neuron (`lif`, `LIFNode`, ...; see `flexsn list`) or a core file (`PATH.rs`).
     neuron: String,
     /// Number of time steps.
     #[arg(long, short = 't', default_value_t = 16)]
@@ -177,6 +183,18 @@ struct Target {
 }
 
 fn resolve_neuron(spec: &str, sets: &[String]) -> Result<Target> {
+    if spec.ends_with(".rs") {
+        // A core written in Rust syntax; --set binds hyperparameters (and dynamic param kinds).
+        let mut b = Bindings::new();
+        for s in sets {
+            b.set(s)?;
+        }
+        let graph = frontend::load_core_file_with(spec, &b)?;
+        return Ok(Target {
+            graph,
+            builtin: None,
+        });
+    }
     let b = Builtin::from_settings(spec, sets)?;
     let graph = b
         .step_graph()
@@ -190,17 +208,33 @@ fn resolve_neuron(spec: &str, sets: &[String]) -> Result<Target> {
 // ---------------------------------------------------------------------------------------------
 // conformance
 
-/// Binds `--core NAME=PATH`: the core is read from the file with hyperparameters from the case.
+/// Binds `--core NAME=PATH`: the core is read from the file (Rust syntax) with each case's
+/// `core_kwargs` as hyperparameters and the shapes of its `parameters` giving the kinds of
+/// `Param<Dynamic>` params.
 fn bind_core_file(cores: &mut Cores, name: &str, path: PathBuf) -> Result<()> {
-    if !path.is_file() {
-        bail!("--core {name}={}: no such file", path.display());
-    }
-    let shown = path.display().to_string();
-    cores.bind(name, move |_hyper| {
-        Err(format!(
-            "cannot load `{shown}`: reading cores from files needs the Rust-syntax frontend, \
-             which is not in this build yet"
-        ))
+    // Read the interface now, so that a missing or broken file fails before anything runs.
+    let info = frontend::core_file_info(&path)
+        .with_context(|| format!("--core {name}={}", path.display()))?;
+    let dynamic: Vec<String> = info
+        .params
+        .iter()
+        .filter(|(_, kind, _)| kind.is_none())
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    cores.bind(name, move |a: &CoreArgs| {
+        let mut b = Bindings::new();
+        for (k, v) in &a.hyper {
+            b = b.hyper(k, *v);
+        }
+        for (k, shape) in &a.param_shapes {
+            if dynamic.contains(k) {
+                let kind = frontend::param_kind_from_shape(shape, a.t, a.n).ok_or_else(|| {
+                    format!("static input `{k}` has shape {shape:?}, which fits no param kind")
+                })?;
+                b = b.param_kind(k, kind);
+            }
+        }
+        frontend::load_core_file_with(&path, &b).map_err(|e| e.to_string())
     });
     Ok(())
 }
@@ -267,7 +301,8 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
     match a.emit {
-        Emit::Ir => write!(out, "{}", text::print(g))?,
+        Emit::Ir if a.no_opt => write!(out, "{}", text::print(g))?,
+        Emit::Ir => write!(out, "{}", text::print(&passes::optimize(g)))?,
         Emit::GradIr => {
             let spec = if a.state_seq_grads {
                 GradSpec::all(g)
@@ -277,7 +312,8 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
             let bwd = autodiff::backward(g, &spec)?;
             write!(out, "{}", text::print(&bwd.kernel.graph))?;
         }
-        Emit::Dot => bail!("--emit dot: the DOT printer is not in this build yet"),
+        Emit::Dot if a.no_opt => write!(out, "{}", dot::to_dot(g))?,
+        Emit::Dot => write!(out, "{}", dot::to_dot(&passes::optimize(g)))?,
     }
     Ok(())
 }
