@@ -1,0 +1,309 @@
+//! The `flexsn` binary, run as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn flexsn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flexsn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the flexsn binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn golden(file: &str) -> String {
+    format!("tests/golden/{file}")
+}
+
+/// A scratch directory for this test binary.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn conformance_on_the_builtin_golden_files_passes() {
+    let files = [
+        golden("ifnode.json"),
+        golden("lifnode.json"),
+        golden("plif.json"),
+        golden("nonspiking.json"),
+    ];
+    let mut args = vec!["conformance"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--backend", "interp"]);
+    let o = flexsn(&args);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 21 + 33 + 16 + 15 + 1, "{out}");
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("PASS "))
+    );
+    assert_eq!(*lines.last().unwrap(), "85 passed, 0 failed");
+    // A line names the case and its worst errors and where they are.
+    let l = lines
+        .iter()
+        .find(|l| l.contains("LIFNode_001_ATan"))
+        .unwrap();
+    assert!(
+        l.contains("max abs") && l.contains(" at grads.x_seq["),
+        "{l}"
+    );
+}
+
+#[test]
+fn a_corrupted_case_fails_with_exit_status_1() {
+    let text = std::fs::read_to_string(golden("ifnode.json")).unwrap();
+    let mut cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Flip one spike of the second case's expected output.
+    let spikes = cases[1]["outputs"]["spike_seq"].as_array_mut().unwrap();
+    let i = spikes.iter().position(|s| s.as_f64() == Some(1.0)).unwrap();
+    spikes[i] = serde_json::json!(0.0);
+    let path = scratch("corrupted_ifnode.json");
+    std::fs::write(&path, serde_json::to_string(&cases).unwrap()).unwrap();
+    let o = flexsn(&["conformance", path.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(
+        failed[0].contains("IFNode_001") && failed[0].contains("outputs.spike_seq"),
+        "{}",
+        failed[0]
+    );
+    assert!(out.trim_end().ends_with("20 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn unknown_kinds_and_unbound_cores_fail_with_reasons() {
+    let cases = serde_json::json!([
+        {"name": "odd", "neuron": "QIFNode", "shape": [1, 1]},
+        {"name": "flex", "neuron": "FlexSN:mycore", "shape": [1, 1]}
+    ]);
+    let path = scratch("odd_kinds.json");
+    std::fs::write(&path, cases.to_string()).unwrap();
+    let o = flexsn(&["conformance", path.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL odd  unknown neuron kind `QIFNode`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL flex  no core bound for FlexSN core `mycore`"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("0 passed, 2 failed"), "{out}");
+}
+
+#[test]
+fn flexsn_cases_run_with_cores_from_files() {
+    // The FlexSN golden cores as Rust-syntax files (tests/cores), bound with --core.
+    let names = [
+        "lif_soft",
+        "complicated_lif_core",
+        "alif",
+        "lif_static_inv_tau",
+    ];
+    let mut args: Vec<String> = vec!["conformance".into(), golden("flexsn.json")];
+    for n in names {
+        args.push("--core".into());
+        args.push(format!("{n}=tests/cores/{n}.rs"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = flexsn(&args);
+    let out = stdout(&o);
+    for l in out.lines().filter(|l| !l.contains("exotic")) {
+        assert!(l.starts_with("PASS ") || l.contains(" passed, "), "{l}");
+    }
+    // The exotic core is not bound: its two cases fail naming it.
+    assert!(out.contains("no core bound for FlexSN core `exotic_exp_tanh_min_max_clamp_where`"));
+    assert!(out.trim_end().ends_with("8 passed, 2 failed"), "{out}");
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn bad_core_binding_and_missing_file_are_clear_errors() {
+    let o = flexsn(&["conformance", &golden("flexsn.json"), "--core", "lif_soft"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected NAME=PATH"), "{}", stderr(&o));
+    let o = flexsn(&[
+        "conformance",
+        &golden("flexsn.json"),
+        "--core",
+        "lif_soft=no/such/file.rs",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no/such/file.rs"), "{}", stderr(&o));
+    let o = flexsn(&["conformance", "no/such/golden.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no/such/golden.json"), "{}", stderr(&o));
+    let o = flexsn(&["conformance", &golden("ifnode.json"), "--backend", "gpu9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("interp"), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_neuron_is_a_clear_error() {
+    let o = flexsn(&["inspect", "lifx"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("unknown neuron `lifx`"), "{err}");
+    assert!(err.contains("lif (LIFNode)"), "{err}");
+    assert!(stdout(&o).is_empty());
+    let o = flexsn(&["run", "nope", "--t", "2", "--n", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown neuron `nope`"));
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let o = flexsn(&["inspect", "lif", "--set", "taux=3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no parameter `taux`"), "{}", stderr(&o));
+    let o = flexsn(&["inspect", "lif", "--set", "surrogate=Nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown surrogate"), "{}", stderr(&o));
+    let o = flexsn(&["inspect", "lif", "--set", "tau"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("key=value"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_prints_ir_grad_ir_and_dot() {
+    let o = flexsn(&[
+        "inspect",
+        "LIFNode",
+        "--set",
+        "tau=3.5",
+        "--set",
+        "v_reset=none",
+        "--set",
+        "surrogate=ATan",
+        "--set",
+        "surrogate.alpha=3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ir = stdout(&o);
+    assert!(ir.starts_with("core LIFNode"), "{ir}");
+    assert!(ir.contains("spike[ATan { alpha: 3.0 }]"), "{ir}");
+    assert!(
+        ir.contains("const 3.5") && ir.contains("output spike"),
+        "{ir}"
+    );
+    // The text form parses back.
+    flexsn::compiler::text::parse(&ir).expect("inspect output parses");
+
+    let o = flexsn(&["inspect", "plif", "--emit", "grad-ir"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let g = stdout(&o);
+    assert!(
+        g.contains("_grad") && g.contains("output grad_x") && g.contains("output grad_w"),
+        "{g}"
+    );
+
+    let o = flexsn(&["inspect", "if", "--emit", "dot"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).trim_start().starts_with("digraph"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn inspect_reads_core_files() {
+    let o = flexsn(&[
+        "inspect",
+        "tests/cores/alif.rs",
+        "--set",
+        "tau=2",
+        "--set",
+        "tau_a=5",
+        "--set",
+        "b0=1",
+        "--set",
+        "beta=0.3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("output s"), "{}", stdout(&o));
+}
+
+#[test]
+fn list_shows_every_builtin_with_defaults() {
+    let o = flexsn(&["list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for name in [
+        "if (IFNode)",
+        "lif (LIFNode)",
+        "plif (ParametricLIFNode)",
+        "nonspiking-if (NonSpikingIFNode)",
+        "nonspiking-lif (NonSpikingLIFNode)",
+    ] {
+        assert!(out.contains(name), "{name}\n{out}");
+    }
+    let lif = out.split("lif (LIFNode)").nth(1).unwrap();
+    let lif = lif.split("\n\n").next().unwrap();
+    for (key, default) in [
+        ("tau", "2.0"),
+        ("decay_input", "true"),
+        ("v_threshold", "1.0"),
+        ("v_reset", "0.0"),
+        ("detach_reset", "false"),
+        ("surrogate", "Sigmoid"),
+        ("surrogate.alpha", "4.0"),
+    ] {
+        assert!(
+            lif.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(key) && w.next() == Some(default)
+            }),
+            "{key} = {default}\n{lif}"
+        );
+    }
+}
+
+#[test]
+fn run_summarises_forward_and_backward() {
+    let o = flexsn(&[
+        "run",
+        "lif",
+        "--t",
+        "8",
+        "--n",
+        "64",
+        "--backward",
+        "--set",
+        "tau=3.5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("LIFNode  T=8 N=64  backend interp"), "{out}");
+    assert!(out.contains("firing rate"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("forward")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("backward")), "{out}");
+    let rate: f64 = out
+        .lines()
+        .find(|l| l.contains("firing rate"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rate > 0.0 && rate < 1.0, "{rate}");
+    let o = flexsn(&["run", "lif", "--t", "0", "--n", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}
