@@ -16,13 +16,15 @@ fn require_nvrtc() -> Option<&'static nvrtc::Nvrtc> {
     match nvrtc::nvrtc() {
         Ok(n) => {
             eprintln!(
-                "NVRTC {}.{} ({})",
+                "NVRTC {}.{} from {}{}",
                 n.version.0,
                 n.version.1,
-                n.preloaded
-                    .as_ref()
-                    .map(|p| format!("preloaded from {}", p.display()))
-                    .unwrap_or_else(|| "found on the loader path".into())
+                n.source,
+                if n.from_env {
+                    " (FLEXSN_NVRTC_PATH)"
+                } else {
+                    ""
+                }
             );
             Some(n)
         }
@@ -234,6 +236,8 @@ fn missing_or_wrong_nvrtc_is_a_typed_error_and_ld_library_path_works() {
         &[
             ("FLEXSN_NVRTC_PATH", None),
             ("LD_LIBRARY_PATH", Some("/nonexistent")),
+            ("CUDA_PATH", None),
+            ("CUDA_HOME", None),
         ],
     );
     assert!(ok, "{out}");
@@ -253,8 +257,9 @@ fn missing_or_wrong_nvrtc_is_a_typed_error_and_ld_library_path_works() {
         "{out}"
     );
     // The library's folder on LD_LIBRARY_PATH (set before the process starts) works too.
-    if let Some(p) = &nv.preloaded {
-        let dir = p.parent().unwrap().to_str().unwrap();
+    if nv.from_env {
+        let path = std::path::Path::new(&nv.source);
+        let dir = path.parent().unwrap().to_str().unwrap();
         let (ok, out) = child(
             "child_report_nvrtc",
             &[("FLEXSN_NVRTC_PATH", None), ("LD_LIBRARY_PATH", Some(dir))],

@@ -3,29 +3,35 @@
 //!
 //! # Finding NVRTC
 //!
-//! `cudarc` opens NVRTC by bare name (`libnvrtc.so`, `libnvrtc.so.12`, ...), so the dynamic
-//! loader must find it: either its folder is on `LD_LIBRARY_PATH` *before the process starts*
-//! (the loader reads the variable once), or — kinder — set [`NVRTC_PATH_ENV`]
-//! (`FLEXSN_NVRTC_PATH`) to the library file itself: it is loaded by full path first, and the
-//! later load by bare name finds the already loaded library through its soname.
+//! NVRTC is loaded at run time (the crate builds and runs without it), from the first of:
+//!
+//! 1. the file named by [`NVRTC_PATH_ENV`] (`FLEXSN_NVRTC_PATH`), e.g. the Python wheel's
+//!    `site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12`;
+//! 2. the loader path, by name: `libnvrtc.so`, `libnvrtc.so.13`, `libnvrtc.so.12`,
+//!    `libnvrtc.so.11.2` (`LD_LIBRARY_PATH` must hold the folder *before the process starts*:
+//!    the loader reads it once);
+//! 3. `$CUDA_PATH/lib64`, `$CUDA_HOME/lib64` and `/usr/local/cuda/lib64`.
+//!
+//! flexsn binds the dozen NVRTC functions it needs itself (with `libloading`) rather than
+//! through `cudarc`'s bindings, which only look for CUDA 12 and older file names and panic when a
+//! symbol is missing; a missing library or symbol is a [`CudaError::NoNvrtc`] here.
 //!
 //! NVRTC from the Python wheel: `pip install nvidia-cuda-nvrtc-cu12`, then
-//! `FLEXSN_NVRTC_PATH=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(list(nvidia.cuda_nvrtc.__path__)[0], "lib", "libnvrtc.so.12"))')`.
-//! No GPU is needed to compile to PTX.
+//! `export FLEXSN_NVRTC_PATH=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(list(nvidia.cuda_nvrtc.__path__)[0], "lib", "libnvrtc.so.12"))')`
+//! (`scripts/ci-nvrtc.sh` does this). No GPU is needed to compile to PTX.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::nvrtc::sys;
 use flexsn_compiler::codegen::cuda::{CudaSource, MathMode};
 
 use super::CudaError;
 use super::cache;
-use super::error::guard;
+use super::error::chain;
 
-/// Environment variable naming the NVRTC library file to preload.
+/// Environment variable naming the NVRTC library file to load.
 pub const NVRTC_PATH_ENV: &str = "FLEXSN_NVRTC_PATH";
 
 /// The loaded NVRTC library.
@@ -33,112 +39,217 @@ pub const NVRTC_PATH_ENV: &str = "FLEXSN_NVRTC_PATH";
 pub struct Nvrtc {
     /// `(major, minor)` as NVRTC reports it.
     pub version: (i32, i32),
-    /// The file named by `FLEXSN_NVRTC_PATH`, when that is how it was found.
-    pub preloaded: Option<PathBuf>,
-    /// Virtual architectures NVRTC can target (`compute_XY` as `XY`), ascending.
+    /// Where it was loaded from: a file path, or the name the loader resolved.
+    pub source: String,
+    /// Whether it came from `FLEXSN_NVRTC_PATH`.
+    pub from_env: bool,
+    /// Real architectures NVRTC can target (`sm_XY` as `XY`), ascending.
     pub supported_archs: Vec<i32>,
 }
 
-/// Preloads `FLEXSN_NVRTC_PATH` (if set) by full path, keeping it loaded for the process.
-fn preload_from_env() -> Result<Option<PathBuf>, String> {
-    let Some(path) = std::env::var_os(NVRTC_PATH_ENV).filter(|p| !p.is_empty()) else {
-        return Ok(None);
+type Prog = *mut c_void;
+type Res = c_int;
+
+/// The NVRTC entry points flexsn uses (C API of NVRTC 11.2 and later).
+struct Api {
+    _lib: libloading::Library,
+    info: Nvrtc,
+    create: unsafe extern "C" fn(
+        *mut Prog,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> Res,
+    compile: unsafe extern "C" fn(Prog, c_int, *const *const c_char) -> Res,
+    destroy: unsafe extern "C" fn(*mut Prog) -> Res,
+    ptx_size: unsafe extern "C" fn(Prog, *mut usize) -> Res,
+    ptx: unsafe extern "C" fn(Prog, *mut c_char) -> Res,
+    cubin_size: unsafe extern "C" fn(Prog, *mut usize) -> Res,
+    cubin: unsafe extern "C" fn(Prog, *mut c_char) -> Res,
+    log_size: unsafe extern "C" fn(Prog, *mut usize) -> Res,
+    log: unsafe extern "C" fn(Prog, *mut c_char) -> Res,
+    error_string: unsafe extern "C" fn(Res) -> *const c_char,
+}
+
+// SAFETY: the NVRTC API is thread-safe for distinct programs (NVIDIA documents concurrent use of
+// separate nvrtcProgram objects); the struct holds only function pointers and the library.
+unsafe impl Send for Api {}
+unsafe impl Sync for Api {}
+
+/// Candidate files, in search order (see the [module docs](self)).
+fn candidates() -> Vec<(String, bool)> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os(NVRTC_PATH_ENV).filter(|p| !p.is_empty()) {
+        c.push((PathBuf::from(p).display().to_string(), true));
+        return c;
+    }
+    let names: &[&str] = if cfg!(windows) {
+        &[
+            "nvrtc64_130_0.dll",
+            "nvrtc64_120_0.dll",
+            "nvrtc64_112_0.dll",
+        ]
+    } else if cfg!(target_os = "macos") {
+        &["libnvrtc.dylib"]
+    } else {
+        &[
+            "libnvrtc.so",
+            "libnvrtc.so.13",
+            "libnvrtc.so.12",
+            "libnvrtc.so.11.2",
+        ]
     };
-    let path = PathBuf::from(path);
-    #[cfg(unix)]
-    let lib = {
-        use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
-        // SAFETY: loading NVRTC runs its initialisers, which is what using it requires anyway.
-        unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }.map(libloading::Library::from)
-    };
-    #[cfg(not(unix))]
-    // SAFETY: as above.
-    let lib = unsafe { libloading::Library::new(&path) };
-    match lib {
-        Ok(lib) => {
-            // Keep it loaded for the life of the process: cudarc's handle will refer to it.
-            std::mem::forget(lib);
-            Ok(Some(path))
+    for n in names {
+        c.push((n.to_string(), false));
+    }
+    let mut dirs: Vec<PathBuf> = ["CUDA_PATH", "CUDA_HOME"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).filter(|d| !d.is_empty()))
+        .map(|d| PathBuf::from(d).join("lib64"))
+        .collect();
+    dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
+    for d in dirs {
+        for n in names {
+            let p = d.join(n);
+            if p.exists() {
+                c.push((p.display().to_string(), false));
+            }
         }
-        Err(e) => Err(format!(
-            "{NVRTC_PATH_ENV}={} could not be loaded: {}",
-            path.display(),
-            super::error::chain(&e)
-        )),
+    }
+    c
+}
+
+/// Looks up `name` in `lib` as a function pointer of type `T`.
+///
+/// # Safety
+/// `T` must be the symbol's real signature.
+unsafe fn sym<T: Copy>(lib: &libloading::Library, name: &str) -> Result<T, String> {
+    // SAFETY: forwarded to the caller.
+    unsafe { lib.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("symbol `{name}` missing: {}", chain(&e)))
+}
+
+fn load_api() -> Result<Api, String> {
+    let mut tried = Vec::new();
+    let mut loaded = None;
+    for (cand, from_env) in candidates() {
+        // SAFETY: loading NVRTC runs its initialisers, which is what using it requires.
+        match unsafe { libloading::Library::new(&cand) } {
+            Ok(lib) => {
+                loaded = Some((lib, cand, from_env));
+                break;
+            }
+            Err(e) if from_env => {
+                return Err(format!(
+                    "{NVRTC_PATH_ENV}={cand} could not be loaded: {}",
+                    chain(&e)
+                ));
+            }
+            Err(_) => tried.push(cand),
+        }
+    }
+    let Some((lib, source, from_env)) = loaded else {
+        return Err(format!(
+            "no NVRTC library found (tried {}; {NVRTC_PATH_ENV} is not set)",
+            tried.join(", ")
+        ));
+    };
+    // SAFETY (all lookups): the types are the NVRTC C API's signatures (nvrtc.h, CUDA 11.2+).
+    unsafe {
+        let version_fn: unsafe extern "C" fn(*mut c_int, *mut c_int) -> Res =
+            sym(&lib, "nvrtcVersion")?;
+        let (mut major, mut minor) = (0, 0);
+        if version_fn(&mut major, &mut minor) != 0 {
+            return Err(format!("{source}: nvrtcVersion failed"));
+        }
+        let mut supported_archs = Vec::new();
+        let num: Result<unsafe extern "C" fn(*mut c_int) -> Res, _> =
+            sym(&lib, "nvrtcGetNumSupportedArchs");
+        let get: Result<unsafe extern "C" fn(*mut c_int) -> Res, _> =
+            sym(&lib, "nvrtcGetSupportedArchs");
+        if let (Ok(num), Ok(get)) = (num, get) {
+            let mut count = 0;
+            if num(&mut count) == 0 && count > 0 {
+                let mut archs = vec![0; count as usize];
+                if get(archs.as_mut_ptr()) == 0 {
+                    archs.sort_unstable();
+                    supported_archs = archs;
+                }
+            }
+        }
+        Ok(Api {
+            create: sym(&lib, "nvrtcCreateProgram")?,
+            compile: sym(&lib, "nvrtcCompileProgram")?,
+            destroy: sym(&lib, "nvrtcDestroyProgram")?,
+            ptx_size: sym(&lib, "nvrtcGetPTXSize")?,
+            ptx: sym(&lib, "nvrtcGetPTX")?,
+            cubin_size: sym(&lib, "nvrtcGetCUBINSize")?,
+            cubin: sym(&lib, "nvrtcGetCUBIN")?,
+            log_size: sym(&lib, "nvrtcGetProgramLogSize")?,
+            log: sym(&lib, "nvrtcGetProgramLog")?,
+            error_string: sym(&lib, "nvrtcGetErrorString")?,
+            info: Nvrtc {
+                version: (major, minor),
+                source,
+                from_env,
+                supported_archs,
+            },
+            _lib: lib,
+        })
     }
 }
 
-/// Loads NVRTC once per process (see the [module docs](self)) and reports its version.
-pub fn nvrtc() -> Result<&'static Nvrtc, CudaError> {
-    static LOADED: OnceLock<Result<Nvrtc, String>> = OnceLock::new();
-    LOADED
-        .get_or_init(|| {
-            let preloaded = preload_from_env()?;
-            // SAFETY: only tries to dlopen candidate names; no symbols are called.
-            let present =
-                std::panic::catch_unwind(|| unsafe { sys::is_culib_present() }).unwrap_or(false);
-            if !present {
-                let names = cudarc::get_lib_name_candidates("nvrtc");
-                return Err(format!(
-                    "no NVRTC library on the loader path (tried {}); {NVRTC_PATH_ENV} is {}",
-                    names.join(", "),
-                    match &preloaded {
-                        Some(p) => format!("{} (loaded, but not found by soname)", p.display()),
-                        None => "not set".into(),
-                    }
-                ));
-            }
-            let version = guard("nvrtcVersion", || {
-                let (mut major, mut minor) = (0, 0);
-                // SAFETY: two valid out-pointers.
-                let r = unsafe { sys::nvrtcVersion(&mut major, &mut minor) };
-                check(r, "nvrtcVersion")?;
-                Ok((major, minor))
-            })
-            .map_err(|e| e.to_string())?;
-            let supported_archs = guard("nvrtcGetSupportedArchs", || {
-                let mut count = 0;
-                // SAFETY: a valid out-pointer.
-                check(
-                    unsafe { sys::nvrtcGetNumSupportedArchs(&mut count) },
-                    "nvrtcGetNumSupportedArchs",
-                )?;
-                let mut archs = vec![0i32; count.max(0) as usize];
-                // SAFETY: `archs` has room for `count` entries.
-                check(
-                    unsafe { sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) },
-                    "nvrtcGetSupportedArchs",
-                )?;
-                archs.sort_unstable();
-                Ok(archs)
-            })
-            .unwrap_or_default();
-            Ok(Nvrtc {
-                version,
-                preloaded,
-                supported_archs,
-            })
-        })
+fn api() -> Result<&'static Api, CudaError> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(load_api)
         .as_ref()
         .map_err(|detail| CudaError::NoNvrtc {
             detail: detail.clone(),
         })
 }
 
-fn check(r: sys::nvrtcResult, call: &'static str) -> Result<(), CudaError> {
-    if r == sys::nvrtcResult::NVRTC_SUCCESS {
-        return Ok(());
-    }
-    // SAFETY: nvrtcGetErrorString returns a static NUL-terminated string (or null).
-    let msg = unsafe {
-        let p = sys::nvrtcGetErrorString(r);
-        if p.is_null() {
-            format!("{r:?}")
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
+/// Loads NVRTC once per process (see the [module docs](self)) and describes it.
+pub fn nvrtc() -> Result<&'static Nvrtc, CudaError> {
+    api().map(|a| &a.info)
+}
+
+impl Api {
+    fn check(&self, r: Res, call: &'static str) -> Result<(), CudaError> {
+        if r == 0 {
+            return Ok(());
         }
-    };
-    Err(CudaError::Nvrtc { call, message: msg })
+        // SAFETY: nvrtcGetErrorString returns a static NUL-terminated string (or null).
+        let msg = unsafe {
+            let p = (self.error_string)(r);
+            if p.is_null() {
+                format!("error {r}")
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        Err(CudaError::Nvrtc { call, message: msg })
+    }
+
+    /// Reads a buffer whose size comes from `size_fn` and contents from `get_fn`.
+    fn read(
+        &self,
+        prog: Prog,
+        size_fn: unsafe extern "C" fn(Prog, *mut usize) -> Res,
+        get_fn: unsafe extern "C" fn(Prog, *mut c_char) -> Res,
+        call: &'static str,
+    ) -> Result<Vec<u8>, CudaError> {
+        let mut size = 0usize;
+        // SAFETY: live program; valid out-pointer.
+        self.check(unsafe { size_fn(prog, &mut size) }, call)?;
+        let mut buf = vec![0u8; size.max(1)];
+        // SAFETY: `buf` holds at least the `size` bytes NVRTC asked for.
+        self.check(unsafe { get_fn(prog, buf.as_mut_ptr().cast()) }, call)?;
+        buf.truncate(size);
+        Ok(buf)
+    }
 }
 
 /// What NVRTC compiles for.
@@ -192,36 +303,35 @@ pub fn options(src: &CudaSource, target: Target) -> Vec<String> {
 /// Compiles `src` with NVRTC (no cache). A rejected source gives [`CudaError::Compile`] with
 /// NVRTC's log and the numbered source.
 pub fn compile_uncached(src: &CudaSource, target: Target) -> Result<Image, CudaError> {
-    nvrtc()?;
+    let api = api()?;
     let opts = options(src, target);
-    guard("NVRTC compile", || {
-        let code = CString::new(src.code.as_bytes()).map_err(|_| CudaError::Buffer {
-            name: src.entry.clone(),
-            message: "generated source contains a NUL byte".into(),
-        })?;
-        let name = CString::new(format!("{}.cu", src.entry)).unwrap_or_default();
-        let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
-        // SAFETY: valid NUL-terminated strings that outlive the program; no headers.
-        let r = unsafe {
-            sys::nvrtcCreateProgram(
-                &mut prog,
-                code.as_ptr(),
-                name.as_ptr(),
-                0,
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        check(r, "nvrtcCreateProgram")?;
-        let result = compile_program(prog, &opts, src, target);
-        // SAFETY: `prog` came from nvrtcCreateProgram and is destroyed once.
-        unsafe { sys::nvrtcDestroyProgram(&mut prog) };
-        result
-    })
+    let code = CString::new(src.code.as_bytes()).map_err(|_| CudaError::Buffer {
+        name: src.entry.clone(),
+        message: "generated source contains a NUL byte".into(),
+    })?;
+    let name = CString::new(format!("{}.cu", src.entry)).unwrap_or_default();
+    let mut prog: Prog = std::ptr::null_mut();
+    // SAFETY: valid NUL-terminated strings that outlive the program; no headers.
+    let r = unsafe {
+        (api.create)(
+            &mut prog,
+            code.as_ptr(),
+            name.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    api.check(r, "nvrtcCreateProgram")?;
+    let result = compile_program(api, prog, &opts, src, target);
+    // SAFETY: `prog` came from nvrtcCreateProgram and is destroyed once.
+    unsafe { (api.destroy)(&mut prog) };
+    result
 }
 
 fn compile_program(
-    prog: sys::nvrtcProgram,
+    api: &Api,
+    prog: Prog,
     opts: &[String],
     src: &CudaSource,
     target: Target,
@@ -232,9 +342,16 @@ fn compile_program(
         .collect();
     let ptrs: Vec<*const c_char> = c_opts.iter().map(|o| o.as_ptr()).collect();
     // SAFETY: `prog` is a live program; `ptrs` holds `ptrs.len()` valid C strings.
-    let r = unsafe { sys::nvrtcCompileProgram(prog, ptrs.len() as i32, ptrs.as_ptr()) };
-    if r != sys::nvrtcResult::NVRTC_SUCCESS {
-        let log = program_log(prog).unwrap_or_else(|e| format!("(no log: {e})"));
+    let r = unsafe { (api.compile)(prog, ptrs.len() as c_int, ptrs.as_ptr()) };
+    if r != 0 {
+        let log = api
+            .read(prog, api.log_size, api.log, "nvrtcGetProgramLog")
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .unwrap_or_else(|e| format!("(no log: {e})"));
         return Err(CudaError::Compile {
             entry: src.entry.clone(),
             options: opts.to_vec(),
@@ -244,58 +361,19 @@ fn compile_program(
     }
     match target {
         Target::Ptx(_) => {
-            let mut size = 0usize;
-            // SAFETY: live, compiled program; valid out-pointer.
-            check(
-                unsafe { sys::nvrtcGetPTXSize(prog, &mut size) },
-                "nvrtcGetPTXSize",
-            )?;
-            let mut buf = vec![0u8; size];
-            // SAFETY: `buf` has `size` bytes as NVRTC asked.
-            check(
-                unsafe { sys::nvrtcGetPTX(prog, buf.as_mut_ptr().cast()) },
-                "nvrtcGetPTX",
-            )?;
-            while buf.last() == Some(&0) {
-                buf.pop();
+            let mut b = api.read(prog, api.ptx_size, api.ptx, "nvrtcGetPTX")?;
+            while b.last() == Some(&0) {
+                b.pop();
             }
-            Ok(Image::Ptx(String::from_utf8_lossy(&buf).into_owned()))
+            Ok(Image::Ptx(String::from_utf8_lossy(&b).into_owned()))
         }
-        Target::Cubin(_) => {
-            let mut size = 0usize;
-            // SAFETY: live, compiled program; valid out-pointer.
-            check(
-                unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) },
-                "nvrtcGetCUBINSize",
-            )?;
-            let mut buf = vec![0u8; size];
-            // SAFETY: `buf` has `size` bytes as NVRTC asked.
-            check(
-                unsafe { sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast()) },
-                "nvrtcGetCUBIN",
-            )?;
-            Ok(Image::Cubin(buf))
-        }
+        Target::Cubin(_) => Ok(Image::Cubin(api.read(
+            prog,
+            api.cubin_size,
+            api.cubin,
+            "nvrtcGetCUBIN",
+        )?)),
     }
-}
-
-fn program_log(prog: sys::nvrtcProgram) -> Result<String, CudaError> {
-    let mut size = 0usize;
-    // SAFETY: live program; valid out-pointer.
-    check(
-        unsafe { sys::nvrtcGetProgramLogSize(prog, &mut size) },
-        "nvrtcGetProgramLogSize",
-    )?;
-    let mut buf = vec![0u8; size.max(1)];
-    // SAFETY: `buf` has at least `size` bytes.
-    check(
-        unsafe { sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr().cast()) },
-        "nvrtcGetProgramLog",
-    )?;
-    while buf.last() == Some(&0) {
-        buf.pop();
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// Hit counters of a [`ModuleCache`].
