@@ -272,5 +272,26 @@ impl Builtin {
     }
 }
 
+/// The scan neurons are [`flexsn_runtime::Neuron`]s: `jit.compile(&LIFNode::new())` works.
+macro_rules! impl_runtime_neuron {
+    ($($t:ty),*) => {
+        $(
+            impl flexsn_runtime::Neuron for $t {
+                fn step_graph(&self) -> Result<StepGraph, flexsn_compiler::BuildError> {
+                    <$t>::step_graph(self)
+                }
+            }
+        )*
+    };
+}
+
+impl_runtime_neuron!(
+    IFNode,
+    LIFNode,
+    ParametricLIFNode,
+    NonSpikingIFNode,
+    NonSpikingLIFNode
+);
+
 #[cfg(test)]
 mod tests;

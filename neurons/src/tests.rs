@@ -380,3 +380,23 @@ fn decode_forward_and_backward() {
         Err(DecodeError::Len { .. })
     ));
 }
+
+#[test]
+fn scan_neurons_are_runtime_neurons() {
+    fn graph_of(n: &dyn flexsn_runtime::Neuron) -> flexsn_compiler::ir::StepGraph {
+        n.step_graph().unwrap()
+    }
+    let lif = LIFNode::new().tau(3.5);
+    assert_eq!(
+        flexsn_compiler::text::print(&graph_of(&lif)),
+        flexsn_compiler::text::print(&lif.step_graph().unwrap())
+    );
+    for n in [
+        &IFNode::new() as &dyn flexsn_runtime::Neuron,
+        &ParametricLIFNode::new(),
+        &NonSpikingIFNode::new(),
+        &NonSpikingLIFNode::new(),
+    ] {
+        assert!(!graph_of(n).states().is_empty());
+    }
+}
