@@ -1,0 +1,551 @@
+//! [`Jit`] and [`Kernel`]: compile a neuron once for a backend, run forward and backward for any
+//! `T` and `N`.
+//!
+//! ## What is compiled when
+//!
+//! [`Jit::compile`] optimises the neuron's step graph (`passes::optimize`) and compiles its two
+//! forward scans eagerly: *inference* (outputs and final states only) and *training* (also the
+//! state sequences, which backward needs). Backward scans are compiled lazily, on the first
+//! [`Kernel::backward`] call for each combination of present upstream gradients (an absent
+//! gradient is zero and costs nothing), then kept; [`Kernel::prepare_backward`] compiles one
+//! ahead of time. Every compiled scan is cached in the [`Jit`] under the backend's name and the
+//! scan kernel's stable hash ([`ScanKernel::stable_hash_hex`], a hash of the optimised graph), so
+//! compiling the same neuron twice, or two neurons with the same optimised graph, compiles once.
+//!
+//! ## Shapes
+//!
+//! Sequences are time-major `[T, N]` (`t * N + n`), initial states and per-neuron params `[N]`,
+//! shared params `[1]`, per-time params `[T]`. Everything is checked before any generated code
+//! runs; a mismatch is a [`RuntimeError`] naming the argument, the expected and the actual
+//! shape.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
+use flexsn_compiler::bptt::{self, Gradients, Upstream};
+use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::passes;
+use flexsn_compiler::scan::{ScanArgs, ScanKernel};
+use ndarray::{ArrayView1, ArrayView2};
+
+use crate::cpu::{CpuCompiler, CpuOptions};
+use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
+use crate::{Neuron, RuntimeError};
+
+/// The backends [`Jit::new`] knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The interpreter (the oracle; slow).
+    Interpreter,
+    /// Cranelift-generated kernels on the host CPU, over threads.
+    Cpu,
+    /// CUDA kernels through NVRTC and the driver.
+    Cuda,
+    /// CUDA source compiled as host C++ (no GPU needed).
+    CudaEmulated,
+}
+
+impl Backend {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interpreter => "interpreter",
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::CudaEmulated => "cuda-emulated",
+        }
+    }
+
+    /// Parses [`Backend::name`].
+    pub fn from_name(s: &str) -> Option<Backend> {
+        [
+            Backend::Interpreter,
+            Backend::Cpu,
+            Backend::Cuda,
+            Backend::CudaEmulated,
+        ]
+        .into_iter()
+        .find(|b| b.name() == s)
+    }
+}
+
+type Cache = Arc<Mutex<HashMap<String, Arc<dyn ScanExecutor>>>>;
+
+/// A backend with a kernel cache. Cheap to clone (clones share the cache).
+#[derive(Clone)]
+pub struct Jit {
+    compiler: Arc<dyn BackendCompiler>,
+    cache: Cache,
+    optimize: bool,
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jit")
+            .field("backend", &self.compiler.name())
+            .field("optimize", &self.optimize)
+            .finish()
+    }
+}
+
+impl Jit {
+    /// A JIT for `backend` with default options.
+    pub fn new(backend: Backend) -> Result<Jit, RuntimeError> {
+        match backend {
+            Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
+            Backend::Cpu => Jit::cpu(CpuOptions::default()),
+            Backend::Cuda | Backend::CudaEmulated => Err(RuntimeError::BackendUnavailable {
+                backend: backend.name(),
+                reason: "this build wires CUDA in through `Jit::with_compiler` \
+                         (the CUDA backend's `BackendCompiler`)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The CPU backend with `opts`.
+    pub fn cpu(opts: CpuOptions) -> Result<Jit, RuntimeError> {
+        crate::cpu::host_isa()?;
+        Ok(Jit::with_compiler(Arc::new(CpuCompiler { opts })))
+    }
+
+    /// Any backend.
+    pub fn with_compiler(compiler: Arc<dyn BackendCompiler>) -> Jit {
+        Jit {
+            compiler,
+            cache: Arc::default(),
+            optimize: true,
+        }
+    }
+
+    /// Whether graphs go through `passes::optimize` before compilation (default: yes).
+    pub fn set_optimize(&mut self, on: bool) {
+        self.optimize = on;
+    }
+
+    /// The backend's name and options.
+    pub fn backend_name(&self) -> String {
+        self.compiler.name()
+    }
+
+    /// Compiles one scan kernel, or returns it from the cache.
+    pub fn compile_scan(&self, kernel: &ScanKernel) -> Result<Arc<dyn ScanExecutor>, RuntimeError> {
+        let key = format!("{}:{}", self.compiler.name(), kernel.stable_hash_hex());
+        if let Some(e) = self.lock().get(&key) {
+            return Ok(e.clone());
+        }
+        let exec = self.compiler.compile_scan(kernel)?;
+        Ok(self.lock().entry(key).or_insert(exec).clone())
+    }
+
+    /// Number of compiled scans in the cache.
+    pub fn cached_scans(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn ScanExecutor>>> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts).
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn prepare(&self, g: &StepGraph) -> StepGraph {
+        if !self.optimize {
+            return g.clone();
+        }
+        let o = passes::optimize(g);
+        let same_interface = o.inputs() == g.inputs()
+            && o.states() == g.states()
+            && o.params() == g.params()
+            && o.outputs().len() == g.outputs().len()
+            && flexsn_compiler::verify::verify(&o).is_ok();
+        if same_interface { o } else { g.clone() }
+    }
+
+    /// Compiles `neuron`'s forward scans (see the [module docs](self)).
+    pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
+        let g = neuron.step_graph()?;
+        flexsn_compiler::verify::verify(&g)?;
+        let graph = self.prepare(&g);
+        let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
+        let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
+        Ok(Kernel {
+            jit: self.clone(),
+            hash: graph.stable_hash_hex(),
+            graph: Arc::new(graph),
+            inference,
+            training,
+            backward: Mutex::default(),
+        })
+    }
+}
+
+/// A compiled backward scan and the graph it was made from.
+struct BackwardKernel {
+    graph: BackwardGraph,
+    exec: Arc<dyn ScanExecutor>,
+}
+
+/// A neuron compiled for one backend. `Send + Sync`: share it across threads.
+pub struct Kernel {
+    jit: Jit,
+    graph: Arc<StepGraph>,
+    hash: String,
+    inference: Arc<dyn ScanExecutor>,
+    training: Arc<dyn ScanExecutor>,
+    backward: Mutex<HashMap<GradSpec, Arc<BackwardKernel>>>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("graph", &self.graph.name())
+            .field("hash", &self.hash)
+            .field("backend", &self.jit.backend_name())
+            .finish()
+    }
+}
+
+/// What a training forward pass returns, and what backward needs (it borrows the inputs and
+/// params, so they must outlive it).
+#[derive(Clone, Debug)]
+pub struct Forward<'a> {
+    pub t: usize,
+    pub n: usize,
+    /// Per output: `[T, N]`.
+    pub outputs: Vec<Vec<f32>>,
+    /// Per state: the state after each step, `[T, N]`.
+    pub state_seqs: Vec<Vec<f32>>,
+    /// Per state: `[N]`.
+    pub final_states: Vec<Vec<f32>>,
+    inputs: Vec<&'a [f32]>,
+    init_states: Vec<Cow<'a, [f32]>>,
+    params: Vec<&'a [f32]>,
+}
+
+/// What an inference forward pass returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inference {
+    pub t: usize,
+    pub n: usize,
+    /// Per output: `[T, N]`.
+    pub outputs: Vec<Vec<f32>>,
+    /// Per state: `[N]`.
+    pub final_states: Vec<Vec<f32>>,
+}
+
+/// The arguments of a forward call, resolved and checked.
+struct Resolved<'a> {
+    t: usize,
+    n: usize,
+    inputs: Vec<&'a [f32]>,
+    init_states: Vec<Cow<'a, [f32]>>,
+    params: Vec<&'a [f32]>,
+}
+
+impl Resolved<'_> {
+    fn args(&self) -> ScanArgs<'_, f32> {
+        ScanArgs {
+            t: self.t,
+            n: self.n,
+            inputs: self.inputs.clone(),
+            init_states: self.init_states.iter().map(|c| c.as_ref()).collect(),
+            params: self.params.clone(),
+        }
+    }
+}
+
+fn view1<'a>(name: &str, v: &ArrayView1<'a, f32>) -> Result<&'a [f32], RuntimeError> {
+    v.to_slice()
+        .ok_or_else(|| RuntimeError::NotContiguous(name.to_string()))
+}
+
+impl Kernel {
+    /// The optimised forward step graph.
+    pub fn graph(&self) -> &StepGraph {
+        &self.graph
+    }
+
+    /// The stable hash of [`Kernel::graph`].
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The JIT this kernel was compiled with.
+    pub fn jit(&self) -> &Jit {
+        &self.jit
+    }
+
+    /// The inference scan (no state sequences).
+    pub fn inference_scan(&self) -> &Arc<dyn ScanExecutor> {
+        &self.inference
+    }
+
+    /// The training scan (with state sequences).
+    pub fn training_scan(&self) -> &Arc<dyn ScanExecutor> {
+        &self.training
+    }
+
+    fn resolve<'a>(
+        &self,
+        t: usize,
+        n: usize,
+        inputs: &[&'a [f32]],
+        init_states: Option<&[&'a [f32]]>,
+        params: &[(&str, &'a [f32])],
+    ) -> Result<Resolved<'a>, RuntimeError> {
+        let g = &self.graph;
+        let known = || {
+            g.params()
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut ordered: Vec<Option<&'a [f32]>> = vec![None; g.params().len()];
+        for (name, v) in params {
+            let k = g
+                .param_index(name)
+                .ok_or_else(|| RuntimeError::UnknownParam {
+                    name: name.to_string(),
+                    known: if g.params().is_empty() {
+                        "(none)".into()
+                    } else {
+                        known()
+                    },
+                })?;
+            if ordered[k].replace(v).is_some() {
+                return Err(RuntimeError::DuplicateParam(name.to_string()));
+            }
+        }
+        let params = ordered
+            .into_iter()
+            .zip(g.params())
+            .map(|(v, d)| v.ok_or_else(|| RuntimeError::MissingParam(d.name.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let init_states: Vec<Cow<'a, [f32]>> = match init_states {
+            Some(s) => s.iter().map(|x| Cow::Borrowed(*x)).collect(),
+            None => g
+                .states()
+                .iter()
+                .map(|d| match d.init {
+                    StateInit::Const(c) => Ok(Cow::Owned(vec![c; n])),
+                    StateInit::Runtime => Err(RuntimeError::Exec(
+                        bptt::ExecError::MissingInitialState(d.name.clone()),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let r = Resolved {
+            t,
+            n,
+            inputs: inputs.to_vec(),
+            init_states,
+            params,
+        };
+        r.args().check(g)?;
+        Ok(r)
+    }
+
+    /// Forward for training: outputs, state sequences and final states, kept for
+    /// [`Kernel::backward`]. `inputs` are `[T, N]` in graph order; `init_states` `[N]` in graph
+    /// order (`None`: the graph's declared initial values); `params` by name, all of them.
+    pub fn forward<'a>(
+        &self,
+        t: usize,
+        n: usize,
+        inputs: &[&'a [f32]],
+        init_states: Option<&[&'a [f32]]>,
+        params: &[(&str, &'a [f32])],
+    ) -> Result<Forward<'a>, RuntimeError> {
+        let r = self.resolve(t, n, inputs, init_states, params)?;
+        let res = self.training.run(&r.args())?;
+        Ok(Forward {
+            t,
+            n,
+            outputs: res.outputs,
+            state_seqs: res.state_seqs,
+            final_states: res.final_states,
+            inputs: r.inputs,
+            init_states: r.init_states,
+            params: r.params,
+        })
+    }
+
+    /// Forward for inference: outputs and final states only (nothing saved for backward).
+    pub fn infer(
+        &self,
+        t: usize,
+        n: usize,
+        inputs: &[&[f32]],
+        init_states: Option<&[&[f32]]>,
+        params: &[(&str, &[f32])],
+    ) -> Result<Inference, RuntimeError> {
+        let r = self.resolve(t, n, inputs, init_states, params)?;
+        let res = self.inference.run(&r.args())?;
+        Ok(Inference {
+            t,
+            n,
+            outputs: res.outputs,
+            final_states: res.final_states,
+        })
+    }
+
+    /// `(T, N)` and slices of ndarray arguments: inputs `[T, N]`, initial states and params 1-D.
+    #[allow(clippy::type_complexity)]
+    fn nd_slices<'a>(
+        &self,
+        inputs: &[ArrayView2<'a, f32>],
+        init_states: Option<&[ArrayView1<'a, f32>]>,
+        params: &[(&str, ArrayView1<'a, f32>)],
+    ) -> Result<
+        (
+            usize,
+            usize,
+            Vec<&'a [f32]>,
+            Option<Vec<&'a [f32]>>,
+            Vec<(String, &'a [f32])>,
+        ),
+        RuntimeError,
+    > {
+        let g = &self.graph;
+        let first = inputs.first().ok_or_else(|| {
+            RuntimeError::Unsupported(
+                "the ndarray API takes T and N from the first input; this kernel has no inputs \
+                 (use the slice API with explicit T and N)"
+                    .into(),
+            )
+        })?;
+        let (t, n) = (first.nrows(), first.ncols());
+        let mut xs = vec![];
+        for (i, x) in inputs.iter().enumerate() {
+            let name = g
+                .inputs()
+                .get(i)
+                .map_or_else(|| format!("input {i}"), |d| d.name.clone());
+            if x.dim() != (t, n) {
+                return Err(RuntimeError::ArrayShape {
+                    name,
+                    expected: format!("[T={t}, N={n}]"),
+                    got: format!("{:?}", x.shape()),
+                });
+            }
+            xs.push(
+                x.to_slice()
+                    .ok_or_else(|| RuntimeError::NotContiguous(name.clone()))?,
+            );
+        }
+        let s0 = match init_states {
+            Some(s) => Some(
+                s.iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        let name = g
+                            .states()
+                            .get(j)
+                            .map_or_else(|| format!("state {j}"), |d| d.name.clone());
+                        view1(&name, v)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let ps = params
+            .iter()
+            .map(|(name, v)| Ok((name.to_string(), view1(name, v)?)))
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        Ok((t, n, xs, s0, ps))
+    }
+
+    /// [`Kernel::forward`] with ndarray views (`T`, `N` from the first input's shape).
+    pub fn forward_nd<'a>(
+        &self,
+        inputs: &[ArrayView2<'a, f32>],
+        init_states: Option<&[ArrayView1<'a, f32>]>,
+        params: &[(&str, ArrayView1<'a, f32>)],
+    ) -> Result<Forward<'a>, RuntimeError> {
+        let (t, n, xs, s0, ps) = self.nd_slices(inputs, init_states, params)?;
+        let ps: Vec<(&str, &'a [f32])> = ps.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        self.forward(t, n, &xs, s0.as_deref(), &ps)
+    }
+
+    /// [`Kernel::infer`] with ndarray views.
+    pub fn infer_nd(
+        &self,
+        inputs: &[ArrayView2<'_, f32>],
+        init_states: Option<&[ArrayView1<'_, f32>]>,
+        params: &[(&str, ArrayView1<'_, f32>)],
+    ) -> Result<Inference, RuntimeError> {
+        let (t, n, xs, s0, ps) = self.nd_slices(inputs, init_states, params)?;
+        let ps: Vec<(&str, &[f32])> = ps.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        self.infer(t, n, &xs, s0.as_deref(), &ps)
+    }
+
+    fn backward_kernel(&self, spec: &GradSpec) -> Result<Arc<BackwardKernel>, RuntimeError> {
+        let mut map = self.backward.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(spec) {
+            return Ok(b.clone());
+        }
+        let mut graph = autodiff::backward(&self.graph, spec)?;
+        let opt = self.jit.prepare(&graph.kernel.graph);
+        graph.kernel.graph = opt;
+        let exec = self.jit.compile_scan(&graph.kernel)?;
+        let b = Arc::new(BackwardKernel { graph, exec });
+        map.insert(spec.clone(), b.clone());
+        Ok(b)
+    }
+
+    /// Compiles the backward scan for the upstream gradients `spec` now rather than on the first
+    /// [`Kernel::backward`] call; returns it.
+    pub fn prepare_backward(&self, spec: &GradSpec) -> Result<Arc<dyn ScanExecutor>, RuntimeError> {
+        Ok(self.backward_kernel(spec)?.exec.clone())
+    }
+
+    /// The backward scan kernel for `spec` (for inspection).
+    pub fn backward_scan_kernel(&self, spec: &GradSpec) -> Result<ScanKernel, RuntimeError> {
+        Ok(self.backward_kernel(spec)?.graph.kernel.clone())
+    }
+
+    /// Backpropagation through time: gradients w.r.t. the inputs, initial states and learnable
+    /// params of `fwd`'s call, for upstream gradients of its outputs, state sequences and final
+    /// states (any may be absent: zero). Param gradients are reduced in a fixed order, so they
+    /// are bit-identical for every thread count.
+    pub fn backward(
+        &self,
+        fwd: &Forward<'_>,
+        upstream: &Upstream<'_, f32>,
+    ) -> Result<Gradients<f32>, RuntimeError> {
+        upstream.check(&self.graph, fwd.t, fwd.n)?;
+        let bk = self.backward_kernel(&upstream.spec())?;
+        let args = ScanArgs {
+            t: fwd.t,
+            n: fwd.n,
+            inputs: fwd.inputs.clone(),
+            init_states: fwd.init_states.iter().map(|c| c.as_ref()).collect(),
+            params: fwd.params.clone(),
+        };
+        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
+        bptt::backward(&self.graph, &bk.graph, &args, &seqs, upstream, |_, a| {
+            bk.exec.run(a)
+        })
+    }
+
+    /// [`Kernel::backward`] with upstream gradients for outputs only.
+    pub fn backward_outputs(
+        &self,
+        fwd: &Forward<'_>,
+        grad_outputs: &[Option<&[f32]>],
+    ) -> Result<Gradients<f32>, RuntimeError> {
+        let mut up = Upstream::none(&self.graph);
+        up.outputs = grad_outputs.to_vec();
+        self.backward(fwd, &up)
+    }
+}
+
+impl Forward<'_> {
+    /// Output `name`'s sequence.
+    pub fn output(&self, g: &StepGraph, name: &str) -> Option<&[f32]> {
+        g.output_index(name).map(|o| self.outputs[o].as_slice())
+    }
+}
