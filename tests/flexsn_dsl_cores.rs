@@ -138,18 +138,8 @@ fn golden(file: &str) -> PathBuf {
 }
 
 /// Cases that fail because of a known gap outside this crate, with the tensor that differs.
-///
-/// `FlexSN_006`: at t = 0 its `w` state is exactly 0, so `torch.clamp(w_new, min=0.0,
-/// max=2.5)` sits on its lower bound. The PyTorch that made the golden data (2.15) gives a
-/// scalar-bound clamp the minimum-norm subgradient (zero at the bound, pytorch/pytorch#191142);
-/// `autodiff`'s `Clamp` rule still passes the gradient at the bound (`lo <= x <= hi`), so
-/// `grads.x` differs at the steps whose gradient flows through that tie. Forward is exact.
-/// `exotic_with_strict_clamp_gradient_passes` shows that the strict rule matches. When the
-/// rule is fixed this test fails: remove the entry.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "FlexSN_006_exotic_exp_tanh_min_max_clamp_where_T16_N6",
-    "grads.x",
-)];
+/// (Empty: the clamp-on-its-bound gradient of `FlexSN_006` was fixed in `autodiff`.)
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn assert_flexsn_passes(backend: &mut dyn ScanBackend) {
     let cores = dsl_cores();

@@ -8,7 +8,7 @@
 //!
 //! Every op's rule lives in one exhaustive `match` in [`vjp`], so a new op cannot compile
 //! without its rule. Rules follow PyTorch's derivative formulas (e.g. `maximum` splits the
-//! gradient on ties, `clamp` passes it where `lo <= x <= hi`).
+//! gradient on ties, `clamp` passes it where `lo < x < hi`).
 
 use std::collections::HashMap;
 
@@ -422,19 +422,20 @@ fn vjp(
             vec![Some(gx), Some(gz)]
         }
         Op::Clamp => {
-            // torch clamp backward with tensor bounds.
+            // The gradient passes strictly inside the bounds; on a bound it goes to the bound
+            // (PyTorch 2.15 gives `x` zero there, which SpikingJelly's golden data shows).
             let (x, lo, hi) = (a[0], a[1], a[2]);
-            let ge_lo = r.bin(Op::Ge, x, lo)?;
-            let le_hi = r.bin(Op::Le, x, hi)?;
-            let inside = r.bin(Op::And, ge_lo, le_hi)?;
+            let gt_lo = r.bin(Op::Gt, x, lo)?;
+            let lt_hi = r.bin(Op::Lt, x, hi)?;
+            let inside = r.bin(Op::And, gt_lo, lt_hi)?;
             let gx = r.pass_if(inside, g)?;
-            let below = r.bin(Op::Lt, x, lo)?;
+            let at_or_below = r.bin(Op::Le, x, lo)?;
             let ordered = r.bin(Op::Lt, lo, hi)?;
-            let m_lo = r.bin(Op::And, below, ordered)?;
+            let m_lo = r.bin(Op::And, at_or_below, ordered)?;
             let glo = r.pass_if(m_lo, g)?;
-            let above = r.bin(Op::Gt, x, hi)?;
+            let at_or_above = r.bin(Op::Ge, x, hi)?;
             let crossed = r.bin(Op::Lt, hi, lo)?;
-            let m_hi = r.bin(Op::Or, above, crossed)?;
+            let m_hi = r.bin(Op::Or, at_or_above, crossed)?;
             let ghi = r.pass_if(m_hi, g)?;
             vec![Some(gx), Some(glo), Some(ghi)]
         }
