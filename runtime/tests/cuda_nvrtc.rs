@@ -267,3 +267,26 @@ fn missing_or_wrong_nvrtc_is_a_typed_error_and_ld_library_path_works() {
         assert!(ok && out.contains("CHILD: NVRTC OK"), "{out}");
     }
 }
+
+#[test]
+fn inspection_gives_forward_and_backward_source_and_ptx() {
+    use flexsn_runtime::cuda::inspect;
+    let g = samples::plif(1.0, 0.0).unwrap();
+    let spec = GradSpec::outputs_only(&g);
+    let opts = CudaOptions::new(StorageDtype::Bf16, MathMode::Fast);
+    let text = inspect::cuda_text(&g, &spec, &opts, true).unwrap();
+    assert!(text.contains("// ===== forward scan: flexsn_plif_fwd_bf16_fast_"));
+    assert!(text.contains("// ===== backward scan: flexsn_plif_grad_bwd_bf16_fast_"));
+    assert!(text.contains("flexsn_store_bf16") && text.contains("__expf("));
+    let Some(_) = require_nvrtc() else {
+        return;
+    };
+    let ptx = inspect::ptx_text(&g, &spec, &opts, true, 90).unwrap();
+    assert_eq!(
+        ptx.matches(".entry flexsn_plif_").count(),
+        2,
+        "{}",
+        &ptx[..400]
+    );
+    assert!(ptx.contains(".target sm_90"));
+}

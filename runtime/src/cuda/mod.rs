@@ -2,12 +2,14 @@
 //! builds and runs where CUDA is absent) and the emulated backend that runs the same generated
 //! source as host C++ on the CPU.
 
+pub mod bench;
 pub mod cache;
 pub mod compare;
 pub mod device;
 pub mod emulated;
 mod error;
 pub mod host;
+pub mod inspect;
 pub mod nvrtc;
 
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};

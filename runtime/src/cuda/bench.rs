@@ -1,0 +1,257 @@
+//! CUDA benchmarks: forward (training) and backward scans of a neuron on device buffers, timed
+//! with CUDA events, and compared with a device-to-device copy of the same number of bytes in
+//! the same run.
+//!
+//! "Bytes it must move" is every buffer of the launch once: each input read (sequences in the
+//! storage type, states and params in `f32`) and each output written. The copy reference moves
+//! the same total (it reads and writes `bytes / 2`), so `ratio = copy_time / kernel_time` is the
+//! fraction of the copy bandwidth the kernel reaches.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::{CudaSlice, CudaStream};
+use flexsn_compiler::autodiff::GradSpec;
+use flexsn_compiler::codegen::cuda::{ArgRole, CudaOptions, StorageDtype};
+use flexsn_compiler::ir::StepGraph;
+use flexsn_compiler::scan::ScanKernel;
+
+use super::error::guard;
+use super::host::{BufferSpec, HostBuf};
+use super::{CudaDevice, CudaError, DeviceBuf, DeviceKernel};
+
+fn driver(call: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+    move |e| CudaError::Driver {
+        call,
+        message: format!("{e:?}"),
+    }
+}
+
+/// One benchmark: a neuron's scans at one size and storage type.
+#[derive(Clone, Debug)]
+pub struct BenchCase {
+    pub label: String,
+    pub graph: StepGraph,
+    pub opts: CudaOptions,
+    pub t: usize,
+    pub n: usize,
+    /// Timed repetitions (after one warm-up); the median is reported.
+    pub reps: usize,
+}
+
+/// One measured scan (or the sum of forward and backward).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    pub label: String,
+    /// `forward`, `backward` or `fwd+bwd`.
+    pub phase: &'static str,
+    pub dtype: StorageDtype,
+    pub t: usize,
+    pub n: usize,
+    /// Median kernel time.
+    pub ms: f64,
+    /// Bytes the scan must move (all buffers once).
+    pub bytes: u64,
+    /// Median time of a device-to-device copy moving the same bytes.
+    pub copy_ms: f64,
+}
+
+impl BenchRow {
+    /// Effective bandwidth of the kernel in GB/s.
+    pub fn gbps(&self) -> f64 {
+        self.bytes as f64 / (self.ms * 1e-3) / 1e9
+    }
+    /// Bandwidth of the same-run copy in GB/s.
+    pub fn copy_gbps(&self) -> f64 {
+        self.bytes as f64 / (self.copy_ms * 1e-3) / 1e9
+    }
+    /// Fraction of the copy's bandwidth the kernel reaches.
+    pub fn ratio(&self) -> f64 {
+        self.copy_ms / self.ms
+    }
+}
+
+/// Bytes of all buffers of a launch.
+fn launch_bytes(src: &DeviceKernel, specs: &[BufferSpec]) -> u64 {
+    specs
+        .iter()
+        .map(|s| (s.len * src.source.elem_bytes(s.ty)) as u64)
+        .sum()
+}
+
+/// Fills every input buffer with a deterministic pattern in `[-1, 2)`: one row of `n` values
+/// uploaded once, then copied into every time step on the device.
+fn fill_inputs(
+    stream: &Arc<CudaStream>,
+    dk: &DeviceKernel,
+    bufs: &mut [DeviceBuf],
+    specs: &[BufferSpec],
+    t: usize,
+    n: usize,
+) -> Result<(), CudaError> {
+    let row: Vec<f32> = (0..n)
+        .map(|i| (((i as u64).wrapping_mul(2654435761) % 3000) as f32) / 1000.0 - 1.0)
+        .collect();
+    let dtype = dk.source.dtype;
+    for (b, s) in bufs.iter_mut().zip(specs) {
+        if s.role.is_output() || s.len == 0 {
+            continue;
+        }
+        let per_row = matches!(s.role, ArgRole::Input(_));
+        let src: Vec<f32> = if per_row {
+            row.clone()
+        } else {
+            row.iter().cycle().take(s.len).copied().collect()
+        };
+        let host = HostBuf::encode(s.ty, dtype, &src);
+        match (b, host) {
+            (DeviceBuf::F32(d), HostBuf::F32(h)) => copy_rows(stream, d, &h, per_row, t)?,
+            (DeviceBuf::U16(d), HostBuf::U16(h)) => copy_rows(stream, d, &h, per_row, t)?,
+            _ => {
+                return Err(CudaError::Buffer {
+                    name: s.name.clone(),
+                    message: "buffer and host types disagree".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_rows<T: cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    dst: &mut CudaSlice<T>,
+    row: &[T],
+    per_row: bool,
+    t: usize,
+) -> Result<(), CudaError> {
+    if !per_row {
+        stream
+            .memcpy_htod(row, &mut dst.slice_mut(..row.len()))
+            .map_err(driver("cuMemcpyHtoD"))?;
+        return Ok(());
+    }
+    let n = row.len();
+    let first = stream.clone_htod(row).map_err(driver("cuMemcpyHtoD"))?;
+    for ti in 0..t {
+        let mut view = dst.slice_mut(ti * n..(ti + 1) * n);
+        stream
+            .memcpy_dtod(&first, &mut view)
+            .map_err(driver("cuMemcpyDtoD"))?;
+    }
+    Ok(())
+}
+
+/// Median of the event times of `reps` runs of `f` (after one warm-up run).
+fn time_ms(
+    dev: &CudaDevice,
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), CudaError>,
+) -> Result<f64, CudaError> {
+    f()?;
+    let stream = dev.stream();
+    let mut times = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        let start = stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(driver("cuEventRecord"))?;
+        f()?;
+        let end = stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(driver("cuEventRecord"))?;
+        times.push(
+            start
+                .elapsed_ms(&end)
+                .map_err(driver("cuEventElapsedTime"))? as f64,
+        );
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+/// Median time of a device-to-device copy that moves `bytes` in total (reads and writes half).
+fn copy_ms(dev: &CudaDevice, bytes: u64, reps: usize) -> Result<f64, CudaError> {
+    let half = (bytes / 2).max(1) as usize;
+    let stream = dev.stream().clone();
+    let src = stream
+        .alloc_zeros::<u8>(half)
+        .map_err(driver("cuMemAlloc"))?;
+    let mut dst = stream
+        .alloc_zeros::<u8>(half)
+        .map_err(driver("cuMemAlloc"))?;
+    time_ms(dev, reps, || {
+        stream
+            .memcpy_dtod(&src, &mut dst)
+            .map_err(driver("cuMemcpyDtoD"))
+    })
+}
+
+/// Times one compiled scan on device buffers filled with a pattern.
+fn bench_scan(
+    dev: &CudaDevice,
+    kernel: &ScanKernel,
+    case: &BenchCase,
+    phase: &'static str,
+) -> Result<BenchRow, CudaError> {
+    let dk = dev.compile(kernel, &case.opts)?;
+    let specs = dk.buffer_specs(case.t, case.n)?;
+    let mut bufs = dk.alloc_buffers(case.t, case.n)?;
+    fill_inputs(dev.stream(), &dk, &mut bufs, &specs, case.t, case.n)?;
+    let bytes = launch_bytes(&dk, &specs);
+    let ms = time_ms(dev, case.reps, || dk.launch(&mut bufs, case.t, case.n))?;
+    drop(bufs);
+    let copy = copy_ms(dev, bytes, case.reps)?;
+    Ok(BenchRow {
+        label: case.label.clone(),
+        phase,
+        dtype: case.opts.dtype,
+        t: case.t,
+        n: case.n,
+        ms,
+        bytes,
+        copy_ms: copy,
+    })
+}
+
+/// Benchmarks a neuron's training forward scan and its backward scan (upstream gradients for
+/// the outputs only), each against a same-run copy of its bytes, plus their sum.
+pub fn bench_neuron(dev: &CudaDevice, case: &BenchCase) -> Result<Vec<BenchRow>, CudaError> {
+    let (fwd, bwd) =
+        super::inspect::scan_kernels(&case.graph, &GradSpec::outputs_only(&case.graph), true)?;
+    guard("CUDA benchmark", || {
+        let f = bench_scan(dev, &fwd, case, "forward")?;
+        let b = bench_scan(dev, &bwd, case, "backward")?;
+        let both = BenchRow {
+            phase: "fwd+bwd",
+            ms: f.ms + b.ms,
+            bytes: f.bytes + b.bytes,
+            copy_ms: f.copy_ms + b.copy_ms,
+            ..f.clone()
+        };
+        Ok(vec![f, b, both])
+    })
+}
+
+/// A short fixed-width table of rows.
+pub fn format_table(rows: &[BenchRow]) -> String {
+    let mut s = format!(
+        "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9} {:>9} {:>10} {:>10} {:>6}\n",
+        "neuron", "phase", "dtype", "T", "N", "ms", "GB", "GB/s", "copy GB/s", "ratio"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9.3} {:>9.2} {:>10.0} {:>10.0} {:>6.2}\n",
+            r.label,
+            r.phase,
+            r.dtype.name(),
+            r.t,
+            r.n,
+            r.ms,
+            r.bytes as f64 / 1e9,
+            r.gbps(),
+            r.copy_gbps(),
+            r.ratio()
+        ));
+    }
+    s
+}
