@@ -32,7 +32,7 @@ use crate::RuntimeError;
 pub const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 /// Options of the CPU backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CpuOptions {
     /// Threads per run; 0 means the available cores.
     pub threads: usize,
@@ -40,16 +40,6 @@ pub struct CpuOptions {
     pub chunk: usize,
     /// f32x4 copies per loop iteration (1–4); 0 for automatic.
     pub unroll: usize,
-}
-
-impl Default for CpuOptions {
-    fn default() -> Self {
-        CpuOptions {
-            threads: 0,
-            chunk: 0,
-            unroll: 0,
-        }
-    }
 }
 
 impl CpuOptions {
@@ -204,12 +194,16 @@ impl CpuScan {
         self.threads
     }
 
-    /// Runs the scan with the thread count it was compiled with.
+    /// Runs the scan with the thread count it was compiled with (fewer for small problems:
+    /// at least [`MIN_WORK_PER_THREAD`] neuron-steps per thread).
     pub fn run(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, RuntimeError> {
-        self.run_with_threads(args, self.threads)
+        let work = args.t.max(1).saturating_mul(args.n);
+        let threads = self.threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1);
+        self.run_with_threads(args, threads)
     }
 
-    /// Runs the scan on at most `threads` threads (results do not depend on it).
+    /// Runs the scan on `threads` threads (fewer only when `N` has fewer 16-neuron blocks).
+    /// Results are bit-identical for every thread count.
     pub fn run_with_threads(
         &self,
         args: &ScanArgs<'_, f32>,

@@ -178,7 +178,7 @@ impl Lanes for ClifLanes<'_, '_> {
     fn bits(&mut self, a: Value) -> Value {
         self.cast(I32X4, a)
     }
-    fn from_bits(&mut self, a: Value) -> Value {
+    fn float_of_bits(&mut self, a: Value) -> Value {
         self.cast(F32X4, a)
     }
     fn f2i(&mut self, a: Value) -> Value {
@@ -286,7 +286,7 @@ impl Lanes for ClifLanes<'_, '_> {
         let decompose = |l: &mut Self, a: Value| {
             let min_norm = l.ic(0x80_0000);
             let sub = l.icmp(ICmp::Slt, a, min_norm);
-            let af = l.from_bits(a);
+            let af = l.float_of_bits(a);
             let s = l.fc(8_388_608.0);
             let sf = l.mul(af, s);
             let sb = l.bits(sf);
@@ -346,15 +346,15 @@ impl Lanes for ClifLanes<'_, '_> {
         let bias = l.ic(127);
         let p1 = l.iadd(e1, bias);
         let p1 = l.ishl(p1, 23);
-        let p1 = l.from_bits(p1);
+        let p1 = l.float_of_bits(p1);
         let p2 = l.iadd(e2, bias);
         let p2 = l.ishl(p2, 23);
-        let p2 = l.from_bits(p2);
+        let p2 = l.float_of_bits(p2);
         let r = l.mul(fm, p1);
         let r = l.mul(r, p2);
         let rb = l.bits(r);
         let rb = l.ior(rb, sx);
-        let r = l.from_bits(rb);
+        let r = l.float_of_bits(rb);
         let r = l.fsel(ret_x, x, r);
         let nan = l.fc(f32::NAN);
         l.fsel(nan_res, nan, r)

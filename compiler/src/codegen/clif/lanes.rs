@@ -85,7 +85,7 @@ pub trait Lanes {
     /// The bits of `a`.
     fn bits(&mut self, a: Self::F) -> Self::I;
     /// The float with bits `a`.
-    fn from_bits(&mut self, a: Self::I) -> Self::F;
+    fn float_of_bits(&mut self, a: Self::I) -> Self::F;
     /// Truncating, saturating conversion (NaN gives 0).
     fn f2i(&mut self, a: Self::F) -> Self::I;
     /// Conversion rounding to nearest.
@@ -221,7 +221,7 @@ impl Lanes for Scalar {
     fn bits(&mut self, a: f32) -> i32 {
         a.to_bits() as i32
     }
-    fn from_bits(&mut self, a: i32) -> f32 {
+    fn float_of_bits(&mut self, a: i32) -> f32 {
         f32::from_bits(a as u32)
     }
     fn f2i(&mut self, a: f32) -> i32 {

@@ -27,6 +27,10 @@
 //! `log(x < 0) = NaN`, `tanh(±inf) = ±1`, `sin(inf) = NaN`, and the signs of zeros are kept by
 //! the odd functions.
 
+// Coefficients are written as the fitting script prints them (the f32 value's shortest f64
+// round-trip digits), which is more digits than an f32 needs.
+#![allow(clippy::excessive_precision)]
+
 use super::lanes::{Cmp, ICmp, Lanes};
 
 type F<L> = <L as Lanes>::F;
@@ -58,7 +62,7 @@ fn pow2i<L: Lanes>(l: &mut L, k: L::I) -> F<L> {
     let bias = l.ic(127);
     let e = l.iadd(k, bias);
     let b = l.ishl(e, 23);
-    l.from_bits(b)
+    l.float_of_bits(b)
 }
 
 /// `m ? NaN : v`.
@@ -80,7 +84,7 @@ fn with_sign_of<L: Lanes>(l: &mut L, r: F<L>, x: F<L>) -> F<L> {
     let s = l.iand(xb, sign);
     let rb = l.bits(r);
     let b = l.ior(rb, s);
-    l.from_bits(b)
+    l.float_of_bits(b)
 }
 
 /// `min(a, b)` as `b < a ? b : a` (keeps a NaN in `a`).
@@ -162,7 +166,7 @@ fn frexp_sqrt2<L: Lanes>(l: &mut L, x: F<L>) -> (F<L>, L::I) {
     let one_bits = l.ic(0x3f80_0000);
     let mb = l.iand(b, mant);
     let mb = l.ior(mb, one_bits);
-    let m = l.from_bits(mb);
+    let m = l.float_of_bits(mb);
     let sqrt2 = l.fc(std::f32::consts::SQRT_2);
     let big = l.fcmp(Cmp::Gt, m, sqrt2);
     let half = l.fc(0.5);
@@ -561,7 +565,7 @@ pub fn sin<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let sb = l.iand(xb, sign);
     let rb = l.bits(r);
     let rb = l.ixor(rb, sb);
-    let r = l.from_bits(rb);
+    let r = l.float_of_bits(rb);
     trig_specials(l, x, r)
 }
 
