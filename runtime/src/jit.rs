@@ -96,12 +96,8 @@ impl Jit {
         match backend {
             Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
             Backend::Cpu => Jit::cpu(CpuOptions::default()),
-            Backend::Cuda | Backend::CudaEmulated => Err(RuntimeError::BackendUnavailable {
-                backend: backend.name(),
-                reason: "this build wires CUDA in through `Jit::with_compiler` \
-                         (the CUDA backend's `BackendCompiler`)"
-                    .into(),
-            }),
+            Backend::Cuda => crate::cuda::backend::cuda_jit(Default::default()),
+            Backend::CudaEmulated => crate::cuda::backend::emulated_jit(Default::default()),
         }
     }
 

@@ -409,3 +409,42 @@ fn missing_compiler_is_a_plain_typed_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn jit_with_the_emulated_backend_matches_the_interpreter_jit() {
+    use flexsn_runtime::{Backend, Jit, RuntimeError};
+    if emu(CudaOptions::default()).is_none() {
+        return;
+    }
+    let g = samples::plif(1.0, 0.0).unwrap();
+    let emu_jit = Jit::new(Backend::CudaEmulated).unwrap();
+    assert!(emu_jit.backend_name().starts_with("cuda-emulated"));
+    let int_jit = Jit::new(Backend::Interpreter).unwrap();
+    let ke = emu_jit.compile(&g).unwrap();
+    let ki = int_jit.compile(&g).unwrap();
+    let (t, n) = (8, 300);
+    let x: Vec<f32> = (0..t * n)
+        .map(|i| ((i * 37) % 101) as f32 / 40.0 - 0.5)
+        .collect();
+    let w = [0.3f32];
+    let fe = ke.forward(t, n, &[&x], None, &[("w", &w)]).unwrap();
+    let fi = ki.forward(t, n, &[&x], None, &[("w", &w)]).unwrap();
+    let tol = Tolerance::emulated(StorageDtype::F32);
+    compare("spikes", &fe.outputs[0], &fi.outputs[0], tol).unwrap();
+    let gy = vec![1.0f32; t * n];
+    let ge = ke.backward_outputs(&fe, &[Some(&gy)]).unwrap();
+    let gi = ki.backward_outputs(&fi, &[Some(&gy)]).unwrap();
+    compare("grad x", &ge.inputs[0], &gi.inputs[0], tol).unwrap();
+    compare(
+        "grad w",
+        ge.params[0].as_ref().unwrap(),
+        gi.params[0].as_ref().unwrap(),
+        tol,
+    )
+    .unwrap();
+    // Real CUDA on this machine: either it works, or it says why, as a typed error.
+    match Jit::new(Backend::Cuda) {
+        Ok(_) | Err(RuntimeError::BackendUnavailable { .. }) => {}
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}

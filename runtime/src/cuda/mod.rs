@@ -2,6 +2,7 @@
 //! builds and runs where CUDA is absent) and the emulated backend that runs the same generated
 //! source as host C++ on the CPU.
 
+pub mod backend;
 pub mod bench;
 pub mod cache;
 pub mod compare;
