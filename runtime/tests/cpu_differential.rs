@@ -22,7 +22,9 @@ use flexsn_compiler::codegen::clif::model;
 use flexsn_compiler::dsl::GraphBuilder;
 use flexsn_compiler::interp;
 use flexsn_compiler::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn_compiler::random::{RandomGraphConfig, SplitMix64, random_graph, random_inputs, scan_args};
+use flexsn_compiler::random::{
+    RandomGraphConfig, SplitMix64, random_graph, random_inputs, scan_args,
+};
 use flexsn_compiler::scan::{Direction, OutputMode, ScanArgs, ScanKernel, ScanResult};
 use flexsn_runtime::cpu::{CpuOptions, CpuScan};
 use proptest::prelude::*;
@@ -101,9 +103,9 @@ fn every_op_graph() -> StepGraph {
     let leaves = [x, y, s, ps, pn, pt];
     let mut outs = vec![];
     for (i, op) in Op::PLAIN.iter().enumerate() {
-        for shift in 0..2 {
+        for shift in 0..leaves.len() {
             let args: Vec<_> = (0..op.arity().count())
-                .map(|k| leaves[(i + k + shift * 2) % leaves.len()])
+                .map(|k| leaves[(i + k + shift) % leaves.len()])
                 .collect();
             outs.push(gb.op(*op, &args).unwrap());
         }
@@ -124,6 +126,29 @@ fn every_op_graph() -> StepGraph {
     let n = gb.op(Op::Clamp, &[a, lo, hi]).unwrap();
     gb.set_next_state(0, n).unwrap();
     gb.finish().unwrap()
+}
+
+/// Puts NaN, infinities, signed zeros, subnormals and huge values into every fifth element.
+fn with_specials(inputs: &mut [Vec<f32>]) {
+    let sp = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1e-40,
+        -3e38,
+        2.5,
+        -0.5,
+        1e7,
+    ];
+    for (k, x) in inputs.iter_mut().enumerate() {
+        for (i, v) in x.iter_mut().enumerate() {
+            if (i + k) % 5 == 0 {
+                *v = sp[(i / 5 + 3 * k) % sp.len()];
+            }
+        }
+    }
 }
 
 /// ulp distance between two floats (0 for equal bits, equal NaNs or equal infinities).
@@ -156,7 +181,10 @@ fn every_op_every_layout_matches_model_and_interpreter() {
                 let cpu = CpuScan::compile(&k, &opts(unroll, 64)).unwrap();
                 for (i, &n) in NS.iter().enumerate() {
                     for t in [0, 1, 3] {
-                        let data = random_inputs(i as u64 * 31 + t as u64, &g, t, n);
+                        let mut data = random_inputs(i as u64 * 31 + t as u64, &g, t, n);
+                        with_specials(&mut data.0);
+                        with_specials(&mut data.1);
+                        with_specials(&mut data.2);
                         let args = scan_args(t, n, &data);
                         let got = cpu.run(&args).unwrap();
                         let want = model::run_scan(&k, &args).unwrap();
@@ -379,7 +407,10 @@ fn shape_errors_name_the_argument() {
     let short = vec![0.0f32; t * n - 1];
     args.inputs[1] = &short;
     let e = cpu.run(&args).unwrap_err().to_string();
-    assert!(e.contains("`y`") && e.contains("40") && e.contains("39"), "{e}");
+    assert!(
+        e.contains("`y`") && e.contains("40") && e.contains("39"),
+        "{e}"
+    );
     let mut args = scan_args(t, n, &data);
     let pt = vec![0.0f32; 3];
     args.params[2] = &pt;
