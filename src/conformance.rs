@@ -55,6 +55,10 @@ pub trait ScanBackend {
         kernel: &ScanKernel,
         args: &ScanArgs<'_, f32>,
     ) -> Result<ScanResult<f32>, BackendError>;
+    /// Why the backend cannot run on this machine (no GPU, no C++ compiler, ...), if so.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The interpreter, the oracle.
@@ -75,7 +79,7 @@ impl ScanBackend for Interpreter {
 }
 
 /// The backend names [`backend_by_name`] knows.
-pub const BACKENDS: &[&str] = &["interp"];
+pub const BACKENDS: &[&str] = &["interp", "cuda-emulated", "cuda"];
 
 /// An unknown backend name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct UnknownBackend(pub String);
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
     match name {
         "interp" | "interpreter" => Ok(Box::new(Interpreter)),
+        "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
+        "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
         _ => Err(UnknownBackend(name.to_string())),
     }
 }
@@ -110,6 +116,9 @@ pub enum LoadError {
     },
     #[error("{path}: expected a JSON list of cases")]
     NotAList { path: String },
+    /// The golden set's `manifest.json` (an object with `files`), not a list of cases.
+    #[error("{path}: a manifest of golden files, not a list of cases")]
+    Manifest { path: String },
     #[error("{path}: case {index}: {why}")]
     BadCase {
         path: String,
@@ -144,10 +153,18 @@ pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<Case>, LoadError> {
         path: origin.to_string(),
         source,
     })?;
-    let Value::Array(items) = v else {
-        return Err(LoadError::NotAList {
-            path: origin.to_string(),
-        });
+    let items = match v {
+        Value::Array(items) => items,
+        Value::Object(m) if m.contains_key("files") => {
+            return Err(LoadError::Manifest {
+                path: origin.to_string(),
+            });
+        }
+        _ => {
+            return Err(LoadError::NotAList {
+                path: origin.to_string(),
+            });
+        }
     };
     items
         .into_iter()
@@ -1185,6 +1202,10 @@ mod tests {
         assert!(matches!(
             parse_cases("{}", "f"),
             Err(LoadError::NotAList { .. })
+        ));
+        assert!(matches!(
+            parse_cases(r#"{"files": {}}"#, "f"),
+            Err(LoadError::Manifest { .. })
         ));
         assert!(matches!(
             parse_cases(r#"[{"neuron": "IFNode"}]"#, "f"),

@@ -115,23 +115,46 @@ fn flexsn_cases_run_with_cores_from_files() {
         "lif_soft",
         "complicated_lif_core",
         "alif",
+        "exotic_exp_tanh_min_max_clamp_where",
         "lif_static_inv_tau",
     ];
-    let mut args: Vec<String> = vec!["conformance".into(), golden("flexsn.json")];
-    for n in names {
-        args.push("--core".into());
-        args.push(format!("{n}=tests/cores/{n}.rs"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = flexsn(&args);
+    let core_args = |names: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec!["conformance".into(), golden("flexsn.json")];
+        for n in names {
+            args.push("--core".into());
+            args.push(format!("{n}=tests/cores/{n}.rs"));
+        }
+        args
+    };
+    let args = core_args(&names);
+    let o = flexsn(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
-    for l in out.lines().filter(|l| !l.contains("exotic")) {
-        assert!(l.starts_with("PASS ") || l.contains(" passed, "), "{l}");
-    }
-    // The exotic core is not bound: its two cases fail naming it.
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.trim_end().ends_with("10 passed, 0 failed"), "{out}");
+    // Without the exotic core, its two cases fail naming it.
+    let without: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !n.starts_with("exotic"))
+        .collect();
+    let args = core_args(&without);
+    let o = flexsn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1));
     assert!(out.contains("no core bound for FlexSN core `exotic_exp_tanh_min_max_clamp_where`"));
     assert!(out.trim_end().ends_with("8 passed, 2 failed"), "{out}");
-    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn the_manifest_is_skipped_with_a_note() {
+    let o = flexsn(&[
+        "conformance",
+        &golden("manifest.json"),
+        &golden("nonspiking.json"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipping"), "{}", stderr(&o));
+    assert!(stdout(&o).trim_end().ends_with("15 passed, 0 failed"));
 }
 
 #[test]

@@ -74,7 +74,9 @@ fn alif(a: &CoreArgs) -> Result<StepGraph, String> {
     finish(b)
 }
 
-/// exp, tanh, maximum, minimum, clamp (one- and two-sided) and where.
+/// exp, tanh, maximum, minimum, clamp (one- and two-sided) and where. At t = 0 of
+/// `FlexSN_006` the `w` clamp sits exactly on its lower bound: PyTorch 2.15 gives a scalar-bound
+/// clamp no gradient there (pytorch/pytorch#191142), and so does `autodiff`'s `Clamp` rule.
 fn exotic(a: &CoreArgs) -> Result<StepGraph, String> {
     let v_th = a.hyper("v_th")? as f32;
     let b = CoreBuilder::new("exotic_exp_tanh_min_max_clamp_where");
@@ -137,10 +139,6 @@ fn golden(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Cases that fail because of a known gap outside this crate, with the tensor that differs.
-/// (Empty: the clamp-on-its-bound gradient of `FlexSN_006` was fixed in `autodiff`.)
-const KNOWN_GAPS: &[(&str, &str)] = &[];
-
 fn assert_flexsn_passes(backend: &mut dyn ScanBackend) {
     let cores = dsl_cores();
     let mut h = Harness::new(backend, &cores);
@@ -151,22 +149,7 @@ fn assert_flexsn_passes(backend: &mut dyn ScanBackend) {
         println!("{r}");
     }
     assert_eq!(reports.len(), 10);
-    let (gaps, reports): (Vec<&CaseReport>, Vec<&CaseReport>) = reports
-        .iter()
-        .partition(|r| KNOWN_GAPS.iter().any(|(name, _)| *name == r.name));
-    for r in gaps {
-        let (_, tensor) = KNOWN_GAPS.iter().find(|(n, _)| *n == r.name).unwrap();
-        let why = r
-            .failure
-            .as_deref()
-            .unwrap_or_else(|| panic!("{}: passes now; remove it from KNOWN_GAPS", r.name));
-        assert!(why.starts_with(&format!("{tensor}:")), "{}: {why}", r.name);
-        // Everything else matched: forward outputs, state sequences, final states.
-        for t in r.tensors.iter().filter(|t| t.label != *tensor) {
-            assert_eq!(t.mismatches, 0, "{}: {}", r.name, t.label);
-        }
-    }
-    let failed: Vec<&CaseReport> = reports.iter().copied().filter(|r| !r.passed()).collect();
+    let failed: Vec<&CaseReport> = reports.iter().filter(|r| !r.passed()).collect();
     assert!(
         failed.is_empty(),
         "{} FlexSN cases failed:\n{}",
@@ -180,7 +163,7 @@ fn assert_flexsn_passes(backend: &mut dyn ScanBackend) {
     // Forward outputs, state sequences, final states and gradients were all compared, and
     // every core's cases compared the gradients it has (inputs; initial states when given;
     // static inputs).
-    for r in reports {
+    for r in &reports {
         for prefix in ["outputs.", "state_seqs.", "final_states.", "grads."] {
             assert!(
                 r.tensors.iter().any(|t| t.label.starts_with(prefix)),
@@ -270,46 +253,4 @@ fn mismatched_core_fails_with_reason() {
     let mut h = Harness::new(&mut be, &cores);
     let why = h.run_case(case).failure.unwrap();
     assert!(why.contains("hyperparameter `"), "{why}");
-}
-
-/// The exotic core with PyTorch 2.15's scalar-bound clamp gradient (zero on the bounds)
-/// written out with `select` and `detach`: both exotic cases pass, so the one known gap is the
-/// clamp rule and nothing else.
-#[test]
-fn exotic_with_strict_clamp_gradient_passes() {
-    use flexsn::compiler::dsl::Expr;
-    // clamp(x, lo, hi) whose gradient flows only where lo < x < hi.
-    fn strict_clamp<'b>(x: Expr<'b>, lo: f32, hi: f32) -> Expr<'b> {
-        let c = x.clamp(lo, hi);
-        x.gt(lo).and(x.lt(hi)).select(c, c.detach())
-    }
-    fn exotic_strict(a: &CoreArgs) -> Result<StepGraph, String> {
-        let v_th = a.hyper("v_th")? as f32;
-        let b = CoreBuilder::new("exotic_strict");
-        let x = b.input("x");
-        let v = b.state("v", StateInit::Const(0.0));
-        let w = b.state("w", StateInit::Const(0.0));
-        let dv = 0.1f32 * strict_clamp(v - 0.5, f32::NEG_INFINITY, 2.0).exp();
-        let h = 0.8f32 * v + x.tanh() + dv - 0.2f32 * w;
-        let h = h.max(-1.0);
-        let s = (h - v_th).spike(ATAN2);
-        b.output("s", s);
-        b.set_state("v", s.gt(0.5).select(0.0, h));
-        b.set_state("w", strict_clamp((0.9f32 * w + s).min(3.0), 0.0, 2.5));
-        finish(b)
-    }
-    let mut cores = Cores::default();
-    cores.bind("exotic_exp_tanh_min_max_clamp_where", exotic_strict);
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
-    let cases: Vec<_> = load_cases(golden("flexsn.json"))
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.neuron == "FlexSN:exotic_exp_tanh_min_max_clamp_where")
-        .collect();
-    assert_eq!(cases.len(), 2);
-    for c in &cases {
-        let r = h.run_case(c);
-        assert!(r.passed(), "{r}");
-    }
 }
