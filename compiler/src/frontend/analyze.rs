@@ -1237,7 +1237,7 @@ impl Analyzer<'_> {
             };
             let s = |n: usize| if n == 1 { "" } else { "s" };
             return Err(AnalysisError::new(
-                span,
+                name_span,
                 format!(
                     "`{name}` takes {want} argument{}{}, got {got}",
                     s(want),

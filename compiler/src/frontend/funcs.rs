@@ -118,7 +118,11 @@ pub(crate) fn nearest<'a>(
     candidates
         .into_iter()
         .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) + 2) / 3)
+        .filter(|(d, c)| {
+            let longest = c.len().max(name.len());
+            // One- and two-letter names are all close: suggesting among them is noise.
+            *d == 0 || (longest > 2 && *d <= (longest + 2) / 3)
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

@@ -173,7 +173,7 @@ fn errors_are_located_and_name_what_is_allowed() {
         (
             "fn f(x: Input) -> Output {\n    x.clamp(0.0)\n}",
             "`clamp` takes 2 arguments besides the receiver, got 1",
-            (2, 5),
+            (2, 7),
         ),
         (
             "fn f(x: Input) -> Output {\n    exp(x, x)\n}",

@@ -1,0 +1,8 @@
+use flexsn::neuron;
+
+#[neuron(fast)]
+fn opt(x: Input) -> Output {
+    x
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use flexsn::neuron;
+
+#[neuron]
+fn nothing(x: Input) {
+    let _h = x;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use flexsn::neuron;
+
+#[neuron]
+fn typed(x: Tensor) -> Output {
+    x
+}
+
+fn main() {}

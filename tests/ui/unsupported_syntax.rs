@@ -1,0 +1,10 @@
+use flexsn::neuron;
+
+#[neuron]
+fn matching(x: Input) -> Output {
+    match x {
+        _ => x,
+    }
+}
+
+fn main() {}
