@@ -31,7 +31,7 @@ use flexsn_compiler::scan::{ScanArgs, ScanKernel};
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cpu::{CpuCompiler, CpuOptions};
-use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
+use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor, ScanOutputs};
 use crate::{Neuron, RuntimeError};
 
 /// The backends [`Jit::new`] knows.
@@ -205,23 +205,53 @@ impl std::fmt::Debug for Kernel {
 
 /// What a training forward pass returns, and what backward needs (it borrows the inputs and
 /// params, so they must outlive it).
-#[derive(Clone, Debug)]
+///
+/// Each state's sequence lives in one `[(T+1), N]` buffer whose first row is the initial state:
+/// backward reads "the state before step t" as rows `0..T` and the sequence is rows `1..=T`, so
+/// neither is copied.
+#[derive(Clone, Debug, Default)]
 pub struct Forward<'a> {
     pub t: usize,
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
-    /// Per state: the state after each step, `[T, N]`.
-    pub state_seqs: Vec<Vec<f32>>,
     /// Per state: `[N]`.
     pub final_states: Vec<Vec<f32>>,
+    seq_bufs: Vec<Vec<f32>>,
     inputs: Vec<&'a [f32]>,
     init_states: Vec<Cow<'a, [f32]>>,
     params: Vec<&'a [f32]>,
 }
 
+impl Forward<'_> {
+    /// State `j` after each step: `[T, N]`.
+    pub fn state_seq(&self, j: usize) -> &[f32] {
+        &self.seq_bufs[j][self.n..]
+    }
+
+    /// Every state's sequence, in graph order.
+    pub fn state_seqs(&self) -> Vec<&[f32]> {
+        (0..self.seq_bufs.len())
+            .map(|j| self.state_seq(j))
+            .collect()
+    }
+
+    /// Output `o`'s sequence.
+    pub fn output(&self, o: usize) -> &[f32] {
+        &self.outputs[o]
+    }
+}
+
+/// Makes `v` hold `count` buffers of `len` floats, reusing allocations.
+fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
+    v.resize_with(count, Vec::new);
+    for b in v.iter_mut() {
+        b.resize(len, 0.0);
+    }
+}
+
 /// What an inference forward pass returns.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inference {
     pub t: usize,
     pub n: usize,
@@ -355,18 +385,41 @@ impl Kernel {
         init_states: Option<&[&'a [f32]]>,
         params: &[(&str, &'a [f32])],
     ) -> Result<Forward<'a>, RuntimeError> {
+        let mut f = Forward::default();
+        self.forward_into(t, n, inputs, init_states, params, &mut f)?;
+        Ok(f)
+    }
+
+    /// [`Kernel::forward`] into `fwd`, reusing its buffers (for training loops).
+    pub fn forward_into<'a>(
+        &self,
+        t: usize,
+        n: usize,
+        inputs: &[&'a [f32]],
+        init_states: Option<&[&'a [f32]]>,
+        params: &[(&str, &'a [f32])],
+        fwd: &mut Forward<'a>,
+    ) -> Result<(), RuntimeError> {
         let r = self.resolve(t, n, inputs, init_states, params)?;
-        let res = self.training.run(&r.args())?;
-        Ok(Forward {
-            t,
-            n,
-            outputs: res.outputs,
-            state_seqs: res.state_seqs,
-            final_states: res.final_states,
-            inputs: r.inputs,
-            init_states: r.init_states,
-            params: r.params,
-        })
+        let g = &self.graph;
+        fwd.t = t;
+        fwd.n = n;
+        shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
+        shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
+        shape_buffers(&mut fwd.final_states, g.states().len(), n);
+        for (b, s0) in fwd.seq_bufs.iter_mut().zip(&r.init_states) {
+            b[..n].copy_from_slice(s0);
+        }
+        let mut out = ScanOutputs {
+            outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            state_seqs: fwd.seq_bufs.iter_mut().map(|b| &mut b[n..]).collect(),
+            final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        self.training.run_into(&r.args(), &mut out)?;
+        fwd.inputs = r.inputs;
+        fwd.init_states = r.init_states;
+        fwd.params = r.params;
+        Ok(())
     }
 
     /// Forward for inference: outputs and final states only (nothing saved for backward).
@@ -378,14 +431,33 @@ impl Kernel {
         init_states: Option<&[&[f32]]>,
         params: &[(&str, &[f32])],
     ) -> Result<Inference, RuntimeError> {
+        let mut out = Inference::default();
+        self.infer_into(t, n, inputs, init_states, params, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Kernel::infer`] into `out`, reusing its buffers.
+    pub fn infer_into(
+        &self,
+        t: usize,
+        n: usize,
+        inputs: &[&[f32]],
+        init_states: Option<&[&[f32]]>,
+        params: &[(&str, &[f32])],
+        out: &mut Inference,
+    ) -> Result<(), RuntimeError> {
         let r = self.resolve(t, n, inputs, init_states, params)?;
-        let res = self.inference.run(&r.args())?;
-        Ok(Inference {
-            t,
-            n,
-            outputs: res.outputs,
-            final_states: res.final_states,
-        })
+        let g = &self.graph;
+        out.t = t;
+        out.n = n;
+        shape_buffers(&mut out.outputs, g.outputs().len(), t * n);
+        shape_buffers(&mut out.final_states, g.states().len(), n);
+        let mut o = ScanOutputs {
+            outputs: out.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            state_seqs: vec![],
+            final_states: out.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        self.inference.run_into(&r.args(), &mut o)
     }
 
     /// `(T, N)` and slices of ndarray arguments: inputs `[T, N]`, initial states and params 1-D.
@@ -505,26 +577,80 @@ impl Kernel {
 
     /// Backpropagation through time: gradients w.r.t. the inputs, initial states and learnable
     /// params of `fwd`'s call, for upstream gradients of its outputs, state sequences and final
-    /// states (any may be absent: zero). Param gradients are reduced in a fixed order, so they
-    /// are bit-identical for every thread count.
+    /// states (any may be absent: zero). Param gradients are reduced by
+    /// [`bptt::collect_gradients`] in a fixed order, so they are bit-identical for every thread
+    /// count.
     pub fn backward(
         &self,
         fwd: &Forward<'_>,
         upstream: &Upstream<'_, f32>,
     ) -> Result<Gradients<f32>, RuntimeError> {
-        upstream.check(&self.graph, fwd.t, fwd.n)?;
+        let mut g = Gradients {
+            inputs: vec![],
+            init_states: vec![],
+            params: vec![],
+        };
+        self.backward_into(fwd, upstream, &mut g)?;
+        Ok(g)
+    }
+
+    /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers.
+    ///
+    /// The backward scan's arguments are those of [`bptt::backward`] (inputs, previous states,
+    /// present upstream gradients; carried gradients starting at the final-state gradients),
+    /// assembled without copies: the previous-state sequences are rows `0..T` of the forward's
+    /// state buffers.
+    pub fn backward_into(
+        &self,
+        fwd: &Forward<'_>,
+        upstream: &Upstream<'_, f32>,
+        grads: &mut Gradients<f32>,
+    ) -> Result<(), RuntimeError> {
+        let (t, n) = (fwd.t, fwd.n);
+        let g = &self.graph;
+        if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
+            return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
+        }
+        upstream.check(g, t, n)?;
         let bk = self.backward_kernel(&upstream.spec())?;
-        let args = ScanArgs {
-            t: fwd.t,
-            n: fwd.n,
-            inputs: fwd.inputs.clone(),
-            init_states: fwd.init_states.iter().map(|c| c.as_ref()).collect(),
+        let mut inputs: Vec<&[f32]> = fwd.inputs.clone();
+        inputs.extend(fwd.seq_bufs.iter().map(|b| &b[..t * n]));
+        inputs.extend(upstream.outputs.iter().flatten().copied());
+        inputs.extend(upstream.state_seqs.iter().flatten().copied());
+        let zeros = vec![0.0f32; n];
+        let bargs = ScanArgs {
+            t,
+            n,
+            inputs,
+            init_states: upstream
+                .final_states
+                .iter()
+                .map(|x| x.unwrap_or(&zeros))
+                .collect(),
             params: fwd.params.clone(),
         };
-        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
-        bptt::backward(&self.graph, &bk.graph, &args, &seqs, upstream, |_, a| {
-            bk.exec.run(a)
-        })
+        let k = &bk.graph.kernel;
+        let ni = g.inputs().len();
+        let mut outputs = std::mem::take(&mut grads.inputs);
+        shape_buffers(&mut outputs, ni, t * n);
+        for o in ni..k.graph.outputs().len() {
+            outputs.push(vec![0.0; k.output_len(o, t, n)]);
+        }
+        let mut final_states = std::mem::take(&mut grads.init_states);
+        shape_buffers(&mut final_states, g.states().len(), n);
+        let mut res = flexsn_compiler::scan::ScanResult {
+            outputs,
+            state_seqs: vec![],
+            final_states,
+        };
+        let mut out = ScanOutputs {
+            outputs: res.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            state_seqs: vec![],
+            final_states: res.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        bk.exec.run_into(&bargs, &mut out)?;
+        *grads = bptt::collect_gradients(g, &bk.graph, res, t, n);
+        Ok(())
     }
 
     /// [`Kernel::backward`] with upstream gradients for outputs only.
@@ -536,12 +662,5 @@ impl Kernel {
         let mut up = Upstream::none(&self.graph);
         up.outputs = grad_outputs.to_vec();
         self.backward(fwd, &up)
-    }
-}
-
-impl Forward<'_> {
-    /// Output `name`'s sequence.
-    pub fn output(&self, g: &StepGraph, name: &str) -> Option<&[f32]> {
-        g.output_index(name).map(|o| self.outputs[o].as_slice())
     }
 }

@@ -38,7 +38,9 @@ mod jit;
 mod neuron;
 
 pub use error::RuntimeError;
-pub use executor::{BackendCompiler, InterpreterCompiler, InterpreterScan, ScanExecutor};
+pub use executor::{
+    BackendCompiler, InterpreterCompiler, InterpreterScan, ScanExecutor, ScanOutputs,
+};
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
 pub use jit::{Backend, Forward, Inference, Jit, Kernel};

@@ -26,7 +26,7 @@ use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 pub use inspect::{inspect_asm, inspect_clif};
 
-use crate::RuntimeError;
+use crate::{RuntimeError, ScanOutputs};
 
 /// Below this many neuron-steps per thread, a run uses fewer threads.
 pub const MIN_WORK_PER_THREAD: usize = 1 << 16;
@@ -197,9 +197,7 @@ impl CpuScan {
     /// Runs the scan with the thread count it was compiled with (fewer for small problems:
     /// at least [`MIN_WORK_PER_THREAD`] neuron-steps per thread).
     pub fn run(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, RuntimeError> {
-        let work = args.t.max(1).saturating_mul(args.n);
-        let threads = self.threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1);
-        self.run_with_threads(args, threads)
+        self.run_with_threads(args, self.threads_for(args.t, args.n))
     }
 
     /// Runs the scan on `threads` threads (fewer only when `N` has fewer 16-neuron blocks).
@@ -212,32 +210,50 @@ impl CpuScan {
         let g = &self.kernel.graph;
         args.check(g)?;
         let (t, n) = (args.t, args.n);
-        let mut outputs: Vec<Vec<f32>> = (0..g.outputs().len())
-            .map(|o| vec![0.0; self.kernel.output_len(o, t, n)])
-            .collect();
-        let mut state_seqs: Vec<Vec<f32>> = if self.kernel.state_seqs {
-            vec![vec![0.0; t * n]; g.states().len()]
-        } else {
-            vec![]
+        let mut r = ScanResult {
+            outputs: (0..g.outputs().len())
+                .map(|o| vec![0.0; self.kernel.output_len(o, t, n)])
+                .collect(),
+            state_seqs: if self.kernel.state_seqs {
+                vec![vec![0.0; t * n]; g.states().len()]
+            } else {
+                vec![]
+            },
+            final_states: vec![vec![0.0f32; n]; g.states().len()],
         };
-        let mut final_states = vec![vec![0.0f32; n]; g.states().len()];
+        let mut out = ScanOutputs {
+            outputs: r.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            state_seqs: r.state_seqs.iter_mut().map(Vec::as_mut_slice).collect(),
+            final_states: r.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        self.run_into_with_threads(args, &mut out, threads)?;
+        Ok(r)
+    }
+
+    /// [`CpuScan::run_with_threads`] into caller-provided buffers (checked first; every element
+    /// is written, so their previous contents do not matter).
+    pub fn run_into_with_threads(
+        &self,
+        args: &ScanArgs<'_, f32>,
+        out: &mut ScanOutputs<'_>,
+        threads: usize,
+    ) -> Result<(), RuntimeError> {
+        let g = &self.kernel.graph;
+        args.check(g)?;
+        let (t, n) = (args.t, args.n);
+        out.check(&self.kernel, t, n)?;
 
         // Buffer addresses as integers, so that the per-thread closures are Send.
         let addr = |s: &[f32]| s.as_ptr() as usize;
-        let addr_mut = |s: &mut Vec<f32>| s.as_mut_ptr() as usize;
+        let addr_mut = |s: &mut &mut [f32]| s.as_mut_ptr() as usize;
         let inputs: Vec<usize> = args.inputs.iter().map(|s| addr(s)).collect();
         let init: Vec<usize> = args.init_states.iter().map(|s| addr(s)).collect();
         let params: Vec<usize> = args.params.iter().map(|s| addr(s)).collect();
-        let outs: Vec<usize> = outputs.iter_mut().map(addr_mut).collect();
-        let seqs: Vec<usize> = state_seqs.iter_mut().map(addr_mut).collect();
-        let fins: Vec<usize> = final_states.iter_mut().map(addr_mut).collect();
+        let outs: Vec<usize> = out.outputs.iter_mut().map(addr_mut).collect();
+        let seqs: Vec<usize> = out.state_seqs.iter_mut().map(addr_mut).collect();
+        let fins: Vec<usize> = out.final_states.iter_mut().map(addr_mut).collect();
 
-        let work = t.max(1).saturating_mul(n);
-        let threads = threads
-            .max(1)
-            .min(work.div_ceil(MIN_WORK_PER_THREAD))
-            .max(1);
-        let ranges = split(n, threads);
+        let ranges = split(n, threads.max(1));
         let call = |(b, e): (usize, usize)| {
             let frame = ScanFrame {
                 t: t as u64,
@@ -255,11 +271,11 @@ impl CpuScan {
             // SAFETY: `entry` is the finalized code of this kernel (kept alive by
             // `self.module`), with the signature `extern "C" fn(*const ScanFrame)` that
             // `codegen_scan` emits. `args.check` proved that every input, initial state and
-            // param has the length the kernel ABI requires for `(t, n)`, and the output, state
-            // sequence and final-state buffers above were allocated with the ABI's lengths. The
-            // generated code touches only neurons `b..e` (< n) of each buffer, at steps `< t`,
-            // and ranges given to concurrent calls are disjoint, so no two threads write the
-            // same element and nothing reads what another thread writes.
+            // param has the length the kernel ABI requires for `(t, n)`, and `out.check` the
+            // same for the output, state-sequence and final-state buffers, which `out` borrows
+            // mutably for the whole call. The generated code touches only neurons `b..e` (< n)
+            // of each buffer, at steps `< t`, and ranges given to concurrent calls are disjoint,
+            // so no two threads write the same element and nothing reads what another writes.
             unsafe {
                 let f: extern "C" fn(*const ScanFrame) = std::mem::transmute(self.entry);
                 f(&frame);
@@ -275,11 +291,13 @@ impl CpuScan {
                 call(ranges[0]);
             });
         }
-        Ok(ScanResult {
-            outputs,
-            state_seqs,
-            final_states,
-        })
+        Ok(())
+    }
+
+    /// The thread count [`CpuScan::run`] uses for a `[t, n]` run.
+    pub fn threads_for(&self, t: usize, n: usize) -> usize {
+        let work = t.max(1).saturating_mul(n);
+        self.threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1)
     }
 }
 
@@ -311,6 +329,13 @@ impl Drop for CpuScan {
 impl crate::ScanExecutor for CpuScan {
     fn run(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, RuntimeError> {
         CpuScan::run(self, args)
+    }
+    fn run_into(
+        &self,
+        args: &ScanArgs<'_, f32>,
+        out: &mut ScanOutputs<'_>,
+    ) -> Result<(), RuntimeError> {
+        self.run_into_with_threads(args, out, self.threads_for(args.t, args.n))
     }
     fn kernel(&self) -> &ScanKernel {
         &self.kernel
