@@ -214,7 +214,7 @@ fn masked_psn_golden() {
 }
 
 fn node_backends() -> Vec<NodeBackend> {
-    vec![NodeBackend::Interpreter]
+    vec![NodeBackend::Interpreter, NodeBackend::Cpu]
 }
 
 #[test]

@@ -43,6 +43,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use flexsn_compiler::BuildError;
 use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
@@ -50,7 +51,7 @@ use flexsn_compiler::bptt::{self, ExecError, Gradients, Upstream};
 use flexsn_compiler::interp;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
-use flexsn_runtime::Neuron;
+use flexsn_runtime::{Backend, Jit, Kernel, Neuron, RuntimeError, ScanExecutor};
 
 use crate::Builtin;
 use crate::nonspiking::{Decode, DecodeError};
@@ -84,10 +85,46 @@ impl StepMode {
 }
 
 /// Where a node's scans run.
+///
+/// [`NodeBackend::Interpreter`] runs the graph as built on the interpreter (the oracle). The
+/// others compile it through the runtime's [`Jit`] (optimised graph, kernels cached in the
+/// `Jit`); [`Node::with_jit`] takes any `Jit`, e.g. the CPU backend with chosen threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeBackend {
     /// The interpreter (the oracle; slow, obviously right).
     Interpreter,
+    /// Cranelift kernels on the CPU, every available core.
+    Cpu,
+    /// CUDA through NVRTC and the driver (where the runtime wires it in).
+    Cuda,
+    /// The CUDA source run as host C++ (where the runtime wires it in).
+    CudaEmulated,
+}
+
+impl NodeBackend {
+    /// The runtime's name for it (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
+    pub fn name(self) -> &'static str {
+        self.runtime().name()
+    }
+    /// The runtime's [`Backend`].
+    pub fn runtime(self) -> Backend {
+        match self {
+            NodeBackend::Interpreter => Backend::Interpreter,
+            NodeBackend::Cpu => Backend::Cpu,
+            NodeBackend::Cuda => Backend::Cuda,
+            NodeBackend::CudaEmulated => Backend::CudaEmulated,
+        }
+    }
+    /// Parses [`NodeBackend::name`] (and `interp`).
+    pub fn from_name(s: &str) -> Option<NodeBackend> {
+        Some(match s {
+            "interp" | "interpreter" => NodeBackend::Interpreter,
+            "cpu" => NodeBackend::Cpu,
+            "cuda" => NodeBackend::Cuda,
+            "cuda-emulated" => NodeBackend::CudaEmulated,
+            _ => return None,
+        })
+    }
 }
 
 /// How a state starts after a reset.
@@ -162,6 +199,8 @@ pub enum NodeError {
     TapeInProgress,
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
     NothingRecorded,
+    #[error("backend `{backend}`: {message}")]
+    Runtime { backend: String, message: String },
     #[error("backward: {what}: expected {expected} elements, got {got}")]
     GradLen {
         what: String,
@@ -192,29 +231,66 @@ pub struct NodeGrads {
 }
 
 /// What runs the scans.
-#[derive(Debug)]
 enum Engine {
     Interpreter {
-        fwd: ScanKernel,
-        fwd_seq: ScanKernel,
+        fwd: Box<ScanKernel>,
+        fwd_seq: Box<ScanKernel>,
         bwd: HashMap<GradSpec, BackwardGraph>,
     },
+    Jit {
+        kernel: Kernel,
+        /// Per upstream-gradient spec: the backward graph's layout (from autodiff on the
+        /// kernel's graph) and the compiled backward scan (the same graph, optimised).
+        bwd: HashMap<GradSpec, (BackwardGraph, Arc<dyn ScanExecutor>)>,
+    },
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Interpreter { .. } => f.write_str("Interpreter"),
+            Engine::Jit { kernel, .. } => write!(f, "Jit({})", kernel.jit().backend_name()),
+        }
+    }
+}
+
+fn runtime_err(jit: &Jit) -> impl Fn(RuntimeError) -> NodeError + '_ {
+    move |e| NodeError::Runtime {
+        backend: jit.backend_name(),
+        message: e.to_string(),
+    }
 }
 
 impl Engine {
     fn new(graph: &StepGraph, backend: NodeBackend) -> Result<Engine, NodeError> {
         Ok(match backend {
             NodeBackend::Interpreter => Engine::Interpreter {
-                fwd: ScanKernel::forward(graph.clone(), false),
-                fwd_seq: ScanKernel::forward(graph.clone(), true),
+                fwd: Box::new(ScanKernel::forward(graph.clone(), false)),
+                fwd_seq: Box::new(ScanKernel::forward(graph.clone(), true)),
                 bwd: HashMap::new(),
             },
+            other => {
+                let jit = Jit::new(other.runtime()).map_err(|e| NodeError::Runtime {
+                    backend: other.name().to_string(),
+                    message: e.to_string(),
+                })?;
+                Engine::with_jit(graph, &jit)?
+            }
         })
     }
 
-    fn backend(&self) -> NodeBackend {
+    fn with_jit(graph: &StepGraph, jit: &Jit) -> Result<Engine, NodeError> {
+        let kernel = jit.compile(graph).map_err(runtime_err(jit))?;
+        Ok(Engine::Jit {
+            kernel,
+            bwd: HashMap::new(),
+        })
+    }
+
+    fn backend_name(&self) -> String {
         match self {
-            Engine::Interpreter { .. } => NodeBackend::Interpreter,
+            Engine::Interpreter { .. } => "interpreter".into(),
+            Engine::Jit { kernel, .. } => kernel.jit().backend_name(),
         }
     }
 
@@ -227,6 +303,14 @@ impl Engine {
             Engine::Interpreter { fwd, fwd_seq, .. } => {
                 let k = if state_seqs { fwd_seq } else { fwd };
                 Ok(interp::run_scan(k, args).map_err(ExecError::from)?)
+            }
+            Engine::Jit { kernel, .. } => {
+                let exec = if state_seqs {
+                    kernel.training_scan()
+                } else {
+                    kernel.inference_scan()
+                };
+                exec.run(args).map_err(runtime_err(kernel.jit()))
             }
         }
     }
@@ -256,6 +340,25 @@ impl Engine {
                     upstream,
                     |k, a| interp::run_scan(k, a).map_err(ExecError::from),
                 )?)
+            }
+            Engine::Jit { kernel, bwd } => {
+                let spec = upstream.spec();
+                let jg = kernel.graph();
+                if !bwd.contains_key(&spec) {
+                    let layout = autodiff::backward(jg, &spec)?;
+                    let exec = kernel
+                        .prepare_backward(&spec)
+                        .map_err(runtime_err(kernel.jit()))?;
+                    bwd.insert(spec.clone(), (layout, exec));
+                }
+                let (layout, exec) = &bwd[&spec];
+                let err = runtime_err(kernel.jit());
+                bptt::backward(jg, layout, args, state_seqs, upstream, |_, a| {
+                    exec.run(a).map_err(|e| match e {
+                        RuntimeError::Exec(e) => NodeError::Exec(e),
+                        e => err(e),
+                    })
+                })
             }
         }
     }
@@ -358,6 +461,18 @@ impl Node {
         let graph = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&graph)?;
         let engine = Engine::new(&graph, backend)?;
+        Ok(Node::with_engine(graph, engine))
+    }
+
+    /// A node whose scans run on `jit` (any backend and options; kernels are cached in it).
+    pub fn with_jit(neuron: &impl Neuron, jit: &Jit) -> Result<Node, NodeError> {
+        let graph = neuron.step_graph()?;
+        flexsn_compiler::verify::verify(&graph)?;
+        let engine = Engine::with_jit(&graph, jit)?;
+        Ok(Node::with_engine(graph, engine))
+    }
+
+    fn with_engine(graph: StepGraph, engine: Engine) -> Node {
         let params = graph
             .params()
             .iter()
@@ -365,7 +480,7 @@ impl Node {
             .collect();
         let param_grads = vec![None; graph.params().len()];
         let init_rules = vec![None; graph.states().len()];
-        Ok(Node {
+        Node {
             graph,
             engine,
             mode: StepMode::Multi,
@@ -381,7 +496,7 @@ impl Node {
             time_step: 0,
             state_seqs: None,
             tape: Tape::default(),
-        })
+        }
     }
 
     /// A node for a built-in neuron, with its initial parameter values (PLIF's `w`) and, for the
@@ -389,7 +504,18 @@ impl Node {
     /// every call, and the neuron's decoding applied to the voltage sequence. IF/LIF/PLIF start
     /// in single-step mode, SpikingJelly's default; [`Node::set_step_mode`] changes it.
     pub fn builtin(b: &Builtin, backend: NodeBackend) -> Result<Node, NodeError> {
-        let mut node = Node::new(&b.step_graph()?, backend)?;
+        let node = Node::new(&b.step_graph()?, backend)?;
+        node.builtin_rules(b)
+    }
+
+    /// [`Node::builtin`] on any [`Jit`].
+    pub fn builtin_with_jit(b: &Builtin, jit: &Jit) -> Result<Node, NodeError> {
+        let node = Node::with_jit(&b.step_graph()?, jit)?;
+        node.builtin_rules(b)
+    }
+
+    fn builtin_rules(mut self, b: &Builtin) -> Result<Node, NodeError> {
+        let node = &mut self;
         for (name, v) in b.initial_params() {
             node.set_param(name, &v)?;
         }
@@ -399,14 +525,15 @@ impl Node {
         } else {
             node.mode = StepMode::Single;
         }
-        Ok(node)
+        Ok(self)
     }
 
     pub fn graph(&self) -> &StepGraph {
         &self.graph
     }
-    pub fn backend(&self) -> NodeBackend {
-        self.engine.backend()
+    /// The name of the backend the scans run on (with its options, for a `Jit`).
+    pub fn backend_name(&self) -> String {
+        self.engine.backend_name()
     }
     pub fn step_mode(&self) -> StepMode {
         self.mode

@@ -175,7 +175,7 @@ fn check_file(file: &str, backends: &[NodeBackend]) -> usize {
 }
 
 fn backends() -> Vec<NodeBackend> {
-    vec![NodeBackend::Interpreter]
+    vec![NodeBackend::Interpreter, NodeBackend::Cpu]
 }
 
 #[test]

@@ -14,7 +14,7 @@ const B: NodeBackend = NodeBackend::Interpreter;
 
 fn inputs(t: usize, n: usize, seed: f32) -> Vec<f32> {
     (0..t * n)
-        .map(|i| ((i as f32 * 0.7311 + seed).sin() * 1.7 + 0.6))
+        .map(|i| (i as f32 * 0.7311 + seed).sin() * 1.7 + 0.6)
         .collect()
 }
 
@@ -375,7 +375,7 @@ fn non_spiking_nodes_restart_every_call_and_decode() {
     // v: 0.5, 0.75, 0.875, 0.9375 and -0.5, -1.75, -0.625, -0.0625.
     close(&y1[0], &[0.9375, -0.0625], 1e-6);
     // Another N is fine: nothing persists.
-    assert!(node.forward(&[&x[..t * 1]], 1).is_ok());
+    assert!(node.forward(&[&x[..t]], 1).is_ok());
     let y = node.forward(&[&x], n).unwrap();
     let g = node.backward(&[Some(&[1.0, 1.0])]).unwrap();
     assert_eq!(y[0].len(), 2);
@@ -385,4 +385,61 @@ fn non_spiking_nodes_restart_every_call_and_decode() {
         &[0.0625, 0.0625, 0.125, 0.125, 0.25, 0.25, 0.5, 0.5],
         1e-6,
     );
+}
+
+#[test]
+fn cpu_nodes_match_interpreter_nodes_step_by_step() {
+    // Every kind of param, two states, two outputs; N not a multiple of the vector width.
+    let (t, n) = (7, 37);
+    let x = inputs(t, n, 0.4);
+    let gs = inputs(t, n, 1.9);
+    let th: Vec<f32> = (0..n).map(|i| 0.8 + 0.01 * i as f32).collect();
+    let gain: Vec<f32> = (0..t).map(|k| 1.0 + 0.1 * k as f32).collect();
+    let run = |backend: NodeBackend, mode: StepMode| {
+        let mut node = Node::new(&custom_core(), backend).unwrap();
+        node.set_param("w", &[0.3]).unwrap();
+        node.set_param("th", &th).unwrap();
+        node.set_param("gain", &gain).unwrap();
+        node.set_step_mode(mode).unwrap();
+        let mut spikes = vec![];
+        match mode {
+            StepMode::Multi => spikes = node.forward(&[&x], n).unwrap().remove(0),
+            StepMode::Single => {
+                for k in 0..t {
+                    spikes.extend(
+                        node.forward(&[&x[k * n..(k + 1) * n]], n)
+                            .unwrap()
+                            .remove(0),
+                    );
+                }
+            }
+        }
+        let g = node.backward(&[Some(&gs), None]).unwrap();
+        let pg: Vec<Vec<f32>> = ["w", "th", "gain"]
+            .iter()
+            .map(|p| node.param_grad(p).unwrap().unwrap().to_vec())
+            .collect();
+        (spikes, node.states().unwrap().to_vec(), g, pg)
+    };
+    let reference = run(NodeBackend::Interpreter, StepMode::Multi);
+    for mode in [StepMode::Multi, StepMode::Single] {
+        let (s, st, g, pg) = run(NodeBackend::Cpu, mode);
+        assert_eq!(s, reference.0, "{mode:?}: spikes");
+        for (a, b) in st.iter().zip(&reference.1) {
+            close(a, b, 1e-5);
+        }
+        close(&g.inputs[0], &reference.2.inputs[0], 1e-5);
+        for (a, b) in pg.iter().zip(&reference.3) {
+            close(a, b, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn an_unavailable_backend_is_a_typed_error() {
+    // CUDA needs the runtime to wire it in (and a device); either way no panic.
+    match Node::builtin(&Builtin::Lif(LIFNode::new()), NodeBackend::Cuda) {
+        Ok(node) => assert_eq!(node.backend_name(), "cuda"),
+        Err(e) => assert!(matches!(e, NodeError::Runtime { .. }), "{e}"),
+    }
 }

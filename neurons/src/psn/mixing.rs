@@ -83,13 +83,27 @@ impl Mixing<'_> {
 
     /// Spikes `[rows, N]` of input `x` (`[cols, N]`).
     pub fn forward(&self, x: &[f32], n: usize, backend: MixBackend) -> Result<Vec<f32>, PsnError> {
-        self.check(x, n)?;
-        let mut s = vec![0.0; self.rows * n];
-        match backend {
-            MixBackend::Reference => reference_forward(self, x, n, &mut s),
-            MixBackend::Cpu { threads } => cpu_forward(self, x, n, threads, &mut s),
-        }
+        let mut s = vec![0.0; self.rows.checked_mul(n).ok_or(PsnError::Overflow)?];
+        self.forward_into(x, n, backend, &mut s)?;
         Ok(s)
+    }
+
+    /// [`Mixing::forward`] into a caller's buffer `spikes` (`[rows, N]`), e.g. reused across
+    /// calls.
+    pub fn forward_into(
+        &self,
+        x: &[f32],
+        n: usize,
+        backend: MixBackend,
+        spikes: &mut [f32],
+    ) -> Result<(), PsnError> {
+        self.check(x, n)?;
+        check_len("spike output", self.rows * n, spikes.len())?;
+        match backend {
+            MixBackend::Reference => reference_forward(self, x, n, spikes),
+            MixBackend::Cpu { threads } => cpu_forward(self, x, n, threads, spikes),
+        }
+        Ok(())
     }
 
     /// Gradients of `sum(grad_s * S)` w.r.t. `x`, the weight and the bias.
@@ -101,10 +115,31 @@ impl Mixing<'_> {
         backend: MixBackend,
     ) -> Result<MixGrads, PsnError> {
         self.check(x, n)?;
+        let mut gx = vec![0.0; self.cols * n];
+        let (weight, bias) = self.backward_into(x, n, grad_s, backend, &mut gx)?;
+        Ok(MixGrads {
+            x: gx,
+            weight,
+            bias,
+        })
+    }
+
+    /// [`Mixing::backward`] writing `d loss / d x` into a caller's buffer `grad_x`
+    /// (`[cols, N]`); returns the weight and bias gradients.
+    pub fn backward_into(
+        &self,
+        x: &[f32],
+        n: usize,
+        grad_s: &[f32],
+        backend: MixBackend,
+        grad_x: &mut [f32],
+    ) -> Result<(Vec<f32>, Vec<f32>), PsnError> {
+        self.check(x, n)?;
         check_len("spike gradient", self.rows * n, grad_s.len())?;
+        check_len("input gradient", self.cols * n, grad_x.len())?;
         Ok(match backend {
-            MixBackend::Reference => reference_backward(self, x, n, grad_s),
-            MixBackend::Cpu { threads } => cpu_backward(self, x, n, grad_s, threads),
+            MixBackend::Reference => reference_backward(self, x, n, grad_s, grad_x),
+            MixBackend::Cpu { threads } => cpu_backward(self, x, n, grad_s, threads, grad_x),
         })
     }
 }
@@ -128,7 +163,13 @@ fn reference_forward(m: &Mixing, x: &[f32], n: usize, s: &mut [f32]) {
     }
 }
 
-fn reference_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32]) -> MixGrads {
+fn reference_backward(
+    m: &Mixing,
+    x: &[f32],
+    n: usize,
+    gs: &[f32],
+    gx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
     let (rows, cols) = (m.rows, m.cols);
     let mut gh = vec![0.0f32; rows * n];
     for r in 0..rows {
@@ -137,7 +178,6 @@ fn reference_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32]) -> MixGrads {
             gh[r * n + c] = m.surrogate.grad(h) * gs[r * n + c];
         }
     }
-    let mut gx = vec![0.0f32; cols * n];
     for j in 0..cols {
         for c in 0..n {
             let mut acc = 0.0f32;
@@ -164,11 +204,7 @@ fn reference_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32]) -> MixGrads {
                 .sum::<f64>() as f32
         })
         .collect();
-    MixGrads {
-        x: gx,
-        weight: gw,
-        bias: gb,
-    }
+    (gw, gb)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,12 +379,18 @@ struct Partial {
     gb: Vec<f64>,
 }
 
-fn cpu_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32], threads: usize) -> MixGrads {
+fn cpu_backward(
+    m: &Mixing,
+    x: &[f32],
+    n: usize,
+    gs: &[f32],
+    threads: usize,
+    gx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
     let (rows, cols) = (m.rows, m.cols);
     let nb = block_cols(rows, cols);
     let ch = chunk_cols(rows, cols, n);
-    let mut gx = vec![0.0f32; cols * n];
-    let segs = row_segments(&mut gx, n, ch);
+    let segs = row_segments(gx, n, ch);
     let chunks = segs.len();
     let partials: Vec<std::sync::Mutex<Option<Partial>>> =
         (0..chunks).map(|_| std::sync::Mutex::new(None)).collect();
@@ -456,11 +498,10 @@ fn cpu_backward(m: &Mixing, x: &[f32], n: usize, gs: &[f32], threads: usize) -> 
             *a += v;
         }
     }
-    MixGrads {
-        x: gx,
-        weight: gw.into_iter().map(|v| v as f32).collect(),
-        bias: gb.into_iter().map(|v| v as f32).collect(),
-    }
+    (
+        gw.into_iter().map(|v| v as f32).collect(),
+        gb.into_iter().map(|v| v as f32).collect(),
+    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use super::{
     DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
     surrogate_values,
 };
+use flexsn_runtime::{Jit, Neuron};
+
 use crate::node::{Node, NodeBackend};
 use crate::params::{NeuronError, ParamValue, builder, invalid, parse_bool};
 
@@ -276,12 +278,28 @@ impl SlidingPSNConfig {
 
     /// The module on `backend`, parameters from [`SlidingPSNConfig::init_params`].
     pub fn build(&self, backend: NodeBackend) -> Result<SlidingPSN, PsnError> {
+        self.check()?;
+        let node = Node::new(&self.step_graph()?, backend)?;
+        self.finish(node)
+    }
+
+    /// [`SlidingPSNConfig::build`] on any [`Jit`] (backend and options of your choice).
+    pub fn build_with_jit(&self, jit: &Jit) -> Result<SlidingPSN, PsnError> {
+        self.check()?;
+        let node = Node::with_jit(&self.step_graph()?, jit)?;
+        self.finish(node)
+    }
+
+    fn check(&self) -> Result<(), PsnError> {
         if self.k == 0 {
             return Err(PsnError::ZeroK {
                 module: Self::CLASS,
             });
         }
-        let mut node = Node::new(&self.step_graph()?, backend)?;
+        Ok(())
+    }
+
+    fn finish(&self, mut node: Node) -> Result<SlidingPSN, PsnError> {
         node.set_step_mode(self.step_mode)?;
         let (w, b) = self.init_params();
         let mut m = SlidingPSN {
@@ -291,6 +309,13 @@ impl SlidingPSNConfig {
         m.set_weight(&w)?;
         m.set_bias(b)?;
         Ok(m)
+    }
+}
+
+/// `jit.compile(&SlidingPSNConfig::new(k))` compiles the scan.
+impl Neuron for SlidingPSNConfig {
+    fn step_graph(&self) -> Result<StepGraph, BuildError> {
+        SlidingPSNConfig::step_graph(self)
     }
 }
 
