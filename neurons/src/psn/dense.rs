@@ -261,6 +261,19 @@ impl PSN {
 
     /// Spikes `[T, N]` of `x_seq` (`[T, N]`, time-major, `n` neurons).
     pub fn forward(&mut self, x_seq: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        let mut s = vec![0.0; x_seq.len()];
+        self.forward_into(x_seq, n, &mut s)?;
+        Ok(s)
+    }
+
+    /// [`PSN::forward`] into a caller's buffer (`[T, N]`): no allocation of the output, which
+    /// for large `N` costs as much as the mixing itself (fresh pages).
+    pub fn forward_into(
+        &mut self,
+        x_seq: &[f32],
+        n: usize,
+        spikes: &mut [f32],
+    ) -> Result<(), PsnError> {
         let t = steps_of(Self::CLASS, x_seq.len(), n)?;
         if t != self.config.t {
             return Err(PsnError::SeqShape {
@@ -270,27 +283,41 @@ impl PSN {
                 n,
             });
         }
-        let s = self.mixing().forward(x_seq, n, self.backend)?;
+        self.mixing().forward_into(x_seq, n, self.backend, spikes)?;
         self.saved = self.training.then(|| (x_seq.to_vec(), n));
-        Ok(s)
+        Ok(())
     }
 
     /// Backward of the last forward: returns `d loss / d x_seq` and adds `d loss / d weight` and
     /// `d loss / d bias` to the accumulated gradients. `grad_spike` is `[T, N]`.
     pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
+        let mut gx = vec![0.0; grad_spike.len()];
+        self.backward_into(grad_spike, &mut gx)?;
+        Ok(gx)
+    }
+
+    /// [`PSN::backward`] writing `d loss / d x_seq` into a caller's buffer (`[T, N]`).
+    pub fn backward_into(
+        &mut self,
+        grad_spike: &[f32],
+        grad_x: &mut [f32],
+    ) -> Result<(), PsnError> {
         let (x, n) = self.saved.take().ok_or(PsnError::NothingRecorded {
             module: Self::CLASS,
         })?;
-        let g = match self.mixing().backward(&x, n, grad_spike, self.backend) {
+        let (gw, gb) = match self
+            .mixing()
+            .backward_into(&x, n, grad_spike, self.backend, grad_x)
+        {
             Ok(g) => g,
             Err(e) => {
                 self.saved = Some((x, n));
                 return Err(e);
             }
         };
-        add_into(&mut self.weight_grad, &g.weight);
-        add_into(&mut self.bias_grad, &g.bias);
-        Ok(g.x)
+        add_into(&mut self.weight_grad, &gw);
+        add_into(&mut self.bias_grad, &gb);
+        Ok(())
     }
 }
 
