@@ -6,7 +6,8 @@
 
 use flexsn::compiler::ir::Surrogate;
 use flexsn::neurons::node::{NodeBackend, StepMode};
-use flexsn::neurons::psn::{MaskedPSNConfig, MixBackend, PSNConfig, SlidingPSNConfig};
+use flexsn::neurons::psn::{MaskedPSNConfig, MixBackend, PSNConfig, SlidingPSN, SlidingPSNConfig};
+use flexsn::runtime::{Backend, Jit};
 use serde_json::Value;
 
 const RTOL: f32 = 1e-5;
@@ -213,14 +214,35 @@ fn masked_psn_golden() {
     assert_eq!(single_step_cases, 2 * MIX_BACKENDS.len());
 }
 
-fn node_backends() -> Vec<NodeBackend> {
-    vec![NodeBackend::Interpreter, NodeBackend::Cpu]
+/// The scan backends SlidingPSN runs on here: the interpreter, the CPU, and the CUDA source run
+/// as host C++ (one shared `Jit`, so each kernel is compiled once).
+fn node_backends() -> Vec<(String, Box<dyn Fn(SlidingPSNConfig) -> SlidingPSN>)> {
+    let mut v: Vec<(String, Box<dyn Fn(SlidingPSNConfig) -> SlidingPSN>)> = vec![
+        (
+            "interpreter".into(),
+            Box::new(|c: SlidingPSNConfig| c.build(NodeBackend::Interpreter).unwrap()),
+        ),
+        (
+            "cpu".into(),
+            Box::new(|c: SlidingPSNConfig| c.build(NodeBackend::Cpu).unwrap()),
+        ),
+    ];
+    match Jit::new(Backend::CudaEmulated) {
+        Ok(jit) => v.push((
+            "cuda-emulated".into(),
+            Box::new(move |c: SlidingPSNConfig| c.build_with_jit(&jit).unwrap()),
+        )),
+        // The emulated backend needs a C++ compiler; say so rather than pass silently.
+        Err(e) => eprintln!("SlidingPSN golden cases not run on cuda-emulated: {e}"),
+    }
+    v
 }
 
 #[test]
 fn sliding_psn_golden() {
     let cases = load("sliding_psn.json");
     assert_eq!(cases.len(), 12);
+    let backends = node_backends();
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let (t, n) = shape(case);
@@ -237,9 +259,9 @@ fn sliding_psn_golden() {
             // The initialisation is deterministic: it must be SpikingJelly's.
             assert_eq!(config.init_params(), (weight.clone(), -1.0), "{name}");
         }
-        for backend in node_backends() {
+        for (backend, build) in &backends {
             for mode in [StepMode::Multi, StepMode::Single] {
-                let mut m = config.step_mode(mode).build(backend).unwrap();
+                let mut m = build(config.step_mode(mode));
                 m.set_weight(&weight).unwrap();
                 m.set_bias(bias).unwrap();
                 let s = match mode {
@@ -249,7 +271,7 @@ fn sliding_psn_golden() {
                         .collect(),
                 };
                 let gx = m.backward(&gs).unwrap();
-                let what = format!("{mode:?} on {backend:?}");
+                let what = format!("{mode:?} on {backend}");
                 check_exact(
                     name,
                     &format!("spike_seq ({what})"),
