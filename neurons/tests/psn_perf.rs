@@ -200,3 +200,171 @@ fn gemm_block_width() {
         }
     }
 }
+
+#[test]
+#[ignore = "measurement; run in release with --ignored --nocapture"]
+fn thread_scaling() {
+    let all = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let mut rng = SplitMix64::new(3);
+    for &(t, n) in &[(16usize, 1usize << 20), (64, 1 << 18)] {
+        let w: Vec<f32> = (0..t * t).map(|_| rng.uniform_symmetric(0.5)).collect();
+        let b = vec![-1.0f32; t];
+        let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
+        let gs: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(1.0)).collect();
+        let mix = Mixing {
+            rows: t,
+            cols: t,
+            weight: &w,
+            bias: &b,
+            surrogate: Surrogate::ATan { alpha: 2.0 },
+        };
+        let mut out = vec![0.0f32; t * n];
+        // Interleave the thread counts so that load from other processes hits both alike.
+        let mut best = vec![(f64::INFINITY, f64::INFINITY); all + 1];
+        for _ in 0..5 {
+            for th in 1..=all {
+                let be = MixBackend::Cpu { threads: th };
+                let s = Instant::now();
+                mix.forward_into(&x, n, be, &mut out).unwrap();
+                let f = s.elapsed().as_secs_f64();
+                let s = Instant::now();
+                std::hint::black_box(mix.backward_into(&x, n, &gs, be, &mut out).unwrap());
+                let bw = s.elapsed().as_secs_f64();
+                best[th].0 = best[th].0.min(f);
+                best[th].1 = best[th].1.min(bw);
+            }
+        }
+        for (th, (f, bw)) in best.iter().enumerate().skip(1) {
+            println!(
+                "T={t:>2} N={n:>8} threads={th}: forward {:>8.2} ms ({:>5.1} GFLOP/s), backward {:>8.2} ms ({:>5.1} GFLOP/s)",
+                f * 1e3,
+                (2 * t * t * n) as f64 / f / 1e9,
+                bw * 1e3,
+                (6 * t * t * n) as f64 / bw / 1e9
+            );
+        }
+    }
+}
+
+/// `C ← A·B + beta·C` (row-major C with row stride `rsc`); test-only wrapper.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+    csc: usize,
+) {
+    assert!((m - 1) * rsa + (k - 1) * csa < a.len());
+    assert!((k - 1) * rsb + (n - 1) * csb < b.len());
+    assert!((m - 1) * rsc + (n - 1) * csc < c.len());
+    // SAFETY: bounds asserted above; c is a unique borrow.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
+    }
+}
+
+#[inline(always)]
+fn hoisted(s: Surrogate, g: &mut [f32], gs: &[f32]) {
+    for (gv, &sv) in g.iter_mut().zip(gs) {
+        *gv = s.grad(*gv - 1.0) * sv;
+    }
+}
+
+#[test]
+#[ignore = "measurement; run in release with --ignored --nocapture"]
+fn backward_breakdown() {
+    let mut rng = SplitMix64::new(4);
+    for &t in &[16usize, 64] {
+        let n = (1usize << 24) / t;
+        let nb = (16 * 1024 / t).clamp(16, 4096) / 16 * 16;
+        let w: Vec<f32> = (0..t * t).map(|_| rng.uniform_symmetric(0.5)).collect();
+        let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
+        let gs: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(1.0)).collect();
+        let sg = Surrogate::ATan { alpha: 2.0 };
+        let mut g = vec![0.0f32; t * nb];
+        let mut gxb = vec![0.0f32; t * nb];
+        let mut gw = vec![0.0f32; t * t];
+        let mut gwt = vec![0.0f32; t * t];
+        let mut times = [0.0f64; 7];
+        let mut c0 = 0;
+        while c0 < n {
+            let wd = nb.min(n - c0);
+            let s = Instant::now();
+            sgemm(t, t, wd, &w, t, 1, &x[c0..], n, 1, 0.0, &mut g, wd, 1);
+            times[0] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            for r in 0..t {
+                for (gv, &sv) in g[r * wd..(r + 1) * wd]
+                    .iter_mut()
+                    .zip(&gs[r * n + c0..r * n + c0 + wd])
+                {
+                    *gv = sg.grad(*gv - 1.0) * sv;
+                }
+            }
+            times[1] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            if let Surrogate::ATan { alpha } = sg {
+                hoisted(
+                    Surrogate::ATan { alpha },
+                    &mut g[..t * wd],
+                    &gs[c0..c0 + t * wd],
+                );
+            }
+            times[6] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            for r in 0..t {
+                std::hint::black_box(
+                    g[r * wd..(r + 1) * wd]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>(),
+                );
+            }
+            times[5] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            sgemm(t, t, wd, &w, 1, t, &g, wd, 1, 0.0, &mut gxb, wd, 1);
+            times[2] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            sgemm(t, wd, t, &g, wd, 1, &x[c0..], 1, n, 1.0, &mut gw, t, 1);
+            times[3] += s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            sgemm(t, wd, t, &x[c0..], n, 1, &g, 1, wd, 1.0, &mut gwt, t, 1);
+            times[4] += s.elapsed().as_secs_f64();
+            c0 += wd;
+        }
+        println!(
+            "T={t} N={n} nb={nb}: H gemm {:.1} ms, surrogate {:.1} ms, gX gemm {:.1} ms, gW = G·Xᵀ {:.1} ms, gWᵀ = X·Gᵀ {:.1} ms, serial f64 bias sum {:.1} ms, hoisted surrogate {:.1} ms",
+            times[0] * 1e3,
+            times[1] * 1e3,
+            times[2] * 1e3,
+            times[3] * 1e3,
+            times[4] * 1e3,
+            times[5] * 1e3,
+            times[6] * 1e3
+        );
+    }
+}

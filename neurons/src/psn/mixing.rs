@@ -373,6 +373,121 @@ fn cpu_forward(m: &Mixing, x: &[f32], n: usize, threads: usize, s: &mut [f32]) {
     });
 }
 
+/// Expands `$fast` with `$f` bound to a plain-`f32` closure computing `sg'` (one closure type
+/// per surrogate, so every use is monomorphised and inlined), or `$slow` with `$s` bound to the
+/// surrogate when it has no fast form. Each fast formula is [`Surrogate::grad`]'s, operation for
+/// operation, so the results are bit-identical (tested).
+macro_rules! with_fast_grad {
+    ($sg:expr, |$f:ident| $fast:expr, |$s:ident| $slow:expr) => {{
+        use Surrogate::*;
+        match $sg {
+            ATan { alpha } => {
+                let a = alpha / 2.0;
+                let pa = std::f32::consts::PI * a;
+                let $f = move |x: f32| {
+                    let ax = pa * x;
+                    a / (1.0 + ax * ax)
+                };
+                $fast
+            }
+            Sigmoid { alpha } => {
+                let $f = move |x: f32| {
+                    let s = 1.0 / (1.0 + (-(x * alpha)).exp());
+                    (1.0 - s) * s * alpha
+                };
+                $fast
+            }
+            PiecewiseQuadratic { alpha } => {
+                let (inv, a2) = (1.0 / alpha, alpha * alpha);
+                let $f = move |x: f32| {
+                    if x.abs() > inv {
+                        0.0
+                    } else {
+                        -a2 * x.abs() + alpha
+                    }
+                };
+                $fast
+            }
+            PiecewiseExp { alpha } => {
+                let half = alpha / 2.0;
+                let $f = move |x: f32| half * (-alpha * x.abs()).exp();
+                $fast
+            }
+            SoftSign { alpha } => {
+                let (inv, two_a) = (1.0 / alpha, 2.0 * alpha);
+                let $f = move |x: f32| {
+                    let d = inv + x.abs();
+                    1.0 / (two_a * (d * d))
+                };
+                $fast
+            }
+            SuperSpike { alpha } => {
+                let $f = move |x: f32| {
+                    let d = x.abs() + 1.0;
+                    alpha / (d * d)
+                };
+                $fast
+            }
+            NonzeroSignLogAbs { alpha } => {
+                let inv = 1.0 / alpha;
+                let $f = move |x: f32| 1.0 / (inv + x.abs());
+                $fast
+            }
+            PiecewiseLeakyReLU { w, c } => {
+                let inside = 1.0 / (2.0 * w);
+                let $f = move |x: f32| if x.abs() < w { inside } else { c };
+                $fast
+            }
+            LeakyKReLU { leak, k } => {
+                let $f = move |x: f32| if x >= 0.0 { k } else { leak };
+                $fast
+            }
+            Rect { alpha } => {
+                let half = 0.5 / alpha;
+                let $f = move |x: f32| if x.abs() < half { alpha } else { 0.0 };
+                $fast
+            }
+            DeterministicPass => {
+                let $f = |_x: f32| 1.0f32;
+                $fast
+            }
+            $s => $slow,
+        }
+    }};
+}
+
+/// `g[i] ← sg'(g[i] + bias) · gs[i]`, with the surrogate resolved once, outside the loop (the
+/// generic [`Surrogate::grad`] goes through the `Real` trait, whose cross-crate calls made this
+/// loop the slowest part of backward).
+fn surrogate_times(sg: Surrogate, g: &mut [f32], bias: f32, gs: &[f32]) {
+    #[inline(always)]
+    fn run(g: &mut [f32], bias: f32, gs: &[f32], f: impl Fn(f32) -> f32) {
+        for (gv, &sv) in g.iter_mut().zip(gs) {
+            *gv = f(*gv + bias) * sv;
+        }
+    }
+    with_fast_grad!(sg, |f| run(g, bias, gs, f), |s| run(g, bias, gs, |x| s
+        .grad(x)))
+}
+
+/// `Σ xs` in `f64`, over 8 independent lanes (vectorisable; the order is fixed, so the result
+/// is the same on every run).
+fn sum_f64(xs: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
+        }
+    }
+    let mut total = lanes.iter().sum::<f64>();
+    for &v in tail {
+        total += v as f64;
+    }
+    total
+}
+
 /// Per-chunk partial parameter gradients.
 struct Partial {
     gw: Vec<f32>,
@@ -428,15 +543,14 @@ fn cpu_backward(
                 w,
             );
             for r in 0..rows {
-                let b = m.bias[r];
                 let grow = &mut g[r * w..(r + 1) * w];
-                let srow = &gs[r * n + col..r * n + col + w];
-                let mut acc = 0.0f64;
-                for (gv, &sv) in grow.iter_mut().zip(srow) {
-                    *gv = m.surrogate.grad(*gv + b) * sv;
-                    acc += *gv as f64;
-                }
-                part.gb[r] += acc;
+                surrogate_times(
+                    m.surrogate,
+                    grow,
+                    m.bias[r],
+                    &gs[r * n + col..r * n + col + w],
+                );
+                part.gb[r] += sum_f64(grow);
             }
             // gX = Wᵀ·gH.
             gemm(
@@ -587,6 +701,35 @@ mod tests {
         let s1 = mix.forward(&x, n, MixBackend::Cpu { threads: 1 }).unwrap();
         let s3 = mix.forward(&x, n, MixBackend::Cpu { threads: 3 }).unwrap();
         assert_eq!(s1, s3);
+    }
+
+    #[test]
+    fn fast_surrogate_derivatives_are_bit_identical_to_the_generic_ones() {
+        let surrogates = Surrogate::NAMES
+            .iter()
+            .map(|n| Surrogate::default_for(n).unwrap())
+            .chain([
+                Surrogate::ATan { alpha: 3.3 },
+                Surrogate::Sigmoid { alpha: 1.7 },
+                Surrogate::PiecewiseQuadratic { alpha: 0.6 },
+                Surrogate::Rect { alpha: 2.5 },
+            ]);
+        let xs: Vec<f32> = (-4000..=4000)
+            .map(|i| i as f32 * 1.37e-3)
+            .chain([0.0, -0.0, 1e-30, -1e-30, 1e30, f32::NAN])
+            .collect();
+        for sg in surrogates {
+            let mut g = xs.clone();
+            let ones = vec![1.0f32; xs.len()];
+            surrogate_times(sg, &mut g, 0.0, &ones);
+            for (&x, &got) in xs.iter().zip(&g) {
+                let want = sg.grad(x + 0.0);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{sg}: sg'({x}) = {got}, generic {want}"
+                );
+            }
+        }
     }
 
     #[test]
