@@ -222,7 +222,7 @@ fn thread_scaling() {
         // Interleave the thread counts so that load from other processes hits both alike.
         let mut best = vec![(f64::INFINITY, f64::INFINITY); all + 1];
         for _ in 0..5 {
-            for th in 1..=all {
+            for (th, slot) in best.iter_mut().enumerate().skip(1) {
                 let be = MixBackend::Cpu { threads: th };
                 let s = Instant::now();
                 mix.forward_into(&x, n, be, &mut out).unwrap();
@@ -230,8 +230,8 @@ fn thread_scaling() {
                 let s = Instant::now();
                 std::hint::black_box(mix.backward_into(&x, n, &gs, be, &mut out).unwrap());
                 let bw = s.elapsed().as_secs_f64();
-                best[th].0 = best[th].0.min(f);
-                best[th].1 = best[th].1.min(bw);
+                slot.0 = slot.0.min(f);
+                slot.1 = slot.1.min(bw);
             }
         }
         for (th, (f, bw)) in best.iter().enumerate().skip(1) {
