@@ -378,7 +378,7 @@ pub fn doc_string(attrs: &[syn::Attribute]) -> String {
 }
 
 enum InitForm {
-    Expr(syn::Expr),
+    Expr(Box<syn::Expr>),
     Runtime,
 }
 
@@ -451,7 +451,7 @@ fn analyze_arg(input: &syn::FnArg) -> Result<(ArgDef, Option<InitForm>)> {
                 syn::Expr::Path(p) if p.path.is_ident("runtime") || p.path.is_ident("Runtime") => {
                     InitForm::Runtime
                 }
-                _ => InitForm::Expr(e),
+                _ => InitForm::Expr(Box::new(e)),
             });
         } else {
             return Err(
@@ -554,20 +554,20 @@ fn state_init_generic(g: &syn::GenericArgument) -> Result<InitForm> {
     Ok(match g {
         syn::GenericArgument::Const(e) => match e {
             syn::Expr::Block(b) if b.block.stmts.len() == 1 => match &b.block.stmts[0] {
-                syn::Stmt::Expr(inner, None) => InitForm::Expr(inner.clone()),
-                _ => InitForm::Expr(e.clone()),
+                syn::Stmt::Expr(inner, None) => InitForm::Expr(Box::new(inner.clone())),
+                _ => InitForm::Expr(Box::new(e.clone())),
             },
-            _ => InitForm::Expr(e.clone()),
+            _ => InitForm::Expr(Box::new(e.clone())),
         },
         syn::GenericArgument::Type(syn::Type::Path(p)) if p.qself.is_none() => {
             if p.path.is_ident("Runtime") {
                 InitForm::Runtime
             } else {
-                InitForm::Expr(syn::Expr::Path(syn::ExprPath {
+                InitForm::Expr(Box::new(syn::Expr::Path(syn::ExprPath {
                     attrs: vec![],
                     qself: None,
                     path: p.path.clone(),
-                }))
+                })))
             }
         }
         other => {

@@ -121,7 +121,7 @@ pub(crate) fn nearest<'a>(
         .filter(|(d, c)| {
             let longest = c.len().max(name.len());
             // One- and two-letter names are all close: suggesting among them is noise.
-            *d == 0 || (longest > 2 && *d <= (longest + 2) / 3)
+            *d == 0 || (longest > 2 && *d <= longest.div_ceil(3))
         })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
