@@ -13,7 +13,9 @@ use flexsn::compiler::interp::run_scan;
 use flexsn::compiler::ir::{ParamKind, StepGraph};
 use flexsn::compiler::scan::{ScanArgs, ScanKernel};
 use flexsn::compiler::text::print;
-use flexsn::conformance::{Case, CaseReport, CoreArgs, Cores, Harness, Interpreter, load_cases};
+use flexsn::conformance::{
+    Case, CaseReport, CoreArgs, Cores, Harness, Interpreter, ScanBackend, load_cases,
+};
 use flexsn::neuron;
 
 include!("cores/lif_soft.rs");
@@ -102,7 +104,7 @@ fn static_kind(args: &CoreArgs) -> Option<ParamKind> {
 
 type Factory = fn(&str, &[(String, f64)], Option<ParamKind>) -> Result<StepGraph, String>;
 
-fn golden_cases_pass(make: Factory) {
+fn golden_cases_pass(make: Factory, backend: &mut dyn ScanBackend) {
     let cases = load_cases(path("tests/golden/flexsn.json")).expect("golden file loads");
     let mut reports: Vec<CaseReport> = vec![];
     for core in CORES {
@@ -114,8 +116,7 @@ fn golden_cases_pass(make: Factory) {
         for case in mine {
             let mut cores = Cores::default();
             cores.bind(core, move |args| make(core, &args.hyper, static_kind(args)));
-            let mut backend = Interpreter;
-            let mut harness = Harness::new(&mut backend, &cores);
+            let mut harness = Harness::new(&mut *backend, &cores);
             let r = harness.run_case(case);
             println!("{r}");
             assert!(
@@ -185,15 +186,27 @@ fn exotic_with_torch_clamp_rule_passes() {
     assert_eq!(n, 2);
 }
 
-#[test]
-fn macro_cores_pass_the_golden_cases_on_the_interpreter() {
-    golden_cases_pass(macro_core);
+/// Golden tests of the macro cores and the text cores on one backend. Other backends add one
+/// line each: `golden_core_tests!(cpu, <backend expression>);`.
+macro_rules! golden_core_tests {
+    ($module:ident, $backend:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn macro_cores_pass_the_golden_cases() {
+                golden_cases_pass(macro_core, &mut $backend);
+            }
+
+            #[test]
+            fn text_cores_pass_the_golden_cases() {
+                golden_cases_pass(text_core, &mut $backend);
+            }
+        }
+    };
 }
 
-#[test]
-fn text_cores_pass_the_golden_cases_on_the_interpreter() {
-    golden_cases_pass(text_core);
-}
+golden_core_tests!(interp, Interpreter);
 
 #[test]
 fn macro_and_text_frontends_give_the_same_ir() {
