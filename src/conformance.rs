@@ -79,7 +79,7 @@ impl ScanBackend for Interpreter {
 }
 
 /// The backend names [`backend_by_name`] knows.
-pub const BACKENDS: &[&str] = &["interp"];
+pub const BACKENDS: &[&str] = &["interp", "cuda-emulated", "cuda"];
 
 /// An unknown backend name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +90,8 @@ pub struct UnknownBackend(pub String);
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
     match name {
         "interp" | "interpreter" => Ok(Box::new(Interpreter)),
+        "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
+        "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
         _ => Err(UnknownBackend(name.to_string())),
     }
 }

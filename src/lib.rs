@@ -5,3 +5,4 @@ pub use flexsn_neurons as neurons;
 pub use flexsn_runtime as runtime;
 
 pub mod conformance;
+pub mod cuda;

@@ -10,7 +10,7 @@
 //!   thread after another (the scan kernel has no barriers); `args` holds the pointer arguments
 //!   in [`CudaSource::args`] order.
 //! - `int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid)`:
-//!   runs the reduction kernel one block at a time, the block's threads as real host threads
+//!   runs the reduction kernel one block at a time, the block's threads as real host threads (pthreads)
 //!   that meet at `__syncthreads()`.
 //!
 //! Both return 0 on success and a non-zero code when the emulation itself failed (a barrier in a
@@ -26,13 +26,10 @@ use super::{ArgType, CudaSource};
 
 /// The shim header: CUDA built-ins for host C++.
 pub const SHIM_HEADER: &str = r#"// ---- flexsn host shim: CUDA built-ins for host C++ (emulation only) ----
-#include <cmath>
-#include <cstring>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-#include <vector>
+// Only C headers: they keep the host compile fast.
 #include <math.h>
+#include <string.h>
+#include <pthread.h>
 
 #define __global__
 #define __device__
@@ -47,10 +44,10 @@ static thread_local flexsn_dim3 blockIdx = {0u, 0u, 0u};
 static thread_local flexsn_dim3 blockDim = {1u, 1u, 1u};
 static thread_local flexsn_dim3 gridDim = {1u, 1u, 1u};
 
-static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
-static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline int __float_as_int(float f) { int u; std::memcpy(&u, &f, 4); return u; }
+static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
+static inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; }
 
 // glibc declares some of these names itself, so the shim's versions go by other names.
 static inline float flexsn_emu_expf(float x) { return expf(x); }
@@ -72,26 +69,26 @@ static inline float flexsn_emu_rsqrtf(float x) { return 1.0f / sqrtf(x); }
 
 // A reusable barrier for the threads of one emulated block.
 struct flexsn_barrier {
-    std::mutex m;
-    std::condition_variable cv;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
     unsigned int count, waiting, generation;
-    explicit flexsn_barrier(unsigned int n) : count(n), waiting(0u), generation(0u) {}
-    void wait() {
-        std::unique_lock<std::mutex> lock(m);
-        const unsigned int gen = generation;
-        if (++waiting == count) {
-            waiting = 0u;
-            ++generation;
-            cv.notify_all();
-        } else {
-            cv.wait(lock, [&] { return gen != generation; });
-        }
-    }
 };
+static void flexsn_barrier_wait(flexsn_barrier* b) {
+    pthread_mutex_lock(&b->m);
+    const unsigned int gen = b->generation;
+    if (++b->waiting == b->count) {
+        b->waiting = 0u;
+        ++b->generation;
+        pthread_cond_broadcast(&b->cv);
+    } else {
+        while (gen == b->generation) pthread_cond_wait(&b->cv, &b->m);
+    }
+    pthread_mutex_unlock(&b->m);
+}
 static thread_local flexsn_barrier* flexsn_emu_block_barrier = nullptr;
 static int flexsn_emu_error = 0;
 static inline void __syncthreads(void) {
-    if (flexsn_emu_block_barrier) flexsn_emu_block_barrier->wait();
+    if (flexsn_emu_block_barrier) flexsn_barrier_wait(flexsn_emu_block_barrier);
     else flexsn_emu_error = 2; // a barrier in a kernel emulated without threads
 }
 // ---- end of shim; generated source follows ----
@@ -141,43 +138,65 @@ pub fn host_entry_points(src: &CudaSource) -> String {
     s.push_str("            if (flexsn_emu_error) return flexsn_emu_error;\n");
     s.push_str("        }\n    }\n    return 0;\n}\n\n");
     s.push_str(&format!(
-        r#"extern "C" int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid) {{
+        r#"// Threads of an emulated block wait at a gate until all have started (go = 1) or one
+// could not be started (go = 2, they return without running the kernel).
+struct flexsn_gate {{ pthread_mutex_t m; pthread_cond_t cv; int go; }};
+struct flexsn_reduce_arg {{
+    unsigned b, th, grid, block;
+    flexsn_barrier* bar;
+    flexsn_gate* gate;
+    const float* in;
+    float* partial;
+    long long len;
+}};
+static void* flexsn_emu_reduce_thread(void* p) {{
+    flexsn_reduce_arg* a = (flexsn_reduce_arg*)p;
+    pthread_mutex_lock(&a->gate->m);
+    while (a->gate->go == 0) pthread_cond_wait(&a->gate->cv, &a->gate->m);
+    const int go = a->gate->go;
+    pthread_mutex_unlock(&a->gate->m);
+    if (go != 1) return 0;
+    gridDim = flexsn_dim3{{a->grid, 1u, 1u}}; blockDim = flexsn_dim3{{a->block, 1u, 1u}};
+    blockIdx = flexsn_dim3{{a->b, 0u, 0u}}; threadIdx = flexsn_dim3{{a->th, 0u, 0u}};
+    flexsn_emu_block_barrier = a->bar;
+    {name}(a->in, a->partial, a->len);
+    flexsn_emu_block_barrier = 0;
+    return 0;
+}}
+extern "C" int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid) {{
     const unsigned block = {block}u;
+    flexsn_reduce_arg args[{block}];
+    pthread_t tids[{block}];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1u << 20);
     flexsn_emu_error = 0;
     for (unsigned b = 0; b < grid; ++b) {{
-        flexsn_barrier barrier(block);
-        // Threads wait at a gate until all have started (go = 1) or one failed to (go = 2).
-        std::mutex gate_m;
-        std::condition_variable gate_cv;
-        int go = 0;
-        std::vector<std::thread> threads;
-        try {{
-            threads.reserve(block);
-            for (unsigned th = 0; th < block; ++th) {{
-                threads.emplace_back([=, &barrier, &gate_m, &gate_cv, &go] {{
-                    {{
-                        std::unique_lock<std::mutex> lock(gate_m);
-                        gate_cv.wait(lock, [&] {{ return go != 0; }});
-                        if (go != 1) return;
-                    }}
-                    gridDim = flexsn_dim3{{grid, 1u, 1u}}; blockDim = flexsn_dim3{{block, 1u, 1u}};
-                    blockIdx = flexsn_dim3{{b, 0u, 0u}}; threadIdx = flexsn_dim3{{th, 0u, 0u}};
-                    flexsn_emu_block_barrier = &barrier;
-                    {name}(in, partial, len);
-                    flexsn_emu_block_barrier = nullptr;
-                }});
-            }}
-        }} catch (...) {{
-            {{ std::lock_guard<std::mutex> lock(gate_m); go = 2; }}
-            gate_cv.notify_all();
-            for (auto& th : threads) th.join();
-            return 3; // could not start the block's threads
+        flexsn_barrier bar;
+        pthread_mutex_init(&bar.m, 0);
+        pthread_cond_init(&bar.cv, 0);
+        bar.count = block; bar.waiting = 0u; bar.generation = 0u;
+        flexsn_gate gate;
+        pthread_mutex_init(&gate.m, 0);
+        pthread_cond_init(&gate.cv, 0);
+        gate.go = 0;
+        unsigned started = 0;
+        for (unsigned th = 0; th < block; ++th) {{
+            args[th] = flexsn_reduce_arg{{b, th, grid, block, &bar, &gate, in, partial, len}};
+            if (pthread_create(&tids[th], &attr, flexsn_emu_reduce_thread, &args[th]) != 0) break;
+            ++started;
         }}
-        {{ std::lock_guard<std::mutex> lock(gate_m); go = 1; }}
-        gate_cv.notify_all();
-        for (auto& th : threads) th.join();
-        if (flexsn_emu_error) return flexsn_emu_error;
+        pthread_mutex_lock(&gate.m);
+        gate.go = (started == block) ? 1 : 2;
+        pthread_cond_broadcast(&gate.cv);
+        pthread_mutex_unlock(&gate.m);
+        for (unsigned th = 0; th < started; ++th) pthread_join(tids[th], 0);
+        pthread_mutex_destroy(&bar.m); pthread_cond_destroy(&bar.cv);
+        pthread_mutex_destroy(&gate.m); pthread_cond_destroy(&gate.cv);
+        if (started != block) {{ pthread_attr_destroy(&attr); return 3; }}
+        if (flexsn_emu_error) {{ pthread_attr_destroy(&attr); return flexsn_emu_error; }}
     }}
+    pthread_attr_destroy(&attr);
     return 0;
 }}
 "#,
