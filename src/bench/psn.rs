@@ -1,0 +1,250 @@
+//! The PSN family in `flexsn bench`: `psn` (the `[T, T]` time mixing, a GEMM fused with the
+//! spike, [`flexsn_neurons::psn::mixing`]) and `sliding-psn` (a scan compiled like the other
+//! neurons, with the default window `k = 2`).
+//!
+//! Beside GB/s, each row gives the achieved GFLOP/s of the time mixing:
+//!
+//! - `psn`: forward `2·T·T·N` (the GEMM `W·X`); forward_backward `8·T·T·N` (forward, then in
+//!   backward `H` recomputed, `gX = Wᵀ·gH` and `gW = gH·Xᵀ`: three more GEMMs of the same size).
+//! - `sliding-psn`: `2·k·T·N` forward, `6·k·T·N` forward_backward (forward, the recomputed step,
+//!   and the input and weight gradients, each `k` multiply-adds per neuron and step).
+//!
+//! Bytes follow the module's rule (every tensor once): PSN forward reads `X` `[T, N]`, `W`
+//! `[T, T]`, `b` `[T]` and writes `S` `[T, N]`; forward_backward also reads `gS` and writes `gX`
+//! (`[T, N]` each), `gW` and `gb`. `PSN` keeps no state sequence: `H` is recomputed in
+//! backward rather than stored. The PSN timing is the mixing kernel on caller buffers
+//! ([`Mixing::forward_into`], [`Mixing::backward_into`]).
+
+use std::io::Write;
+
+use anyhow::Result;
+use flexsn_compiler::ir::StepGraph;
+use flexsn_neurons::psn::rng::SplitMix64;
+use flexsn_neurons::psn::{MixBackend, Mixing, PSNConfig, SlidingPSNConfig};
+
+use super::{BenchOptions, Phase, Row, bytes_moved, copy_time, jit_for, measure, time};
+
+/// The benchmark names this module handles.
+pub const PSN_NEURONS: &[&str] = &["psn", "sliding-psn"];
+
+/// The window of the `sliding-psn` benchmark (SlidingPSN's default).
+pub fn sliding_config() -> SlidingPSNConfig {
+    SlidingPSNConfig::default()
+}
+
+/// SlidingPSN's step graph for the benchmark.
+pub fn sliding_graph() -> Result<StepGraph> {
+    Ok(sliding_config().step_graph()?)
+}
+
+/// `(bytes, flops)` of one PSN phase over `[t, n]`.
+pub fn psn_work(phase: Phase, t: usize, n: usize) -> (u64, f64) {
+    let (tn, tt) = ((t * n) as u64, (t * t) as u64);
+    let fwd = 2 * tn + tt + t as u64;
+    let (elems, gemms) = match phase {
+        Phase::Forward => (fwd, 1.0),
+        Phase::ForwardBackward => (fwd + 2 * tn + tt + t as u64, 4.0),
+    };
+    (4 * elems, gemms * 2.0 * (t * t) as f64 * n as f64)
+}
+
+/// Flops of the `sliding-psn` phase over `[t, n]` (see the module docs).
+pub fn sliding_flops(phase: Phase, t: usize, n: usize) -> f64 {
+    let k = sliding_config().k as f64;
+    let per = match phase {
+        Phase::Forward => 2.0,
+        Phase::ForwardBackward => 6.0,
+    };
+    per * k * t as f64 * n as f64
+}
+
+/// Median seconds of one PSN phase on `threads` threads.
+fn measure_psn(
+    opts: &BenchOptions,
+    phase: Phase,
+    t: usize,
+    n: usize,
+    threads: usize,
+) -> Result<f64> {
+    let mut rng = SplitMix64::new(0x5EED);
+    let (w, b) = PSNConfig::new(t).init_params();
+    let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
+    let gs: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(1.0)).collect();
+    let mix = Mixing {
+        rows: t,
+        cols: t,
+        weight: &w,
+        bias: &b,
+        surrogate: flexsn_neurons::psn::DEFAULT_SURROGATE,
+    };
+    let be = MixBackend::Cpu { threads };
+    let mut s = vec![0.0f32; t * n];
+    let mut gx = vec![0.0f32; t * n];
+    match phase {
+        Phase::Forward => time(opts, || Ok(mix.forward_into(&x, n, be, &mut s)?)),
+        Phase::ForwardBackward => time(opts, || {
+            mix.forward_into(&x, n, be, &mut s)?;
+            std::hint::black_box(mix.backward_into(&x, n, &gs, be, &mut gx)?);
+            Ok(())
+        }),
+    }
+}
+
+/// Runs the `psn` or `sliding-psn` rows, printing a table (with GFLOP/s) or JSON rows (with an
+/// extra `gflops` key) to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_neuron(
+    opts: &BenchOptions,
+    name: &str,
+    threads: &[usize],
+    phases: &[Phase],
+    ts: &[usize],
+    ns: &[usize],
+    out: &mut dyn Write,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    if name == "psn" && opts.backend != "cpu" {
+        anyhow::bail!(
+            "psn: the time mixing runs on the CPU GEMM path only (backend `{}` requested); \
+             PSN/MaskedPSN have no CUDA kernel yet",
+            opts.backend
+        );
+    }
+    for &th in threads {
+        let kernel = if name == "sliding-psn" {
+            let g = sliding_graph()?;
+            let jit = jit_for(&opts.backend, th)?;
+            Some(jit.compile(&g)?)
+        } else {
+            None
+        };
+        if !opts.json {
+            writeln!(
+                out,
+                "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6} {:>8}",
+                "neuron",
+                "phase",
+                "T",
+                "N",
+                "thr",
+                "median_ms",
+                "MB",
+                "GB/s",
+                "copy_GB/s",
+                "ratio",
+                "GFLOP/s"
+            )?;
+        }
+        for &phase in phases {
+            for &t in ts {
+                for &n in ns {
+                    let (secs, bytes, flops) = match &kernel {
+                        Some(k) => (
+                            measure(opts, k, phase, t, n)?,
+                            bytes_moved(k.graph(), phase, t, n),
+                            sliding_flops(phase, t, n),
+                        ),
+                        None => {
+                            let (bytes, flops) = psn_work(phase, t, n);
+                            (measure_psn(opts, phase, t, n, th)?, bytes, flops)
+                        }
+                    };
+                    let copy = copy_time(opts, bytes, th)?;
+                    let gbps = bytes as f64 / secs / 1e9;
+                    let copy_gbps = bytes as f64 / copy / 1e9;
+                    let gflops = flops / secs / 1e9;
+                    let row = Row {
+                        neuron: name.to_string(),
+                        phase,
+                        t,
+                        n,
+                        threads: th,
+                        median_ms: secs * 1e3,
+                        bytes,
+                        gbps,
+                        copy_gbps,
+                        ratio: gbps / copy_gbps,
+                    };
+                    if opts.json {
+                        let mut j = row.to_json();
+                        if let Some(o) = j.as_object_mut() {
+                            o.insert("gflops".into(), gflops.into());
+                        }
+                        writeln!(out, "{j}")?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2} {:>8.2}",
+                            name,
+                            phase.name(),
+                            t,
+                            n,
+                            th,
+                            row.median_ms,
+                            bytes as f64 / 1e6,
+                            gbps,
+                            copy_gbps,
+                            row.ratio,
+                            gflops
+                        )?;
+                    }
+                    out.flush()?;
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_counts() {
+        let (b, f) = psn_work(Phase::Forward, 4, 10);
+        assert_eq!(b, 4 * (2 * 40 + 16 + 4));
+        assert_eq!(f, 2.0 * 16.0 * 10.0);
+        let (b2, f2) = psn_work(Phase::ForwardBackward, 4, 10);
+        assert_eq!(b2, 4 * (2 * 40 + 16 + 4 + 2 * 40 + 16 + 4));
+        assert_eq!(f2, 4.0 * f);
+        assert_eq!(sliding_flops(Phase::Forward, 4, 10), 2.0 * 2.0 * 40.0);
+    }
+
+    #[test]
+    fn tiny_psn_rows_with_gflops() {
+        let opts = BenchOptions {
+            neurons: vec!["psn".into(), "sliding-psn".into()],
+            ts: vec![4],
+            ns: vec![64],
+            threads: vec![1],
+            json: true,
+            min_time: std::time::Duration::ZERO,
+            min_runs: 1,
+            ..BenchOptions::default()
+        };
+        let mut out = vec![];
+        let mut rows = vec![];
+        for name in PSN_NEURONS {
+            run_neuron(
+                &opts,
+                name,
+                &[1],
+                &[Phase::Forward, Phase::ForwardBackward],
+                &[4],
+                &[64],
+                &mut out,
+                &mut rows,
+            )
+            .unwrap();
+        }
+        assert_eq!(rows.len(), 4);
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["gflops"].as_f64().unwrap() > 0.0, "{line}");
+            assert!(v["gbps"].as_f64().unwrap() > 0.0, "{line}");
+        }
+    }
+}
