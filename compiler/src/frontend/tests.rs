@@ -414,3 +414,29 @@ fn canonical(g: &crate::ir::StepGraph) -> crate::ir::StepGraph {
     }
     b.finish().unwrap()
 }
+
+#[test]
+fn named_states_and_trailing_return() {
+    let src = "fn f(x: Input, v: State, a: State) -> (State<a>, Output<y>, State<v>) {
+        let h = v + x;
+        return (a * 0.5, h, h - a);
+    }";
+    let g = parse_core(src, &[]).unwrap();
+    assert_eq!(g.outputs()[0].name, "y");
+    let next_a = g.node(g.next_states()[1]);
+    assert_eq!(next_a.op, Op::Mul);
+    let next_v = g.node(g.next_states()[0]);
+    assert_eq!(next_v.op, Op::Sub);
+    let d = err("fn f(x: Input, v: State) -> (Output, State<w>) {\n    (x, v)\n}");
+    assert!(d.message.contains("no state named `w`"), "{d}");
+    let d =
+        err("fn f(x: Input, v: State, a: State) -> (Output, State<v>, State) {\n    (x, v, a)\n}");
+    assert!(d.message.contains("name either every `State`"), "{d}");
+    // Dead code (an unused `let`) does not reach the graph.
+    let g = parse_core(
+        "fn f(x: Input) -> Output { let unused = x.exp(); x * 2.0 }",
+        &[],
+    )
+    .unwrap();
+    assert!(!g.nodes().any(|(_, n)| n.op == Op::Exp));
+}
