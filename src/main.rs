@@ -95,6 +95,10 @@ enum Emit {
     GradIr,
     /// Graphviz DOT of the step graph.
     Dot,
+    /// CUDA C source of the forward (training) and backward scan kernels (see --dtype, --math).
+    Cuda,
+    /// PTX of the CUDA kernels, compiled by NVRTC (needs NVRTC; see FLEXSN_NVRTC_PATH).
+    Ptx,
 }
 
 #[derive(Args)]
@@ -111,9 +115,18 @@ struct InspectArgs {
     /// For grad-ir: also take upstream gradients for the state sequences (not only outputs).
     #[arg(long)]
     state_seq_grads: bool,
-    /// Print the graph as built, without the optimisation passes (ir, dot).
+    /// Print the graph as built, without the optimisation passes (ir, dot, cuda, ptx).
     #[arg(long)]
     no_opt: bool,
+    /// For cuda/ptx: storage type of [T, N] sequences (math is always f32).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    dtype: String,
+    /// For cuda/ptx: precise (expf, IEEE division) or fast (__expf, __fdividef, ...) math.
+    #[arg(long, default_value = "precise", value_parser = ["precise", "fast"])]
+    math: String,
+    /// For ptx: the virtual architecture XY of compute_XY (default: the GPU's, else 90).
+    #[arg(long, value_name = "XY")]
+    arch: Option<i32>,
 }
 
 #[derive(Args)]
@@ -322,6 +335,26 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
         }
         Emit::Dot if a.no_opt => write!(out, "{}", dot::to_dot(g))?,
         Emit::Dot => write!(out, "{}", dot::to_dot(&passes::optimize(g)))?,
+        Emit::Cuda | Emit::Ptx => {
+            use flexsn::compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
+            use flexsn::runtime::cuda::inspect;
+            let spec = if a.state_seq_grads {
+                GradSpec::all(g)
+            } else {
+                GradSpec::outputs_only(g)
+            };
+            let opts = CudaOptions::new(
+                StorageDtype::from_name(&a.dtype).ok_or_else(|| anyhow!("bad --dtype"))?,
+                MathMode::from_name(&a.math).ok_or_else(|| anyhow!("bad --math"))?,
+            );
+            let text = if matches!(a.emit, Emit::Cuda) {
+                inspect::cuda_text(g, &spec, &opts, !a.no_opt)?
+            } else {
+                let arch = a.arch.unwrap_or_else(inspect::default_ptx_arch);
+                inspect::ptx_text(g, &spec, &opts, !a.no_opt, arch)?
+            };
+            write!(out, "{text}")?;
+        }
     }
     Ok(())
 }
