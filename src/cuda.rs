@@ -139,3 +139,76 @@ pub fn run_cuda_bench(
     }
     Ok((header, rows))
 }
+
+/// `flexsn bench --backend cuda`: runs `plan`, prints the table (or JSON rows) and the issue's
+/// targets for LIF (T = 64, N = 16 777 216: fwd+bwd f32 at >= 0.8 of the copy bandwidth; bf16
+/// >= 1.6x faster than f32) when those rows were measured.
+pub fn bench_cli(
+    plan: &CudaBenchPlan,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Vec<flexsn_runtime::cuda::bench::BenchRow>> {
+    let (header, rows) = run_cuda_bench(plan)?;
+    if json {
+        for r in &rows {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "backend": "cuda",
+                    "neuron": r.label,
+                    "phase": r.phase,
+                    "dtype": r.dtype.name(),
+                    "t": r.t,
+                    "n": r.n,
+                    "median_ms": r.ms,
+                    "bytes": r.bytes,
+                    "gbps": r.gbps(),
+                    "copy_gbps": r.copy_gbps(),
+                    "ratio": r.ratio(),
+                })
+            )?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{header}; bytes: every buffer of the launch once (sequences in the storage type)"
+        )?;
+        write!(out, "{}", flexsn_runtime::cuda::bench::format_table(&rows))?;
+        for line in target_lines(&rows) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The GPU targets, checked on the measured rows (LIF, T = 64, N = 16 777 216).
+pub fn target_lines(rows: &[flexsn_runtime::cuda::bench::BenchRow]) -> Vec<String> {
+    use flexsn_compiler::codegen::cuda::StorageDtype;
+    let find = |dtype: StorageDtype| {
+        rows.iter().find(|r| {
+            r.phase == "fwd+bwd"
+                && r.dtype == dtype
+                && r.t == 64
+                && r.n == 16_777_216
+                && (r.label == "lif" || r.label == "LIFNode")
+        })
+    };
+    let mut v = Vec::new();
+    if let Some(f) = find(StorageDtype::F32) {
+        v.push(format!(
+            "target: LIF fwd+bwd f32 T=64 N=16777216 at {:.2} of the copy bandwidth (want >= 0.80): {}",
+            f.ratio(),
+            if f.ratio() >= 0.8 { "MET" } else { "NOT MET" }
+        ));
+        if let Some(b) = find(StorageDtype::Bf16) {
+            let speedup = f.ms / b.ms;
+            v.push(format!(
+                "target: LIF fwd+bwd bf16 {:.2}x faster than f32 (want >= 1.60): {}",
+                speedup,
+                if speedup >= 1.6 { "MET" } else { "NOT MET" }
+            ));
+        }
+    }
+    v
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# GPU check of the CUDA backend: conformance and differential tests against real CUDA, the golden
+# cases on `--backend cuda`, and `flexsn bench --backend cuda` (LIF f32/f16/bf16 and others at
+# T = 64, N = 16 777 216, each against a same-run device-to-device copy), then a short table.
+# Sized to finish in well under 8 minutes on an H200 once built.
+#
+# Usage
+#   scripts/gpu-check.sh                 on a GPU machine with Rust: build (release), then run
+#   scripts/gpu-check.sh --prepare       on a machine with Rust (no GPU needed): build the release
+#                                        binaries into target/gpu-bundle/ (stripped), for a GPU
+#                                        machine without Rust or network
+#   scripts/gpu-check.sh --bundle DIR    on the GPU machine: run from the prepared binaries
+#
+# For the device tool (GPU machine without Rust or network): run `scripts/gpu-check.sh --prepare`
+# here, then run `scripts/gpu-check.sh --bundle target/gpu-bundle` there with `carry:
+# ["target/gpu-bundle"]`; results are also written under $OUT when that is set.
+#
+# NVRTC: FLEXSN_NVRTC_PATH if set, else the first libnvrtc.so* found on the loader path, in
+# /usr/local/cuda*/lib64, or in Python's site-packages (nvidia/*/lib). FLEXSN_REQUIRE_GPU=1 and
+# FLEXSN_REQUIRE_NVRTC=1 are set, so a missing GPU, driver or NVRTC fails the tests instead of
+# skipping them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+mode=build
+bundle=""
+case "${1:-}" in
+    --prepare) mode=prepare ;;
+    --bundle) mode=bundle; bundle="${2:?--bundle needs a folder}" ;;
+    "") ;;
+    *) echo "usage: $0 [--prepare | --bundle DIR]" >&2; exit 2 ;;
+esac
+
+out_dir="${OUT:-}"
+log() { echo "gpu-check: $*" >&2; }
+
+# ---- prepare: release binaries into target/gpu-bundle ------------------------------------------
+build_bundle() {
+    local dest="$1"
+    log "building release binaries (flexsn, runtime CUDA test binaries)"
+    cargo build --release --locked --bin flexsn || return 1
+    local json
+    json="$(cargo test --release --locked -p flexsn-runtime --test cuda_device --test cuda_nvrtc \
+        --no-run --message-format=json 2>/dev/null)" || return 1
+    rm -rf "$dest" && mkdir -p "$dest" || return 1
+    cp target/release/flexsn "$dest/flexsn" || return 1
+    local name exe
+    for name in cuda_device cuda_nvrtc; do
+        exe="$(printf '%s\n' "$json" | grep '"executable":"[^"]*' | grep "/$name-" \
+            | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -n 1)"
+        [ -n "$exe" ] || { log "no test executable for $name"; return 1; }
+        cp "$exe" "$dest/$name" || return 1
+    done
+    strip "$dest"/* 2>/dev/null || true
+    du -sh "$dest" >&2
+}
+
+if [ "$mode" = prepare ]; then
+    build_bundle target/gpu-bundle || { log "prepare failed"; exit 1; }
+    log "ready: target/gpu-bundle (carry it; run: scripts/gpu-check.sh --bundle target/gpu-bundle)"
+    exit 0
+fi
+
+if [ "$mode" = build ]; then
+    build_bundle target/gpu-bundle || { log "build failed"; exit 1; }
+    bundle=target/gpu-bundle
+fi
+[ -x "$bundle/flexsn" ] || { log "no flexsn binary in $bundle"; exit 1; }
+
+# ---- NVRTC -------------------------------------------------------------------------------------
+find_nvrtc() {
+    local c
+    for c in $(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/ && !/builtins|alt/ {print $NF}') \
+        /usr/local/cuda*/lib64/libnvrtc.so.* /usr/local/cuda*/lib64/libnvrtc.so \
+        /usr/lib/x86_64-linux-gnu/libnvrtc.so.*; do
+        case "$c" in *builtins*|*alt*) continue ;; esac
+        [ -e "$c" ] && { echo "$c"; return 0; }
+    done
+    local py
+    for py in python3 /opt/torch/.venv/bin/python3; do
+        command -v "$py" >/dev/null 2>&1 || continue
+        c="$("$py" - <<'PY' 2>/dev/null
+import glob, os, site
+roots = list(site.getsitepackages()) + [site.getusersitepackages()]
+for r in roots:
+    for p in sorted(glob.glob(os.path.join(r, "nvidia", "**", "libnvrtc.so*"), recursive=True)):
+        b = os.path.basename(p)
+        if "builtins" not in b and "alt" not in b:
+            print(p); raise SystemExit
+PY
+)"
+        [ -n "$c" ] && { echo "$c"; return 0; }
+    done
+    return 1
+}
+if [ -z "${FLEXSN_NVRTC_PATH:-}" ]; then
+    if p="$(find_nvrtc)"; then export FLEXSN_NVRTC_PATH="$p"; fi
+fi
+export FLEXSN_REQUIRE_GPU=1 FLEXSN_REQUIRE_NVRTC=1
+log "FLEXSN_NVRTC_PATH=${FLEXSN_NVRTC_PATH:-<not found>}"
+export FLEXSN_CACHE_DIR="${FLEXSN_CACHE_DIR:-$(mktemp -d)}"
+nvidia-smi -L 2>/dev/null || log "nvidia-smi not available"
+
+results=()
+record() { results+=("$(printf '%-34s %s' "$1" "$2")"); }
+save() { [ -n "$out_dir" ] && cp "$1" "$out_dir/" 2>/dev/null; return 0; }
+tmp="$(mktemp -d)"
+
+# ---- tests on the GPU --------------------------------------------------------------------------
+run_tests() {
+    local name="$1" log_file="$tmp/$1.log" threads=1
+    [ "${2:-}" = --parallel ] && threads=4
+    local start=$SECONDS
+    timeout 240 "$bundle/$name" --test-threads=$threads >"$log_file" 2>&1
+    local rc=$?
+    save "$log_file"
+    local summary
+    summary="$(grep -E '^test result:' "$log_file" | tail -n 1)"
+    record "$name tests" "${summary:-no result (exit $rc)} [$((SECONDS - start)) s]"
+    if [ $rc -ne 0 ]; then
+        grep -E 'panicked|FAILED|failed' "$log_file" | head -n 20 >&2
+    fi
+    return $rc
+}
+status=0
+run_tests cuda_device || status=1
+run_tests cuda_nvrtc --parallel || status=1
+
+# ---- golden cases on real CUDA -----------------------------------------------------------------
+start=$SECONDS
+conf_log="$tmp/conformance.log"
+timeout 240 "$bundle/flexsn" conformance tests/golden/ifnode.json tests/golden/lifnode.json \
+    tests/golden/plif.json tests/golden/nonspiking.json --backend cuda >"$conf_log" 2>&1
+rc=$?
+save "$conf_log"
+record "golden cases, --backend cuda" "$(tail -n 1 "$conf_log") [$((SECONDS - start)) s]"
+if [ $rc -ne 0 ]; then status=1; grep -E '^FAIL|error' "$conf_log" | head -n 20 >&2; fi
+
+# ---- benchmarks --------------------------------------------------------------------------------
+start=$SECONDS
+bench_log="$tmp/bench.log"
+{
+    timeout 200 "$bundle/flexsn" bench --backend cuda --neuron lif --dtype f32,bf16,f16 \
+        -t 64 -n 16777216 &&
+    timeout 100 "$bundle/flexsn" bench --backend cuda --neuron if,plif --dtype f32,bf16 \
+        -t 64 -n 16777216 &&
+    timeout 60 "$bundle/flexsn" bench --backend cuda --neuron lif --dtype f32,bf16 \
+        -t 16 -n 1048576
+} >"$bench_log" 2>&1
+rc=$?
+save "$bench_log"
+record "bench --backend cuda" "exit $rc [$((SECONDS - start)) s]"
+[ $rc -ne 0 ] && status=1
+
+# ---- table -------------------------------------------------------------------------------------
+report="$tmp/gpu-check.txt"
+{
+    echo "== flexsn gpu-check ($(date -u +%Y-%m-%dT%H:%M:%SZ)) =="
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+    echo "NVRTC: ${FLEXSN_NVRTC_PATH:-<not found>}"
+    printf '%s\n' "${results[@]}"
+    echo
+    cat "$bench_log"
+    echo
+    if [ $status -eq 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
+} | tee "$report"
+save "$report"
+exit $status
