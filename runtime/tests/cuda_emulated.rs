@@ -80,26 +80,20 @@ fn sample_cores_forward_and_backward_match_the_interpreter() {
                 return;
             };
             for (ci, g) in cores().into_iter().enumerate() {
-                // N not a multiple of the block size, so the bounds check matters.
-                let (t, n) = (9, 300);
-                for seqs in [false, true] {
-                    let k = ScanKernel::forward(g.clone(), seqs);
-                    let d = data(&g, ci as u64, t, n);
-                    check_kernel(
-                        &e,
-                        &k,
-                        &scan_args(t, n, &d),
-                        &format!("{} forward", g.name()),
-                    );
+                // N not a multiple of the block size, so the bounds check matters; T shorter
+                // than, equal to and longer than the prefetch distance.
+                for (t, n) in [(9, 300), (1, 40), (2, 40), (3, 40)] {
+                    for seqs in [false, true] {
+                        let k = ScanKernel::forward(g.clone(), seqs);
+                        let d = data(&g, ci as u64, t, n);
+                        let what = format!("{} forward T={t}", g.name());
+                        check_kernel(&e, &k, &scan_args(t, n, &d), &what);
+                    }
+                    let bk = backward_kernel(&g);
+                    let d = data(&bk.graph, 100 + ci as u64, t, n);
+                    let what = format!("{} backward T={t}", g.name());
+                    check_kernel(&e, &bk, &scan_args(t, n, &d), &what);
                 }
-                let bk = backward_kernel(&g);
-                let d = data(&bk.graph, 100 + ci as u64, t, n);
-                check_kernel(
-                    &e,
-                    &bk,
-                    &scan_args(t, n, &d),
-                    &format!("{} backward", g.name()),
-                );
             }
         }
     }
@@ -110,7 +104,11 @@ fn random_graphs_forward_and_backward_match_the_interpreter() {
     let Some(e32) = emu(CudaOptions::default()) else {
         return;
     };
-    let Some(ebf) = emu(CudaOptions::new(StorageDtype::Bf16, MathMode::Precise)) else {
+    // bf16 without software pipelining (the other loop shape).
+    let Some(ebf) = emu(CudaOptions {
+        prefetch: 0,
+        ..CudaOptions::new(StorageDtype::Bf16, MathMode::Precise)
+    }) else {
         return;
     };
     let cfg = RandomGraphConfig::all();

@@ -118,6 +118,11 @@ pub struct CudaOptions {
     pub block_size: u32,
     /// Unroll factor hint for the time loop (`#pragma unroll`); 1 disables it.
     pub unroll: u32,
+    /// Input steps loaded ahead of the arithmetic (software pipelining): the loads of steps
+    /// `t + 1 ..= t + prefetch` are in flight while step `t` computes, whatever branches the
+    /// step's math contains. 0 disables it; limited to 1 for kernels with more than 8 inputs
+    /// (register pressure).
+    pub prefetch: u32,
 }
 
 impl Default for CudaOptions {
@@ -128,6 +133,7 @@ impl Default for CudaOptions {
             comments: true,
             block_size: 256,
             unroll: 4,
+            prefetch: 2,
         }
     }
 }
@@ -599,17 +605,78 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
             let _ = writeln!(c, "    float acc{o} = 0.0f;");
         }
     }
+    let n_inputs = g.inputs().len();
+    let prefetch = match opts.prefetch {
+        0 => 0,
+        p if n_inputs > 8 => p.min(1),
+        p => p.min(8),
+    } as usize;
+    let forward = kernel.direction == Direction::Forward;
+    if prefetch > 0 && n_inputs > 0 {
+        let _ = writeln!(
+            c,
+            "    // Software pipelining: inputs of the next {prefetch} step(s) are loaded before each step's math."
+        );
+        for i in 0..n_inputs {
+            let regs: Vec<String> = (0..prefetch)
+                .map(|q| format!("in{i}_q{q} = 0.0f"))
+                .collect();
+            let _ = writeln!(c, "    float {};", regs.join(", "));
+        }
+        for q in 0..prefetch {
+            let step = if forward {
+                format!("{q}LL")
+            } else {
+                format!("(T - {}LL)", q + 1)
+            };
+            let loads: Vec<String> = (0..n_inputs)
+                .map(|i| {
+                    format!(
+                        "in{i}_q{q} = {};",
+                        load(&format!("input{i}[{step} * N + n]"))
+                    )
+                })
+                .collect();
+            let _ = writeln!(c, "    if (T > {q}LL) {{ {} }}", loads.join(" "));
+        }
+    }
     if opts.unroll > 1 {
         let _ = writeln!(c, "    #pragma unroll {}", opts.unroll);
     }
-    match kernel.direction {
-        Direction::Forward => c.push_str("    for (long long t = 0; t < T; ++t) {\n"),
-        Direction::Reverse => c.push_str("    for (long long t = T - 1; t >= 0; --t) {\n"),
+    if forward {
+        c.push_str("    for (long long t = 0; t < T; ++t) {\n");
+    } else {
+        c.push_str("    for (long long t = T - 1; t >= 0; --t) {\n");
     }
     c.push_str("        const long long i = t * N + n;\n");
+    if prefetch > 0 && n_inputs > 0 {
+        let ahead = prefetch as u64;
+        let (cond, off) = if forward {
+            (format!("t + {ahead}LL < T"), format!("i + {ahead}LL * N"))
+        } else {
+            (format!("t >= {ahead}LL"), format!("i - {ahead}LL * N"))
+        };
+        for i in 0..n_inputs {
+            let _ = writeln!(c, "        const float in{i}_now = in{i}_q0;");
+            for q in 1..prefetch {
+                let _ = writeln!(c, "        in{i}_q{} = in{i}_q{q};", q - 1);
+            }
+        }
+        let loads: Vec<String> = (0..n_inputs)
+            .map(|i| {
+                format!(
+                    "in{i}_q{} = {};",
+                    prefetch - 1,
+                    load(&format!("input{i}[{off}]"))
+                )
+            })
+            .collect();
+        let _ = writeln!(c, "        if ({cond}) {{ {} }}", loads.join(" "));
+    }
     for (v, node) in g.nodes() {
         let v = v.index();
         let rhs = match node.op {
+            Op::Input(i) if prefetch > 0 => format!("in{i}_now"),
             Op::Input(i) => load(&format!("input{i}[i]")),
             Op::State(j) => format!("s{j}"),
             Op::Param(k) => match g.params()[k as usize].kind {
