@@ -101,7 +101,7 @@ fn args_follow_the_abi_order() {
     let roles: Vec<ArgRole> = src.args.iter().map(|a| a.role).collect();
     assert_eq!(roles, expected);
     // Every argument appears in the signature, in order.
-    let mut at = src.code.find(&format!("void __launch_bounds__")).unwrap();
+    let mut at = src.code.find("void __launch_bounds__").unwrap();
     for a in &src.args {
         let pos = src.code[at..]
             .find(&format!("__restrict__ {},", a.name))
