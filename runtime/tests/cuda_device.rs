@@ -75,6 +75,11 @@ fn cores() -> Vec<StepGraph> {
     ]
 }
 
+/// Runs `k` on the GPU and compares with the interpreter. `lenient`: device libm differs from
+/// the host's by an ulp or two, which can flip a spike (or a floor, a comparison) and with it the
+/// rest of that neuron's sequence; then up to 1% of a buffer's elements may differ. Without it
+/// (cores made of IEEE-exact operations only), every element must be within tolerance.
+#[allow(clippy::too_many_arguments)]
 fn check(
     d: &CudaDevice,
     k: &ScanKernel,
@@ -83,6 +88,7 @@ fn check(
     t: usize,
     n: usize,
     what: &str,
+    lenient: bool,
 ) {
     let data = random_inputs(seed, &k.graph, t, n);
     let args = scan_args(t, n, &data);
@@ -92,6 +98,17 @@ fn check(
     let got = dk.run_host(&args).unwrap_or_else(|e| panic!("{what}: {e}"));
     let want = interpreter_reference(k, &args, opts.dtype).unwrap();
     if let Err(ms) = compare_results(&got, &want, Tolerance::device(opts.dtype, opts.math)) {
+        if lenient
+            && ms
+                .iter()
+                .all(|m| m.len_differs.is_none() && m.count * 100 <= m.len)
+        {
+            eprintln!(
+                "{what}: {} buffers with a few flipped elements (allowed)",
+                ms.len()
+            );
+            return;
+        }
         let lines: Vec<String> = ms.iter().map(ToString::to_string).collect();
         panic!(
             "{what} ({} {}): CUDA differs from the interpreter:\n{}",
@@ -117,6 +134,9 @@ fn sample_cores_match_the_interpreter_on_the_gpu() {
                     continue;
                 }
                 let opts = CudaOptions::new(dtype, math);
+                // LIF and IF in precise math use only IEEE-exact operations (no FMA
+                // contraction): they must match everywhere.
+                let lenient = !(math == MathMode::Precise && matches!(g.name(), "lif" | "if_soft"));
                 for seqs in [false, true] {
                     let k = ScanKernel::forward(g.clone(), seqs);
                     check(
@@ -127,6 +147,7 @@ fn sample_cores_match_the_interpreter_on_the_gpu() {
                         16,
                         1000,
                         &format!("{} forward", g.name()),
+                        lenient,
                     );
                 }
                 let bk = backward(&g, &GradSpec::all(&g)).unwrap().kernel;
@@ -138,6 +159,7 @@ fn sample_cores_match_the_interpreter_on_the_gpu() {
                     16,
                     1000,
                     &format!("{} backward", g.name()),
+                    lenient,
                 );
             }
         }
@@ -162,6 +184,7 @@ fn random_graphs_match_the_interpreter_on_the_gpu() {
             8,
             777,
             &format!("random smooth graph {seed} forward"),
+            false,
         );
         let bk = backward(&g, &GradSpec::all(&g)).unwrap().kernel;
         check(
@@ -172,6 +195,7 @@ fn random_graphs_match_the_interpreter_on_the_gpu() {
             8,
             777,
             &format!("random smooth graph {seed} backward"),
+            false,
         );
     }
     // Every op and surrogate: discontinuities make single elements flip on 1-ulp differences of
