@@ -4,5 +4,6 @@ pub use flexsn_macros::neuron;
 pub use flexsn_neurons as neurons;
 pub use flexsn_runtime as runtime;
 
+pub mod bench;
 pub mod conformance;
 pub mod cuda;

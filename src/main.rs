@@ -44,6 +44,8 @@ enum Command {
     List,
     /// Run a neuron forward (and optionally backward) on random input and summarise.
     Run(RunArgs),
+    /// Benchmark compiled kernels (if, lif, plif, alif) against a plain memory copy.
+    Bench(BenchArgs),
 }
 
 /// A `--backend` value: one of `conformance::BACKENDS`.
@@ -99,6 +101,11 @@ enum Emit {
     Cuda,
     /// PTX of the CUDA kernels, compiled by NVRTC (needs NVRTC; see FLEXSN_NVRTC_PATH).
     Ptx,
+    /// The CPU backend's Cranelift IR (forward inference, forward training, backward),
+    /// annotated with the step-graph node of each instruction group.
+    Clif,
+    /// The CPU backend's machine code (x86-64 disassembly), annotated the same way.
+    Asm,
 }
 
 #[derive(Args)]
@@ -158,6 +165,34 @@ struct RunArgs {
     seed: u64,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Neuron(s) to run (repeatable): if, lif, plif, alif. Default: all four.
+    #[arg(long = "neuron", value_name = "NAME")]
+    neurons: Vec<String>,
+    /// Time steps (repeatable). Default: 4, 16, 64.
+    #[arg(long = "t", value_name = "T")]
+    ts: Vec<usize>,
+    /// Neurons (repeatable). Default: 4096, 65536, 1048576.
+    #[arg(long = "n", value_name = "N")]
+    ns: Vec<usize>,
+    /// Threads (repeatable; 0 = all cores). Default: 1 and all.
+    #[arg(long = "threads", value_name = "K")]
+    threads: Vec<usize>,
+    /// Phase(s): forward, forward_backward. Default: both.
+    #[arg(long = "phase", value_name = "PHASE")]
+    phases: Vec<String>,
+    /// The backend (cpu, interpreter).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// One JSON object per row (compile times go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Minimum measuring time per row, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    min_ms: u64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
@@ -167,6 +202,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
         Command::List => cmd_list(out).map(|()| true),
         Command::Run(a) => cmd_run(a, out).map(|()| true),
+        Command::Bench(a) => cmd_bench(a, out).map(|()| true),
     };
     let result = result.and_then(|ok| Ok(out.flush().map(|()| ok)?));
     match result {
@@ -335,6 +371,23 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
         }
         Emit::Dot if a.no_opt => write!(out, "{}", dot::to_dot(g))?,
         Emit::Dot => write!(out, "{}", dot::to_dot(&passes::optimize(g)))?,
+        Emit::Clif | Emit::Asm => {
+            use flexsn::runtime::cpu::{CpuOptions, Listing, inspect_kernel};
+            let mut jit = flexsn::runtime::Jit::cpu(CpuOptions::default())?;
+            jit.set_optimize(!a.no_opt);
+            let k = jit.compile(g)?;
+            let spec = if a.state_seq_grads {
+                GradSpec::all(k.graph())
+            } else {
+                GradSpec::outputs_only(k.graph())
+            };
+            let what = if a.emit == Emit::Clif {
+                Listing::Clif
+            } else {
+                Listing::Asm
+            };
+            write!(out, "{}", inspect_kernel(&k, &spec, what, &CpuOptions::default())?)?;
+        }
         Emit::Cuda | Emit::Ptx => {
             use flexsn::compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
             use flexsn::runtime::cuda::inspect;
@@ -534,5 +587,36 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
         s * 1e3,
         if s > 0.0 { tn as f64 / s / 1e6 } else { 0.0 }
     )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
+    use flexsn::bench::{BenchOptions, Phase, run};
+    let phases = a
+        .phases
+        .iter()
+        .map(|p| match p.as_str() {
+            "forward" => Ok(Phase::Forward),
+            "forward_backward" | "forward+backward" => Ok(Phase::ForwardBackward),
+            other => Err(anyhow!(
+                "unknown phase `{other}`: use forward or forward_backward"
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = BenchOptions {
+        neurons: a.neurons,
+        ts: a.ts,
+        ns: a.ns,
+        threads: a.threads,
+        phases,
+        backend: a.backend,
+        json: a.json,
+        min_time: std::time::Duration::from_millis(a.min_ms),
+        ..BenchOptions::default()
+    };
+    run(&opts, out)?;
     Ok(())
 }

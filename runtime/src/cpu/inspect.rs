@@ -70,3 +70,46 @@ pub fn disassemble(code: &MachineCode) -> Result<String, RuntimeError> {
     }
     Ok(out)
 }
+
+/// What [`inspect_kernel`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// Annotated Cranelift IR ([`inspect_clif`]).
+    Clif,
+    /// Annotated x86-64 disassembly ([`inspect_asm`]).
+    Asm,
+}
+
+/// The listings of a compiled neuron's three CPU scans: forward inference, forward training
+/// (with state sequences) and backward for the upstream gradients `spec`, each under a header.
+pub fn inspect_kernel(
+    kernel: &crate::Kernel,
+    spec: &flexsn_compiler::autodiff::GradSpec,
+    what: Listing,
+    opts: &CpuOptions,
+) -> Result<String, RuntimeError> {
+    let scans = [
+        (
+            "forward, inference (outputs and final states)",
+            kernel.inference_scan().kernel().clone(),
+        ),
+        (
+            "forward, training (also the state sequences)",
+            kernel.training_scan().kernel().clone(),
+        ),
+        (
+            "backward (reverse scan)",
+            kernel.backward_scan_kernel(spec)?,
+        ),
+    ];
+    let mut out = String::new();
+    for (title, k) in scans {
+        let _ = writeln!(out, "; ===== {title}: {} =====", k.graph.name());
+        out += &match what {
+            Listing::Clif => inspect_clif(&k, opts)?,
+            Listing::Asm => inspect_asm(&k, opts)?,
+        };
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -24,7 +24,7 @@ use cranelift_module::{Linkage, Module, default_libcall_names};
 use flexsn_compiler::codegen::clif::{self, ClifOptions, ScanFrame, math::TWO_OVER_PI_CHUNKS};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
-pub use inspect::{inspect_asm, inspect_clif};
+pub use inspect::{Listing, disassemble, inspect_asm, inspect_clif, inspect_kernel};
 
 use crate::{RuntimeError, ScanOutputs};
 

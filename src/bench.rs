@@ -1,0 +1,529 @@
+//! `flexsn bench`: throughput of compiled neuron kernels against a plain memory copy.
+//!
+//! For each neuron (`if`, `lif`, `plif`, `alif`), phase, `T`, `N` and thread count it reports the
+//! median wall time, the bytes the phase must move, the achieved GB/s, the GB/s of a plain copy
+//! of the same number of bytes measured in the same run (same thread count), and their ratio.
+//!
+//! ## Bytes
+//!
+//! Every tensor a phase reads or writes is counted once, 4 bytes per element:
+//!
+//! - `forward` (inference): reads the inputs `[T, N]`, initial states `[N]` and params; writes
+//!   the outputs `[T, N]` and final states `[N]`.
+//! - `forward_backward` (training step with an upstream gradient for every output): additionally
+//!   writes and reads back the state sequences `[T, N]` (the only intermediate that must go
+//!   through memory), reads the upstream gradients `[T, N]`, and writes the input gradients
+//!   `[T, N]`, initial-state gradients `[N]` and param gradients. Inputs and params are counted
+//!   once although both passes read them.
+//!
+//! The copy baseline copies `bytes / 2` bytes (reading and writing `bytes` in all) between two
+//! buffers touched beforehand, split over the same number of threads.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use flexsn_compiler::dsl::CoreBuilder;
+use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
+use flexsn_compiler::random::SplitMix64;
+use flexsn_compiler::scan::param_len;
+use flexsn_runtime::cpu::CpuOptions;
+use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, Upstream};
+
+/// The neurons `flexsn bench` knows.
+pub const NEURONS: &[&str] = &["if", "lif", "plif", "alif"];
+/// Default sizes.
+pub const DEFAULT_T: &[usize] = &[4, 16, 64];
+pub const DEFAULT_N: &[usize] = &[4096, 65536, 1048576];
+
+/// A benchmark phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward inference (no state sequences kept).
+    Forward,
+    /// Forward keeping state sequences, then backward.
+    ForwardBackward,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Forward => "forward",
+            Phase::ForwardBackward => "forward_backward",
+        }
+    }
+}
+
+/// What to run. Empty lists mean the defaults.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub neurons: Vec<String>,
+    pub ts: Vec<usize>,
+    pub ns: Vec<usize>,
+    /// Thread counts; 0 means all available cores. Default: 1 and all.
+    pub threads: Vec<usize>,
+    pub phases: Vec<Phase>,
+    /// `cpu` or `interpreter`.
+    pub backend: String,
+    /// One JSON object per row on the output (compile times go to stderr).
+    pub json: bool,
+    /// Minimum measuring time per row.
+    pub min_time: Duration,
+    /// Minimum number of timed runs per row.
+    pub min_runs: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            neurons: vec![],
+            ts: vec![],
+            ns: vec![],
+            threads: vec![],
+            phases: vec![],
+            backend: "cpu".into(),
+            json: false,
+            min_time: Duration::from_millis(300),
+            min_runs: 5,
+        }
+    }
+}
+
+/// One result row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub neuron: String,
+    pub phase: Phase,
+    pub t: usize,
+    pub n: usize,
+    pub threads: usize,
+    pub median_ms: f64,
+    pub bytes: u64,
+    pub gbps: f64,
+    pub copy_gbps: f64,
+    pub ratio: f64,
+}
+
+impl Row {
+    /// The JSON object of `--json` (keys exactly `neuron, phase, t, n, threads, median_ms, bytes,
+    /// gbps, copy_gbps, ratio`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "neuron": self.neuron,
+            "phase": self.phase.name(),
+            "t": self.t,
+            "n": self.n,
+            "threads": self.threads,
+            "median_ms": self.median_ms,
+            "bytes": self.bytes,
+            "gbps": self.gbps,
+            "copy_gbps": self.copy_gbps,
+            "ratio": self.ratio,
+        })
+    }
+}
+
+/// JIT compile times of one neuron's kernels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileTimes {
+    pub neuron: String,
+    pub threads: usize,
+    /// Forward (inference and training scans together).
+    pub forward: Duration,
+    /// The backward scan (upstream gradients for every output).
+    pub backward: Duration,
+}
+
+/// The two-state adaptive LIF of the benchmarks: `h = v + (x - v) / 2`,
+/// `s = Θ(h - (1 + a))` (Sigmoid surrogate, α = 4), hard reset `v' = h (1 - s)`, threshold
+/// adaptation `a' = 0.9 a + 0.1 s`.
+pub fn alif() -> Result<StepGraph> {
+    let b = CoreBuilder::new("alif");
+    b.describe("two-state adaptive LIF (benchmark neuron)");
+    let x = b.input("x");
+    let v = b.state("v", StateInit::Const(0.0));
+    let a = b.state("a", StateInit::Const(0.0));
+    let h = v + (x - v) / 2.0;
+    let s = (h - (a + 1.0)).spike(Surrogate::Sigmoid { alpha: 4.0 });
+    b.output("spike", s);
+    b.set_state("v", h * (1.0 - s));
+    b.set_state("a", a * 0.9 + s * 0.1);
+    Ok(b.build()?)
+}
+
+/// The step graph of a benchmark neuron by CLI name.
+pub fn neuron_graph(name: &str) -> Result<StepGraph> {
+    let g = match name {
+        "if" => flexsn_neurons::IFNode::new().step_graph()?,
+        "lif" => flexsn_neurons::LIFNode::new().step_graph()?,
+        "plif" => flexsn_neurons::ParametricLIFNode::new().step_graph()?,
+        "alif" => alif()?,
+        other => bail!(
+            "unknown benchmark neuron `{other}`; known: {}",
+            NEURONS.join(", ")
+        ),
+    };
+    Ok(g)
+}
+
+fn jit_for(backend: &str, threads: usize) -> Result<Jit> {
+    let b = Backend::from_name(backend).with_context(|| {
+        format!("unknown backend `{backend}` (cpu, interpreter, cuda, cuda-emulated)")
+    })?;
+    Ok(match b {
+        Backend::Cpu => Jit::cpu(CpuOptions {
+            threads,
+            ..CpuOptions::default()
+        })?,
+        other => Jit::new(other)?,
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[m]
+    } else {
+        (xs[m - 1] + xs[m]) / 2.0
+    }
+}
+
+/// Times `f`: one warm-up, then at least `min_runs` runs and `min_time`; the median in seconds.
+fn time(opts: &BenchOptions, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut samples = vec![];
+    let start = Instant::now();
+    while samples.len() < opts.min_runs || (start.elapsed() < opts.min_time && samples.len() < 50) {
+        let t0 = Instant::now();
+        f()?;
+        samples.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(median(samples))
+}
+
+/// Median seconds to copy `bytes / 2` bytes over `threads` threads.
+fn copy_time(opts: &BenchOptions, bytes: u64, threads: usize) -> Result<f64> {
+    let len = (bytes / 8) as usize; // f32 elements per buffer
+    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; len];
+    let per = len.div_ceil(threads.max(1)).max(1);
+    time(opts, || {
+        std::thread::scope(|s| {
+            for (d, c) in dst.chunks_mut(per).zip(src.chunks(per)) {
+                s.spawn(move || d.copy_from_slice(c));
+            }
+        });
+        std::hint::black_box(&dst);
+        Ok(())
+    })
+}
+
+/// Bytes `phase` moves for `g` over `[t, n]` (see the module docs).
+pub fn bytes_moved(g: &StepGraph, phase: Phase, t: usize, n: usize) -> u64 {
+    let tn = (t * n) as u64;
+    let (i, s, o) = (
+        g.inputs().len() as u64,
+        g.states().len() as u64,
+        g.outputs().len() as u64,
+    );
+    let p: u64 = g
+        .params()
+        .iter()
+        .map(|d| param_len(d.kind, t, n) as u64)
+        .sum();
+    let pl: u64 = g
+        .params()
+        .iter()
+        .filter(|d| d.learnable)
+        .map(|d| param_len(d.kind, t, n) as u64)
+        .sum();
+    let n = n as u64;
+    let fwd = i * tn + s * n + p + o * tn + s * n;
+    let elems = match phase {
+        Phase::Forward => fwd,
+        Phase::ForwardBackward => fwd + 2 * s * tn + o * tn + i * tn + s * n + pl,
+    };
+    4 * elems
+}
+
+struct Data {
+    inputs: Vec<Vec<f32>>,
+    params: Vec<(String, Vec<f32>)>,
+    grads: Vec<Vec<f32>>,
+}
+
+fn data(g: &StepGraph, t: usize, n: usize) -> Data {
+    let mut rng = SplitMix64::new(0x5EED);
+    let inputs = g
+        .inputs()
+        .iter()
+        .map(|_| (0..t * n).map(|_| rng.uniform(-0.5, 2.5)).collect())
+        .collect();
+    let params = g
+        .params()
+        .iter()
+        .map(|d| {
+            let len = param_len(d.kind, t, n);
+            let v = match d.kind {
+                ParamKind::Shared => vec![0.0; len],
+                _ => (0..len).map(|_| rng.uniform(-0.5, 0.5)).collect(),
+            };
+            (d.name.clone(), v)
+        })
+        .collect();
+    let grads = g
+        .outputs()
+        .iter()
+        .map(|_| (0..t * n).map(|_| rng.uniform(-1.0, 1.0)).collect())
+        .collect();
+    Data {
+        inputs,
+        params,
+        grads,
+    }
+}
+
+fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) -> Result<f64> {
+    let g = k.graph();
+    let d = data(g, t, n);
+    let xs: Vec<&[f32]> = d.inputs.iter().map(Vec::as_slice).collect();
+    let ps: Vec<(&str, &[f32])> = d
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    match phase {
+        Phase::Forward => {
+            let mut out = Inference::default();
+            time(opts, || Ok(k.infer_into(t, n, &xs, None, &ps, &mut out)?))
+        }
+        Phase::ForwardBackward => {
+            let mut f = Forward::default();
+            let mut gr = Gradients {
+                inputs: vec![],
+                init_states: vec![],
+                params: vec![],
+            };
+            let up = Upstream {
+                outputs: d.grads.iter().map(|x| Some(x.as_slice())).collect(),
+                ..Upstream::none(g)
+            };
+            time(opts, || {
+                k.forward_into(t, n, &xs, None, &ps, &mut f)?;
+                k.backward_into(&f, &up, &mut gr)?;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Runs the benchmark, printing a table (or JSON rows) to `out`. Returns the rows.
+pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<CompileTimes>)> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let neurons: Vec<String> = if opts.neurons.is_empty() {
+        NEURONS.iter().map(|s| s.to_string()).collect()
+    } else {
+        opts.neurons.clone()
+    };
+    let ts = if opts.ts.is_empty() {
+        DEFAULT_T.to_vec()
+    } else {
+        opts.ts.clone()
+    };
+    let ns = if opts.ns.is_empty() {
+        DEFAULT_N.to_vec()
+    } else {
+        opts.ns.clone()
+    };
+    let mut threads: Vec<usize> = if opts.threads.is_empty() {
+        vec![1, all]
+    } else {
+        opts.threads
+            .iter()
+            .map(|&t| if t == 0 { all } else { t })
+            .collect()
+    };
+    threads.dedup();
+    let phases = if opts.phases.is_empty() {
+        vec![Phase::Forward, Phase::ForwardBackward]
+    } else {
+        opts.phases.clone()
+    };
+    if !opts.json {
+        writeln!(
+            out,
+            "backend {}, {} available threads; bytes: every tensor read or written once (f32)",
+            opts.backend, all
+        )?;
+    }
+    let mut rows = vec![];
+    let mut compiles = vec![];
+    for name in &neurons {
+        let g = neuron_graph(name)?;
+        for &th in &threads {
+            let jit = jit_for(&opts.backend, th)?;
+            let t0 = Instant::now();
+            let k = jit.compile(&g)?;
+            let forward = t0.elapsed();
+            let spec = flexsn_runtime::GradSpec::outputs_only(k.graph());
+            let t1 = Instant::now();
+            k.prepare_backward(&spec)?;
+            let backward = t1.elapsed();
+            let ct = CompileTimes {
+                neuron: name.clone(),
+                threads: th,
+                forward,
+                backward,
+            };
+            let line = format!(
+                "compile {name} (threads {th}): forward (inference + training) {:.2} ms, \
+                 backward {:.2} ms, total {:.2} ms",
+                forward.as_secs_f64() * 1e3,
+                backward.as_secs_f64() * 1e3,
+                (forward + backward).as_secs_f64() * 1e3
+            );
+            if opts.json {
+                eprintln!("{line}");
+            } else {
+                writeln!(out, "{line}")?;
+            }
+            compiles.push(ct);
+            if !opts.json {
+                writeln!(
+                    out,
+                    "{:<6} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6}",
+                    "neuron",
+                    "phase",
+                    "T",
+                    "N",
+                    "thr",
+                    "median_ms",
+                    "MB",
+                    "GB/s",
+                    "copy_GB/s",
+                    "ratio"
+                )?;
+            }
+            for &phase in &phases {
+                for &t in &ts {
+                    for &n in &ns {
+                        let secs = measure(opts, &k, phase, t, n)?;
+                        let bytes = bytes_moved(k.graph(), phase, t, n);
+                        let copy = copy_time(opts, bytes, th)?;
+                        let gbps = bytes as f64 / secs / 1e9;
+                        let copy_gbps = bytes as f64 / copy / 1e9;
+                        let row = Row {
+                            neuron: name.clone(),
+                            phase,
+                            t,
+                            n,
+                            threads: th,
+                            median_ms: secs * 1e3,
+                            bytes,
+                            gbps,
+                            copy_gbps,
+                            ratio: gbps / copy_gbps,
+                        };
+                        if opts.json {
+                            writeln!(out, "{}", row.to_json())?;
+                        } else {
+                            writeln!(
+                                out,
+                                "{:<6} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2}",
+                                row.neuron,
+                                phase.name(),
+                                t,
+                                n,
+                                th,
+                                row.median_ms,
+                                bytes as f64 / 1e6,
+                                gbps,
+                                copy_gbps,
+                                row.ratio
+                            )?;
+                        }
+                        out.flush()?;
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    Ok((rows, compiles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_count_every_tensor_once() {
+        let g = neuron_graph("lif").unwrap();
+        // x read, spikes written, v0 read, v_T written.
+        assert_eq!(
+            bytes_moved(&g, Phase::Forward, 2, 10),
+            4 * (20 + 20 + 10 + 10)
+        );
+        // + v seq written and read, grad spikes read, grad x written, grad v0 written.
+        assert_eq!(
+            bytes_moved(&g, Phase::ForwardBackward, 2, 10),
+            4 * (60 + 40 + 20 + 20 + 10)
+        );
+        let p = neuron_graph("plif").unwrap();
+        assert_eq!(
+            bytes_moved(&p, Phase::ForwardBackward, 2, 10)
+                - bytes_moved(&g, Phase::ForwardBackward, 2, 10),
+            4 * 2
+        );
+    }
+
+    #[test]
+    fn tiny_run_produces_rows_and_json() {
+        let opts = BenchOptions {
+            neurons: vec!["alif".into(), "plif".into()],
+            ts: vec![3],
+            ns: vec![100],
+            threads: vec![1],
+            min_time: Duration::from_millis(1),
+            min_runs: 1,
+            json: true,
+            ..BenchOptions::default()
+        };
+        let mut out = vec![];
+        let (rows, compiles) = run(&opts, &mut out).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(compiles.len(), 2);
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            let mut want = vec![
+                "neuron",
+                "phase",
+                "t",
+                "n",
+                "threads",
+                "median_ms",
+                "bytes",
+                "gbps",
+                "copy_gbps",
+                "ratio",
+            ];
+            want.sort();
+            let mut keys = keys;
+            keys.sort();
+            assert_eq!(keys, want);
+        }
+        assert!(
+            run(
+                &BenchOptions {
+                    neurons: vec!["nope".into()],
+                    ..opts
+                },
+                &mut vec![]
+            )
+            .is_err()
+        );
+    }
+}
