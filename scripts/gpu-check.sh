@@ -140,12 +140,12 @@ if [ $rc -ne 0 ]; then status=1; grep -E '^FAIL|error' "$conf_log" | head -n 20 
 start=$SECONDS
 bench_log="$tmp/bench.log"
 {
-    timeout 200 "$bundle/flexsn" bench --backend cuda --neuron lif --dtype f32,bf16,f16 \
-        -t 64 -n 16777216 &&
-    timeout 100 "$bundle/flexsn" bench --backend cuda --neuron if,plif --dtype f32,bf16 \
-        -t 64 -n 16777216 &&
-    timeout 60 "$bundle/flexsn" bench --backend cuda --neuron lif --dtype f32,bf16 \
-        -t 16 -n 1048576
+    timeout 200 "$bundle/flexsn" bench --backend cuda --neuron lif \
+        --dtype f32 --dtype bf16 --dtype f16 --t 64 --n 16777216 &&
+    timeout 120 "$bundle/flexsn" bench --backend cuda --neuron if --neuron plif --neuron alif \
+        --dtype f32 --dtype bf16 --t 64 --n 16777216 &&
+    timeout 60 "$bundle/flexsn" bench --backend cuda --neuron lif \
+        --dtype f32 --dtype bf16 --t 16 --n 1048576
 } >"$bench_log" 2>&1
 rc=$?
 save "$bench_log"

@@ -212,3 +212,74 @@ pub fn target_lines(rows: &[flexsn_runtime::cuda::bench::BenchRow]) -> Vec<Strin
     }
     v
 }
+
+/// The `flexsn bench --backend cuda` arguments (empty lists take the defaults: the benchmark
+/// neurons of [`crate::bench::NEURONS`], T = 64, N = 16 777 216, f32 and bf16).
+#[derive(Clone, Debug, Default)]
+pub struct CudaBenchArgs {
+    pub neurons: Vec<String>,
+    pub ts: Vec<usize>,
+    pub ns: Vec<usize>,
+    pub dtypes: Vec<String>,
+    pub math: String,
+    pub json: bool,
+}
+
+/// Runs `flexsn bench --backend cuda`: one plan per `(T, N)`, printing each table.
+pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    use anyhow::anyhow;
+    use flexsn_compiler::codegen::cuda::{MathMode, StorageDtype};
+    let names: Vec<String> = if a.neurons.is_empty() {
+        crate::bench::NEURONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        a.neurons.clone()
+    };
+    let neurons = names
+        .iter()
+        .map(|n| Ok((n.clone(), crate::bench::neuron_graph(n)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let dtypes = if a.dtypes.is_empty() {
+        vec![StorageDtype::F32, StorageDtype::Bf16]
+    } else {
+        a.dtypes
+            .iter()
+            .map(|d| StorageDtype::from_name(d).ok_or_else(|| anyhow!("unknown dtype `{d}`")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let math = MathMode::from_name(if a.math.is_empty() {
+        "precise"
+    } else {
+        &a.math
+    })
+    .ok_or_else(|| anyhow!("unknown math mode `{}`", a.math))?;
+    let ts = if a.ts.is_empty() {
+        vec![64]
+    } else {
+        a.ts.clone()
+    };
+    let ns = if a.ns.is_empty() {
+        vec![16_777_216]
+    } else {
+        a.ns.clone()
+    };
+    for &t in &ts {
+        for &n in &ns {
+            if t == 0 || n == 0 {
+                anyhow::bail!("T and N must be at least 1 (got T = {t}, N = {n})");
+            }
+            let plan = CudaBenchPlan {
+                neurons: neurons.clone(),
+                dtypes: dtypes.clone(),
+                math,
+                t,
+                n,
+                reps: 10,
+            };
+            bench_cli(&plan, a.json, out)?;
+        }
+    }
+    Ok(())
+}

@@ -182,15 +182,29 @@ struct BenchArgs {
     /// Phase(s): forward, forward_backward. Default: both.
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
-    /// The backend (cpu, interpreter).
+    /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
+    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
+    /// Default: f32 and bf16.
+    #[arg(long = "dtype", value_name = "DTYPE", value_parser = ["f32", "f16", "bf16"])]
+    dtypes: Vec<String>,
+    /// For --backend cuda: precise or fast math.
+    #[arg(long, default_value = "precise", value_parser = ["precise", "fast"])]
+    math: String,
     /// One JSON object per row (compile times go to stderr).
     #[arg(long)]
     json: bool,
     /// Minimum measuring time per row, in milliseconds.
     #[arg(long, default_value_t = 300)]
     min_ms: u64,
+    /// CPU: neurons per chunk (multiple of 16; 0 = automatic).
+    #[arg(long, default_value_t = 0)]
+    chunk: usize,
+    /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
+    #[arg(long, default_value_t = 0)]
+    unroll: usize,
 }
 
 fn main() -> ExitCode {
@@ -595,6 +609,17 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
 
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
+    if a.backend == "cuda" {
+        let args = flexsn::cuda::CudaBenchArgs {
+            neurons: a.neurons,
+            ts: a.ts,
+            ns: a.ns,
+            dtypes: a.dtypes,
+            math: a.math,
+            json: a.json,
+        };
+        return flexsn::cuda::bench_from_cli(&args, out);
+    }
     let phases = a
         .phases
         .iter()
@@ -615,6 +640,8 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         backend: a.backend,
         json: a.json,
         min_time: std::time::Duration::from_millis(a.min_ms),
+        chunk: a.chunk,
+        unroll: a.unroll,
         ..BenchOptions::default()
     };
     run(&opts, out)?;
