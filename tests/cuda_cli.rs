@@ -105,3 +105,30 @@ fn the_cuda_backend_without_a_gpu_says_what_is_missing() {
         "{t}"
     );
 }
+
+#[test]
+fn bench_on_cuda_without_a_gpu_says_what_is_missing() {
+    if flexsn_runtime::cuda::device::device_count().is_ok_and(|c| c > 0) {
+        return; // scripts/gpu-check.sh runs the benchmark on GPU machines
+    }
+    let o = flexsn(
+        &[
+            "bench",
+            "--backend",
+            "cuda",
+            "--neuron",
+            "lif",
+            "--t",
+            "4",
+            "--n",
+            "64",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("no CUDA driver") || t.contains("no CUDA device") || t.contains("NVRTC"),
+        "{t}"
+    );
+}
