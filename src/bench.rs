@@ -71,6 +71,9 @@ pub struct BenchOptions {
     pub min_time: Duration,
     /// Minimum number of timed runs per row.
     pub min_runs: usize,
+    /// CPU code generation: neurons per chunk and unroll (0 = automatic).
+    pub chunk: usize,
+    pub unroll: usize,
 }
 
 impl Default for BenchOptions {
@@ -85,6 +88,8 @@ impl Default for BenchOptions {
             json: false,
             min_time: Duration::from_millis(300),
             min_runs: 5,
+            chunk: 0,
+            unroll: 0,
         }
     }
 }
@@ -166,14 +171,16 @@ pub fn neuron_graph(name: &str) -> Result<StepGraph> {
     Ok(g)
 }
 
-fn jit_for(backend: &str, threads: usize) -> Result<Jit> {
+fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
+    let backend = opts.backend.as_str();
     let b = Backend::from_name(backend).with_context(|| {
         format!("unknown backend `{backend}` (cpu, interpreter, cuda, cuda-emulated)")
     })?;
     Ok(match b {
         Backend::Cpu => Jit::cpu(CpuOptions {
             threads,
-            ..CpuOptions::default()
+            chunk: opts.chunk,
+            unroll: opts.unroll,
         })?,
         other => Jit::new(other)?,
     })
@@ -362,7 +369,7 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     for name in &neurons {
         let g = neuron_graph(name)?;
         for &th in &threads {
-            let jit = jit_for(&opts.backend, th)?;
+            let jit = jit_for(opts, th)?;
             let t0 = Instant::now();
             let k = jit.compile(&g)?;
             let forward = t0.elapsed();

@@ -11,6 +11,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use super::emit::{ClifLanes, load_splat};
+use super::lanes::Lanes;
 use super::lower::lower_op;
 use super::{ClifOptions, ClifScan, CodegenError, ScanFrame};
 use crate::ir::{Op, ParamKind, StepGraph, ValueId};
@@ -83,6 +84,19 @@ fn node_text(g: &StepGraph, v: ValueId) -> String {
     s
 }
 
+/// For `x / c` with a constant power of two `c` whose reciprocal is a normal float: `1 / c`.
+fn exact_reciprocal(g: &StepGraph, node: &crate::ir::Node) -> Option<f32> {
+    if node.op != Op::Div {
+        return None;
+    }
+    let Op::Const(c) = g.node(node.args[1]).op else {
+        return None;
+    };
+    let r = 1.0 / c;
+    let pow2 = |x: f32| x.is_normal() && x.to_bits() & 0x7f_ffff == 0;
+    (pow2(c) && pow2(r)).then_some(r)
+}
+
 /// Loop bodies: `Vector(u)` handles `4 u` neurons per iteration; `Tail` one neuron.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Body {
@@ -151,7 +165,14 @@ impl Emitter<'_> {
                             .map(|a| cv[a.index()].expect("operands are emitted first"))
                             .collect();
                         let mut l = ClifLanes { b, tables };
-                        lower_op(&mut l, op, &args)
+                        match exact_reciprocal(self.g, node) {
+                            // x / 2^k == x * 2^-k exactly (the same real value, rounded once).
+                            Some(r) => {
+                                let r = l.fc(r);
+                                l.mul(args[0], r)
+                            }
+                            None => lower_op(&mut l, op, &args),
+                        }
                     }
                 };
                 cv[i] = Some(val);
