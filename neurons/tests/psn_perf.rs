@@ -206,7 +206,12 @@ fn gemm_block_width() {
 fn thread_scaling() {
     let all = std::thread::available_parallelism().map_or(1, |p| p.get());
     let mut rng = SplitMix64::new(3);
-    for &(t, n) in &[(16usize, 1usize << 20), (64, 1 << 18)] {
+    for &(t, n) in &[
+        (4usize, 1usize << 22),
+        (8, 1 << 21),
+        (16, 1 << 20),
+        (64, 1 << 18),
+    ] {
         let w: Vec<f32> = (0..t * t).map(|_| rng.uniform_symmetric(0.5)).collect();
         let b = vec![-1.0f32; t];
         let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
