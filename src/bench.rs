@@ -30,8 +30,12 @@ use flexsn_compiler::scan::param_len;
 use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, Upstream};
 
-/// The neurons `flexsn bench` knows.
-pub const NEURONS: &[&str] = &["if", "lif", "plif", "alif"];
+mod psn;
+pub use psn::{psn_work, sliding_flops};
+
+/// The neurons `flexsn bench` knows (`psn`, `sliding-psn`: see [`psn`]; their rows add the
+/// GFLOP/s of the time mixing).
+pub const NEURONS: &[&str] = &["if", "lif", "plif", "alif", "psn", "sliding-psn"];
 /// Default sizes.
 pub const DEFAULT_T: &[usize] = &[4, 16, 64];
 pub const DEFAULT_N: &[usize] = &[4096, 65536, 1048576];
@@ -367,6 +371,10 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     let mut rows = vec![];
     let mut compiles = vec![];
     for name in &neurons {
+        if psn::PSN_NEURONS.contains(&name.as_str()) {
+            psn::run_neuron(opts, name, &threads, &phases, &ts, &ns, out, &mut rows)?;
+            continue;
+        }
         let g = neuron_graph(name)?;
         for &th in &threads {
             let jit = jit_for(opts, th)?;

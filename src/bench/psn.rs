@@ -58,13 +58,13 @@ pub fn sliding_flops(phase: Phase, t: usize, n: usize) -> f64 {
     per * k * t as f64 * n as f64
 }
 
-/// Median seconds of one PSN phase on `threads` threads.
+/// Median seconds of one PSN phase on `be`.
 fn measure_psn(
     opts: &BenchOptions,
     phase: Phase,
     t: usize,
     n: usize,
-    threads: usize,
+    be: MixBackend,
 ) -> Result<f64> {
     let mut rng = SplitMix64::new(0x5EED);
     let (w, b) = PSNConfig::new(t).init_params();
@@ -77,7 +77,6 @@ fn measure_psn(
         bias: &b,
         surrogate: flexsn_neurons::psn::DEFAULT_SURROGATE,
     };
-    let be = MixBackend::Cpu { threads };
     let mut s = vec![0.0f32; t * n];
     let mut gx = vec![0.0f32; t * n];
     match phase {
@@ -103,17 +102,21 @@ pub fn run_neuron(
     out: &mut dyn Write,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    if name == "psn" && opts.backend != "cpu" {
-        anyhow::bail!(
-            "psn: the time mixing runs on the CPU GEMM path only (backend `{}` requested); \
-             PSN/MaskedPSN have no CUDA kernel yet",
-            opts.backend
-        );
+    let mix = |threads| match opts.backend.as_str() {
+        "cpu" => Ok(MixBackend::Cpu { threads }),
+        "interpreter" | "interp" => Ok(MixBackend::Reference),
+        other => Err(anyhow::anyhow!(
+            "psn: the time mixing runs on the CPU (GEMM) or as reference loops (interpreter), \
+             not on `{other}`: PSN/MaskedPSN have no CUDA kernel yet"
+        )),
+    };
+    if name == "psn" {
+        mix(1)?;
     }
     for &th in threads {
         let kernel = if name == "sliding-psn" {
             let g = sliding_graph()?;
-            let jit = jit_for(&opts.backend, th)?;
+            let jit = jit_for(opts, th)?;
             Some(jit.compile(&g)?)
         } else {
             None
@@ -146,7 +149,7 @@ pub fn run_neuron(
                         ),
                         None => {
                             let (bytes, flops) = psn_work(phase, t, n);
-                            (measure_psn(opts, phase, t, n, th)?, bytes, flops)
+                            (measure_psn(opts, phase, t, n, mix(th)?)?, bytes, flops)
                         }
                     };
                     let copy = copy_time(opts, bytes, th)?;
@@ -245,6 +248,35 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert!(v["gflops"].as_f64().unwrap() > 0.0, "{line}");
             assert!(v["gbps"].as_f64().unwrap() > 0.0, "{line}");
+        }
+    }
+
+    /// The full PSN-family table (what `flexsn bench --neuron psn --neuron sliding-psn` prints):
+    /// `cargo test --release --lib bench::psn -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement; run in release"]
+    fn full_table() {
+        let opts = BenchOptions {
+            ns: vec![65536, 1048576],
+            ..BenchOptions::default()
+        };
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut threads = vec![1, all];
+        threads.dedup();
+        let mut out = std::io::stdout();
+        let mut rows = vec![];
+        for name in PSN_NEURONS {
+            run_neuron(
+                &opts,
+                name,
+                &threads,
+                &[Phase::Forward, Phase::ForwardBackward],
+                &[4, 16, 64],
+                &opts.ns,
+                &mut out,
+                &mut rows,
+            )
+            .unwrap();
         }
     }
 }
