@@ -12,8 +12,10 @@
 #   scripts/gpu-check.sh --bundle DIR    on the GPU machine: run from the prepared binaries
 #
 # For the device tool (GPU machine without Rust or network): run `scripts/gpu-check.sh --prepare`
-# here, then run `scripts/gpu-check.sh --bundle target/gpu-bundle` there with `carry:
-# ["target/gpu-bundle"]`; results are also written under $OUT when that is set.
+# here (about 13 MB of stripped binaries), then one call there:
+#   run(command: "scripts/gpu-check.sh --bundle target/gpu-bundle", carry: ["target/gpu-bundle"],
+#       timeout_s: 540)
+# The logs and the table are also written under $OUT when that is set.
 #
 # NVRTC: FLEXSN_NVRTC_PATH if set, else the first libnvrtc.so* found on the loader path, in
 # /usr/local/cuda*/lib64, or in Python's site-packages (nvidia/*/lib). FLEXSN_REQUIRE_GPU=1 and
@@ -65,6 +67,7 @@ if [ "$mode" = build ]; then
     build_bundle target/gpu-bundle || { log "build failed"; exit 1; }
     bundle=target/gpu-bundle
 fi
+chmod +x "$bundle"/* 2>/dev/null
 [ -x "$bundle/flexsn" ] || { log "no flexsn binary in $bundle"; exit 1; }
 
 # ---- NVRTC -------------------------------------------------------------------------------------
