@@ -114,15 +114,30 @@ const EXP_Q: [f32; 6] = [
     0.000_198_577_98,
 ];
 
+/// `1.5 * 2^23`: adding it to `|t| < 2^22` rounds `t` to an integer (ties to even) held in the
+/// low mantissa bits.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
 /// `e^x`.
 pub fn exp<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
-    let lo = l.fc(-104.0);
     let hi = l.fc(89.0);
+    let xc = min_sel(l, x, hi);
+    exp_le_89(l, xc)
+}
+
+/// `e^x` for `x <= 89` or NaN (NaN gives NaN).
+fn exp_le_89<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
+    let lo = l.fc(-104.0);
     let xc = max_sel(l, x, lo);
-    let xc = min_sel(l, xc, hi);
     let log2e = l.fc(LOG2E);
     let t = l.mul(xc, log2e);
-    let k = l.nearest(t);
+    // k = nearest(t) as a float and as an integer, through the magic constant.
+    let magic = l.fc(ROUND_MAGIC);
+    let km = l.add(t, magic);
+    let k = l.sub(km, magic);
+    let kmb = l.bits(km);
+    let magic_bits = l.ic(ROUND_MAGIC.to_bits() as i32);
+    let ki = l.isub(kmb, magic_bits);
     let (c_hi, c_lo) = (l.fc(LN2_HI), l.fc(LN2_LO));
     let kh = l.mul(k, c_hi);
     let r = l.sub(xc, kh);
@@ -135,14 +150,12 @@ pub fn exp<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let one = l.fc(1.0);
     let p = l.add(s, one);
     // k in [-150, 128]: scale by 2^(k/2) * 2^(k - k/2), both in the normal range.
-    let ki = l.f2i(k);
     let k1 = l.sshr(ki, 1);
     let k2 = l.isub(ki, k1);
     let s1 = pow2i(l, k1);
     let s2 = pow2i(l, k2);
     let y = l.mul(p, s1);
-    let y = l.mul(y, s2);
-    keep_nan(l, x, y)
+    l.mul(y, s2)
 }
 
 /// Splits positive finite `x` into `m * 2^e` with `m` in `[sqrt(1/2), sqrt(2)]`; handles
@@ -236,7 +249,7 @@ pub fn log2<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
 pub fn sigmoid<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let a = l.abs(x);
     let na = l.neg(a);
-    let e = exp(l, na);
+    let e = exp_le_89(l, na);
     let one = l.fc(1.0);
     let d = l.add(one, e);
     let zero = l.fc(0.0);

@@ -148,14 +148,17 @@ impl Emitter<'_> {
         vals: &mut [Vec<Option<Value>>],
         leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
     ) {
-        for (v, node) in self.g.nodes() {
-            let i = v.index();
-            if !self.live[i] || self.levels[i] != level {
-                continue;
-            }
-            let text = node_text(self.g, v);
-            self.ann(b, text);
-            for (c, cv) in vals.iter_mut().enumerate() {
+        // Copy by copy (not node by node): each copy's temporaries die before the next copy
+        // starts, which keeps register pressure (and spills) low; the copies are independent, so
+        // the CPU overlaps them anyway.
+        for (c, cv) in vals.iter_mut().enumerate() {
+            for (v, node) in self.g.nodes() {
+                let i = v.index();
+                if !self.live[i] || self.levels[i] != level {
+                    continue;
+                }
+                let text = node_text(self.g, v);
+                self.ann(b, text);
                 let val = match node.op {
                     Op::Input(_) | Op::State(_) | Op::Param(_) => leaf(b, c, &node.op),
                     ref op => {
