@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use flexsn::compiler::frontend::{
     Bindings, load_core_file, load_core_file_with, param_kind_from_shape, parse_core,
-    parse_core_with,
 };
 use flexsn::compiler::interp::run_scan;
 use flexsn::compiler::ir::{ParamKind, StepGraph};
