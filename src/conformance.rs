@@ -34,6 +34,7 @@ use flexsn_compiler::interp;
 use flexsn_compiler::ir::{Op, StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, param_len};
 use flexsn_neurons::{Builtin, Decode};
+use flexsn_runtime::{Backend as RuntimeBackend, Jit};
 
 mod psn;
 pub use psn::{mix_backend_for, mixing_psn_case, sliding_psn_case};
@@ -78,8 +79,58 @@ impl ScanBackend for Interpreter {
     }
 }
 
+/// The CPU backend: each scan kernel compiled once by Cranelift (cached by its hash), then run
+/// on all cores.
+pub struct Cpu {
+    jit: Jit,
+}
+
+impl Cpu {
+    /// A CPU backend; fails only if Cranelift cannot target this machine.
+    pub fn new() -> Result<Self, BackendError> {
+        Ok(Cpu {
+            jit: Jit::new(RuntimeBackend::Cpu)?,
+        })
+    }
+}
+
+impl ScanBackend for Cpu {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+    fn run_scan(
+        &mut self,
+        kernel: &ScanKernel,
+        args: &ScanArgs<'_, f32>,
+    ) -> Result<ScanResult<f32>, BackendError> {
+        Ok(self.jit.compile_scan(kernel)?.run(args)?)
+    }
+}
+
+/// A backend that could not be set up: every run reports why.
+struct Unavailable {
+    name: &'static str,
+    why: String,
+}
+
+impl ScanBackend for Unavailable {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn unavailable(&self) -> Option<String> {
+        Some(self.why.clone())
+    }
+    fn run_scan(
+        &mut self,
+        _: &ScanKernel,
+        _: &ScanArgs<'_, f32>,
+    ) -> Result<ScanResult<f32>, BackendError> {
+        Err(self.why.clone().into())
+    }
+}
+
 /// The backend names [`backend_by_name`] knows.
-pub const BACKENDS: &[&str] = &["interp", "cuda-emulated", "cuda"];
+pub const BACKENDS: &[&str] = &["interp", "cpu", "cuda-emulated", "cuda"];
 
 /// An unknown backend name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +141,13 @@ pub struct UnknownBackend(pub String);
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
     match name {
         "interp" | "interpreter" => Ok(Box::new(Interpreter)),
+        "cpu" => Ok(match Cpu::new() {
+            Ok(cpu) => Box::new(cpu),
+            Err(e) => Box::new(Unavailable {
+                name: "cpu",
+                why: e.to_string(),
+            }),
+        }),
         "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
         "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
         _ => Err(UnknownBackend(name.to_string())),

@@ -156,6 +156,7 @@ macro_rules! golden_core_tests {
 }
 
 golden_core_tests!(interp, Interpreter);
+golden_core_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
 golden_core_tests!(cuda_emulated, flexsn::cuda::CudaEmulatedBackend::default());
 
 #[test]

@@ -202,6 +202,7 @@ macro_rules! flexsn_tests {
 }
 
 flexsn_tests!(interp, Interpreter);
+flexsn_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
 
 /// Spike outputs are compared exactly (the harness detects them from the graph).
 #[test]

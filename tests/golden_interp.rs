@@ -80,6 +80,7 @@ macro_rules! golden_tests {
 }
 
 golden_tests!(interp, Interpreter);
+golden_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
 golden_tests!(cuda_emulated, flexsn::cuda::CudaEmulatedBackend::default());
 
 /// FlexSN cases with no core bound are reported as failures that name the missing core, not
