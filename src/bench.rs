@@ -16,6 +16,9 @@
 //!   `[T, N]`, initial-state gradients `[N]` and param gradients. Inputs and params are counted
 //!   once although both passes read them.
 //!
+//! Compile times are wall times of `Jit::compile` (the inference and training forward scans) and
+//! of compiling the backward scan, after one untimed warm-up compilation in the process.
+//!
 //! The copy baseline copies `bytes / 2` bytes (reading and writing `bytes` in all) between two
 //! buffers touched beforehand, split over the same number of threads.
 
@@ -320,6 +323,16 @@ fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) ->
                 outputs: d.grads.iter().map(|x| Some(x.as_slice())).collect(),
                 ..Upstream::none(g)
             };
+            if std::env::var_os("FLEXSN_BENCH_SPLIT").is_some() {
+                // Diagnostic: time the two passes separately (to stderr).
+                let tf = time(opts, || Ok(k.forward_into(t, n, &xs, None, &ps, &mut f)?))?;
+                let tb = time(opts, || Ok(k.backward_into(&f, &up, &mut gr)?))?;
+                eprintln!(
+                    "  split: forward (training) {:.3} ms, backward {:.3} ms",
+                    tf * 1e3,
+                    tb * 1e3
+                );
+            }
             time(opts, || {
                 k.forward_into(t, n, &xs, None, &ps, &mut f)?;
                 k.backward_into(&f, &up, &mut gr)?;
@@ -370,6 +383,9 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     }
     let mut rows = vec![];
     let mut compiles = vec![];
+    // One untimed compilation first: it pays the process's one-time costs (paging in the code
+    // generator, first allocations), which are not the kernels' compile time.
+    jit_for(opts, 1)?.compile(&alif()?)?;
     for name in &neurons {
         if psn::PSN_NEURONS.contains(&name.as_str()) {
             psn::run_neuron(opts, name, &threads, &phases, &ts, &ns, out, &mut rows)?;

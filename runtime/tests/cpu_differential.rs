@@ -305,18 +305,17 @@ fn exact_config() -> RandomGraphConfig {
     }
 }
 
-fn run_case(seed: u64, t: usize, n: usize, cfg: &RandomGraphConfig) -> (ScanKernel, CpuScan) {
+fn run_case(seed: u64, cfg: &RandomGraphConfig) -> (ScanKernel, CpuScan) {
     let g = random_graph(seed, cfg);
-    let dir = if seed % 2 == 0 {
+    let dir = if seed.is_multiple_of(2) {
         Direction::Forward
     } else {
         Direction::Reverse
     };
-    let k = kernel(g, dir, (seed % 3) as usize, seed % 5 != 0);
+    let k = kernel(g, dir, (seed % 3) as usize, !seed.is_multiple_of(5));
     let unroll = [0, 1, 2, 4][(seed % 4) as usize];
     let chunk = [0, 16, 48, 256][(seed / 4 % 4) as usize];
     let cpu = CpuScan::compile(&k, &opts(unroll, chunk)).unwrap();
-    let _ = (t, n);
     (k, cpu)
 }
 
@@ -335,7 +334,7 @@ proptest! {
     #[test]
     fn exact_random_graphs_equal_the_interpreter(seed in any::<u64>(), ni in 0..NS.len()) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, t, n, &exact_config());
+        let (k, cpu) = run_case(seed, &exact_config());
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
@@ -348,7 +347,7 @@ proptest! {
     #[test]
     fn random_graphs_equal_the_model(seed in any::<u64>(), ni in 0..NS.len()) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, t, n, &RandomGraphConfig::all());
+        let (k, cpu) = run_case(seed, &RandomGraphConfig::all());
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
@@ -361,7 +360,7 @@ proptest! {
     #[test]
     fn smooth_random_graphs_are_close_to_the_interpreter(seed in any::<u64>(), ni in 0..NS.len()) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, t, n, &RandomGraphConfig::smooth());
+        let (k, cpu) = run_case(seed, &RandomGraphConfig::smooth());
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
