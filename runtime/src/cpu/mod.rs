@@ -54,7 +54,7 @@ impl CpuOptions {
 }
 
 /// The host ISA with the flags kernels are compiled with: optimised for speed, inline stack
-/// probes (the chunk buffers make frames of tens of KiB), no verifier (the tests run it).
+/// probes (the chunk buffers make frames of tens of KiB), the verifier in debug builds only.
 pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
@@ -62,7 +62,13 @@ pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
             .map_err(|e| RuntimeError::Jit(format!("setting {k}={v}: {e}")))
     };
     set(&mut flags, "opt_level", "speed")?;
-    set(&mut flags, "enable_verifier", "false")?;
+    // Debug builds (the tests) run Cranelift's verifier on every kernel; release builds skip it.
+    let verify = if cfg!(debug_assertions) {
+        "true"
+    } else {
+        "false"
+    };
+    set(&mut flags, "enable_verifier", verify)?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "enable_probestack", "true")?;
