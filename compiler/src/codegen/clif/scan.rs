@@ -5,8 +5,8 @@ use std::mem::offset_of;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, SourceLoc, StackSlotData,
-    StackSlotKind, UserFuncName, Value,
+    AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Signature, SourceLoc, StackSlot,
+    StackSlotData, StackSlotKind, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
@@ -112,6 +112,9 @@ struct Emitter<'k> {
     annotations: Vec<String>,
     chunk: i64,
     mem: MemFlagsData,
+    /// Stack slot holding the per-call and per-step values the neuron loops use (see
+    /// [`Emitter::spill_uniforms`]), with each node's byte offset.
+    uniforms: Option<(StackSlot, Vec<Option<i32>>)>,
 }
 
 /// Per-step pointers: row starts of the `[T, N]` buffers and the chunk's per-neuron slices.
@@ -179,6 +182,21 @@ impl Emitter<'_> {
                     }
                 };
                 cv[i] = Some(val);
+            }
+        }
+    }
+
+    /// Stores the live values of `level` that neuron-level nodes use (constants excepted) into
+    /// the uniform slot. The loops reload them: left as SSA values, Cranelift's elaboration may
+    /// sink their computation (a whole `sigmoid`, say) into the innermost loop.
+    fn spill_uniforms(&self, b: &mut FunctionBuilder<'_>, level: Level, vals: &[Option<Value>]) {
+        let Some((slot, offs)) = &self.uniforms else {
+            return;
+        };
+        for (i, off) in offs.iter().enumerate() {
+            if let (Some(off), true) = (off, self.levels[i] == level) {
+                let v = vals[i].expect("uniform value emitted");
+                b.ins().stack_store(I64, v, *slot, *off);
             }
         }
     }
@@ -280,7 +298,18 @@ impl Emitter<'_> {
                 }
             }
         };
-        let mut vals: Vec<Vec<Option<Value>>> = vec![outer.to_vec(); copies];
+        let mut outer = outer.to_vec();
+        if self.uniforms.is_some() {
+            self.ann(b, "reload per-call and per-step values");
+        }
+        if let Some((slot, offs)) = &self.uniforms {
+            for (i, off) in offs.iter().enumerate() {
+                if let Some(off) = off {
+                    outer[i] = Some(b.ins().stack_load(I64, F32X4, *slot, *off));
+                }
+            }
+        }
+        let mut vals: Vec<Vec<Option<Value>>> = vec![outer; copies];
         let g = self.g;
         let (inputs, states, pn) = (&rows.inputs, &rows.states, &rows.per_neuron);
         let mut leaf = |b: &mut FunctionBuilder<'_>, c: usize, op: &Op| match *op {
@@ -370,8 +399,41 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         annotations: vec![],
         chunk: chunk as i64,
         mem: MemFlagsData::new().with_notrap(),
+        uniforms: None,
     };
     let mem = e.mem;
+    {
+        // Uniform (per-call / per-step, non-constant) values used by neuron-level nodes or
+        // stored directly as outputs / next states.
+        let mut used = vec![false; g.len()];
+        for (v, node) in g.nodes() {
+            if e.live[v.index()] && e.levels[v.index()] == Level::Neuron {
+                for a in &node.args {
+                    used[a.index()] = true;
+                }
+            }
+        }
+        for r in g.roots() {
+            used[r.index()] = true;
+        }
+        let mut offs = vec![None; g.len()];
+        let mut next = 0;
+        for (v, node) in g.nodes() {
+            let i = v.index();
+            if used[i] && e.levels[i] != Level::Neuron && !matches!(node.op, Op::Const(_)) {
+                offs[i] = Some(next);
+                next += 16;
+            }
+        }
+        if next > 0 {
+            let slot = b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                next as u32,
+                4,
+            ));
+            e.uniforms = Some((slot, offs));
+        }
+    }
     let slot = if buffers > 0 {
         Some(b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
@@ -434,6 +496,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         e.emit_level(&mut b, tables, Level::Call, &mut call_vals, &mut leaf);
     }
     let call_vals = call_vals.pop().expect("one copy");
+    e.spill_uniforms(&mut b, Level::Call, &call_vals);
 
     let chunk_hdr = b.create_block();
     let chunk_body = b.create_block();
@@ -539,6 +602,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         e.emit_level(&mut b, tables, Level::Step, &mut step_vals, &mut leaf);
     }
     let step_vals = step_vals.pop().expect("one copy");
+    e.spill_uniforms(&mut b, Level::Step, &step_vals);
 
     // Neuron loops: 4*unroll lanes, then 4 lanes, then one neuron at a time.
     let mut start = zero;
