@@ -400,7 +400,11 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
             } else {
                 Listing::Asm
             };
-            write!(out, "{}", inspect_kernel(&k, &spec, what, &CpuOptions::default())?)?;
+            write!(
+                out,
+                "{}",
+                inspect_kernel(&k, &spec, what, &CpuOptions::default())?
+            )?;
         }
         Emit::Cuda | Emit::Ptx => {
             use flexsn::compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
