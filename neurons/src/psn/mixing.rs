@@ -767,9 +767,7 @@ mod tests {
     use crate::psn::rng::SplitMix64;
 
     fn random(rng: &mut SplitMix64, len: usize, scale: f32) -> Vec<f32> {
-        (0..len)
-            .map(|_| crate::psn::rng::uniform_symmetric(rng, scale))
-            .collect()
+        (0..len).map(|_| rng.uniform_symmetric(scale)).collect()
     }
 
     fn close(a: &[f32], b: &[f32], rtol: f32, atol: f32) {
