@@ -1,39 +1,10 @@
-//! A small seedable generator for parameter initialisation (SplitMix64).
+//! Parameter initialisation for the PSN family, drawn from the compiler's [`SplitMix64`].
 //!
 //! It does not reproduce torch's generator: golden cases bring their own parameter values. It
-//! gives every seed a reproducible, well-mixed stream, which is all initialisation needs.
+//! gives every seed a reproducible, well-mixed stream, which is all initialisation needs. The
+//! generator is re-exported here so that `psn::rng::SplitMix64` keeps naming it.
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): 64 bits of state, one add and a mixing function
-/// per draw.
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`, with 24 random bits (every value exactly representable in `f32`).
-    pub fn next_unit_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
-    }
-
-    /// Uniform in `[-bound, bound)`.
-    pub fn uniform_symmetric(&mut self, bound: f32) -> f32 {
-        (2.0 * self.next_unit_f32() - 1.0) * bound
-    }
-}
+pub use flexsn_compiler::random::SplitMix64;
 
 /// `n` values of `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: what `kaiming_uniform_(w, a=sqrt(5))`
 /// draws from (gain `sqrt(2 / (1 + 5))`, bound `gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)`).
@@ -59,5 +30,14 @@ mod tests {
         let var = a.iter().map(|&w| (w as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((var - 0.0625 / 3.0).abs() < 0.003, "var {var}");
+    }
+
+    #[test]
+    fn same_draws_as_before_the_generator_moved() {
+        // fan_in 16 gives bound 0.25; these are the bits the neurons crate's own SplitMix64 drew
+        // from seed 7 before it was replaced by the compiler's.
+        let w = kaiming_uniform_a_sqrt5(&mut SplitMix64::new(7), 4, 16);
+        let bits: Vec<u32> = w.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, [0xBD61_A0F8, 0xBE77_6788, 0x3E4D_3080, 0x3D29_D758]);
     }
 }
