@@ -3,7 +3,9 @@
 
 use flexsn_compiler::autodiff::{GradSpec, backward};
 use flexsn_compiler::codegen::cuda::{
-    self, ArgRole, CodegenError, CudaOptions, MathMode, StorageDtype, codegen_scan, samples, shim,
+    self, ArgRole, CodegenError, CudaOptions, MathMode, StorageDtype, codegen_scan,
+    mixing::{MixingSpec, codegen_mixing},
+    samples, shim,
 };
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::scan::{Direction, OutputMode, ScanKernel};
@@ -237,6 +239,16 @@ fn every_variant_is_valid_host_cxx_with_the_shim() {
             }
         }
     }
+    for (i, spec) in mixing_specs().iter().enumerate() {
+        for dtype in StorageDtype::ALL {
+            for math in MathMode::ALL {
+                let src = codegen_mixing(spec, &CudaOptions::new(dtype, math)).unwrap();
+                let path = dir.join(format!("mix{i}_{}_{}.cpp", dtype.name(), math.name()));
+                std::fs::write(&path, shim::mixing_translation_unit(&src)).unwrap();
+                files.push(path);
+            }
+        }
+    }
     for chunk in files.chunks(12) {
         let out = std::process::Command::new(&cxx)
             .args([
@@ -261,4 +273,33 @@ fn every_variant_is_valid_host_cxx_with_the_shim() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Mixing shapes covering the register path, one row (MaskedPSN's single step) and the long
+/// columns read from memory.
+fn mixing_specs() -> Vec<MixingSpec> {
+    use flexsn_compiler::ir::Surrogate;
+    vec![
+        MixingSpec {
+            rows: 4,
+            cols: 4,
+            surrogate: Surrogate::ATan { alpha: 2.0 },
+        },
+        MixingSpec {
+            rows: 1,
+            cols: 3,
+            surrogate: Surrogate::Sigmoid { alpha: 4.0 },
+        },
+        MixingSpec {
+            rows: 150,
+            cols: 150,
+            surrogate: Surrogate::PiecewiseQuadratic { alpha: 1.0 },
+        },
+    ]
+}
+
+#[test]
+fn mixing_source_snapshot() {
+    let src = codegen_mixing(&mixing_specs()[0], &CudaOptions::default()).unwrap();
+    insta::assert_snapshot!("mixing_r4c4_atan_f32_precise", src.code);
 }

@@ -79,6 +79,7 @@ pub struct CudaDevice {
     target: Target,
     modules: ModuleCache,
     loaded: Mutex<HashMap<String, Arc<DeviceKernel>>>,
+    mixings: Mutex<HashMap<String, Arc<super::mixing::DeviceMixing>>>,
 }
 
 impl CudaDevice {
@@ -109,6 +110,7 @@ impl CudaDevice {
                 cc,
                 modules,
                 loaded: Mutex::new(HashMap::new()),
+                mixings: Mutex::new(HashMap::new()),
             })
         })
     }
@@ -138,6 +140,13 @@ impl CudaDevice {
 
     pub fn module_cache(&self) -> &ModuleCache {
         &self.modules
+    }
+
+    /// The PSN mixing kernels loaded on this device, by entry name.
+    pub(crate) fn loaded_mixings(
+        &self,
+    ) -> &Mutex<HashMap<String, Arc<super::mixing::DeviceMixing>>> {
+        &self.mixings
     }
 
     /// Compiles (or fetches from the caches) and loads the kernel for `kernel` with `opts`.

@@ -59,6 +59,9 @@ pub enum CudaError {
     /// Source generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// Source generation of a PSN time mixing failed (unsupported shape, ...).
+    #[error(transparent)]
+    MixingCodegen(#[from] flexsn_compiler::codegen::cuda::mixing::MixingCodegenError),
     /// Wrong argument counts or lengths.
     #[error(transparent)]
     Shape(#[from] ShapeError),

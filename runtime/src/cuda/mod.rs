@@ -11,8 +11,10 @@ pub mod emulated;
 mod error;
 pub mod host;
 pub mod inspect;
+pub mod mixing;
 pub mod nvrtc;
 
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;
+pub use mixing::{DeviceMixing, EmulatedMixing, MixGradients, shared_device, shared_emulated};

@@ -25,7 +25,8 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use flexsn_compiler::codegen::cuda::{CudaSource, MathMode};
+use flexsn_compiler::codegen::cuda::mixing::MixingSource;
+use flexsn_compiler::codegen::cuda::{CudaSource, MathMode, number_lines};
 
 use super::CudaError;
 use super::cache;
@@ -278,13 +279,45 @@ pub enum Image {
     Cubin(Vec<u8>),
 }
 
+/// A generated source NVRTC can compile: its text, a program name (for logs and errors) and the
+/// math mode, which picks the options.
+pub trait NvrtcSource {
+    fn code(&self) -> &str;
+    fn program_name(&self) -> &str;
+    fn math(&self) -> MathMode;
+}
+
+impl NvrtcSource for CudaSource {
+    fn code(&self) -> &str {
+        &self.code
+    }
+    fn program_name(&self) -> &str {
+        &self.entry
+    }
+    fn math(&self) -> MathMode {
+        self.math
+    }
+}
+
+impl NvrtcSource for MixingSource {
+    fn code(&self) -> &str {
+        &self.code
+    }
+    fn program_name(&self) -> &str {
+        &self.forward_entry
+    }
+    fn math(&self) -> MathMode {
+        self.math
+    }
+}
+
 /// The NVRTC options for a source's math mode and target.
-pub fn options(src: &CudaSource, target: Target) -> Vec<String> {
+pub fn options(src: &impl NvrtcSource, target: Target) -> Vec<String> {
     let mut o = vec![
         format!("--gpu-architecture={}", target.arch_flag()),
         "--std=c++17".to_string(),
     ];
-    match src.math {
+    match src.math() {
         // No FMA contraction: the kernel rounds every operation like the interpreter.
         MathMode::Precise => o.push("--fmad=false".into()),
         MathMode::Fast => o.extend(
@@ -302,14 +335,14 @@ pub fn options(src: &CudaSource, target: Target) -> Vec<String> {
 
 /// Compiles `src` with NVRTC (no cache). A rejected source gives [`CudaError::Compile`] with
 /// NVRTC's log and the numbered source.
-pub fn compile_uncached(src: &CudaSource, target: Target) -> Result<Image, CudaError> {
+pub fn compile_uncached(src: &impl NvrtcSource, target: Target) -> Result<Image, CudaError> {
     let api = api()?;
     let opts = options(src, target);
-    let code = CString::new(src.code.as_bytes()).map_err(|_| CudaError::Buffer {
-        name: src.entry.clone(),
+    let code = CString::new(src.code().as_bytes()).map_err(|_| CudaError::Buffer {
+        name: src.program_name().to_string(),
         message: "generated source contains a NUL byte".into(),
     })?;
-    let name = CString::new(format!("{}.cu", src.entry)).unwrap_or_default();
+    let name = CString::new(format!("{}.cu", src.program_name())).unwrap_or_default();
     let mut prog: Prog = std::ptr::null_mut();
     // SAFETY: valid NUL-terminated strings that outlive the program; no headers.
     let r = unsafe {
@@ -333,7 +366,7 @@ fn compile_program(
     api: &Api,
     prog: Prog,
     opts: &[String],
-    src: &CudaSource,
+    src: &impl NvrtcSource,
     target: Target,
 ) -> Result<Image, CudaError> {
     let c_opts: Vec<CString> = opts
@@ -353,10 +386,10 @@ fn compile_program(
             })
             .unwrap_or_else(|e| format!("(no log: {e})"));
         return Err(CudaError::Compile {
-            entry: src.entry.clone(),
+            entry: src.program_name().to_string(),
             options: opts.to_vec(),
             log,
-            numbered_source: src.numbered(),
+            numbered_source: number_lines(src.code()),
         });
     }
     match target {
@@ -424,11 +457,11 @@ impl ModuleCache {
     }
 
     /// The compiled image of `src` for `target`, compiling only on a miss.
-    pub fn get(&self, src: &CudaSource, target: Target) -> Result<Arc<Image>, CudaError> {
+    pub fn get(&self, src: &impl NvrtcSource, target: Target) -> Result<Arc<Image>, CudaError> {
         let nv = nvrtc()?;
         let opts = options(src, target);
         let key = cache::key(&[
-            src.code.as_bytes(),
+            src.code().as_bytes(),
             opts.join(" ").as_bytes(),
             format!("nvrtc {}.{}", nv.version.0, nv.version.1).as_bytes(),
         ]);
@@ -487,7 +520,7 @@ impl Default for ModuleCache {
 }
 
 /// PTX of `src` for `compute_XY` (for inspection and the CI check); compiled without caching.
-pub fn ptx(src: &CudaSource, compute_arch: i32) -> Result<String, CudaError> {
+pub fn ptx(src: &impl NvrtcSource, compute_arch: i32) -> Result<String, CudaError> {
     match compile_uncached(src, Target::Ptx(compute_arch))? {
         Image::Ptx(p) => Ok(p),
         Image::Cubin(_) => Err(CudaError::Nvrtc {

@@ -26,6 +26,7 @@
 //! GPU check the generated code's numbers against the interpreter.
 
 mod prelude;
+pub mod mixing;
 pub mod samples;
 pub mod shim;
 

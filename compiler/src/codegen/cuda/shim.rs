@@ -14,7 +14,9 @@
 //!   that meet at `__syncthreads()`.
 //!
 //! Both return 0 on success and a non-zero code when the emulation itself failed (a barrier in a
-//! kernel run without threads, a thread that could not start).
+//! kernel run without threads, a thread that could not start). [`mixing_translation_unit`] does
+//! the same for the PSN time-mixing kernels of [`super::mixing`]. Launches into one library run
+//! one at a time (a lock), since `__shared__` arrays are globals of the library.
 //!
 //! The shim maps CUDA's built-ins to host equivalents: `__global__`, `__device__`,
 //! `__forceinline__`, `__launch_bounds__` vanish, `__shared__` becomes `static` (one block runs at
@@ -22,12 +24,14 @@
 //! intrinsics (`__expf`, `__fdividef`, ...) are the precise host functions, and the bit casts are
 //! `memcpy`s.
 
+use super::mixing::MixingSource;
 use super::{ArgType, CudaSource};
 
 /// The shim header: CUDA built-ins for host C++.
 pub const SHIM_HEADER: &str = r#"// ---- flexsn host shim: CUDA built-ins for host C++ (emulation only) ----
 // Only C headers: they keep the host compile fast.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 
@@ -91,6 +95,98 @@ static inline void __syncthreads(void) {
     if (flexsn_emu_block_barrier) flexsn_barrier_wait(flexsn_emu_block_barrier);
     else flexsn_emu_error = 2; // a barrier in a kernel emulated without threads
 }
+
+// Launches run one at a time per library: `__shared__` arrays and the error flag are globals.
+static pthread_mutex_t flexsn_emu_launch_lock = PTHREAD_MUTEX_INITIALIZER;
+typedef void (*flexsn_emu_body)(void* ctx);
+
+// Runs body(ctx) for every thread of a (gx, gy) grid of `block`-thread blocks, one thread after
+// another (for kernels without barriers).
+static int flexsn_emu_run_sequential(unsigned gx, unsigned gy, unsigned block, flexsn_emu_body body, void* ctx) {
+    pthread_mutex_lock(&flexsn_emu_launch_lock);
+    flexsn_emu_error = 0;
+    for (unsigned by = 0; by < gy && !flexsn_emu_error; ++by)
+        for (unsigned bx = 0; bx < gx && !flexsn_emu_error; ++bx)
+            for (unsigned th = 0; th < block && !flexsn_emu_error; ++th) {
+                gridDim = flexsn_dim3{gx, gy, 1u}; blockDim = flexsn_dim3{block, 1u, 1u};
+                blockIdx = flexsn_dim3{bx, by, 0u}; threadIdx = flexsn_dim3{th, 0u, 0u};
+                body(ctx);
+            }
+    const int err = flexsn_emu_error;
+    pthread_mutex_unlock(&flexsn_emu_launch_lock);
+    return err;
+}
+
+// Threads of an emulated block wait at a gate until all have started (go = 1) or one could not
+// be started (go = 2: they return without running the kernel).
+struct flexsn_gate { pthread_mutex_t m; pthread_cond_t cv; int go; };
+struct flexsn_thread_arg {
+    unsigned bx, by, th, gx, gy, block;
+    flexsn_barrier* bar;
+    flexsn_gate* gate;
+    flexsn_emu_body body;
+    void* ctx;
+};
+static void* flexsn_emu_thread(void* p) {
+    flexsn_thread_arg* a = (flexsn_thread_arg*)p;
+    pthread_mutex_lock(&a->gate->m);
+    while (a->gate->go == 0) pthread_cond_wait(&a->gate->cv, &a->gate->m);
+    const int go = a->gate->go;
+    pthread_mutex_unlock(&a->gate->m);
+    if (go != 1) return 0;
+    gridDim = flexsn_dim3{a->gx, a->gy, 1u}; blockDim = flexsn_dim3{a->block, 1u, 1u};
+    blockIdx = flexsn_dim3{a->bx, a->by, 0u}; threadIdx = flexsn_dim3{a->th, 0u, 0u};
+    flexsn_emu_block_barrier = a->bar;
+    a->body(a->ctx);
+    flexsn_emu_block_barrier = 0;
+    return 0;
+}
+
+// Runs body(ctx) over a (gx, gy) grid one block at a time, the block's threads as host threads
+// that meet at __syncthreads(). Returns 3 when a thread could not be started.
+static int flexsn_emu_run_threaded(unsigned gx, unsigned gy, unsigned block, flexsn_emu_body body, void* ctx) {
+    if (block == 0u || block > 1024u) return 4;
+    flexsn_thread_arg* args = (flexsn_thread_arg*)malloc(sizeof(flexsn_thread_arg) * block);
+    pthread_t* tids = (pthread_t*)malloc(sizeof(pthread_t) * block);
+    if (!args || !tids) { free(args); free(tids); return 3; }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1u << 20);
+    pthread_mutex_lock(&flexsn_emu_launch_lock);
+    flexsn_emu_error = 0;
+    int code = 0;
+    for (unsigned by = 0; by < gy && code == 0; ++by)
+        for (unsigned bx = 0; bx < gx && code == 0; ++bx) {
+            flexsn_barrier bar;
+            pthread_mutex_init(&bar.m, 0);
+            pthread_cond_init(&bar.cv, 0);
+            bar.count = block; bar.waiting = 0u; bar.generation = 0u;
+            flexsn_gate gate;
+            pthread_mutex_init(&gate.m, 0);
+            pthread_cond_init(&gate.cv, 0);
+            gate.go = 0;
+            unsigned started = 0;
+            for (unsigned th = 0; th < block; ++th) {
+                args[th] = flexsn_thread_arg{bx, by, th, gx, gy, block, &bar, &gate, body, ctx};
+                if (pthread_create(&tids[th], &attr, flexsn_emu_thread, &args[th]) != 0) break;
+                ++started;
+            }
+            pthread_mutex_lock(&gate.m);
+            gate.go = (started == block) ? 1 : 2;
+            pthread_cond_broadcast(&gate.cv);
+            pthread_mutex_unlock(&gate.m);
+            for (unsigned th = 0; th < started; ++th) pthread_join(tids[th], 0);
+            pthread_mutex_destroy(&bar.m); pthread_cond_destroy(&bar.cv);
+            pthread_mutex_destroy(&gate.m); pthread_cond_destroy(&gate.cv);
+            if (started != block) code = 3;
+            else if (flexsn_emu_error) code = flexsn_emu_error;
+        }
+    pthread_mutex_unlock(&flexsn_emu_launch_lock);
+    pthread_attr_destroy(&attr);
+    free(args);
+    free(tids);
+    return code;
+}
 // ---- end of shim; generated source follows ----
 "#;
 
@@ -115,94 +211,99 @@ pub fn host_entry_points(src: &CudaSource) -> String {
         .enumerate()
         .map(|(i, a)| arg_cast(src, a.ty, a.role.is_output(), i))
         .collect();
-    let mut s = String::new();
-    s.push_str("\n// ---- flexsn host entry points (emulation only) ----\n");
-    s.push_str(
-        "extern \"C\" int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid, unsigned block) {\n",
-    );
-    s.push_str("    flexsn_emu_error = 0;\n");
-    s.push_str("    for (unsigned b = 0; b < grid; ++b) {\n");
-    s.push_str("        for (unsigned th = 0; th < block; ++th) {\n");
-    s.push_str(
-        "            gridDim = flexsn_dim3{grid, 1u, 1u}; blockDim = flexsn_dim3{block, 1u, 1u};\n",
-    );
-    s.push_str(
-        "            blockIdx = flexsn_dim3{b, 0u, 0u}; threadIdx = flexsn_dim3{th, 0u, 0u};\n",
-    );
-    s.push_str(&format!(
-        "            {}({}{}T, N);\n",
-        src.entry,
-        call_args.join(", "),
-        if call_args.is_empty() { "" } else { ", " }
-    ));
-    s.push_str("            if (flexsn_emu_error) return flexsn_emu_error;\n");
-    s.push_str("        }\n    }\n    return 0;\n}\n\n");
-    s.push_str(&format!(
-        r#"// Threads of an emulated block wait at a gate until all have started (go = 1) or one
-// could not be started (go = 2, they return without running the kernel).
-struct flexsn_gate {{ pthread_mutex_t m; pthread_cond_t cv; int go; }};
-struct flexsn_reduce_arg {{
-    unsigned b, th, grid, block;
-    flexsn_barrier* bar;
-    flexsn_gate* gate;
-    const float* in;
-    float* partial;
-    long long len;
-}};
-static void* flexsn_emu_reduce_thread(void* p) {{
-    flexsn_reduce_arg* a = (flexsn_reduce_arg*)p;
-    pthread_mutex_lock(&a->gate->m);
-    while (a->gate->go == 0) pthread_cond_wait(&a->gate->cv, &a->gate->m);
-    const int go = a->gate->go;
-    pthread_mutex_unlock(&a->gate->m);
-    if (go != 1) return 0;
-    gridDim = flexsn_dim3{{a->grid, 1u, 1u}}; blockDim = flexsn_dim3{{a->block, 1u, 1u}};
-    blockIdx = flexsn_dim3{{a->b, 0u, 0u}}; threadIdx = flexsn_dim3{{a->th, 0u, 0u}};
-    flexsn_emu_block_barrier = a->bar;
-    {name}(a->in, a->partial, a->len);
-    flexsn_emu_block_barrier = 0;
-    return 0;
+    format!(
+        r#"
+// ---- flexsn host entry points (emulation only) ----
+struct flexsn_scan_ctx {{ void* const* args; long long T, N; }};
+static void flexsn_scan_body(void* p) {{
+    flexsn_scan_ctx* c = (flexsn_scan_ctx*)p;
+    void* const* args = c->args;
+    {entry}({call}{sep}c->T, c->N);
+}}
+extern "C" int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid, unsigned block) {{
+    flexsn_scan_ctx c = {{args, T, N}};
+    return flexsn_emu_run_sequential(grid, 1u, block, flexsn_scan_body, &c);
+}}
+
+struct flexsn_reduce_ctx {{ const float* in; float* partial; long long len; }};
+static void flexsn_reduce_body(void* p) {{
+    flexsn_reduce_ctx* c = (flexsn_reduce_ctx*)p;
+    {reduce}(c->in, c->partial, c->len);
 }}
 extern "C" int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid) {{
-    const unsigned block = {block}u;
-    flexsn_reduce_arg args[{block}];
-    pthread_t tids[{block}];
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 1u << 20);
-    flexsn_emu_error = 0;
-    for (unsigned b = 0; b < grid; ++b) {{
-        flexsn_barrier bar;
-        pthread_mutex_init(&bar.m, 0);
-        pthread_cond_init(&bar.cv, 0);
-        bar.count = block; bar.waiting = 0u; bar.generation = 0u;
-        flexsn_gate gate;
-        pthread_mutex_init(&gate.m, 0);
-        pthread_cond_init(&gate.cv, 0);
-        gate.go = 0;
-        unsigned started = 0;
-        for (unsigned th = 0; th < block; ++th) {{
-            args[th] = flexsn_reduce_arg{{b, th, grid, block, &bar, &gate, in, partial, len}};
-            if (pthread_create(&tids[th], &attr, flexsn_emu_reduce_thread, &args[th]) != 0) break;
-            ++started;
-        }}
-        pthread_mutex_lock(&gate.m);
-        gate.go = (started == block) ? 1 : 2;
-        pthread_cond_broadcast(&gate.cv);
-        pthread_mutex_unlock(&gate.m);
-        for (unsigned th = 0; th < started; ++th) pthread_join(tids[th], 0);
-        pthread_mutex_destroy(&bar.m); pthread_cond_destroy(&bar.cv);
-        pthread_mutex_destroy(&gate.m); pthread_cond_destroy(&gate.cv);
-        if (started != block) {{ pthread_attr_destroy(&attr); return 3; }}
-        if (flexsn_emu_error) {{ pthread_attr_destroy(&attr); return flexsn_emu_error; }}
-    }}
-    pthread_attr_destroy(&attr);
-    return 0;
+    flexsn_reduce_ctx c = {{in, partial, len}};
+    return flexsn_emu_run_threaded(grid, 1u, {block}u, flexsn_reduce_body, &c);
 }}
 "#,
+        entry = src.entry,
+        call = call_args.join(", "),
+        sep = if call_args.is_empty() { "" } else { ", " },
+        reduce = src.reduce_entry,
         block = super::REDUCE_BLOCK,
-        name = src.reduce_entry
-    ));
+    )
+}
+
+/// The host entry points of a mixing source (see [`mixing_translation_unit`]).
+fn mixing_entry_points(src: &MixingSource) -> String {
+    let st = src.dtype.c_type();
+    format!(
+        r#"
+// ---- flexsn host entry points (emulation only) ----
+struct flexsn_mix_ctx {{
+    const float* W; const float* b; const {st}* x; const {st}* gs; {st}* out; {st}* gx;
+    const float* gh_in; float* gh; float* partial; const float* partial_in; long long N;
+}};
+static void flexsn_mix_fwd_body(void* p) {{
+    flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
+    {fwd}(c->W, c->b, c->x, c->out, c->N);
+}}
+static void flexsn_mix_bwd_body(void* p) {{
+    flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
+    {bwd}(c->W, c->b, c->x, c->gs, c->gx, c->gh, c->N);
+}}
+static void flexsn_mix_wgrad_body(void* p) {{
+    flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
+    {wgrad}(c->gh_in, c->x, c->partial, c->N);
+}}
+static void flexsn_mix_reduce_body(void* p) {{
+    flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
+    {reduce}(c->partial_in, c->partial, c->N);
+}}
+extern "C" int flexsn_emu_mix_fwd(const float* W, const float* b, const {st}* x, {st}* spike, long long N, unsigned grid, unsigned block) {{
+    flexsn_mix_ctx c = {{W, b, x, 0, spike, 0, 0, 0, 0, 0, N}};
+    return flexsn_emu_run_sequential(grid, 1u, block, flexsn_mix_fwd_body, &c);
+}}
+extern "C" int flexsn_emu_mix_bwd(const float* W, const float* b, const {st}* x, const {st}* grad_spike, {st}* grad_x, float* grad_h, long long N, unsigned grid, unsigned block) {{
+    flexsn_mix_ctx c = {{W, b, x, grad_spike, 0, grad_x, 0, grad_h, 0, 0, N}};
+    return flexsn_emu_run_sequential(grid, 1u, block, flexsn_mix_bwd_body, &c);
+}}
+extern "C" int flexsn_emu_mix_wgrad(const float* grad_h, const {st}* x, float* partial, long long N, unsigned chunks, unsigned groups) {{
+    flexsn_mix_ctx c = {{0, 0, x, 0, 0, 0, grad_h, 0, partial, 0, N}};
+    return flexsn_emu_run_threaded(chunks, groups, {wblock}u, flexsn_mix_wgrad_body, &c);
+}}
+extern "C" int flexsn_emu_mix_reduce(const float* partial, float* out, long long chunks, unsigned grid) {{
+    flexsn_mix_ctx c = {{0, 0, 0, 0, 0, 0, 0, 0, out, partial, chunks}};
+    return flexsn_emu_run_sequential(grid, 1u, {wblock}u, flexsn_mix_reduce_body, &c);
+}}
+"#,
+        fwd = src.forward_entry,
+        bwd = src.backward_entry,
+        wgrad = src.wgrad_entry,
+        reduce = src.reduce_entry,
+        wblock = super::mixing::WGRAD_BLOCK,
+    )
+}
+
+/// The complete host C++ translation unit for mixing source `src`: shim, generated source and
+/// entry points `flexsn_emu_mix_fwd(W, b, x, spike, N, grid, block)`,
+/// `flexsn_emu_mix_bwd(W, b, x, grad_spike, grad_x, grad_h, N, grid, block)`,
+/// `flexsn_emu_mix_wgrad(grad_h, x, partial, N, chunks, groups)` (threads per block, barriers)
+/// and `flexsn_emu_mix_reduce(partial, out, chunks, grid)`, each returning 0 on success.
+pub fn mixing_translation_unit(src: &MixingSource) -> String {
+    let mut s = String::with_capacity(SHIM_HEADER.len() + src.code.len() + 4096);
+    s.push_str(SHIM_HEADER);
+    s.push_str(&src.code);
+    s.push_str(&mixing_entry_points(src));
     s
 }
 

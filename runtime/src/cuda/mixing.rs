@@ -1,0 +1,665 @@
+//! The PSN time-mixing kernels ([`flexsn_compiler::codegen::cuda::mixing`]) on the CUDA
+//! backends: emulated (host C++) and real (NVRTC + driver).
+//!
+//! Both take host slices: `weight` `[R, C]`, `bias` `[R]`, `x` `[C, N]` (and backward `grad_spike`
+//! `[R, N]`), and give spikes `[R, N]` or [`MixGradients`]. [`DeviceMixing`] also runs on device
+//! buffers, for training loops that keep data on the GPU and for benchmarks. Shapes are checked
+//! before any kernel runs.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+use flexsn_compiler::codegen::cuda::mixing::{
+    MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing,
+};
+use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, shim};
+use flexsn_compiler::scan::ShapeError;
+
+use super::emulated::{HostLibrary, compile_host_library};
+use super::error::guard;
+use super::host::HostBuf;
+use super::nvrtc::Image;
+use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
+
+/// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixGradients {
+    pub x: Vec<f32>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+fn buffer_err(name: &str, expected: usize, got: usize) -> CudaError {
+    CudaError::Buffer {
+        name: name.to_string(),
+        message: format!("expected {expected} elements, got {got}"),
+    }
+}
+
+fn check_len(name: &str, expected: usize, got: usize) -> Result<(), CudaError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(buffer_err(name, expected, got))
+    }
+}
+
+/// Checks the parameters and an `[steps, N]` buffer; returns `(R·N, C·N)`.
+fn check_shapes(
+    spec: &MixingSpec,
+    weight: &[f32],
+    bias: &[f32],
+    x_len: usize,
+    n: usize,
+) -> Result<(usize, usize), CudaError> {
+    if n == 0 {
+        return Err(ShapeError::NoNeurons.into());
+    }
+    let too_large = || CudaError::TooLarge(format!("{} steps of N = {n} neurons", spec.rows));
+    let rn = spec.rows.checked_mul(n).ok_or_else(too_large)?;
+    let cn = spec.cols.checked_mul(n).ok_or_else(too_large)?;
+    i64::try_from(rn.max(cn)).map_err(|_| too_large())?;
+    check_len("weight", spec.rows * spec.cols, weight.len())?;
+    check_len("bias", spec.rows, bias.len())?;
+    check_len("x", cn, x_len)?;
+    Ok((rn, cn))
+}
+
+fn grid_u32(blocks: u64, what: &str) -> Result<u32, CudaError> {
+    u32::try_from(blocks).map_err(|_| CudaError::TooLarge(format!("{blocks} blocks for {what}")))
+}
+
+// =============================================================================================
+// Emulated
+
+/// `int (W, b, x, spike, N, grid, block)`; storage pointers are `void*` (f32 or u16 bits).
+type FwdFn =
+    unsafe extern "C" fn(*const f32, *const f32, *const c_void, *mut c_void, i64, u32, u32) -> i32;
+/// `int (W, b, x, grad_spike, grad_x, grad_h, N, grid, block)`.
+type BwdFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const c_void,
+    *const c_void,
+    *mut c_void,
+    *mut f32,
+    i64,
+    u32,
+    u32,
+) -> i32;
+/// `int (grad_h, x, partial, N, chunks, groups)`.
+type WgradFn = unsafe extern "C" fn(*const f32, *const c_void, *mut f32, i64, u32, u32) -> i32;
+/// `int (partial, out, chunks, grid)`.
+type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, u32) -> i32;
+
+/// One mixing compiled for the emulated backend.
+#[derive(Debug)]
+pub struct EmulatedMixing {
+    pub source: MixingSource,
+    _lib: Arc<HostLibrary>,
+    fwd: FwdFn,
+    bwd: BwdFn,
+    wgrad: WgradFn,
+    reduce: ReduceFn,
+}
+
+impl EmulatedMixing {
+    /// Generates, compiles (host C++) and loads the kernels of `spec`.
+    pub fn compile(spec: &MixingSpec, opts: &CudaOptions) -> Result<Self, CudaError> {
+        let source = codegen_mixing(spec, opts)?;
+        let lib = compile_host_library(&shim::mixing_translation_unit(&source))?;
+        // SAFETY: the types are the signatures `shim::mixing_translation_unit` writes, with the
+        // storage pointers (`const S*` / `S*`) passed as `void*`.
+        let (fwd, bwd, wgrad, reduce) = unsafe {
+            (
+                lib.get::<FwdFn>("flexsn_emu_mix_fwd")?,
+                lib.get::<BwdFn>("flexsn_emu_mix_bwd")?,
+                lib.get::<WgradFn>("flexsn_emu_mix_wgrad")?,
+                lib.get::<ReduceFn>("flexsn_emu_mix_reduce")?,
+            )
+        };
+        Ok(EmulatedMixing {
+            source,
+            _lib: lib,
+            fwd,
+            bwd,
+            wgrad,
+            reduce,
+        })
+    }
+
+    fn dtype(&self) -> StorageDtype {
+        self.source.dtype
+    }
+
+    fn status(&self, entry: &str, code: i32) -> Result<(), CudaError> {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(CudaError::EmuRun {
+                entry: entry.to_string(),
+                code,
+            })
+        }
+    }
+
+    /// Spikes `[R, N]` of `x` (`[C, N]`), rounded through the storage type.
+    pub fn forward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, CudaError> {
+        let spec = &self.source.spec;
+        let (rn, _) = check_shapes(spec, weight, bias, x.len(), n)?;
+        let xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
+        let mut s = HostBuf::zeros(ArgType::Storage, self.dtype(), rn);
+        let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
+        let mut xs = xs;
+        // SAFETY: `check_shapes` sized W ([R, C]), b ([R]) and x ([C, N]); `s` holds R·N
+        // elements of the storage type; the grid covers N with the source's block size, and the
+        // kernel indexes only below those sizes.
+        let code = unsafe {
+            (self.fwd)(
+                weight.as_ptr(),
+                bias.as_ptr(),
+                xs.as_mut_ptr(),
+                s.as_mut_ptr(),
+                n as i64,
+                grid,
+                self.source.block_size,
+            )
+        };
+        self.status(&self.source.forward_entry, code)?;
+        Ok(s.decode(self.dtype()))
+    }
+
+    /// Gradients of `sum(grad_spike · S)` with respect to `x`, the weight and the bias.
+    pub fn backward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        grad_spike: &[f32],
+        n: usize,
+    ) -> Result<MixGradients, CudaError> {
+        let src = &self.source;
+        let (rn, cn) = check_shapes(&src.spec, weight, bias, x.len(), n)?;
+        check_len("grad_spike", rn, grad_spike.len())?;
+        let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
+        let mut gs = HostBuf::encode(ArgType::Storage, self.dtype(), grad_spike);
+        let mut gx = HostBuf::zeros(ArgType::Storage, self.dtype(), cn);
+        let mut gh = vec![0.0f32; rn];
+        let grid = grid_u32(src.grid_size(n as u64), "the mixing backward")?;
+        // SAFETY: as in `forward`, plus grad_spike ([R, N], storage), grad_x ([C, N], storage)
+        // and grad_h ([R, N], f32) sized here.
+        let code = unsafe {
+            (self.bwd)(
+                weight.as_ptr(),
+                bias.as_ptr(),
+                xs.as_mut_ptr(),
+                gs.as_mut_ptr(),
+                gx.as_mut_ptr(),
+                gh.as_mut_ptr(),
+                n as i64,
+                grid,
+                src.block_size,
+            )
+        };
+        self.status(&src.backward_entry, code)?;
+        let (chunks, groups) = src.wgrad_grid(n as u64);
+        let len = src.grad_len();
+        let mut partial = vec![0.0f32; chunks as usize * len];
+        // SAFETY: grad_h is [R, N] f32, x [C, N] storage, `partial` holds `chunks` rows of
+        // `grad_len` floats: exactly what blocks (chunk, group) write.
+        let code = unsafe {
+            (self.wgrad)(
+                gh.as_ptr(),
+                xs.as_mut_ptr(),
+                partial.as_mut_ptr(),
+                n as i64,
+                grid_u32(chunks, "the weight gradient")?,
+                grid_u32(groups, "the weight gradient")?,
+            )
+        };
+        self.status(&src.wgrad_entry, code)?;
+        let mut out = vec![0.0f32; len];
+        // SAFETY: `partial` holds `chunks · len` floats, `out` `len`; the grid covers `len`.
+        let code = unsafe {
+            (self.reduce)(
+                partial.as_ptr(),
+                out.as_mut_ptr(),
+                chunks as i64,
+                grid_u32(src.reduce_grid(), "the gradient reduction")?,
+            )
+        };
+        self.status(&src.reduce_entry, code)?;
+        let bias_grad = out.split_off(src.spec.rows * src.spec.cols);
+        Ok(MixGradients {
+            x: gx.decode(self.dtype()),
+            weight: out,
+            bias: bias_grad,
+        })
+    }
+}
+
+impl EmulatedCuda {
+    /// The compiled mixing kernels for `spec` with this backend's storage type and math mode
+    /// (cached per process).
+    pub fn mixing(&self, spec: &MixingSpec) -> Result<Arc<EmulatedMixing>, CudaError> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<EmulatedMixing>>>> = OnceLock::new();
+        let key = codegen_mixing(spec, self.options())?.forward_entry;
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(EmulatedMixing::compile(spec, self.options())?);
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, m.clone());
+        Ok(m)
+    }
+}
+
+/// The process-wide emulated backend with default options (f32, precise), created on first use.
+pub fn shared_emulated() -> Result<&'static EmulatedCuda, CudaError> {
+    static SHARED: OnceLock<EmulatedCuda> = OnceLock::new();
+    if let Some(e) = SHARED.get() {
+        return Ok(e);
+    }
+    let e = EmulatedCuda::new()?;
+    Ok(SHARED.get_or_init(|| e))
+}
+
+// =============================================================================================
+// Device
+
+fn driver_err(call: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+    move |e| CudaError::Driver {
+        call,
+        message: format!("{e:?}"),
+    }
+}
+
+/// Scratch device buffers of a backward run, kept between calls of the same `N`.
+#[derive(Debug)]
+pub struct MixScratch {
+    n: usize,
+    grad_h: CudaSlice<f32>,
+    partial: CudaSlice<f32>,
+    grads: CudaSlice<f32>,
+}
+
+/// One mixing's kernels loaded on a device.
+#[derive(Debug)]
+pub struct DeviceMixing {
+    pub source: MixingSource,
+    _module: Arc<CudaModule>,
+    fwd: CudaFunction,
+    bwd: CudaFunction,
+    wgrad: CudaFunction,
+    reduce: CudaFunction,
+    stream: Arc<CudaStream>,
+}
+
+/// Checks a device buffer's element type and length.
+fn check_buf(name: &str, b: &DeviceBuf, dtype: StorageDtype, len: usize) -> Result<(), CudaError> {
+    let want_u16 = dtype != StorageDtype::F32;
+    if want_u16 != matches!(b, DeviceBuf::U16(_)) {
+        return Err(CudaError::Buffer {
+            name: name.to_string(),
+            message: format!("element type must be the storage type {}", dtype.name()),
+        });
+    }
+    if b.len() < len {
+        return Err(CudaError::Buffer {
+            name: name.to_string(),
+            message: format!("needs {len} elements, has {}", b.len()),
+        });
+    }
+    Ok(())
+}
+
+fn push_storage<'a>(b: &mut cudarc::driver::LaunchArgs<'a>, buf: &'a DeviceBuf) {
+    match buf {
+        DeviceBuf::F32(x) => b.arg(x),
+        DeviceBuf::U16(x) => b.arg(x),
+    };
+}
+
+fn push_storage_mut<'a>(b: &mut cudarc::driver::LaunchArgs<'a>, buf: &'a mut DeviceBuf) {
+    match buf {
+        DeviceBuf::F32(x) => b.arg(x),
+        DeviceBuf::U16(x) => b.arg(x),
+    };
+}
+
+impl DeviceMixing {
+    fn dtype(&self) -> StorageDtype {
+        self.source.dtype
+    }
+
+    fn config(&self, grid: (u32, u32), block: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (grid.0, grid.1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    fn check_params(
+        &self,
+        weight: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+    ) -> Result<(), CudaError> {
+        let spec = &self.source.spec;
+        if weight.len() < spec.rows * spec.cols {
+            return Err(buffer_err("weight", spec.rows * spec.cols, weight.len()));
+        }
+        if bias.len() < spec.rows {
+            return Err(buffer_err("bias", spec.rows, bias.len()));
+        }
+        Ok(())
+    }
+
+    /// Forward on device buffers: `x` `[C, N]` and `spike` `[R, N]` in the storage type.
+    /// Asynchronous on the device's stream.
+    pub fn forward_device(
+        &self,
+        weight: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        x: &DeviceBuf,
+        spike: &mut DeviceBuf,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let spec = &self.source.spec;
+        if n == 0 {
+            return Err(ShapeError::NoNeurons.into());
+        }
+        self.check_params(weight, bias)?;
+        check_buf("x", x, self.dtype(), spec.cols * n)?;
+        check_buf("spike", spike, self.dtype(), spec.rows * n)?;
+        let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
+        let ni = n as i64;
+        guard("cuLaunchKernel", || {
+            let mut b = self.stream.launch_builder(&self.fwd);
+            b.arg(weight).arg(bias);
+            push_storage(&mut b, x);
+            push_storage_mut(&mut b, spike);
+            b.arg(&ni);
+            // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N)`;
+            // the checks above sized every buffer for this N and the storage type.
+            unsafe { b.launch(self.config((grid, 1), self.source.block_size)) }
+                .map_err(driver_err("cuLaunchKernel"))?;
+            Ok(())
+        })
+    }
+
+    /// Scratch buffers for backward runs of `n` neurons.
+    pub fn scratch(&self, n: usize) -> Result<MixScratch, CudaError> {
+        let src = &self.source;
+        let (chunks, _) = src.wgrad_grid(n as u64);
+        guard("cuMemAlloc", || {
+            let alloc = |len: usize| {
+                self.stream
+                    .alloc_zeros::<f32>(len.max(1))
+                    .map_err(driver_err("cuMemAlloc"))
+            };
+            Ok(MixScratch {
+                n,
+                grad_h: alloc(src.spec.rows * n)?,
+                partial: alloc(chunks as usize * src.grad_len())?,
+                grads: alloc(src.grad_len())?,
+            })
+        })
+    }
+
+    /// Backward on device buffers: writes `grad_x` and leaves the weight and bias gradients in
+    /// `scratch` ([`DeviceMixing::download_param_grads`]). Asynchronous on the device's stream.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_device(
+        &self,
+        weight: &CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        x: &DeviceBuf,
+        grad_spike: &DeviceBuf,
+        grad_x: &mut DeviceBuf,
+        scratch: &mut MixScratch,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let src = &self.source;
+        let spec = &src.spec;
+        if n == 0 {
+            return Err(ShapeError::NoNeurons.into());
+        }
+        if scratch.n != n {
+            return Err(CudaError::Buffer {
+                name: "scratch".into(),
+                message: format!("made for N = {}, used with N = {n}", scratch.n),
+            });
+        }
+        self.check_params(weight, bias)?;
+        check_buf("x", x, self.dtype(), spec.cols * n)?;
+        check_buf("grad_spike", grad_spike, self.dtype(), spec.rows * n)?;
+        check_buf("grad_x", grad_x, self.dtype(), spec.cols * n)?;
+        let grid = grid_u32(src.grid_size(n as u64), "the mixing backward")?;
+        let (chunks, groups) = src.wgrad_grid(n as u64);
+        let wgrid = (
+            grid_u32(chunks, "the weight gradient")?,
+            grid_u32(groups, "the weight gradient")?,
+        );
+        let rgrid = grid_u32(src.reduce_grid(), "the gradient reduction")?;
+        let (ni, ci) = (n as i64, chunks as i64);
+        guard("cuLaunchKernel", || {
+            let mut b = self.stream.launch_builder(&self.bwd);
+            b.arg(weight).arg(bias);
+            push_storage(&mut b, x);
+            push_storage(&mut b, grad_spike);
+            push_storage_mut(&mut b, grad_x);
+            b.arg(&mut scratch.grad_h).arg(&ni);
+            // SAFETY: `(W, b, x, grad_spike, grad_x, float* grad_h, long long N)`, every buffer
+            // checked above or allocated by `scratch(n)` for this N.
+            unsafe { b.launch(self.config((grid, 1), src.block_size)) }
+                .map_err(driver_err("cuLaunchKernel"))?;
+            let mut b = self.stream.launch_builder(&self.wgrad);
+            b.arg(&scratch.grad_h);
+            push_storage(&mut b, x);
+            b.arg(&mut scratch.partial).arg(&ni);
+            // SAFETY: `(const float* grad_h, const S* x, float* partial, long long N)`; partial
+            // holds `chunks` rows of `grad_len` floats (allocated by `scratch(n)`).
+            unsafe { b.launch(self.config(wgrid, WGRAD_BLOCK)) }
+                .map_err(driver_err("cuLaunchKernel"))?;
+            let mut b = self.stream.launch_builder(&self.reduce);
+            b.arg(&scratch.partial).arg(&mut scratch.grads).arg(&ci);
+            // SAFETY: `(const float* partial, float* out, long long chunks)`, out has
+            // `grad_len` floats and the grid covers them.
+            unsafe { b.launch(self.config((rgrid, 1), WGRAD_BLOCK)) }
+                .map_err(driver_err("cuLaunchKernel"))?;
+            Ok(())
+        })
+    }
+
+    /// The weight `[R, C]` and bias `[R]` gradients of the last backward into `scratch`.
+    pub fn download_param_grads(
+        &self,
+        scratch: &MixScratch,
+    ) -> Result<(Vec<f32>, Vec<f32>), CudaError> {
+        let mut w = guard("cuMemcpyDtoH", || {
+            self.stream
+                .clone_dtoh(&scratch.grads)
+                .map_err(driver_err("cuMemcpyDtoH"))
+        })?;
+        let spec = &self.source.spec;
+        w.truncate(self.source.grad_len());
+        let b = w.split_off(spec.rows * spec.cols);
+        Ok((w, b))
+    }
+
+    fn upload_storage(&self, xs: &[f32]) -> Result<DeviceBuf, CudaError> {
+        guard("cuMemcpyHtoD", || {
+            Ok(match HostBuf::encode(ArgType::Storage, self.dtype(), xs) {
+                HostBuf::F32(v) => DeviceBuf::F32(
+                    self.stream
+                        .clone_htod(&v)
+                        .map_err(driver_err("cuMemcpyHtoD"))?,
+                ),
+                HostBuf::U16(v) => DeviceBuf::U16(
+                    self.stream
+                        .clone_htod(&v)
+                        .map_err(driver_err("cuMemcpyHtoD"))?,
+                ),
+            })
+        })
+    }
+
+    fn alloc_storage(&self, len: usize) -> Result<DeviceBuf, CudaError> {
+        guard("cuMemAlloc", || {
+            Ok(match self.dtype() {
+                StorageDtype::F32 => DeviceBuf::F32(
+                    self.stream
+                        .alloc_zeros::<f32>(len)
+                        .map_err(driver_err("cuMemAlloc"))?,
+                ),
+                _ => DeviceBuf::U16(
+                    self.stream
+                        .alloc_zeros::<u16>(len)
+                        .map_err(driver_err("cuMemAlloc"))?,
+                ),
+            })
+        })
+    }
+
+    fn download_storage(&self, b: &DeviceBuf) -> Result<Vec<f32>, CudaError> {
+        guard("cuMemcpyDtoH", || {
+            let host = match b {
+                DeviceBuf::F32(x) => HostBuf::F32(
+                    self.stream
+                        .clone_dtoh(x)
+                        .map_err(driver_err("cuMemcpyDtoH"))?,
+                ),
+                DeviceBuf::U16(x) => HostBuf::U16(
+                    self.stream
+                        .clone_dtoh(x)
+                        .map_err(driver_err("cuMemcpyDtoH"))?,
+                ),
+            };
+            Ok(host.decode(self.dtype()))
+        })
+    }
+
+    fn upload_f32(&self, xs: &[f32]) -> Result<CudaSlice<f32>, CudaError> {
+        guard("cuMemcpyHtoD", || {
+            self.stream
+                .clone_htod(xs)
+                .map_err(driver_err("cuMemcpyHtoD"))
+        })
+    }
+
+    /// Forward on host slices (copied in and out).
+    pub fn forward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, CudaError> {
+        let (rn, _) = check_shapes(&self.source.spec, weight, bias, x.len(), n)?;
+        let (w, b) = (self.upload_f32(weight)?, self.upload_f32(bias)?);
+        let xd = self.upload_storage(x)?;
+        let mut s = self.alloc_storage(rn)?;
+        self.forward_device(&w, &b, &xd, &mut s, n)?;
+        self.download_storage(&s)
+    }
+
+    /// Backward on host slices (copied in and out).
+    pub fn backward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        grad_spike: &[f32],
+        n: usize,
+    ) -> Result<MixGradients, CudaError> {
+        let (rn, cn) = check_shapes(&self.source.spec, weight, bias, x.len(), n)?;
+        check_len("grad_spike", rn, grad_spike.len())?;
+        let (w, b) = (self.upload_f32(weight)?, self.upload_f32(bias)?);
+        let xd = self.upload_storage(x)?;
+        let gs = self.upload_storage(grad_spike)?;
+        let mut gx = self.alloc_storage(cn)?;
+        let mut scratch = self.scratch(n)?;
+        self.backward_device(&w, &b, &xd, &gs, &mut gx, &mut scratch, n)?;
+        let (weight_grad, bias_grad) = self.download_param_grads(&scratch)?;
+        Ok(MixGradients {
+            x: self.download_storage(&gx)?,
+            weight: weight_grad,
+            bias: bias_grad,
+        })
+    }
+}
+
+impl CudaDevice {
+    /// Compiles (or fetches from the caches) and loads the mixing kernels of `spec` with `opts`.
+    pub fn mixing(
+        &self,
+        spec: &MixingSpec,
+        opts: &CudaOptions,
+    ) -> Result<Arc<DeviceMixing>, CudaError> {
+        let src = codegen_mixing(spec, opts)?;
+        let key = src.forward_entry.clone();
+        let loaded = self.loaded_mixings();
+        if let Some(m) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(m.clone());
+        }
+        let image = self.module_cache().get(&src, self.target())?;
+        let m = guard("loading the CUDA module", || {
+            let ptx = match &*image {
+                Image::Ptx(p) => Ptx::from_src(p.clone()),
+                Image::Cubin(c) => Ptx::from_binary(c.clone()),
+            };
+            let module = self
+                .context()
+                .load_module(ptx)
+                .map_err(driver_err("cuModuleLoadData"))?;
+            let f = |name: &str| {
+                module
+                    .load_function(name)
+                    .map_err(driver_err("cuModuleGetFunction"))
+            };
+            Ok(DeviceMixing {
+                fwd: f(&src.forward_entry)?,
+                bwd: f(&src.backward_entry)?,
+                wgrad: f(&src.wgrad_entry)?,
+                reduce: f(&src.reduce_entry)?,
+                _module: module,
+                stream: self.stream().clone(),
+                source: src,
+            })
+        })?;
+        let m = Arc::new(m);
+        loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, m.clone());
+        Ok(m)
+    }
+}
+
+/// Device 0, opened once per process and shared (by the PSN modules' CUDA backend).
+pub fn shared_device() -> Result<Arc<CudaDevice>, CudaError> {
+    static SHARED: OnceLock<Mutex<Option<Arc<CudaDevice>>>> = OnceLock::new();
+    let slot = SHARED.get_or_init(Default::default);
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = slot.as_ref() {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(CudaDevice::new(0)?);
+    *slot = Some(d.clone());
+    Ok(d)
+}
