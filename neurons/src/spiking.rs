@@ -70,6 +70,121 @@ fn finish<'b>(
     (s, v_next)
 }
 
+/// The charge of LIF and PLIF, where `decay(e)` scales `e` by `1/tau`: `h = v + decay(x - (v -
+/// vr))` with `decay_input`, else `h = v - decay(v - vr) + x` (SpikingJelly's operation order).
+fn leaky_charge<'b>(
+    decay_input: bool,
+    x: Expr<'b>,
+    v: Expr<'b>,
+    vr: f32,
+    decay: impl Fn(Expr<'b>) -> Expr<'b>,
+) -> Expr<'b> {
+    if decay_input {
+        v + decay(x - (v - vr))
+    } else {
+        v - decay(v - vr) + x
+    }
+}
+
+/// The description of a LIF-like graph: `decay` is how the charge scales by `1/tau` (`/ tau`,
+/// `* r`), `note` follows the formula, `tau` is the time-constant setting as `key=value`.
+fn leaky_description(
+    class: &str,
+    decay_input: bool,
+    decay: &str,
+    note: &str,
+    tau: &str,
+    fire: &FireReset,
+) -> String {
+    let h = if decay_input {
+        format!("h = v + (x - (v - vr)) {decay}")
+    } else {
+        format!("h = v - (v - vr) {decay} + x")
+    };
+    format!(
+        "SpikingJelly {class}: {h}{note} ({tau}, decay_input={}, {})",
+        if decay_input { "True" } else { "False" },
+        fire.describe()
+    )
+}
+
+/// A time constant's number type: LIF's `tau` is an `f32` tensor scalar, PLIF's `init_tau` a
+/// Python float.
+trait TimeConstant: Copy + Into<f64> {
+    fn parse(neuron: &'static str, key: &str, value: &str) -> Result<Self, NeuronError>;
+}
+
+impl TimeConstant for f32 {
+    fn parse(neuron: &'static str, key: &str, value: &str) -> Result<Self, NeuronError> {
+        parse_f32(neuron, key, value)
+    }
+}
+
+impl TimeConstant for f64 {
+    fn parse(neuron: &'static str, key: &str, value: &str) -> Result<Self, NeuronError> {
+        parse_f64(neuron, key, value)
+    }
+}
+
+/// Applies a [`FireReset`] setting and validates the result; `own` lists the neuron's other
+/// keys for the error when `key` is not a shared one either.
+fn set_fire(
+    fire: &mut FireReset,
+    neuron: &'static str,
+    own: &[&str],
+    key: &str,
+    value: &str,
+) -> Result<(), NeuronError> {
+    if !fire.set(neuron, key, value)? {
+        return Err(unknown(neuron, key, own));
+    }
+    fire.validate(neuron)
+}
+
+/// The settings of LIF and PLIF: the time constant `own[0]` (must be > 1, as SpikingJelly
+/// asserts), `decay_input`, and the [`FireReset`] keys.
+fn set_leaky<T: TimeConstant>(
+    neuron: &'static str,
+    own: &[&str],
+    (key, value): (&str, &str),
+    tau: &mut T,
+    decay_input: &mut bool,
+    fire: &mut FireReset,
+) -> Result<(), NeuronError> {
+    if key == own[0] {
+        let t = T::parse(neuron, key, value)?;
+        if t.into() <= 1.0 {
+            return Err(invalid(
+                neuron,
+                key,
+                value,
+                "must be > 1 (as SpikingJelly asserts)",
+            ));
+        }
+        *tau = t;
+    } else if key == "decay_input" {
+        *decay_input = parse_bool(neuron, key, value)?;
+    } else {
+        set_fire(fire, neuron, own, key, value)?;
+    }
+    Ok(())
+}
+
+/// The parameter values of LIF and PLIF: the time constant, `decay_input`, then the shared ones.
+fn leaky_param_values(
+    tau: ParamValue,
+    decay_input: bool,
+    decay_help: &'static str,
+    fire: &FireReset,
+) -> Vec<ParamValue> {
+    let mut v = vec![
+        tau,
+        ParamValue::new("decay_input", decay_input.to_string(), decay_help),
+    ];
+    v.extend(fire.param_values());
+    v
+}
+
 /// Integrate-and-fire: `h = v + x`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct IFNode {
@@ -101,14 +216,7 @@ impl IFNode {
 
     /// Applies one `key=value` setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
-        if self.fire.set(Self::CLASS, key, value)? {
-            return self.fire.validate(Self::CLASS);
-        }
-        Err(NeuronError::UnknownParam {
-            neuron: Self::CLASS,
-            key: key.to_string(),
-            allowed: FireReset::KEYS.join(", "),
-        })
+        set_fire(&mut self.fire, Self::CLASS, &[], key, value)
     }
 
     /// The current parameter values.
@@ -164,68 +272,42 @@ impl LIFNode {
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
         let b = builder(
             Self::CLASS,
-            format!(
-                "SpikingJelly LIFNode: {} (tau={}, decay_input={}, {})",
-                if self.decay_input {
-                    "h = v + (x - (v - vr)) / tau"
-                } else {
-                    "h = v - (v - vr) / tau + x"
-                },
-                fmt_f32(self.tau),
-                if self.decay_input { "True" } else { "False" },
-                self.fire.describe()
+            leaky_description(
+                Self::CLASS,
+                self.decay_input,
+                "/ tau",
+                "",
+                &format!("tau={}", fmt_f32(self.tau)),
+                &self.fire,
             ),
         );
         let x = b.input("x");
         let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let vr = self.fire.vr();
-        let h = if self.decay_input {
-            v + (x - (v - vr)) / self.tau
-        } else {
-            v - (v - vr) / self.tau + x
-        };
+        let h = leaky_charge(self.decay_input, x, v, self.fire.vr(), |e| e / self.tau);
         finish(&b, &self.fire, h);
         b.build()
     }
 
     /// Applies one `key=value` setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
-        match key {
-            "tau" => {
-                let tau = parse_f32(Self::CLASS, key, value)?;
-                if tau <= 1.0 {
-                    return Err(invalid(
-                        Self::CLASS,
-                        key,
-                        value,
-                        "must be > 1 (as SpikingJelly asserts)",
-                    ));
-                }
-                self.tau = tau;
-            }
-            "decay_input" => self.decay_input = parse_bool(Self::CLASS, key, value)?,
-            _ => {
-                if !self.fire.set(Self::CLASS, key, value)? {
-                    return Err(unknown(Self::CLASS, key, Self::KEYS));
-                }
-                self.fire.validate(Self::CLASS)?;
-            }
-        }
-        Ok(())
+        set_leaky(
+            Self::CLASS,
+            Self::KEYS,
+            (key, value),
+            &mut self.tau,
+            &mut self.decay_input,
+            &mut self.fire,
+        )
     }
 
     /// The current parameter values.
     pub fn param_values(&self) -> Vec<ParamValue> {
-        let mut v = vec![
+        leaky_param_values(
             ParamValue::new("tau", fmt_f32(self.tau), "membrane time constant (> 1)"),
-            ParamValue::new(
-                "decay_input",
-                self.decay_input.to_string(),
-                "divide the input by tau too",
-            ),
-        ];
-        v.extend(self.fire.param_values());
-        v
+            self.decay_input,
+            "divide the input by tau too",
+            &self.fire,
+        )
     }
 }
 
@@ -286,16 +368,13 @@ impl ParametricLIFNode {
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
         let b = builder(
             Self::CLASS,
-            format!(
-                "SpikingJelly ParametricLIFNode: {}, r = sigmoid(w) = 1/tau (init_tau={}, decay_input={}, {})",
-                if self.decay_input {
-                    "h = v + (x - (v - vr)) * r"
-                } else {
-                    "h = v - (v - vr) * r + x"
-                },
-                self.init_tau,
-                if self.decay_input { "True" } else { "False" },
-                self.fire.describe()
+            leaky_description(
+                Self::CLASS,
+                self.decay_input,
+                "* r",
+                ", r = sigmoid(w) = 1/tau",
+                &format!("init_tau={}", self.init_tau),
+                &self.fire,
             ),
         );
         let x = b.input("x");
@@ -303,57 +382,35 @@ impl ParametricLIFNode {
         let w = b.param(PLIF_W, ParamKind::Shared, true);
         let vr = self.fire.vr();
         let r = w.sigmoid();
-        let h = if self.decay_input {
-            v + (x - (v - vr)) * r
-        } else {
-            v - (v - vr) * r + x
-        };
+        let h = leaky_charge(self.decay_input, x, v, vr, |e| e * r);
         finish(&b, &self.fire, h);
         b.build()
     }
 
     /// Applies one `key=value` setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
-        match key {
-            "init_tau" => {
-                let t = parse_f64(Self::CLASS, key, value)?;
-                if t <= 1.0 {
-                    return Err(invalid(
-                        Self::CLASS,
-                        key,
-                        value,
-                        "must be > 1 (as SpikingJelly asserts)",
-                    ));
-                }
-                self.init_tau = t;
-            }
-            "decay_input" => self.decay_input = parse_bool(Self::CLASS, key, value)?,
-            _ => {
-                if !self.fire.set(Self::CLASS, key, value)? {
-                    return Err(unknown(Self::CLASS, key, Self::KEYS));
-                }
-                self.fire.validate(Self::CLASS)?;
-            }
-        }
-        Ok(())
+        set_leaky(
+            Self::CLASS,
+            Self::KEYS,
+            (key, value),
+            &mut self.init_tau,
+            &mut self.decay_input,
+            &mut self.fire,
+        )
     }
 
     /// The current parameter values.
     pub fn param_values(&self) -> Vec<ParamValue> {
-        let mut v = vec![
+        leaky_param_values(
             ParamValue::new(
                 "init_tau",
                 format!("{:?}", self.init_tau),
                 "initial time constant (> 1); w = -ln(init_tau - 1), 1/tau = sigmoid(w)",
             ),
-            ParamValue::new(
-                "decay_input",
-                self.decay_input.to_string(),
-                "scale the input by 1/tau too",
-            ),
-        ];
-        v.extend(self.fire.param_values());
-        v
+            self.decay_input,
+            "scale the input by 1/tau too",
+            &self.fire,
+        )
     }
 }
 
