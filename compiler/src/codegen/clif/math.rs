@@ -245,11 +245,53 @@ pub fn log2<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     log_specials(l, x, r)
 }
 
+/// `e^x` for `x <= 0` (also `-inf` and NaN): [`exp_le_89`]'s result bit for bit, cheaper.
+///
+/// With `k <= 0`, one power of two `2^(k + 32)` is normal for every `k >= -150`, so the scaling
+/// is `(p * 2^(k + 32)) * 2^-32`: the first product is exact and the second rounds once, exactly
+/// like `exp_le_89`'s two half steps. The biased exponent `k + 127 + 32` comes straight from the
+/// bits of the rounding sum (one integer subtraction).
+fn exp_nonpos<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
+    let lo = l.fc(-104.0);
+    let xc = max_sel(l, x, lo);
+    let log2e = l.fc(LOG2E);
+    let t = l.mul(xc, log2e);
+    let magic = l.fc(ROUND_MAGIC);
+    let km = l.add(t, magic);
+    let k = l.sub(km, magic);
+    let (c_hi, c_lo) = (l.fc(LN2_HI), l.fc(LN2_LO));
+    let kh = l.mul(k, c_hi);
+    let r = l.sub(xc, kh);
+    let kl = l.mul(k, c_lo);
+    let r = l.sub(r, kl);
+    let q = horner(l, r, &EXP_Q);
+    let r2 = l.mul(r, r);
+    let s = l.mul(r2, q);
+    let s = l.add(s, r);
+    let one = l.fc(1.0);
+    let p = l.add(s, one);
+    let kmb = l.bits(km);
+    let off = l.ic(ROUND_MAGIC.to_bits() as i32 - (127 + 32));
+    let e = l.isub(kmb, off);
+    let sb = l.ishl(e, 23);
+    let scale = l.float_of_bits(sb);
+    let y = l.mul(p, scale);
+    let down = l.fc(2f32.powi(-32));
+    l.mul(y, down)
+}
+
+/// `-|x|` (the sign bit set; NaN stays NaN).
+fn neg_abs<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
+    let b = l.bits(x);
+    let sign = l.ic(i32::MIN);
+    let b = l.ior(b, sign);
+    l.float_of_bits(b)
+}
+
 /// `1 / (1 + e^-x)`, as `e/(1+e)` with `e = e^x` for `x < 0`.
 pub fn sigmoid<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
-    let a = l.abs(x);
-    let na = l.neg(a);
-    let e = exp_le_89(l, na);
+    let na = neg_abs(l, x);
+    let e = exp_nonpos(l, na);
     let one = l.fc(1.0);
     let d = l.add(one, e);
     let zero = l.fc(0.0);
@@ -910,6 +952,23 @@ mod tests {
             worst = worst.max(e);
         }
         eprintln!("pow: worst {worst:.3} ulp");
+    }
+
+    /// The sigmoid's exponential is the general one, bit for bit, on its domain.
+    #[test]
+    fn exp_nonpos_is_exp_bit_for_bit() {
+        let s = &mut Scalar;
+        for x in samples(7) {
+            let x = -x.abs();
+            let (got, want) = (exp_nonpos(s, x), exp_le_89(s, x));
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "exp({x:e}): {got:e} vs {want:e}"
+            );
+        }
+        assert_eq!(neg_abs(s, 2.5), -2.5);
+        assert_eq!(neg_abs(s, -0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(neg_abs(s, 0.0).to_bits(), (-0.0f32).to_bits());
     }
 
     #[test]

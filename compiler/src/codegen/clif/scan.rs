@@ -141,48 +141,44 @@ impl Emitter<'_> {
         b.set_srcloc(SourceLoc::new(idx as u32));
     }
 
-    /// Emits the live nodes of `level`, for `copies` groups; `vals[c][v]` receives each value.
-    /// `leaf(b, copy, op)` loads a leaf of this level.
+    /// Emits the live nodes of `level` for copy `c`; `cv[v]` receives each value.
+    /// `leaf(b, c, op)` loads a leaf of this level.
     fn emit_level(
         &mut self,
         b: &mut FunctionBuilder<'_>,
         tables: Value,
         level: Level,
-        vals: &mut [Vec<Option<Value>>],
+        c: usize,
+        cv: &mut [Option<Value>],
         leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
     ) {
-        // Copy by copy (not node by node): each copy's temporaries die before the next copy
-        // starts, which keeps register pressure (and spills) low; the copies are independent, so
-        // the CPU overlaps them anyway.
-        for (c, cv) in vals.iter_mut().enumerate() {
-            for (v, node) in self.g.nodes() {
-                let i = v.index();
-                if !self.live[i] || self.levels[i] != level {
-                    continue;
-                }
-                let text = node_text(self.g, v);
-                self.ann(b, text);
-                let val = match node.op {
-                    Op::Input(_) | Op::State(_) | Op::Param(_) => leaf(b, c, &node.op),
-                    ref op => {
-                        let args: Vec<Value> = node
-                            .args
-                            .iter()
-                            .map(|a| cv[a.index()].expect("operands are emitted first"))
-                            .collect();
-                        let mut l = ClifLanes { b, tables };
-                        match exact_reciprocal(self.g, node) {
-                            // x / 2^k == x * 2^-k exactly (the same real value, rounded once).
-                            Some(r) => {
-                                let r = l.fc(r);
-                                l.mul(args[0], r)
-                            }
-                            None => lower_op(&mut l, op, &args),
-                        }
-                    }
-                };
-                cv[i] = Some(val);
+        for (v, node) in self.g.nodes() {
+            let i = v.index();
+            if !self.live[i] || self.levels[i] != level {
+                continue;
             }
+            let text = node_text(self.g, v);
+            self.ann(b, text);
+            let val = match node.op {
+                Op::Input(_) | Op::State(_) | Op::Param(_) => leaf(b, c, &node.op),
+                ref op => {
+                    let args: Vec<Value> = node
+                        .args
+                        .iter()
+                        .map(|a| cv[a.index()].expect("operands are emitted first"))
+                        .collect();
+                    let mut l = ClifLanes { b, tables };
+                    match exact_reciprocal(self.g, node) {
+                        // x / 2^k == x * 2^-k exactly (the same real value, rounded once).
+                        Some(r) => {
+                            let r = l.fc(r);
+                            l.mul(args[0], r)
+                        }
+                        None => lower_op(&mut l, op, &args),
+                    }
+                }
+            };
+            cv[i] = Some(val);
         }
     }
 
@@ -309,7 +305,6 @@ impl Emitter<'_> {
                 }
             }
         }
-        let mut vals: Vec<Vec<Option<Value>>> = vec![outer; copies];
         let g = self.g;
         let (inputs, states, pn) = (&rows.inputs, &rows.states, &rows.per_neuron);
         let mut leaf = |b: &mut FunctionBuilder<'_>, c: usize, op: &Op| match *op {
@@ -318,10 +313,16 @@ impl Emitter<'_> {
             Op::Param(k) => load(b, pn[k as usize].expect("per-neuron param row"), c),
             _ => unreachable!("only leaves are loaded"),
         };
-        self.emit_level(b, tables, Level::Neuron, &mut vals, &mut leaf);
-        for (o, decl) in g.outputs().iter().enumerate() {
-            self.ann(b, format!("store output `{}`", decl.name));
-            for (c, cv) in vals.iter().enumerate() {
+        // Copy by copy, each with its own loads and stores: Cranelift keeps the order of loads
+        // and stores and computes pure values just before their first use, so per-copy stores
+        // keep each copy's loads next to its arithmetic (loads of every copy up front would stay
+        // live across the other copies and spill). The copies are independent; the CPU overlaps
+        // them.
+        for c in 0..copies {
+            let mut cv = outer.clone();
+            self.emit_level(b, tables, Level::Neuron, c, &mut cv, &mut leaf);
+            for (o, decl) in g.outputs().iter().enumerate() {
+                self.ann(b, format!("store output `{}`", decl.name));
                 let v = cv[decl.value.index()].expect("output value emitted");
                 match self.k.output_modes[o] {
                     OutputMode::Sequence => {
@@ -335,10 +336,8 @@ impl Emitter<'_> {
                     }
                 }
             }
-        }
-        for (j, (decl, next)) in g.states().iter().zip(g.next_states()).enumerate() {
-            self.ann(b, format!("store next state `{}`", decl.name));
-            for (c, cv) in vals.iter().enumerate() {
+            for (j, (decl, next)) in g.states().iter().zip(g.next_states()).enumerate() {
+                self.ann(b, format!("store next state `{}`", decl.name));
                 let v = cv[next.index()].expect("next state emitted");
                 if self.k.state_seqs {
                     store(b, v, rows.seqs[j], c);
@@ -486,16 +485,15 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     );
 
     // Values computed once per call: constants and shared params.
-    let mut call_vals: Vec<Vec<Option<Value>>> = vec![vec![None; g.len()]];
+    let mut call_vals: Vec<Option<Value>> = vec![None; g.len()];
     {
         let par_ptr = par_ptr.clone();
         let mut leaf = |b: &mut FunctionBuilder<'_>, _c: usize, op: &Op| match *op {
             Op::Param(k) => load_splat(b, par_ptr[k as usize], mem),
             _ => unreachable!("only shared params are per-call leaves"),
         };
-        e.emit_level(&mut b, tables, Level::Call, &mut call_vals, &mut leaf);
+        e.emit_level(&mut b, tables, Level::Call, 0, &mut call_vals, &mut leaf);
     }
-    let call_vals = call_vals.pop().expect("one copy");
     e.spill_uniforms(&mut b, Level::Call, &call_vals);
 
     let chunk_hdr = b.create_block();
@@ -589,7 +587,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         sums: sum_bufs.clone(),
     };
     // Values computed once per step: per-time params and what depends only on them.
-    let mut step_vals = vec![call_vals];
+    let mut step_vals = call_vals;
     {
         let par_ptr = par_ptr.clone();
         let mut leaf = |b: &mut FunctionBuilder<'_>, _c: usize, op: &Op| match *op {
@@ -599,9 +597,8 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             }
             _ => unreachable!("only per-time params are per-step leaves"),
         };
-        e.emit_level(&mut b, tables, Level::Step, &mut step_vals, &mut leaf);
+        e.emit_level(&mut b, tables, Level::Step, 0, &mut step_vals, &mut leaf);
     }
-    let step_vals = step_vals.pop().expect("one copy");
     e.spill_uniforms(&mut b, Level::Step, &step_vals);
 
     // Neuron loops: 4*unroll lanes, then 4 lanes, then one neuron at a time.
