@@ -142,6 +142,9 @@ pub fn default_init_states<F: Real>(g: &StepGraph, n: usize) -> Result<Vec<Vec<F
 /// Runs backward: `bwd` must be `autodiff::backward(fwd, &upstream.spec())`; `args` are the
 /// forward call's arguments and `state_seqs` the forward state sequences (`[T, N]` each).
 /// `run` executes one scan (interpreter, CPU, CUDA...).
+///
+/// It copies each state's initial value and sequence into one previous-state sequence; a caller
+/// that already stores them that way calls [`backward_from_prev`] instead.
 pub fn backward<F: Real, E: From<ExecError>>(
     fwd: &StepGraph,
     bwd: &BackwardGraph,
@@ -151,17 +154,10 @@ pub fn backward<F: Real, E: From<ExecError>>(
     run: impl FnOnce(&ScanKernel, &ScanArgs<'_, F>) -> Result<ScanResult<F>, E>,
 ) -> Result<Gradients<F>, E> {
     let (t, n) = (args.t, args.n);
-    args.check(fwd).map_err(ExecError::from)?;
-    upstream.check(fwd, t, n).map_err(ExecError::from)?;
-    assert_eq!(
-        bwd.spec,
-        upstream.spec(),
-        "backward graph built for other upstream gradients"
-    );
     if state_seqs.len() != fwd.states().len() || state_seqs.iter().any(|s| s.len() != t * n) {
-        return Err(ExecError::MissingStateSeqs.into());
+        // Not sliceable: `backward_from_prev` reports it, after any error in the arguments.
+        return backward_from_prev(fwd, bwd, args, state_seqs, upstream, run);
     }
-
     // sprev_j at step t: the initial state at t = 0, else the state after step t - 1.
     let prev: Vec<Vec<F>> = args
         .init_states
@@ -176,9 +172,40 @@ pub fn backward<F: Real, E: From<ExecError>>(
             p
         })
         .collect();
+    let prev: Vec<&[F]> = prev.iter().map(Vec::as_slice).collect();
+    backward_from_prev(fwd, bwd, args, &prev, upstream, run)
+}
+
+/// [`backward`] without copying the state sequences: `prev_states[j]` is state `j` before each
+/// step, `[T, N]`: the initial state, then the state after steps `0..T-1`. A backend that keeps
+/// each state in a `[(T+1), N]` buffer whose first row is the initial state passes rows `0..T`.
+/// `run` may fill buffers of its own (its result is taken apart, not copied).
+///
+/// The backward scan's inputs are the forward inputs, the previous states and the present
+/// upstream gradients; its carried gradients start at the final-state gradients (zero when
+/// absent); its params are the forward params.
+pub fn backward_from_prev<F: Real, E: From<ExecError>>(
+    fwd: &StepGraph,
+    bwd: &BackwardGraph,
+    args: &ScanArgs<'_, F>,
+    prev_states: &[&[F]],
+    upstream: &Upstream<'_, F>,
+    run: impl FnOnce(&ScanKernel, &ScanArgs<'_, F>) -> Result<ScanResult<F>, E>,
+) -> Result<Gradients<F>, E> {
+    let (t, n) = (args.t, args.n);
+    args.check(fwd).map_err(ExecError::from)?;
+    upstream.check(fwd, t, n).map_err(ExecError::from)?;
+    assert_eq!(
+        bwd.spec,
+        upstream.spec(),
+        "backward graph built for other upstream gradients"
+    );
+    if prev_states.len() != fwd.states().len() || prev_states.iter().any(|s| s.len() != t * n) {
+        return Err(ExecError::MissingStateSeqs.into());
+    }
     let zeros_n = vec![F::zero(); n];
     let mut inputs: Vec<&[F]> = args.inputs.clone();
-    inputs.extend(prev.iter().map(Vec::as_slice));
+    inputs.extend_from_slice(prev_states);
     inputs.extend(upstream.outputs.iter().flatten().copied());
     inputs.extend(upstream.state_seqs.iter().flatten().copied());
     let carries: Vec<&[F]> = upstream
@@ -235,4 +262,137 @@ pub fn collect_gradients<F: Real>(
 
 fn sum<F: Real>(xs: &[F]) -> F {
     F::from_f64(xs.iter().map(|x| x.to_f64()).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff;
+    use crate::dsl::CoreBuilder;
+    use crate::interp::run_scan;
+    use crate::random::{RandomGraphConfig, SplitMix64, random_graph, random_inputs, scan_args};
+
+    fn interp(k: &ScanKernel, a: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, ExecError> {
+        Ok(run_scan(k, a)?)
+    }
+
+    /// Per state, a `[(T+1), N]` buffer: the initial state, then the sequence (as the runtime
+    /// keeps them).
+    fn state_buffers(init: &[Vec<f32>], seqs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        init.iter()
+            .zip(seqs)
+            .map(|(s0, seq)| s0.iter().chain(seq).copied().collect())
+            .collect()
+    }
+
+    #[test]
+    fn leaky_integrator_by_hand() {
+        // v' = a * v + x, y = v'; T = 3, N = 1, a = 0.5, v0 = 1, x = 1, 2, 3, dL/dy = 1.
+        // v = 1.5, 2.75, 4.375; dL/dv3 = 1, dL/dv2 = 1.5, dL/dv1 = 1.75, dL/dv0 = 0.875;
+        // dL/da = 1.75 * 1 + 1.5 * 1.5 + 1 * 2.75 = 6.75.
+        let b = CoreBuilder::new("leaky");
+        let x = b.input("x");
+        let v = b.state("v", StateInit::Runtime);
+        let a = b.param("a", ParamKind::Shared, true);
+        let next = a * v + x;
+        b.output("y", next);
+        b.set_state("v", next);
+        let g = b.build().unwrap();
+        let (xs, v0, pa) = ([1.0f32, 2.0, 3.0], [1.0f32], [0.5f32]);
+        let args = ScanArgs {
+            t: 3,
+            n: 1,
+            inputs: vec![&xs],
+            init_states: vec![&v0],
+            params: vec![&pa],
+        };
+        let f = run_scan(&ScanKernel::forward(g.clone(), true), &args).unwrap();
+        assert_eq!(f.state_seqs[0], [1.5, 2.75, 4.375]);
+        let gy = [1.0f32; 3];
+        let mut up = Upstream::none(&g);
+        up.outputs[0] = Some(&gy);
+        let bwd = autodiff::backward(&g, &up.spec()).unwrap();
+        let seqs: Vec<&[f32]> = f.state_seqs.iter().map(Vec::as_slice).collect();
+        let want = Gradients {
+            inputs: vec![vec![1.75, 1.5, 1.0]],
+            init_states: vec![vec![0.875]],
+            params: vec![Some(vec![6.75])],
+        };
+        assert_eq!(backward(&g, &bwd, &args, &seqs, &up, interp).unwrap(), want);
+        let prev = [1.0f32, 1.5, 2.75];
+        let got = backward_from_prev(&g, &bwd, &args, &[&prev], &up, |k, a| {
+            // The backward scan sees: x, then v before each step, then dL/dy.
+            assert_eq!(a.inputs, [&xs[..], &prev[..], &gy[..]]);
+            assert_eq!(a.init_states, [&[0.0f32][..]]);
+            interp(k, a)
+        });
+        assert_eq!(got.unwrap(), want);
+    }
+
+    #[test]
+    fn from_prev_matches_the_copying_driver() {
+        let cfg = RandomGraphConfig::smooth();
+        let (t, n) = (6, 3);
+        for seed in 0..40 {
+            let g = random_graph(seed, &cfg);
+            let data = random_inputs(seed, &g, t, n);
+            let args = scan_args(t, n, &data);
+            let f = run_scan(&ScanKernel::forward(g.clone(), true), &args).unwrap();
+            // Upstream gradients for some outputs, state sequences and final states.
+            let mut rng = SplitMix64::new(seed);
+            let mut draw = |len: usize| -> Option<Vec<f32>> {
+                rng.chance(0.7)
+                    .then(|| (0..len).map(|_| rng.uniform_symmetric(1.0)).collect())
+            };
+            let gy: Vec<_> = g.outputs().iter().map(|_| draw(t * n)).collect();
+            let gseq: Vec<_> = g.states().iter().map(|_| draw(t * n)).collect();
+            let gfin: Vec<_> = g.states().iter().map(|_| draw(n)).collect();
+            let up = Upstream {
+                outputs: gy.iter().map(Option::as_deref).collect(),
+                state_seqs: gseq.iter().map(Option::as_deref).collect(),
+                final_states: gfin.iter().map(Option::as_deref).collect(),
+            };
+            let bwd = autodiff::backward(&g, &up.spec()).unwrap();
+            let seqs: Vec<&[f32]> = f.state_seqs.iter().map(Vec::as_slice).collect();
+            let want = backward(&g, &bwd, &args, &seqs, &up, interp).unwrap();
+            let bufs = state_buffers(&data.1, &f.state_seqs);
+            let prev: Vec<&[f32]> = bufs.iter().map(|b| &b[..t * n]).collect();
+            let got = backward_from_prev(&g, &bwd, &args, &prev, &up, interp).unwrap();
+            assert_eq!(got, want, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn missing_or_short_state_sequences_are_errors() {
+        let g = random_graph(3, &RandomGraphConfig::smooth());
+        assert!(!g.inputs().is_empty() && !g.states().is_empty());
+        let (t, n) = (4, 2);
+        let data = random_inputs(3, &g, t, n);
+        let args = scan_args(t, n, &data);
+        let up = Upstream::none(&g);
+        let bwd = autodiff::backward(&g, &up.spec()).unwrap();
+        let short = vec![0.0f32; t * n - 1];
+        let bad: Vec<&[f32]> = g.states().iter().map(|_| &short[..]).collect();
+        for seqs in [&[][..], &bad[..]] {
+            assert_eq!(
+                backward(&g, &bwd, &args, seqs, &up, interp),
+                Err(ExecError::MissingStateSeqs)
+            );
+            assert_eq!(
+                backward_from_prev(&g, &bwd, &args, seqs, &up, interp),
+                Err(ExecError::MissingStateSeqs)
+            );
+            // A wrong argument is reported first, by both drivers.
+            let mut wrong = args.clone();
+            wrong.inputs[0] = &short;
+            assert!(matches!(
+                backward(&g, &bwd, &wrong, seqs, &up, interp),
+                Err(ExecError::Shape(_))
+            ));
+            assert!(matches!(
+                backward_from_prev(&g, &bwd, &wrong, seqs, &up, interp),
+                Err(ExecError::Shape(_))
+            ));
+        }
+    }
 }

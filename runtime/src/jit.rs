@@ -27,7 +27,7 @@ use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
 use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_compiler::passes;
-use flexsn_compiler::scan::{ScanArgs, ScanKernel};
+use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cpu::{CpuCompiler, CpuOptions};
@@ -596,10 +596,9 @@ impl Kernel {
 
     /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers.
     ///
-    /// The backward scan's arguments are those of [`bptt::backward`] (inputs, previous states,
-    /// present upstream gradients; carried gradients starting at the final-state gradients),
-    /// assembled without copies: the previous-state sequences are rows `0..T` of the forward's
-    /// state buffers.
+    /// Runs [`bptt::backward_from_prev`], so the backward scan's arguments are assembled as in
+    /// [`bptt::backward`] but without copies: the previous-state sequences are rows `0..T` of the
+    /// forward's state buffers.
     pub fn backward_into(
         &self,
         fwd: &Forward<'_>,
@@ -611,45 +610,40 @@ impl Kernel {
         if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }
+        // Checked before a backward scan is compiled for `upstream.spec()`.
         upstream.check(g, t, n)?;
         let bk = self.backward_kernel(&upstream.spec())?;
-        let mut inputs: Vec<&[f32]> = fwd.inputs.clone();
-        inputs.extend(fwd.seq_bufs.iter().map(|b| &b[..t * n]));
-        inputs.extend(upstream.outputs.iter().flatten().copied());
-        inputs.extend(upstream.state_seqs.iter().flatten().copied());
-        let zeros = vec![0.0f32; n];
-        let bargs = ScanArgs {
+        let args = ScanArgs {
             t,
             n,
-            inputs,
-            init_states: upstream
-                .final_states
-                .iter()
-                .map(|x| x.unwrap_or(&zeros))
-                .collect(),
+            inputs: fwd.inputs.clone(),
+            init_states: fwd.init_states.iter().map(|c| c.as_ref()).collect(),
             params: fwd.params.clone(),
         };
-        let k = &bk.graph.kernel;
+        let prev: Vec<&[f32]> = fwd.seq_bufs.iter().map(|b| &b[..t * n]).collect();
         let ni = g.inputs().len();
-        let mut outputs = std::mem::take(&mut grads.inputs);
-        shape_buffers(&mut outputs, ni, t * n);
-        for o in ni..k.graph.outputs().len() {
-            outputs.push(vec![0.0; k.output_len(o, t, n)]);
-        }
-        let mut final_states = std::mem::take(&mut grads.init_states);
-        shape_buffers(&mut final_states, g.states().len(), n);
-        let mut res = flexsn_compiler::scan::ScanResult {
-            outputs,
-            state_seqs: vec![],
-            final_states,
-        };
-        let mut out = ScanOutputs {
-            outputs: res.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_seqs: vec![],
-            final_states: res.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
-        };
-        bk.exec.run_into(&bargs, &mut out)?;
-        *grads = bptt::collect_gradients(g, &bk.graph, res, t, n);
+        let r = bptt::backward_from_prev(g, &bk.graph, &args, &prev, upstream, |k, a| {
+            let mut outputs = std::mem::take(&mut grads.inputs);
+            shape_buffers(&mut outputs, ni, t * n);
+            for o in ni..k.graph.outputs().len() {
+                outputs.push(vec![0.0; k.output_len(o, t, n)]);
+            }
+            let mut final_states = std::mem::take(&mut grads.init_states);
+            shape_buffers(&mut final_states, g.states().len(), n);
+            let mut res = ScanResult {
+                outputs,
+                state_seqs: vec![],
+                final_states,
+            };
+            let mut out = ScanOutputs {
+                outputs: res.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                state_seqs: vec![],
+                final_states: res.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+            };
+            bk.exec.run_into(a, &mut out)?;
+            Ok::<_, RuntimeError>(res)
+        })?;
+        *grads = r;
         Ok(())
     }
 
