@@ -103,6 +103,8 @@ impl ScanBackend for CudaBackend {
 pub struct CudaBenchPlan {
     /// `(label, graph)` per neuron.
     pub neurons: Vec<(String, flexsn_compiler::ir::StepGraph)>,
+    /// Also the PSN time mixing (`[T, T]` weight, SpikingJelly's default ATan surrogate).
+    pub psn: bool,
     pub dtypes: Vec<flexsn_compiler::codegen::cuda::StorageDtype>,
     pub math: flexsn_compiler::codegen::cuda::MathMode,
     pub t: usize,
@@ -114,7 +116,8 @@ pub struct CudaBenchPlan {
 pub fn run_cuda_bench(
     plan: &CudaBenchPlan,
 ) -> Result<(String, Vec<flexsn_runtime::cuda::bench::BenchRow>), CudaError> {
-    use flexsn_runtime::cuda::bench::{BenchCase, bench_neuron};
+    use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
+    use flexsn_runtime::cuda::bench::{BenchCase, bench_mixing, bench_neuron};
     let dev = CudaDevice::new(0)?;
     let header = format!(
         "device {} (sm_{}{}), NVRTC target {:?}",
@@ -135,6 +138,17 @@ pub fn run_cuda_bench(
                 reps: plan.reps,
             };
             rows.extend(bench_neuron(&dev, &case)?);
+        }
+    }
+    if plan.psn {
+        let spec = MixingSpec {
+            rows: plan.t,
+            cols: plan.t,
+            surrogate: flexsn_neurons::psn::DEFAULT_SURROGATE,
+        };
+        for &dtype in &plan.dtypes {
+            let opts = CudaOptions::new(dtype, plan.math);
+            rows.extend(bench_mixing(&dev, "psn", &spec, &opts, plan.n, plan.reps)?);
         }
     }
     Ok((header, rows))
@@ -166,6 +180,7 @@ pub fn bench_cli(
                     "gbps": r.gbps(),
                     "copy_gbps": r.copy_gbps(),
                     "ratio": r.ratio(),
+                    "gflops": (r.flops > 0.0).then(|| r.gflops()),
                 })
             )?;
         }
@@ -237,8 +252,10 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
     } else {
         a.neurons.clone()
     };
+    let psn = names.iter().any(|n| n == "psn");
     let neurons = names
         .iter()
+        .filter(|n| *n != "psn")
         .map(|n| Ok((n.clone(), crate::bench::neuron_graph(n)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dtypes = if a.dtypes.is_empty() {
@@ -272,6 +289,7 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
             }
             let plan = CudaBenchPlan {
                 neurons: neurons.clone(),
+                psn,
                 dtypes: dtypes.clone(),
                 math,
                 t,

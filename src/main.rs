@@ -368,7 +368,39 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
 // ---------------------------------------------------------------------------------------------
 // inspect
 
+/// The time mixing of `PSN` / `MaskedPSN` (their CUDA kernels are mixing kernels, not scans).
+fn mixing_spec(b: &Builtin) -> Option<flexsn::compiler::codegen::cuda::mixing::MixingSpec> {
+    let (t, surrogate) = match b {
+        Builtin::Psn(c) => (c.t, c.surrogate),
+        Builtin::MaskedPsn(c) => (c.t, c.surrogate),
+        _ => return None,
+    };
+    Some(flexsn::compiler::codegen::cuda::mixing::MixingSpec {
+        rows: t,
+        cols: t,
+        surrogate,
+    })
+}
+
 fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
+    if matches!(a.emit, Emit::Cuda | Emit::Ptx) && !a.neuron.ends_with(".rs") {
+        use flexsn::compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype, mixing};
+        use flexsn::runtime::cuda::{inspect, nvrtc};
+        if let Some(spec) = mixing_spec(&Builtin::from_settings(&a.neuron, &a.sets)?) {
+            let opts = CudaOptions::new(
+                StorageDtype::from_name(&a.dtype).ok_or_else(|| anyhow!("bad --dtype"))?,
+                MathMode::from_name(&a.math).ok_or_else(|| anyhow!("bad --math"))?,
+            );
+            let src = mixing::codegen_mixing(&spec, &opts)?;
+            if a.emit == Emit::Cuda {
+                write!(out, "{}", src.code)?;
+            } else {
+                let arch = a.arch.unwrap_or_else(inspect::default_ptx_arch);
+                write!(out, "{}", nvrtc::ptx(&src, arch)?)?;
+            }
+            return Ok(());
+        }
+    }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
     match a.emit {

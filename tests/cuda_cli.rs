@@ -132,3 +132,42 @@ fn bench_on_cuda_without_a_gpu_says_what_is_missing() {
         "{t}"
     );
 }
+
+#[test]
+fn psn_runs_on_the_emulated_backend_and_inspect_prints_its_mixing_kernels() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/");
+    let (psn, masked) = (format!("{dir}psn.json"), format!("{dir}masked_psn.json"));
+    let o = flexsn(
+        &["conformance", &psn, &masked, "--backend", "cuda-emulated"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("10 passed, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    let o = flexsn(
+        &[
+            "inspect",
+            "masked-psn",
+            "--emit",
+            "cuda",
+            "--set",
+            "T=8",
+            "--dtype",
+            "bf16",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    for kernel in ["fwd", "bwd", "wgrad", "reduce"] {
+        assert!(
+            s.contains(&format!(
+                "flexsn_mix_{kernel}_r8c8_ATan_40000000_bf16_precise("
+            )),
+            "{kernel}: {s}"
+        );
+    }
+}

@@ -86,11 +86,37 @@ fn check_exact(name: &str, what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-const MIX_BACKENDS: [MixBackend; 3] = [
-    MixBackend::Reference,
-    MixBackend::Cpu { threads: 1 },
-    MixBackend::Cpu { threads: 2 },
-];
+/// Where PSN and MaskedPSN run here: the reference loops, the CPU GEMM on one and two threads,
+/// the generated CUDA kernels run as host C++, and the GPU where there is one. A missing C++
+/// compiler fails under `FLEXSN_REQUIRE_CXX=1` or `CI`, a missing GPU under
+/// `FLEXSN_REQUIRE_GPU=1`; otherwise they are skipped with a message.
+fn mix_backends() -> Vec<MixBackend> {
+    let mut v = vec![
+        MixBackend::Reference,
+        MixBackend::Cpu { threads: 1 },
+        MixBackend::Cpu { threads: 2 },
+    ];
+    match flexsn::runtime::cuda::emulated::find_cxx() {
+        Ok(_) => v.push(MixBackend::CudaEmulated),
+        Err(e) => {
+            let required = std::env::var("FLEXSN_REQUIRE_CXX").as_deref() == Ok("1")
+                || std::env::var_os("CI").is_some();
+            assert!(!required, "{e}");
+            eprintln!("PSN golden cases not run on cuda-emulated: {e}");
+        }
+    }
+    match flexsn::runtime::cuda::shared_device() {
+        Ok(_) => v.push(MixBackend::Cuda),
+        Err(e) => {
+            assert!(
+                std::env::var("FLEXSN_REQUIRE_GPU").as_deref() != Ok("1"),
+                "FLEXSN_REQUIRE_GPU=1 but: {e}"
+            );
+            eprintln!("PSN golden cases not run on cuda: {e}");
+        }
+    }
+    v
+}
 
 #[test]
 fn psn_golden() {
@@ -99,7 +125,7 @@ fn psn_golden() {
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let (t, n) = shape(case);
-        for backend in MIX_BACKENDS {
+        for backend in mix_backends() {
             let mut psn = PSNConfig::new(t)
                 .surrogate(surrogate(case))
                 .build(backend)
@@ -138,6 +164,7 @@ fn psn_golden() {
 fn masked_psn_golden() {
     let cases = load("masked_psn.json");
     assert_eq!(cases.len(), 6);
+    let backends = mix_backends();
     let mut single_step_cases = 0;
     for case in &cases {
         let name = case["name"].as_str().unwrap();
@@ -147,7 +174,7 @@ fn masked_psn_golden() {
         let x = floats(&case["inputs"]["x_seq"]);
         let gs = floats(&case["grad_outputs"]["spike_seq"]);
         let want_s = floats(&case["outputs"]["spike_seq"]);
-        for backend in MIX_BACKENDS {
+        for &backend in &backends {
             for mode in [StepMode::Multi, StepMode::Single] {
                 if mode == StepMode::Single && lambda < 1.0 {
                     continue;
@@ -211,7 +238,7 @@ fn masked_psn_golden() {
             }
         }
     }
-    assert_eq!(single_step_cases, 2 * MIX_BACKENDS.len());
+    assert_eq!(single_step_cases, 2 * backends.len());
 }
 
 /// The scan backends SlidingPSN runs on here: the interpreter, the CPU, and the CUDA source run

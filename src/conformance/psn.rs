@@ -111,14 +111,13 @@ pub fn sliding_psn_case(case: &Case) -> Result<ScanCase, String> {
 
 /// The time-mixing implementation behind a scan backend's name, if there is one.
 pub fn mix_backend_for(backend: &str) -> Result<MixBackend, String> {
-    match backend {
-        "interp" | "interpreter" => Ok(MixBackend::Reference),
-        "cpu" => Ok(MixBackend::cpu()),
-        other => Err(format!(
-            "PSN and MaskedPSN (time mixing, not a scan) do not run on backend `{other}`: \
-             they run on `interp` (reference loops) and `cpu` (blocked GEMM)"
-        )),
-    }
+    MixBackend::from_name(backend).ok_or_else(|| {
+        format!(
+            "PSN and MaskedPSN (time mixing, not a scan) do not run on backend `{backend}`: \
+             they run on `interp` (reference loops), `cpu` (blocked GEMM), `cuda` and \
+             `cuda-emulated` (generated mixing kernels)"
+        )
+    })
 }
 
 /// PSN and MaskedPSN: `x_seq`, `weight` `[T, T]`, `bias` `[T]` (and MaskedPSN's `k`,

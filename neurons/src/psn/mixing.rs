@@ -5,7 +5,7 @@
 //! `C` input steps; `R = C = T` for a whole sequence), `X` the `[C, N]` input, `b` the `[R]`
 //! bias. Backward, given `gS`: `gH = sg'(H)·gS`, `gX = Wᵀ·gH`, `gW = gH·Xᵀ`, `gb = Σ_n gH`.
 //!
-//! Two implementations, chosen by [`MixBackend`]:
+//! Three implementations, chosen by [`MixBackend`]:
 //!
 //! - [`MixBackend::Reference`]: plain loops, `f32` sums in index order (`f64` for the parameter
 //!   gradients). Obviously right; the oracle the fast path is tested against.
@@ -16,6 +16,10 @@
 //!   more memory traffic). Column chunks run on threads. The chunks are a function of the shape
 //!   only and the partial `gW`, `gb` of the chunks are summed in chunk order, so gradients are
 //!   bit-identical for every thread count.
+//! - [`MixBackend::Cuda`] / [`MixBackend::CudaEmulated`]: the generated CUDA kernels of
+//!   [`flexsn_compiler::codegen::cuda::mixing`] (one thread per neuron fused with the spike and
+//!   the surrogate, a split-K weight gradient summed in a fixed order), on device 0 or run as
+//!   host C++; `R` and `C` are compiled in, so each shape is its own (cached) module.
 
 use flexsn_compiler::ir::Surrogate;
 
@@ -29,12 +33,40 @@ pub enum MixBackend {
     /// Blocked GEMM (`matrixmultiply`) fused with the spike step, on `threads` threads
     /// (0 = every available core).
     Cpu { threads: usize },
+    /// CUDA device 0: the generated mixing kernels (NVRTC), f32, precise math; host slices are
+    /// copied in and out per call.
+    Cuda,
+    /// The same CUDA source compiled as host C++ and run on the CPU (checks the kernels
+    /// without a GPU; slow).
+    CudaEmulated,
 }
 
 impl MixBackend {
     /// The CPU path on every available core.
     pub fn cpu() -> Self {
         MixBackend::Cpu { threads: 0 }
+    }
+
+    /// Parses a backend name as the CLI spells it: `interp` (or `interpreter`, `reference`),
+    /// `cpu`, `cuda`, `cuda-emulated`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "interp" | "interpreter" | "reference" => MixBackend::Reference,
+            "cpu" => MixBackend::cpu(),
+            "cuda" => MixBackend::Cuda,
+            "cuda-emulated" => MixBackend::CudaEmulated,
+            _ => return None,
+        })
+    }
+
+    /// The name [`MixBackend::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            MixBackend::Reference => "interp",
+            MixBackend::Cpu { .. } => "cpu",
+            MixBackend::Cuda => "cuda",
+            MixBackend::CudaEmulated => "cuda-emulated",
+        }
     }
 }
 
@@ -102,6 +134,9 @@ impl Mixing<'_> {
         match backend {
             MixBackend::Reference => reference_forward(self, x, n, spikes),
             MixBackend::Cpu { threads } => cpu_forward(self, x, n, threads, spikes),
+            MixBackend::Cuda | MixBackend::CudaEmulated => {
+                spikes.copy_from_slice(&cuda::forward(self, x, n, backend)?)
+            }
         }
         Ok(())
     }
@@ -140,7 +175,75 @@ impl Mixing<'_> {
         Ok(match backend {
             MixBackend::Reference => reference_backward(self, x, n, grad_s, grad_x),
             MixBackend::Cpu { threads } => cpu_backward(self, x, n, grad_s, threads, grad_x),
+            MixBackend::Cuda | MixBackend::CudaEmulated => {
+                let g = cuda::backward(self, x, n, grad_s, backend)?;
+                grad_x.copy_from_slice(&g.x);
+                (g.weight, g.bias)
+            }
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA (real or emulated): the generated mixing kernels of `flexsn_runtime::cuda::mixing`.
+
+mod cuda {
+    use flexsn_compiler::codegen::cuda::CudaOptions;
+    use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
+    use flexsn_runtime::cuda::{CudaError, MixGradients, shared_device, shared_emulated};
+
+    use super::{MixBackend, Mixing, PsnError};
+
+    fn spec(m: &Mixing) -> MixingSpec {
+        MixingSpec {
+            rows: m.rows,
+            cols: m.cols,
+            surrogate: m.surrogate,
+        }
+    }
+
+    fn err(backend: MixBackend) -> impl FnOnce(CudaError) -> PsnError {
+        move |e| PsnError::MixBackend {
+            backend: backend.name(),
+            why: e.to_string(),
+        }
+    }
+
+    pub(super) fn forward(
+        m: &Mixing,
+        x: &[f32],
+        n: usize,
+        backend: MixBackend,
+    ) -> Result<Vec<f32>, PsnError> {
+        let run = || -> Result<Vec<f32>, CudaError> {
+            if backend == MixBackend::Cuda {
+                let k = shared_device()?.mixing(&spec(m), &CudaOptions::default())?;
+                k.forward(m.weight, m.bias, x, n)
+            } else {
+                let k = shared_emulated()?.mixing(&spec(m))?;
+                k.forward(m.weight, m.bias, x, n)
+            }
+        };
+        run().map_err(err(backend))
+    }
+
+    pub(super) fn backward(
+        m: &Mixing,
+        x: &[f32],
+        n: usize,
+        grad_s: &[f32],
+        backend: MixBackend,
+    ) -> Result<MixGradients, PsnError> {
+        let run = || -> Result<MixGradients, CudaError> {
+            if backend == MixBackend::Cuda {
+                let k = shared_device()?.mixing(&spec(m), &CudaOptions::default())?;
+                k.backward(m.weight, m.bias, x, grad_s, n)
+            } else {
+                let k = shared_emulated()?.mixing(&spec(m))?;
+                k.backward(m.weight, m.bias, x, grad_s, n)
+            }
+        };
+        run().map_err(err(backend))
     }
 }
 

@@ -84,8 +84,10 @@ pub enum PsnError {
         module: &'static str,
         param: &'static str,
     },
-    #[error("{module}: the CUDA backend is not available for the time-mixing PSNs: {why}")]
+    #[error("{module}: {why}")]
     Backend { module: &'static str, why: String },
+    #[error("the PSN time mixing could not run on backend `{backend}`: {why}")]
+    MixBackend { backend: &'static str, why: String },
     #[error(transparent)]
     Node(#[from] Box<NodeError>),
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
 use flexsn_compiler::autodiff::GradSpec;
-use flexsn_compiler::codegen::cuda::{ArgRole, CudaOptions, StorageDtype};
+use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
+use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, CudaOptions, StorageDtype};
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::scan::ScanKernel;
 
@@ -54,6 +55,8 @@ pub struct BenchRow {
     pub bytes: u64,
     /// Median time of a device-to-device copy moving the same bytes.
     pub copy_ms: f64,
+    /// Floating-point operations of the time mixing (PSN rows; 0 for scans).
+    pub flops: f64,
 }
 
 impl BenchRow {
@@ -68,6 +71,10 @@ impl BenchRow {
     /// Fraction of the copy's bandwidth the kernel reaches.
     pub fn ratio(&self) -> f64 {
         self.copy_ms / self.ms
+    }
+    /// Achieved GFLOP/s of the time mixing (0 for scans).
+    pub fn gflops(&self) -> f64 {
+        self.flops / (self.ms * 1e-3) / 1e9
     }
 }
 
@@ -210,6 +217,7 @@ fn bench_scan(
         ms,
         bytes,
         copy_ms: copy,
+        flops: 0.0,
     })
 }
 
@@ -232,15 +240,121 @@ pub fn bench_neuron(dev: &CudaDevice, case: &BenchCase) -> Result<Vec<BenchRow>,
     })
 }
 
+/// Fills a storage buffer of `steps` rows of `n` with a deterministic pattern in `[lo, lo + 3)`:
+/// one row uploaded, then copied into every step on the device.
+fn fill_rows(
+    stream: &Arc<CudaStream>,
+    buf: &mut DeviceBuf,
+    dtype: StorageDtype,
+    steps: usize,
+    n: usize,
+    lo: f32,
+) -> Result<(), CudaError> {
+    let row: Vec<f32> = (0..n)
+        .map(|i| (((i as u64).wrapping_mul(2654435761) % 3000) as f32) / 1000.0 + lo)
+        .collect();
+    match (buf, HostBuf::encode(ArgType::Storage, dtype, &row)) {
+        (DeviceBuf::F32(d), HostBuf::F32(h)) => copy_rows(stream, d, &h, true, steps),
+        (DeviceBuf::U16(d), HostBuf::U16(h)) => copy_rows(stream, d, &h, true, steps),
+        _ => Err(CudaError::Buffer {
+            name: "mixing input".into(),
+            message: "buffer and host types disagree".into(),
+        }),
+    }
+}
+
+/// Benchmarks a PSN time mixing (`spec`) on `n` neurons: forward, backward (fused backward,
+/// weight gradient and its reduction) and their sum, each against a same-run copy of its bytes,
+/// with the achieved GFLOP/s.
+///
+/// Bytes: forward reads `X` `[C, N]` and writes `S` `[R, N]`; backward reads `X` and `gS`,
+/// writes `gX`, and writes then reads `gH` (`f32` `[R, N]`); parameters once. Flops: forward
+/// `2·R·C·N`; backward `6·R·C·N` (`H` recomputed, `gX = Wᵀ·gH`, `gW = gH·Xᵀ`).
+pub fn bench_mixing(
+    dev: &CudaDevice,
+    label: &str,
+    spec: &MixingSpec,
+    opts: &CudaOptions,
+    n: usize,
+    reps: usize,
+) -> Result<Vec<BenchRow>, CudaError> {
+    guard("CUDA mixing benchmark", || {
+        let m = dev.mixing(spec, opts)?;
+        let (r, c) = (spec.rows, spec.cols);
+        let bound = 1.0 / (c as f32).sqrt();
+        let weight: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * bound)
+            .collect();
+        let w = m.upload_f32(&weight)?;
+        let b = m.upload_f32(&vec![-1.0; r])?;
+        let stream = dev.stream();
+        let mut x = m.alloc_storage(c * n)?;
+        fill_rows(stream, &mut x, opts.dtype, c, n, -1.0)?;
+        let mut gs = m.alloc_storage(r * n)?;
+        fill_rows(stream, &mut gs, opts.dtype, r, n, -1.5)?;
+        let mut s = m.alloc_storage(r * n)?;
+        let mut gx = m.alloc_storage(c * n)?;
+        let mut scratch = m.scratch(n)?;
+        let e = opts.dtype.size_bytes() as u64;
+        let (rn, cn, params) = ((r * n) as u64, (c * n) as u64, 4 * (r * c + r) as u64);
+        let fwd_bytes = (cn + rn) * e + params;
+        let bwd_bytes = (2 * cn + rn) * e + 8 * rn + 2 * params;
+        let flops = 2.0 * (r * c) as f64 * n as f64;
+        let fwd_ms = time_ms(dev, reps, || m.forward_device(&w, &b, &x, &mut s, n))?;
+        let bwd_ms = time_ms(dev, reps, || {
+            m.backward_device(&w, &b, &x, &gs, &mut gx, &mut scratch, n)
+        })?;
+        drop((x, gs, s, gx, scratch));
+        let row = |phase, ms, bytes, copy_ms, flops| BenchRow {
+            label: label.to_string(),
+            phase,
+            dtype: opts.dtype,
+            t: r,
+            n,
+            ms,
+            bytes,
+            copy_ms,
+            flops,
+        };
+        let f = row(
+            "forward",
+            fwd_ms,
+            fwd_bytes,
+            copy_ms(dev, fwd_bytes, reps)?,
+            flops,
+        );
+        let bw = row(
+            "backward",
+            bwd_ms,
+            bwd_bytes,
+            copy_ms(dev, bwd_bytes, reps)?,
+            3.0 * flops,
+        );
+        let both = row(
+            "fwd+bwd",
+            f.ms + bw.ms,
+            f.bytes + bw.bytes,
+            f.copy_ms + bw.copy_ms,
+            4.0 * flops,
+        );
+        Ok(vec![f, bw, both])
+    })
+}
+
 /// A short fixed-width table of rows.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9} {:>9} {:>10} {:>10} {:>6}\n",
-        "neuron", "phase", "dtype", "T", "N", "ms", "GB", "GB/s", "copy GB/s", "ratio"
+        "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9} {:>9} {:>10} {:>10} {:>6} {:>8}\n",
+        "neuron", "phase", "dtype", "T", "N", "ms", "GB", "GB/s", "copy GB/s", "ratio", "GFLOP/s"
     );
     for r in rows {
+        let gflops = if r.flops > 0.0 {
+            format!("{:.0}", r.gflops())
+        } else {
+            "-".to_string()
+        };
         s.push_str(&format!(
-            "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9.3} {:>9.2} {:>10.0} {:>10.0} {:>6.2}\n",
+            "{:<10} {:<9} {:<5} {:>4} {:>10} {:>9.3} {:>9.2} {:>10.0} {:>10.0} {:>6.2} {:>8}\n",
             r.label,
             r.phase,
             r.dtype.name(),
@@ -250,7 +364,8 @@ pub fn format_table(rows: &[BenchRow]) -> String {
             r.bytes as f64 / 1e9,
             r.gbps(),
             r.copy_gbps(),
-            r.ratio()
+            r.ratio(),
+            gflops
         ));
     }
     s

@@ -502,7 +502,8 @@ impl DeviceMixing {
         Ok((w, b))
     }
 
-    fn upload_storage(&self, xs: &[f32]) -> Result<DeviceBuf, CudaError> {
+    /// Uploads `xs` as a device buffer of the storage type.
+    pub fn upload_storage(&self, xs: &[f32]) -> Result<DeviceBuf, CudaError> {
         guard("cuMemcpyHtoD", || {
             Ok(match HostBuf::encode(ArgType::Storage, self.dtype(), xs) {
                 HostBuf::F32(v) => DeviceBuf::F32(
@@ -519,7 +520,8 @@ impl DeviceMixing {
         })
     }
 
-    fn alloc_storage(&self, len: usize) -> Result<DeviceBuf, CudaError> {
+    /// A zeroed device buffer of `len` elements of the storage type.
+    pub fn alloc_storage(&self, len: usize) -> Result<DeviceBuf, CudaError> {
         guard("cuMemAlloc", || {
             Ok(match self.dtype() {
                 StorageDtype::F32 => DeviceBuf::F32(
@@ -554,7 +556,8 @@ impl DeviceMixing {
         })
     }
 
-    fn upload_f32(&self, xs: &[f32]) -> Result<CudaSlice<f32>, CudaError> {
+    /// Uploads `xs` (parameters) as `f32`.
+    pub fn upload_f32(&self, xs: &[f32]) -> Result<CudaSlice<f32>, CudaError> {
         guard("cuMemcpyHtoD", || {
             self.stream
                 .clone_htod(xs)
