@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU check of the CUDA backend: conformance and differential tests against real CUDA, the golden
-# cases on `--backend cuda`, and `flexsn bench --backend cuda` (LIF f32/f16/bf16 and others at
-# T = 64, N = 16 777 216, each against a same-run device-to-device copy), then a short table.
+# GPU check of the CUDA backend: conformance and differential tests against real CUDA (scans and
+# the PSN mixing kernels), the golden cases on `--backend cuda` (built-ins, PSN, MaskedPSN), and
+# `flexsn bench --backend cuda` (LIF f32/f16/bf16 and others at T = 64, N = 16 777 216; PSN at
+# T = 4, 16, 64 with GFLOP/s; each against a same-run device-to-device copy), then a short table.
 # Sized to finish in well under 8 minutes on an H200 once built.
 #
 # Usage
@@ -43,11 +44,11 @@ build_bundle() {
     cargo build --release --locked --bin flexsn || return 1
     local json
     json="$(cargo test --release --locked -p flexsn-runtime --test cuda_device --test cuda_nvrtc \
-        --no-run --message-format=json 2>/dev/null)" || return 1
+        --test cuda_mixing --no-run --message-format=json 2>/dev/null)" || return 1
     rm -rf "$dest" && mkdir -p "$dest" || return 1
     cp target/release/flexsn "$dest/flexsn" || return 1
     local name exe
-    for name in cuda_device cuda_nvrtc; do
+    for name in cuda_device cuda_nvrtc cuda_mixing; do
         exe="$(printf '%s\n' "$json" | grep '"executable":"[^"]*' | grep "/$name-" \
             | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -n 1)"
         [ -n "$exe" ] || { log "no test executable for $name"; return 1; }
@@ -128,12 +129,14 @@ run_tests() {
 status=0
 run_tests cuda_device || status=1
 run_tests cuda_nvrtc --parallel || status=1
+run_tests cuda_mixing --parallel || status=1
 
 # ---- golden cases on real CUDA -----------------------------------------------------------------
 start=$SECONDS
 conf_log="$tmp/conformance.log"
 timeout 240 "$bundle/flexsn" conformance tests/golden/ifnode.json tests/golden/lifnode.json \
-    tests/golden/plif.json tests/golden/nonspiking.json --backend cuda >"$conf_log" 2>&1
+    tests/golden/plif.json tests/golden/nonspiking.json tests/golden/psn.json \
+    tests/golden/masked_psn.json --backend cuda >"$conf_log" 2>&1
 rc=$?
 save "$conf_log"
 record "golden cases, --backend cuda" "$(tail -n 1 "$conf_log") [$((SECONDS - start)) s]"
@@ -148,7 +151,9 @@ bench_log="$tmp/bench.log"
     timeout 120 "$bundle/flexsn" bench --backend cuda --neuron if --neuron plif --neuron alif \
         --dtype f32 --dtype bf16 --t 64 --n 16777216 &&
     timeout 60 "$bundle/flexsn" bench --backend cuda --neuron lif \
-        --dtype f32 --dtype bf16 --t 16 --n 1048576
+        --dtype f32 --dtype bf16 --t 16 --n 1048576 &&
+    timeout 120 "$bundle/flexsn" bench --backend cuda --neuron psn \
+        --dtype f32 --dtype bf16 --t 4 --t 16 --t 64 --n 4194304
 } >"$bench_log" 2>&1
 rc=$?
 save "$bench_log"
