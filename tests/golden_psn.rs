@@ -241,10 +241,13 @@ fn masked_psn_golden() {
     assert_eq!(single_step_cases, 2 * backends.len());
 }
 
+/// Builds a SlidingPSN from its config on one backend.
+type SlidingBuilder = Box<dyn Fn(SlidingPSNConfig) -> SlidingPSN>;
+
 /// The scan backends SlidingPSN runs on here: the interpreter, the CPU, and the CUDA source run
 /// as host C++ (one shared `Jit`, so each kernel is compiled once).
-fn node_backends() -> Vec<(String, Box<dyn Fn(SlidingPSNConfig) -> SlidingPSN>)> {
-    let mut v: Vec<(String, Box<dyn Fn(SlidingPSNConfig) -> SlidingPSN>)> = vec![
+fn node_backends() -> Vec<(String, SlidingBuilder)> {
+    let mut v: Vec<(String, SlidingBuilder)> = vec![
         (
             "interpreter".into(),
             Box::new(|c: SlidingPSNConfig| c.build(NodeBackend::Interpreter).unwrap()),

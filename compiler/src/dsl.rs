@@ -463,8 +463,6 @@ impl<'b> Expr<'b> {
         round => Op::Round;
         relu => Op::Relu; sigmoid => Op::Sigmoid; sign => Op::Sign; abs => Op::Abs;
         recip => Op::Reciprocal;
-        /// Logical not of a mask (`x == 0` gives 1).
-        not => Op::Not;
         /// Identity forward, no gradient backward.
         detach => Op::Detach;
     }
@@ -543,6 +541,7 @@ impl<'b> std::ops::Neg for Expr<'b> {
     }
 }
 
+/// Logical not of a mask (`x == 0` gives 1): `!m`, or `m.not()` with [`std::ops::Not`] in scope.
 impl<'b> std::ops::Not for Expr<'b> {
     type Output = Expr<'b>;
     fn not(self) -> Expr<'b> {

@@ -32,10 +32,9 @@ pub fn eval_op<F: Real>(op: &Op, a: &[F]) -> F {
         Op::Floor => a[0].floor(),
         Op::Ceil => a[0].ceil(),
         Op::Round => a[0].round_ties_even(),
+        // NaN passes through (as `torch.relu`); -0 and negatives give +0.
         Op::Relu => {
-            if a[0] > F::zero() {
-                a[0]
-            } else if a[0].is_nan() {
+            if a[0] > F::zero() || a[0].is_nan() {
                 a[0]
             } else {
                 F::zero()

@@ -146,9 +146,10 @@ impl Problem {
                 assert!(!self.g.params()[k].learnable);
                 continue;
             };
-            for e in 0..self.params[k].len() {
+            assert_eq!(gp.len(), self.params[k].len(), "param {k} gradient length");
+            for (e, &g) in gp.iter().enumerate() {
                 let num = fd(self, &|p| &mut p.params[k][e]);
-                close(format!("param {k}[{e}]"), gp[e], num);
+                close(format!("param {k}[{e}]"), g, num);
             }
         }
     }

@@ -147,7 +147,7 @@ impl Surrogate {
             (LeakyKReLU { k, .. }, "k") => k,
             (SquarewaveFourierSeries { t_period, .. }, "T" | "t_period") => t_period,
             (SquarewaveFourierSeries { n, .. }, "n") => {
-                if value.fract() != 0.0 || value < 1.0 || value > 1024.0 {
+                if value.fract() != 0.0 || !(1.0..=1024.0).contains(&value) {
                     return Err(SurrogateError::Invalid {
                         surrogate,
                         param: "n",
