@@ -523,6 +523,13 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     let tn =
         a.t.checked_mul(a.n)
             .ok_or_else(|| anyhow!("T * N overflows"))?;
+    if !a.neuron.ends_with(".rs") {
+        match Builtin::from_settings(&a.neuron, &a.sets)? {
+            Builtin::Psn(c) => return run_psn(&a, c, out),
+            Builtin::MaskedPsn(c) => return run_masked_psn(&a, c, out),
+            _ => {}
+        }
+    }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
     let mut backend = conformance::backend_by_name(&a.backend)?;
@@ -627,6 +634,114 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `T` for a PSN-family run: the module's `T` must be `--t` (set it with `--t` alone, or both
+/// the same).
+fn psn_steps(a: &RunArgs, configured: usize) -> Result<usize> {
+    let explicit = a
+        .sets
+        .iter()
+        .any(|s| s.starts_with("T=") || s.starts_with("t="));
+    if explicit && configured != a.t {
+        bail!(
+            "--set T={configured} disagrees with --t {}: a PSN's weight is [T, T]",
+            a.t
+        );
+    }
+    Ok(a.t)
+}
+
+/// What `flexsn run` needs of `PSN` and `MaskedPSN`.
+trait MixingRun {
+    /// Spikes `[T, N]` of `x` (`[T, N]`).
+    fn run_forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// `(grad x, grad weight, grad bias)` for the upstream gradient `g` of the spikes.
+    fn run_backward(&mut self, g: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)>;
+}
+
+impl MixingRun for neurons::psn::PSN {
+    fn run_forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.forward(x, n)?)
+    }
+    fn run_backward(&mut self, g: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let gx = self.backward(g)?;
+        Ok((gx, self.weight_grad().to_vec(), self.bias_grad().to_vec()))
+    }
+}
+
+impl MixingRun for neurons::psn::MaskedPSN {
+    /// Multi-step: the whole sequence at once; single-step: one step after another.
+    fn run_forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        if self.step_mode() == neurons::node::StepMode::Multi {
+            return Ok(self.forward(x, n)?);
+        }
+        let mut s = Vec::with_capacity(x.len());
+        for step in x.chunks(n) {
+            s.extend(self.forward(step, n)?);
+        }
+        Ok(s)
+    }
+    fn run_backward(&mut self, g: &[f32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let gx = self.backward(g)?;
+        Ok((gx, self.weight_grad().to_vec(), self.bias_grad().to_vec()))
+    }
+}
+
+/// `flexsn run` for `PSN` / `MaskedPSN`: forward, and backward with upstream gradient 1.
+fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Write) -> Result<()> {
+    let tn = a.t * a.n;
+    let mut rng = Normal(a.seed);
+    let x: Vec<f32> = (0..tn)
+        .map(|_| (a.mean as f64 + a.std as f64 * rng.sample()) as f32)
+        .collect();
+    writeln!(
+        out,
+        "{label}  T={} N={}  backend {}  input x = {} + {} * randn (seed {})",
+        a.t, a.n, a.backend, a.mean, a.std, a.seed
+    )?;
+    let start = Instant::now();
+    let s = m.run_forward(&x, a.n)?;
+    report_time(out, "forward", start.elapsed(), tn)?;
+    let rate = s.iter().map(|&v| v as f64).sum::<f64>() / s.len() as f64;
+    writeln!(out, "  {:<12} firing rate {rate:.4}", "spike")?;
+    if a.backward {
+        let start = Instant::now();
+        let (gx, gw, gb) = m.run_backward(&vec![1.0f32; tn])?;
+        report_time(out, "backward", start.elapsed(), tn)?;
+        let mean = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
+        writeln!(out, "  grad {:<7} mean |g| {mean:.4e}", "x_seq")?;
+        writeln!(out, "  grad {:<7} {:?}", "weight", &gw[..gw.len().min(4)])?;
+        writeln!(out, "  grad {:<7} {:?}", "bias", &gb[..gb.len().min(4)])?;
+    }
+    Ok(())
+}
+
+fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
+    neurons::psn::MixBackend::from_name(&a.backend).ok_or_else(|| {
+        anyhow!(
+            "PSN/MaskedPSN do not run on backend `{}` (interp, cpu, cuda, cuda-emulated)",
+            a.backend
+        )
+    })
+}
+
+fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {
+    c.t = psn_steps(a, c.t)?;
+    let mut m = c.build(mix_backend(a)?)?;
+    m.set_training(a.backward);
+    run_mixing(a, "PSN", &mut m, out)
+}
+
+fn run_masked_psn(
+    a: &RunArgs,
+    mut c: neurons::psn::MaskedPSNConfig,
+    out: &mut dyn Write,
+) -> Result<()> {
+    c.t = psn_steps(a, c.t)?;
+    let mut m = c.build(mix_backend(a)?)?;
+    m.set_training(a.backward);
+    run_mixing(a, "MaskedPSN", &mut m, out)
 }
 
 fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usize) -> Result<()> {

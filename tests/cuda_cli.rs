@@ -171,3 +171,31 @@ fn psn_runs_on_the_emulated_backend_and_inspect_prints_its_mixing_kernels() {
         );
     }
 }
+
+#[test]
+fn run_psn_gives_the_same_spikes_on_every_mixing_backend() {
+    let rate = |backend: &str| {
+        let o = flexsn(
+            &[
+                "run",
+                "psn",
+                "--t",
+                "8",
+                "--n",
+                "300",
+                "--backward",
+                "--backend",
+                backend,
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{backend}: {}", text(&o));
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = s.lines().find(|l| l.contains("firing rate")).unwrap();
+        assert!(s.contains("grad weight"), "{s}");
+        line.to_string()
+    };
+    let want = rate("interp");
+    assert_eq!(rate("cpu"), want);
+    assert_eq!(rate("cuda-emulated"), want);
+}
