@@ -9,7 +9,9 @@ use flexsn_compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
 use flexsn_compiler::ir::Surrogate;
 use flexsn_compiler::random::SplitMix64;
 use flexsn_runtime::cuda::host::round_to_storage;
-use flexsn_runtime::cuda::{CudaDevice, CudaError, EmulatedCuda, MixGradients, nvrtc};
+use flexsn_runtime::cuda::{
+    CudaDevice, CudaError, EmulatedCuda, MixGradients, MixingKernels, nvrtc,
+};
 
 fn emulated(opts: CudaOptions) -> Option<EmulatedCuda> {
     match EmulatedCuda::with_options(opts) {

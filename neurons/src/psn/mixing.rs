@@ -188,18 +188,28 @@ impl Mixing<'_> {
 // CUDA (real or emulated): the generated mixing kernels of `flexsn_runtime::cuda::mixing`.
 
 mod cuda {
+    use std::sync::Arc;
+
     use flexsn_compiler::codegen::cuda::CudaOptions;
     use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
-    use flexsn_runtime::cuda::{CudaError, MixGradients, shared_device, shared_emulated};
+    use flexsn_runtime::cuda::{
+        CudaError, MixGradients, MixingKernels, shared_device, shared_emulated,
+    };
 
     use super::{MixBackend, Mixing, PsnError};
 
-    fn spec(m: &Mixing) -> MixingSpec {
-        MixingSpec {
+    /// The compiled kernels of `m`'s shape on `backend` (cached per process).
+    fn kernels(m: &Mixing, backend: MixBackend) -> Result<Arc<dyn MixingKernels>, CudaError> {
+        let spec = MixingSpec {
             rows: m.rows,
             cols: m.cols,
             surrogate: m.surrogate,
-        }
+        };
+        Ok(if backend == MixBackend::Cuda {
+            shared_device()?.mixing(&spec, &CudaOptions::default())?
+        } else {
+            shared_emulated()?.mixing(&spec)?
+        })
     }
 
     fn err(backend: MixBackend) -> impl FnOnce(CudaError) -> PsnError {
@@ -215,16 +225,9 @@ mod cuda {
         n: usize,
         backend: MixBackend,
     ) -> Result<Vec<f32>, PsnError> {
-        let run = || -> Result<Vec<f32>, CudaError> {
-            if backend == MixBackend::Cuda {
-                let k = shared_device()?.mixing(&spec(m), &CudaOptions::default())?;
-                k.forward(m.weight, m.bias, x, n)
-            } else {
-                let k = shared_emulated()?.mixing(&spec(m))?;
-                k.forward(m.weight, m.bias, x, n)
-            }
-        };
-        run().map_err(err(backend))
+        kernels(m, backend)
+            .and_then(|k| k.forward(m.weight, m.bias, x, n))
+            .map_err(err(backend))
     }
 
     pub(super) fn backward(
@@ -234,16 +237,9 @@ mod cuda {
         grad_s: &[f32],
         backend: MixBackend,
     ) -> Result<MixGradients, PsnError> {
-        let run = || -> Result<MixGradients, CudaError> {
-            if backend == MixBackend::Cuda {
-                let k = shared_device()?.mixing(&spec(m), &CudaOptions::default())?;
-                k.backward(m.weight, m.bias, x, grad_s, n)
-            } else {
-                let k = shared_emulated()?.mixing(&spec(m))?;
-                k.backward(m.weight, m.bias, x, grad_s, n)
-            }
-        };
-        run().map_err(err(backend))
+        kernels(m, backend)
+            .and_then(|k| k.backward(m.weight, m.bias, x, grad_s, n))
+            .map_err(err(backend))
     }
 }
 

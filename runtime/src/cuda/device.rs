@@ -159,6 +159,23 @@ impl CudaDevice {
         self.load(kernel, src)
     }
 
+    /// Compiles `src` through the module cache (NVRTC on a miss) and loads the module.
+    pub fn load_module(
+        &self,
+        src: &impl super::nvrtc::NvrtcSource,
+    ) -> Result<Arc<CudaModule>, CudaError> {
+        let image = self.modules.get(src, self.target)?;
+        guard("loading the CUDA module", || {
+            let ptx = match &*image {
+                Image::Ptx(p) => Ptx::from_src(p.clone()),
+                Image::Cubin(c) => Ptx::from_binary(c.clone()),
+            };
+            self.ctx
+                .load_module(ptx)
+                .map_err(driver_err("cuModuleLoadData"))
+        })
+    }
+
     /// Loads generated source (compiled through the module cache).
     pub fn load(
         &self,
@@ -174,16 +191,8 @@ impl CudaDevice {
         {
             return Ok(k.clone());
         }
-        let image = self.modules.get(&src, self.target)?;
+        let module = self.load_module(&src)?;
         let k = guard("loading the CUDA module", || {
-            let ptx = match &*image {
-                Image::Ptx(p) => Ptx::from_src(p.clone()),
-                Image::Cubin(c) => Ptx::from_binary(c.clone()),
-            };
-            let module = self
-                .ctx
-                .load_module(ptx)
-                .map_err(driver_err("cuModuleLoadData"))?;
             let scan = module
                 .load_function(&src.entry)
                 .map_err(driver_err("cuModuleGetFunction"))?;

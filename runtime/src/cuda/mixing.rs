@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::Ptx;
 use flexsn_compiler::codegen::cuda::mixing::{
     MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing,
 };
@@ -23,7 +22,6 @@ use flexsn_compiler::scan::ShapeError;
 use super::emulated::{HostLibrary, compile_host_library};
 use super::error::guard;
 use super::host::HostBuf;
-use super::nvrtc::Image;
 use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 
 /// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
@@ -32,6 +30,32 @@ pub struct MixGradients {
     pub x: Vec<f32>,
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+}
+
+/// A mixing's kernels on one of the CUDA backends, on host slices: `weight` `[R, C]`, `bias`
+/// `[R]`, `x` `[C, N]`, `grad_spike` `[R, N]`. Shapes are checked before anything runs.
+pub trait MixingKernels {
+    /// The generated source the kernels come from.
+    fn source(&self) -> &MixingSource;
+
+    /// Spikes `[R, N]` of `x`, rounded through the storage type.
+    fn forward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, CudaError>;
+
+    /// Gradients of `sum(grad_spike · S)` with respect to `x`, the weight and the bias.
+    fn backward(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        grad_spike: &[f32],
+        n: usize,
+    ) -> Result<MixGradients, CudaError>;
 }
 
 fn buffer_err(name: &str, expected: usize, got: usize) -> CudaError {
@@ -147,9 +171,14 @@ impl EmulatedMixing {
             })
         }
     }
+}
 
-    /// Spikes `[R, N]` of `x` (`[C, N]`), rounded through the storage type.
-    pub fn forward(
+impl MixingKernels for EmulatedMixing {
+    fn source(&self) -> &MixingSource {
+        &self.source
+    }
+
+    fn forward(
         &self,
         weight: &[f32],
         bias: &[f32],
@@ -180,8 +209,7 @@ impl EmulatedMixing {
         Ok(s.decode(self.dtype()))
     }
 
-    /// Gradients of `sum(grad_spike · S)` with respect to `x`, the weight and the bias.
-    pub fn backward(
+    fn backward(
         &self,
         weight: &[f32],
         bias: &[f32],
@@ -564,9 +592,15 @@ impl DeviceMixing {
                 .map_err(driver_err("cuMemcpyHtoD"))
         })
     }
+}
 
-    /// Forward on host slices (copied in and out).
-    pub fn forward(
+/// Host slices are copied in and out per call.
+impl MixingKernels for DeviceMixing {
+    fn source(&self) -> &MixingSource {
+        &self.source
+    }
+
+    fn forward(
         &self,
         weight: &[f32],
         bias: &[f32],
@@ -581,8 +615,7 @@ impl DeviceMixing {
         self.download_storage(&s)
     }
 
-    /// Backward on host slices (copied in and out).
-    pub fn backward(
+    fn backward(
         &self,
         weight: &[f32],
         bias: &[f32],
@@ -620,16 +653,8 @@ impl CudaDevice {
         if let Some(m) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(m.clone());
         }
-        let image = self.module_cache().get(&src, self.target())?;
+        let module = self.load_module(&src)?;
         let m = guard("loading the CUDA module", || {
-            let ptx = match &*image {
-                Image::Ptx(p) => Ptx::from_src(p.clone()),
-                Image::Cubin(c) => Ptx::from_binary(c.clone()),
-            };
-            let module = self
-                .context()
-                .load_module(ptx)
-                .map_err(driver_err("cuModuleLoadData"))?;
             let f = |name: &str| {
                 module
                     .load_function(name)

@@ -17,4 +17,6 @@ pub mod nvrtc;
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;
-pub use mixing::{DeviceMixing, EmulatedMixing, MixGradients, shared_device, shared_emulated};
+pub use mixing::{
+    DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, shared_device, shared_emulated,
+};

@@ -25,7 +25,7 @@
 
 use std::fmt::Write;
 
-use super::{CudaOptions, MathMode, StorageDtype, float_literal, op_expr, prelude};
+use super::{CudaOptions, MathMode, StorageDtype, float_literal, node_expr, prelude};
 use crate::autodiff::surrogate_grad;
 use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
@@ -155,14 +155,7 @@ fn surrogate_function(s: Surrogate, math: MathMode) -> Result<String, BuildError
         let rhs = match node.op {
             Op::Input(_) => "h".to_string(),
             Op::Const(x) => float_literal(x),
-            ref op => {
-                let a: Vec<String> = node
-                    .args
-                    .iter()
-                    .map(|a| format!("v{}", a.index()))
-                    .collect();
-                op_expr(op, &a, math)
-            }
+            _ => node_expr(node, math),
         };
         let _ = writeln!(c, "    const float v{} = {rhs};", v.index());
     }

@@ -404,6 +404,16 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
     }
 }
 
+/// The C expression of a non-leaf node, its operands named `v{index}`.
+fn node_expr(node: &Node, math: MathMode) -> String {
+    let a: Vec<String> = node
+        .args
+        .iter()
+        .map(|a| format!("v{}", a.index()))
+        .collect();
+    op_expr(&node.op, &a, math)
+}
+
 /// A comment describing node `v` in the text form's notation (`%3 = mul %1, %2`).
 fn node_comment(g: &StepGraph, v: usize, node: &Node) -> String {
     let args: Vec<String> = node
@@ -685,14 +695,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
                 _ => format!("p{k}"),
             },
             Op::Const(x) => float_literal(x),
-            ref op => {
-                let a: Vec<String> = node
-                    .args
-                    .iter()
-                    .map(|a| format!("v{}", a.index()))
-                    .collect();
-                op_expr(op, &a, opts.math)
-            }
+            _ => node_expr(node, opts.math),
         };
         if opts.comments {
             let _ = writeln!(
