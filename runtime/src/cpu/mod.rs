@@ -53,7 +53,7 @@ impl CpuOptions {
     }
 }
 
-/// The host ISA with the flags kernels are compiled with: optimised for speed, inline stack
+/// The host ISA with the flags kernels are compiled with: no mid-end optimisation, inline stack
 /// probes (the chunk buffers make frames of tens of KiB), the verifier in debug builds only.
 pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
     let mut flags = settings::builder();
@@ -61,7 +61,11 @@ pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
         f.set(k, v)
             .map_err(|e| RuntimeError::Jit(format!("setting {k}={v}: {e}")))
     };
-    set(&mut flags, "opt_level", "speed")?;
+    // No mid-end optimisation: the generated code is already what should run (constants folded,
+    // uniform values hoisted, operands ordered for register pressure, unrolled copies interleaved
+    // instruction by instruction), and the e-graph pass would re-schedule it, computing each pure
+    // value just before its first use, which puts the copies back one after the other.
+    set(&mut flags, "opt_level", "none")?;
     // Debug builds (the tests) run Cranelift's verifier on every kernel; release builds skip it.
     let verify = if cfg!(debug_assertions) {
         "true"

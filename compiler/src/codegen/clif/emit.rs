@@ -4,7 +4,7 @@
 use cranelift_codegen::entity::EntityRef;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::Offset32;
-use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16, I32, I32X4, I64, I64X2};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I8X16, I32X4, I64, I64X2};
 use cranelift_codegen::ir::{
     BlockArg, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
 };
@@ -37,6 +37,18 @@ fn float_cc(cc: Cmp) -> FloatCC {
 }
 
 impl ClifLanes<'_, '_> {
+    /// `m ? 1.0 : 0.0` given the constant `one`.
+    fn mask01_with(&mut self, m: Value, one: Value) -> Value {
+        let m = self.cast(F32X4, m);
+        self.b.ins().band(m, one)
+    }
+
+    /// A vector constant (from the constant pool; Cranelift shares equal ones).
+    fn vconst(&mut self, ty: Type, bytes: &[u8]) -> Value {
+        let c = self.b.func.dfg.constants.insert(ConstantData::from(bytes));
+        self.b.ins().vconst(ty, c)
+    }
+
     fn cast(&mut self, ty: Type, v: Value) -> Value {
         if self.b.func.dfg.value_type(v) == ty {
             v
@@ -83,16 +95,13 @@ impl Lanes for ClifLanes<'_, '_> {
     type D = (Value, Value);
 
     fn fc(&mut self, c: f32) -> Value {
-        let s = self.b.ins().f32const(c);
-        self.b.ins().splat(F32X4, s)
+        self.vconst(F32X4, &c.to_le_bytes().repeat(4))
     }
     fn ic(&mut self, c: i32) -> Value {
-        let s = self.b.ins().iconst(I32, c as i64);
-        self.b.ins().splat(I32X4, s)
+        self.vconst(I32X4, &c.to_le_bytes().repeat(4))
     }
     fn dc(&mut self, c: f64) -> (Value, Value) {
-        let s = self.b.ins().f64const(c);
-        let v = self.b.ins().splat(F64X2, s);
+        let v = self.vconst(F64X2, &c.to_le_bytes().repeat(2));
         (v, v)
     }
     fn add(&mut self, a: Value, b: Value) -> Value {
@@ -136,9 +145,8 @@ impl Lanes for ClifLanes<'_, '_> {
         self.b.ins().bitselect(m, a, b)
     }
     fn mask01(&mut self, m: Value) -> Value {
-        let m = self.cast(F32X4, m);
         let one = self.fc(1.0);
-        self.b.ins().band(m, one)
+        self.mask01_with(m, one)
     }
     fn iadd(&mut self, a: Value, b: Value) -> Value {
         self.b.ins().iadd(a, b)
@@ -365,4 +373,141 @@ impl Lanes for ClifLanes<'_, '_> {
 pub(crate) fn load_splat(b: &mut FunctionBuilder<'_>, addr: Value, flags: MemFlagsData) -> Value {
     let s = b.ins().load(F32, flags, addr, 0);
     b.ins().splat(F32X4, s)
+}
+
+/// [`Lanes`] over `G` independent groups of lanes at once: every operation emits its `G`
+/// instructions next to each other, so the independent copies of an unrolled loop body
+/// interleave instruction by instruction (their dependency chains overlap in the CPU even when
+/// each copy alone is longer than the out-of-order window).
+pub(crate) struct Wide<'a, 'f, const G: usize> {
+    pub l: ClifLanes<'a, 'f>,
+}
+
+macro_rules! wide_map {
+    ($self:ident, |$i:ident| $e:expr) => {{
+        let mut out = [Value::new(0); G];
+        for ($i, o) in out.iter_mut().enumerate() {
+            *o = $e;
+        }
+        out
+    }};
+}
+
+macro_rules! wide_d {
+    ($self:ident, |$i:ident| $e:expr) => {{
+        let mut out = [(Value::new(0), Value::new(0)); G];
+        for ($i, o) in out.iter_mut().enumerate() {
+            *o = $e;
+        }
+        out
+    }};
+}
+
+macro_rules! wide_unary {
+    ($($name:ident),*) => {$(
+        fn $name(&mut self, a: [Value; G]) -> [Value; G] {
+            wide_map!(self, |i| self.l.$name(a[i]))
+        }
+    )*};
+}
+
+macro_rules! wide_binary {
+    ($($name:ident),*) => {$(
+        fn $name(&mut self, a: [Value; G], b: [Value; G]) -> [Value; G] {
+            wide_map!(self, |i| self.l.$name(a[i], b[i]))
+        }
+    )*};
+}
+
+macro_rules! wide_shift {
+    ($($name:ident),*) => {$(
+        fn $name(&mut self, a: [Value; G], k: u8) -> [Value; G] {
+            wide_map!(self, |i| self.l.$name(a[i], k))
+        }
+    )*};
+}
+
+macro_rules! wide_dunary {
+    ($($name:ident),*) => {$(
+        fn $name(&mut self, a: Self::D) -> Self::D {
+            wide_d!(self, |i| self.l.$name(a[i]))
+        }
+    )*};
+}
+
+macro_rules! wide_dbinary {
+    ($($name:ident),*) => {$(
+        fn $name(&mut self, a: Self::D, b: Self::D) -> Self::D {
+            wide_d!(self, |i| self.l.$name(a[i], b[i]))
+        }
+    )*};
+}
+
+impl<const G: usize> Lanes for Wide<'_, '_, G> {
+    type F = [Value; G];
+    type I = [Value; G];
+    type D = [(Value, Value); G];
+
+    // One constant serves every copy.
+    fn fc(&mut self, c: f32) -> [Value; G] {
+        [self.l.fc(c); G]
+    }
+    fn ic(&mut self, c: i32) -> [Value; G] {
+        [self.l.ic(c); G]
+    }
+    fn dc(&mut self, c: f64) -> Self::D {
+        [self.l.dc(c); G]
+    }
+    wide_unary!(
+        neg,
+        abs,
+        sqrt,
+        floor,
+        ceil,
+        nearest,
+        trunc,
+        bits,
+        float_of_bits,
+        f2i,
+        i2f
+    );
+    wide_binary!(add, sub, mul, div, iadd, isub, iand, ior, ixor, fmod);
+    wide_shift!(ishl, sshr, ushr);
+    wide_dunary!(dfloor, dnearest);
+    wide_dbinary!(dadd, dsub, dmul, ddiv, dmin, dmax);
+    fn mask01(&mut self, m: [Value; G]) -> [Value; G] {
+        let one = self.l.fc(1.0);
+        wide_map!(self, |i| self.l.mask01_with(m[i], one))
+    }
+    fn fcmp(&mut self, cc: Cmp, a: [Value; G], b: [Value; G]) -> [Value; G] {
+        wide_map!(self, |i| self.l.fcmp(cc, a[i], b[i]))
+    }
+    fn icmp(&mut self, cc: ICmp, a: [Value; G], b: [Value; G]) -> [Value; G] {
+        wide_map!(self, |i| self.l.icmp(cc, a[i], b[i]))
+    }
+    fn fsel(&mut self, m: [Value; G], a: [Value; G], b: [Value; G]) -> [Value; G] {
+        wide_map!(self, |i| self.l.fsel(m[i], a[i], b[i]))
+    }
+    fn isel(&mut self, m: [Value; G], a: [Value; G], b: [Value; G]) -> [Value; G] {
+        wide_map!(self, |i| self.l.isel(m[i], a[i], b[i]))
+    }
+    fn dsel(&mut self, m: [Value; G], a: Self::D, b: Self::D) -> Self::D {
+        wide_d!(self, |i| self.l.dsel(m[i], a[i], b[i]))
+    }
+    fn promote(&mut self, a: [Value; G]) -> Self::D {
+        wide_d!(self, |i| self.l.promote(a[i]))
+    }
+    fn demote(&mut self, a: Self::D) -> [Value; G] {
+        wide_map!(self, |i| self.l.demote(a[i]))
+    }
+    fn two_over_pi_chunks(&mut self, e: [Value; G]) -> [Self::D; 4] {
+        let mut out = [[(Value::new(0), Value::new(0)); G]; 4];
+        for (i, ei) in e.iter().enumerate() {
+            let c = self.l.two_over_pi_chunks(*ei);
+            for (j, cj) in c.into_iter().enumerate() {
+                out[j][i] = cj;
+            }
+        }
+        out
+    }
 }

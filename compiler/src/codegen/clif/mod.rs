@@ -25,6 +25,22 @@
 //! also depend on per-time params once per step. The buffer holds `C` floats per state and per
 //! sum-over-time output; `C` defaults to [`default_chunk`].
 //!
+//! ## Schedule
+//!
+//! The function is meant to be compiled at Cranelift's `opt_level = none`, which keeps the
+//! instruction order written here (the e-graph pass of the other levels computes each pure value
+//! just before its first use, undoing the interleaving below). So the order is chosen here:
+//!
+//! - the `U` copies of an unrolled body are emitted together, instruction by instruction
+//!   (`lanes::Lanes` over arrays of `U` values), so their dependency chains overlap in the CPU:
+//!   one copy of a surrogate derivative is a chain of ~100 cycles of latency, longer than what an
+//!   out-of-order window holds of one copy after another;
+//! - neuron-level nodes are emitted depth first from the roots, operands needing more registers
+//!   first (Sethi–Ullman order), and each output is stored as soon as it is computed (next
+//!   states only after every read of the old ones);
+//! - constants come from the constant pool and per-call / per-step values from a stack slot at
+//!   each use, rather than living in registers across the loops.
+//!
 //! ## Numerics
 //!
 //! Every op is lowered by [`lower::lower_op`], written over the [`lanes::Lanes`] abstraction.

@@ -10,9 +10,9 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
-use super::emit::{ClifLanes, load_splat};
+use super::emit::{ClifLanes, Wide, load_splat};
 use super::lanes::Lanes;
-use super::lower::lower_op;
+use super::lower::{is_approximated, lower_op};
 use super::{ClifOptions, ClifScan, CodegenError, ScanFrame};
 use crate::ir::{Op, ParamKind, StepGraph, ValueId};
 use crate::scan::{Direction, OutputMode, ScanKernel};
@@ -61,6 +61,62 @@ fn live(g: &StepGraph) -> Vec<bool> {
         }
     }
     live
+}
+
+/// The order in which the neuron-level nodes are emitted: depth first from the roots (outputs,
+/// then next states), each node's operands in decreasing order of the registers they need
+/// (Sethi–Ullman numbers, on the DAG as if it were a tree), so that a cheap operand is not
+/// computed first and held across an expensive one. Cranelift at `opt_level = none` keeps this
+/// order, which then decides register pressure (and spills).
+fn neuron_order(g: &StepGraph, levels: &[Level], live: &[bool]) -> Vec<ValueId> {
+    let neuron = |v: ValueId| levels[v.index()] == Level::Neuron && live[v.index()];
+    let mut need = vec![0u32; g.len()];
+    for (v, node) in g.nodes() {
+        if !neuron(v) {
+            continue;
+        }
+        let mut ns: Vec<u32> = node.args.iter().map(|a| need[a.index()]).collect();
+        ns.sort_unstable_by(|a, b| b.cmp(a));
+        let mut n = ns
+            .iter()
+            .enumerate()
+            .map(|(k, &x)| x + k as u32)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        if is_approximated(&node.op) {
+            // Their inline expansions hold a few temporaries of their own.
+            n = n.max(4);
+        }
+        need[v.index()] = n;
+    }
+    let mut order = Vec::new();
+    let mut done = vec![false; g.len()];
+    // An explicit stack (graphs can be deep): (node, operands pushed yet).
+    let mut stack: Vec<(ValueId, bool)> = Vec::new();
+    let roots: Vec<ValueId> = g.roots().collect();
+    for r in roots {
+        stack.push((r, false));
+        while let Some((v, expanded)) = stack.pop() {
+            if done[v.index()] || !neuron(v) {
+                continue;
+            }
+            if expanded {
+                done[v.index()] = true;
+                order.push(v);
+                continue;
+            }
+            stack.push((v, true));
+            let mut args: Vec<ValueId> = g.node(v).args.clone();
+            // Stable: equal needs keep operand order. Pushed in reverse so the neediest is
+            // popped (emitted) first.
+            args.sort_by(|a, b| need[b.index()].cmp(&need[a.index()]));
+            for a in args.into_iter().rev() {
+                stack.push((a, false));
+            }
+        }
+    }
+    order
 }
 
 /// The text of node `v` as in the text form, for annotations.
@@ -115,6 +171,12 @@ struct Emitter<'k> {
     /// Stack slot holding the per-call and per-step values the neuron loops use (see
     /// [`Emitter::spill_uniforms`]), with each node's byte offset.
     uniforms: Option<(StackSlot, Vec<Option<i32>>)>,
+    /// Copies interleaved instruction by instruction.
+    group: usize,
+    /// Emission order of the neuron-level nodes ([`neuron_order`]).
+    order: Vec<ValueId>,
+    /// Address of the `2/π` table (read from the frame in the entry block).
+    tables: Value,
 }
 
 /// Per-step pointers: row starts of the `[T, N]` buffers and the chunk's per-neuron slices.
@@ -141,33 +203,65 @@ impl Emitter<'_> {
         b.set_srcloc(SourceLoc::new(idx as u32));
     }
 
-    /// Emits the live nodes of `level` for copy `c`; `cv[v]` receives each value.
-    /// `leaf(b, c, op)` loads a leaf of this level.
-    fn emit_level(
+    /// Emits the live nodes of `level` for the `G` copies `first..first + G`, instruction by
+    /// instruction interleaved (see [`Wide`]); `cv[v]` receives each node's `G` values.
+    /// `leaf(b, c, op)` loads a leaf of this level for copy `c`.
+    fn emit_level<const G: usize>(
         &mut self,
         b: &mut FunctionBuilder<'_>,
-        tables: Value,
         level: Level,
-        c: usize,
-        cv: &mut [Option<Value>],
+        first: usize,
+        cv: &mut [Option<[Value; G]>],
         leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
+        stores: Option<&GroupArgs<'_>>,
     ) {
-        for (v, node) in self.g.nodes() {
+        let nodes: Vec<ValueId> = if level == Level::Neuron {
+            self.order.clone()
+        } else {
+            self.g
+                .nodes()
+                .map(|(v, _)| v)
+                .filter(|v| self.live[v.index()] && self.levels[v.index()] == level)
+                .collect()
+        };
+        for v in nodes {
             let i = v.index();
-            if !self.live[i] || self.levels[i] != level {
-                continue;
-            }
+            let node = self.g.node(v);
             let text = node_text(self.g, v);
             self.ann(b, text);
             let val = match node.op {
-                Op::Input(_) | Op::State(_) | Op::Param(_) => leaf(b, c, &node.op),
+                Op::Input(_) | Op::State(_) | Op::Param(_) => {
+                    let mut out = [Value::from_u32(0); G];
+                    for (c, o) in out.iter_mut().enumerate() {
+                        *o = leaf(b, first + c, &node.op);
+                    }
+                    out
+                }
                 ref op => {
-                    let args: Vec<Value> = node
+                    let mut l = Wide::<G> {
+                        l: ClifLanes {
+                            b,
+                            tables: self.tables,
+                        },
+                    };
+                    // Constants (from the constant pool) and per-call / per-step values (from
+                    // the uniform slot) are loaded where they are used, not kept in registers
+                    // across the loops.
+                    let uniform = |a: ValueId| match (&self.uniforms, level) {
+                        (Some((slot, offs)), Level::Neuron) => offs[a.index()].map(|o| (*slot, o)),
+                        _ => None,
+                    };
+                    let args: Vec<[Value; G]> = node
                         .args
                         .iter()
-                        .map(|a| cv[a.index()].expect("operands are emitted first"))
+                        .map(|&a| match (self.g.node(a).op, uniform(a)) {
+                            (Op::Const(c), _) if level != Level::Call => l.fc(c),
+                            (_, Some((slot, off))) => {
+                                [l.l.b.ins().stack_load(I64, F32X4, slot, off); G]
+                            }
+                            _ => cv[a.index()].expect("operands are emitted first"),
+                        })
                         .collect();
-                    let mut l = ClifLanes { b, tables };
                     match exact_reciprocal(self.g, node) {
                         // x / 2^k == x * 2^-k exactly (the same real value, rounded once).
                         Some(r) => {
@@ -179,12 +273,62 @@ impl Emitter<'_> {
                 }
             };
             cv[i] = Some(val);
+            if let Some(a) = stores {
+                self.store_outputs(b, a, v, val);
+            }
+        }
+    }
+
+    /// Stores the outputs whose value is node `v` (sequence rows and sum buffers; written only
+    /// here, so as soon as the value exists).
+    fn store_outputs<const G: usize>(
+        &mut self,
+        b: &mut FunctionBuilder<'_>,
+        a: &GroupArgs<'_>,
+        v: ValueId,
+        vs: [Value; G],
+    ) {
+        for (o, decl) in self.g.outputs().iter().enumerate() {
+            if decl.value != v {
+                continue;
+            }
+            self.ann(b, format!("store output `{}`", decl.name));
+            for (i, v) in vs.into_iter().enumerate() {
+                let c = a.first + i;
+                match self.k.output_modes[o] {
+                    OutputMode::Sequence => {
+                        (a.store)(b, v, a.rows.outputs[o].expect("sequence row"), c);
+                    }
+                    OutputMode::SumOverTime => {
+                        let acc_base = a.rows.sums[o].expect("sum buffer");
+                        let acc = (a.load)(b, acc_base, c);
+                        let s = b.ins().fadd(acc, v);
+                        (a.store)(b, s, acc_base, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Emitter::emit_level`] for one copy of a per-call or per-step level.
+    fn emit_uniform_level(
+        &mut self,
+        b: &mut FunctionBuilder<'_>,
+        level: Level,
+        vals: &mut [Option<Value>],
+        leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
+    ) {
+        let mut cv: Vec<Option<[Value; 1]>> = vals.iter().map(|v| v.map(|v| [v])).collect();
+        self.emit_level::<1>(b, level, 0, &mut cv, leaf, None);
+        for (d, s) in vals.iter_mut().zip(cv) {
+            *d = s.map(|[v]| v);
         }
     }
 
     /// Stores the live values of `level` that neuron-level nodes use (constants excepted) into
-    /// the uniform slot. The loops reload them: left as SSA values, Cranelift's elaboration may
-    /// sink their computation (a whole `sigmoid`, say) into the innermost loop.
+    /// the uniform slot. The neuron loops load them at each use: left as SSA values they would
+    /// hold registers across the loops (and at `opt_level = speed`, Cranelift's elaboration may
+    /// sink their computation, a whole `sigmoid` say, into the innermost loop).
     fn spill_uniforms(&self, b: &mut FunctionBuilder<'_>, level: Level, vals: &[Option<Value>]) {
         let Some((slot, offs)) = &self.uniforms else {
             return;
@@ -260,7 +404,6 @@ impl Emitter<'_> {
     fn body(
         &mut self,
         b: &mut FunctionBuilder<'_>,
-        tables: Value,
         kind: Body,
         off: Value,
         rows: &Rows,
@@ -294,18 +437,6 @@ impl Emitter<'_> {
                 }
             }
         };
-        let mut outer = outer.to_vec();
-        if self.uniforms.is_some() {
-            self.ann(b, "reload per-call and per-step values");
-        }
-        if let Some((slot, offs)) = &self.uniforms {
-            for (i, off) in offs.iter().enumerate() {
-                if let Some(off) = off {
-                    outer[i] = Some(b.ins().stack_load(I64, F32X4, *slot, *off));
-                }
-            }
-        }
-        let g = self.g;
         let (inputs, states, pn) = (&rows.inputs, &rows.states, &rows.per_neuron);
         let mut leaf = |b: &mut FunctionBuilder<'_>, c: usize, op: &Op| match *op {
             Op::Input(i) => load(b, inputs[i as usize], c),
@@ -313,39 +444,78 @@ impl Emitter<'_> {
             Op::Param(k) => load(b, pn[k as usize].expect("per-neuron param row"), c),
             _ => unreachable!("only leaves are loaded"),
         };
-        // Copy by copy, each with its own loads and stores: Cranelift keeps the order of loads
-        // and stores and computes pure values just before their first use, so per-copy stores
-        // keep each copy's loads next to its arithmetic (loads of every copy up front would stay
-        // live across the other copies and spill). The copies are independent; the CPU overlaps
-        // them.
-        for c in 0..copies {
-            let mut cv = outer.clone();
-            self.emit_level(b, tables, Level::Neuron, c, &mut cv, &mut leaf);
-            for (o, decl) in g.outputs().iter().enumerate() {
-                self.ann(b, format!("store output `{}`", decl.name));
-                let v = cv[decl.value.index()].expect("output value emitted");
-                match self.k.output_modes[o] {
-                    OutputMode::Sequence => {
-                        store(b, v, rows.outputs[o].expect("sequence row"), c);
-                    }
-                    OutputMode::SumOverTime => {
-                        let acc_base = rows.sums[o].expect("sum buffer");
-                        let acc = load(b, acc_base, c);
-                        let s = b.ins().fadd(acc, v);
-                        store(b, s, acc_base, c);
-                    }
-                }
-            }
-            for (j, (decl, next)) in g.states().iter().zip(g.next_states()).enumerate() {
-                self.ann(b, format!("store next state `{}`", decl.name));
-                let v = cv[next.index()].expect("next state emitted");
-                if self.k.state_seqs {
-                    store(b, v, rows.seqs[j], c);
-                }
-                store(b, v, rows.states[j], c);
-            }
+        // Copies in groups of `G` interleaved instruction by instruction, each group with its
+        // own loads and stores (see `group`).
+        let g_size = self.group.min(copies);
+        let mut first = 0;
+        while first < copies {
+            let args = GroupArgs {
+                first,
+                outer,
+                rows,
+                store: &store,
+                load: &load,
+            };
+            let done = match g_size {
+                4 => self.group::<4>(b, &args, &mut leaf),
+                3 => self.group::<3>(b, &args, &mut leaf),
+                2 => self.group::<2>(b, &args, &mut leaf),
+                _ => self.group::<1>(b, &args, &mut leaf),
+            };
+            first += done;
         }
     }
+
+    /// Emits copies `first..first + G` of the loop body and their stores. The stores of each
+    /// group follow its arithmetic, so a group's loads stay next to their use.
+    fn group<const G: usize>(
+        &mut self,
+        b: &mut FunctionBuilder<'_>,
+        a: &GroupArgs<'_>,
+        leaf: &mut dyn FnMut(&mut FunctionBuilder<'_>, usize, &Op) -> Value,
+    ) -> usize {
+        let g = self.g;
+        let mut cv: Vec<Option<[Value; G]>> = a.outer.iter().map(|v| v.map(|v| [v; G])).collect();
+        self.emit_level::<G>(b, Level::Neuron, a.first, &mut cv, leaf, Some(a));
+        // Outputs that are not neuron-level values (constants, per-step values).
+        let mut uniform_outs: Vec<ValueId> = g
+            .outputs()
+            .iter()
+            .map(|d| d.value)
+            .filter(|v| self.levels[v.index()] != Level::Neuron)
+            .collect();
+        uniform_outs.sort_unstable();
+        uniform_outs.dedup();
+        for v in uniform_outs {
+            let vs = cv[v.index()].expect("output value emitted");
+            self.store_outputs(b, a, v, vs);
+        }
+        // Next states go to the state buffers after every load of the old states.
+        for (j, (decl, next)) in g.states().iter().zip(g.next_states()).enumerate() {
+            self.ann(b, format!("store next state `{}`", decl.name));
+            let vs = cv[next.index()].expect("next state emitted");
+            for (i, v) in vs.into_iter().enumerate() {
+                let c = a.first + i;
+                if self.k.state_seqs {
+                    (a.store)(b, v, a.rows.seqs[j], c);
+                }
+                (a.store)(b, v, a.rows.states[j], c);
+            }
+        }
+        G
+    }
+}
+
+type LoadFn<'a> = dyn Fn(&mut FunctionBuilder<'_>, Value, usize) -> Value + 'a;
+type StoreFn<'a> = dyn Fn(&mut FunctionBuilder<'_>, Value, Value, usize) + 'a;
+
+/// What [`Emitter::group`] needs from the loop body.
+struct GroupArgs<'a> {
+    first: usize,
+    outer: &'a [Option<Value>],
+    rows: &'a Rows,
+    store: &'a StoreFn<'a>,
+    load: &'a LoadFn<'a>,
 }
 
 /// Emits the scan function for `k`. See [`super`] for the ABI.
@@ -399,7 +569,11 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         chunk: chunk as i64,
         mem: MemFlagsData::new().with_notrap(),
         uniforms: None,
+        order: vec![],
+        tables: Value::from_u32(0),
+        group: unroll,
     };
+    e.order = neuron_order(g, &e.levels, &e.live);
     let mem = e.mem;
     {
         // Uniform (per-call / per-step, non-constant) values used by neuron-level nodes or
@@ -465,6 +639,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     let n_begin = ld(&mut b, frame, offset_of!(ScanFrame, n_begin));
     let n_end = ld(&mut b, frame, offset_of!(ScanFrame, n_end));
     let tables = ld(&mut b, frame, offset_of!(ScanFrame, tables));
+    e.tables = tables;
     let arr = |b: &mut FunctionBuilder<'_>, field: usize, count: usize| -> Vec<Value> {
         let base = ld(b, frame, field);
         (0..count).map(|i| ld(b, base, 8 * i)).collect()
@@ -492,7 +667,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             Op::Param(k) => load_splat(b, par_ptr[k as usize], mem),
             _ => unreachable!("only shared params are per-call leaves"),
         };
-        e.emit_level(&mut b, tables, Level::Call, 0, &mut call_vals, &mut leaf);
+        e.emit_uniform_level(&mut b, Level::Call, &mut call_vals, &mut leaf);
     }
     e.spill_uniforms(&mut b, Level::Call, &call_vals);
 
@@ -597,7 +772,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             }
             _ => unreachable!("only per-time params are per-step leaves"),
         };
-        e.emit_level(&mut b, tables, Level::Step, 0, &mut step_vals, &mut leaf);
+        e.emit_uniform_level(&mut b, Level::Step, &mut step_vals, &mut leaf);
     }
     e.spill_uniforms(&mut b, Level::Step, &step_vals);
 
@@ -612,7 +787,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         e.ann(&mut b, label.clone());
         start = Emitter::counted_loop(&mut b, start, clen4, 16 * u as i64, &mut |b, off| {
             e.ann(b, label.clone());
-            e.body(b, tables, Body::Vector(u), off, &rows, &step_vals);
+            e.body(b, Body::Vector(u), off, &rows, &step_vals);
             e.ann(b, label.clone());
         });
     }
@@ -621,7 +796,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     e.ann(&mut b, label);
     Emitter::counted_loop(&mut b, start, clen4, 4, &mut |b, off| {
         e.ann(b, label);
-        e.body(b, tables, Body::Tail, off, &rows, &step_vals);
+        e.body(b, Body::Tail, off, &rows, &step_vals);
         e.ann(b, label);
     });
     e.ann(&mut b, "time loop: next step");

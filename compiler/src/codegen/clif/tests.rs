@@ -121,3 +121,44 @@ fn default_chunk_fits_the_buffer_budget() {
         assert!(b * c * 4 <= 48 * 1024 || c == 256);
     }
 }
+
+/// A fixed calling convention (System V), so the snapshots do not depend on the machine's (the
+/// CLIF text names it; every other part of the text is target-independent on 64-bit hosts).
+fn snapshot_options() -> ClifOptions {
+    let mut o = ClifOptions::host().unwrap();
+    o.frontend.default_call_conv = cranelift_codegen::isa::CallConv::SystemV;
+    o
+}
+
+/// SpikingJelly's `LIFNode` with its defaults (tau = 2, hard reset to 0, Sigmoid(4) surrogate),
+/// as the runtime compiles it (after the optimisation passes).
+fn lif_node() -> crate::ir::StepGraph {
+    let b = CoreBuilder::new("LIFNode");
+    let x = b.input("x");
+    let v = b.state("v", StateInit::Const(0.0));
+    let h = v + (x - v) / 2.0;
+    let s = (h - 1.0).spike(Surrogate::Sigmoid { alpha: 4.0 });
+    b.output("spike", s);
+    b.set_state("v", s * 0.0 + (1.0 - s) * h);
+    crate::passes::optimize(&b.build().unwrap())
+}
+
+/// Review aid: the annotated CLIF of LIF's inference scan. A codegen change shows up here.
+#[test]
+fn snapshot_lif_forward_inference_clif() {
+    let k = ScanKernel::forward(lif_node(), false);
+    let scan = codegen_scan(&k, &snapshot_options()).unwrap();
+    verify(&scan);
+    insta::assert_snapshot!("lif_forward_inference_clif", scan.annotated_text());
+}
+
+/// Review aid: the annotated CLIF of LIF's backward scan (upstream gradient of the spikes).
+#[test]
+fn snapshot_lif_backward_clif() {
+    let fwd = lif_node();
+    let spec = crate::autodiff::GradSpec::outputs_only(&fwd);
+    let bwd = crate::autodiff::backward(&fwd, &spec).unwrap();
+    let scan = codegen_scan(&bwd.kernel, &snapshot_options()).unwrap();
+    verify(&scan);
+    insta::assert_snapshot!("lif_backward_clif", scan.annotated_text());
+}
