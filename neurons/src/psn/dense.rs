@@ -36,6 +36,263 @@ fn add_into(acc: &mut [f32], g: &[f32]) {
     }
 }
 
+/// The settings PSN and MaskedPSN configs share: `T`, `seed`, `surrogate` and
+/// `surrogate.<param>`; any other key is unknown to `class` (whose keys are `keys`).
+fn set_shared(
+    (class, keys): (&'static str, &[&str]),
+    t: &mut usize,
+    seed: &mut u64,
+    surrogate: &mut Surrogate,
+    key: &str,
+    value: &str,
+) -> Result<(), NeuronError> {
+    match key {
+        "T" | "t" => *t = parse_usize(class, key, value, 1)?,
+        "seed" => *seed = parse_u64(class, key, value)?,
+        _ => {
+            if !set_surrogate(class, surrogate, key, value)? {
+                return Err(NeuronError::UnknownParam {
+                    neuron: class,
+                    key: key.to_string(),
+                    allowed: keys.join(", "),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `T` and `seed` entries of a PSN or MaskedPSN config's listing.
+fn t_and_seed_values(t: usize, seed: u64) -> [ParamValue; 2] {
+    [
+        ParamValue::new(
+            "T",
+            t.to_string(),
+            "sequence length; weight is [T, T], bias [T]",
+        ),
+        ParamValue::new(
+            "seed",
+            seed.to_string(),
+            "seed of the initialisation (weight U(-1/sqrt(T), 1/sqrt(T)), bias -1)",
+        ),
+    ]
+}
+
+// =============================================================================================
+// What PSN and MaskedPSN share
+
+/// The weight `[T, T]` and blend factor `[T, T]` of a [`MaskedPSN`] (see [`MaskedPSN::blend`]).
+struct Masked {
+    weight: Vec<f32>,
+    blend: Vec<f32>,
+}
+
+/// The learnable mixing of [`PSN`] and [`MaskedPSN`]: weight `[T, T]`, bias `[T]`, their
+/// accumulated gradients, the backend, and the last multi-step training forward's input.
+#[derive(Clone, Debug)]
+struct Core {
+    module: &'static str,
+    surrogate: Surrogate,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    weight_grad: Vec<f32>,
+    bias_grad: Vec<f32>,
+    backend: MixBackend,
+    training: bool,
+    /// The last training multi-step forward's input and N, for backward.
+    saved: Option<(Vec<f32>, usize)>,
+}
+
+impl Core {
+    fn new(
+        module: &'static str,
+        surrogate: Surrogate,
+        (weight, bias): (Vec<f32>, Vec<f32>),
+        backend: MixBackend,
+    ) -> Core {
+        Core {
+            module,
+            surrogate,
+            weight_grad: vec![0.0; weight.len()],
+            bias_grad: vec![0.0; bias.len()],
+            weight,
+            bias,
+            backend,
+            training: true,
+            saved: None,
+        }
+    }
+
+    /// The sequence length (the bias is `[T]`).
+    fn t(&self) -> usize {
+        self.bias.len()
+    }
+
+    fn replace(
+        module: &'static str,
+        param: &'static str,
+        to: &mut [f32],
+        v: &[f32],
+    ) -> Result<(), PsnError> {
+        check_len(param, to.len(), v.len())?;
+        check_finite(module, param, v)?;
+        to.copy_from_slice(v);
+        Ok(())
+    }
+
+    fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
+        Core::replace(self.module, "weight", &mut self.weight, w)
+    }
+
+    fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
+        Core::replace(self.module, "bias", &mut self.bias, b)
+    }
+
+    fn zero_grad(&mut self) {
+        self.weight_grad.fill(0.0);
+        self.bias_grad.fill(0.0);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        if !training {
+            self.saved = None;
+        }
+    }
+
+    /// The mixing of `x` by `weight` (`[rows, cols]`) and `bias` (`[rows]`).
+    fn mixing<'a>(
+        &'a self,
+        rows: usize,
+        cols: usize,
+        weight: &'a [f32],
+        bias: &'a [f32],
+    ) -> Mixing<'a> {
+        Mixing {
+            rows,
+            cols,
+            weight,
+            bias,
+            surrogate: self.surrogate,
+        }
+    }
+
+    /// The whole-sequence mixing, by the module's own weight or a [`MaskedPSN`]'s masked one.
+    fn full<'a>(&'a self, masked: Option<&'a Masked>) -> Mixing<'a> {
+        let weight = masked.map_or(&self.weight[..], |m| &m.weight);
+        self.mixing(self.t(), self.t(), weight, &self.bias)
+    }
+
+    /// Multi-step forward: spikes `[T, N]` of `x` (`[T, N]`) into `spikes`; keeps the input for
+    /// backward when training.
+    fn forward_multi(
+        &mut self,
+        masked: Option<&Masked>,
+        x: &[f32],
+        n: usize,
+        spikes: &mut [f32],
+    ) -> Result<(), PsnError> {
+        let t = steps_of(self.module, x.len(), n)?;
+        if t != self.t() {
+            return Err(PsnError::SeqShape {
+                module: self.module,
+                len: x.len(),
+                t: self.t(),
+                n,
+            });
+        }
+        self.full(masked).forward_into(x, n, self.backend, spikes)?;
+        self.saved = self.training.then(|| (x.to_vec(), n));
+        Ok(())
+    }
+
+    /// Backward of the last multi-step forward: `d loss / d x` into `grad_x`, and the weight
+    /// and bias gradients added to the accumulated ones (the weight's through the mask's blend
+    /// when `masked`). What forward kept stays for another try when this fails.
+    fn backward_multi(
+        &mut self,
+        masked: Option<&Masked>,
+        grad_spike: &[f32],
+        grad_x: &mut [f32],
+    ) -> Result<(), PsnError> {
+        let (x, n) = self.saved.take().ok_or(PsnError::NothingRecorded {
+            module: self.module,
+        })?;
+        let (gw, gb) =
+            match self
+                .full(masked)
+                .backward_into(&x, n, grad_spike, self.backend, grad_x)
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    self.saved = Some((x, n));
+                    return Err(e);
+                }
+            };
+        match masked {
+            Some(m) => {
+                for ((acc, &g), &b) in self.weight_grad.iter_mut().zip(&gw).zip(&m.blend) {
+                    *acc += g * b;
+                }
+            }
+            None => add_into(&mut self.weight_grad, &gw),
+        }
+        add_into(&mut self.bias_grad, &gb);
+        Ok(())
+    }
+}
+
+/// The public methods [`PSN`] and [`MaskedPSN`] share, on their `config` and `core` fields.
+macro_rules! shared_methods {
+    ($module:ident, $config:ident) => {
+        impl $module {
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+            pub fn t(&self) -> usize {
+                self.config.t
+            }
+            pub fn backend(&self) -> MixBackend {
+                self.core.backend
+            }
+            pub fn set_backend(&mut self, backend: MixBackend) {
+                self.core.backend = backend;
+            }
+            /// The weight `[T, T]`, row-major (`W[i][j]`: how input step `j` drives output step
+            /// `i`).
+            pub fn weight(&self) -> &[f32] {
+                &self.core.weight
+            }
+            /// The bias `[T]` (SpikingJelly's `[T, 1]`).
+            pub fn bias(&self) -> &[f32] {
+                &self.core.bias
+            }
+            /// Replaces the weight (`[T, T]`, finite).
+            pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
+                self.core.set_weight(w)
+            }
+            /// Replaces the bias (`[T]`, finite).
+            pub fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
+                self.core.set_bias(b)
+            }
+            #[doc = concat!(
+                        "Gradient of the weight accumulated by every [`", stringify!($module),
+                        "::backward`] since [`", stringify!($module), "::zero_grad`]."
+                    )]
+            pub fn weight_grad(&self) -> &[f32] {
+                &self.core.weight_grad
+            }
+            /// Gradient of the bias, accumulated like the weight's.
+            pub fn bias_grad(&self) -> &[f32] {
+                &self.core.bias_grad
+            }
+            pub fn zero_grad(&mut self) {
+                self.core.zero_grad();
+            }
+        }
+    };
+}
+
 // =============================================================================================
 // PSN
 
@@ -80,35 +337,12 @@ impl PSNConfig {
 
     /// Applies one `key=value` setting (`T`, `seed`, `surrogate`, `surrogate.<param>`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
-        match key {
-            "T" | "t" => self.t = parse_usize(Self::CLASS, key, value, 1)?,
-            "seed" => self.seed = parse_u64(Self::CLASS, key, value)?,
-            _ => {
-                if !set_surrogate(Self::CLASS, &mut self.surrogate, key, value)? {
-                    return Err(NeuronError::UnknownParam {
-                        neuron: Self::CLASS,
-                        key: key.to_string(),
-                        allowed: Self::KEYS.join(", "),
-                    });
-                }
-            }
-        }
-        Ok(())
+        let Self { t, seed, surrogate } = self;
+        set_shared((Self::CLASS, Self::KEYS), t, seed, surrogate, key, value)
     }
 
     pub fn param_values(&self) -> Vec<ParamValue> {
-        let mut v = vec![
-            ParamValue::new(
-                "T",
-                self.t.to_string(),
-                "sequence length; weight is [T, T], bias [T]",
-            ),
-            ParamValue::new(
-                "seed",
-                self.seed.to_string(),
-                "seed of the initialisation (weight U(-1/sqrt(T), 1/sqrt(T)), bias -1)",
-            ),
-        ];
+        let mut v = Vec::from(t_and_seed_values(self.t, self.seed));
         v.extend(surrogate_values(&self.surrogate));
         v
     }
@@ -133,16 +367,9 @@ impl PSNConfig {
             module: Self::CLASS,
             why: e.to_string(),
         })?;
-        let (weight, bias) = self.init_params();
         Ok(PSN {
             config: *self,
-            weight_grad: vec![0.0; weight.len()],
-            bias_grad: vec![0.0; bias.len()],
-            weight,
-            bias,
-            backend,
-            training: true,
-            saved: None,
+            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),
         })
     }
 }
@@ -163,15 +390,10 @@ impl PSNConfig {
 #[derive(Clone, Debug)]
 pub struct PSN {
     config: PSNConfig,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    weight_grad: Vec<f32>,
-    bias_grad: Vec<f32>,
-    backend: MixBackend,
-    training: bool,
-    /// The last training forward's input and N, for backward.
-    saved: Option<(Vec<f32>, usize)>,
+    core: Core,
 }
+
+shared_methods!(PSN, PSNConfig);
 
 impl PSN {
     pub const CLASS: &'static str = PSNConfig::CLASS;
@@ -181,18 +403,6 @@ impl PSN {
         PSNConfig::new(t).build(MixBackend::cpu())
     }
 
-    pub fn config(&self) -> &PSNConfig {
-        &self.config
-    }
-    pub fn t(&self) -> usize {
-        self.config.t
-    }
-    pub fn backend(&self) -> MixBackend {
-        self.backend
-    }
-    pub fn set_backend(&mut self, backend: MixBackend) {
-        self.backend = backend;
-    }
     /// Always multi-step.
     pub fn step_mode(&self) -> Mode {
         Mode::Multi
@@ -208,55 +418,11 @@ impl PSN {
     }
     /// Training mode (default): forward keeps its input for backward.
     pub fn set_training(&mut self, training: bool) {
-        self.training = training;
-        if !training {
-            self.saved = None;
-        }
-    }
-    /// The weight `[T, T]`, row-major (`W[i][j]`: how input step `j` drives output step `i`).
-    pub fn weight(&self) -> &[f32] {
-        &self.weight
-    }
-    /// The bias `[T]` (SpikingJelly's `[T, 1]`).
-    pub fn bias(&self) -> &[f32] {
-        &self.bias
-    }
-    pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
-        check_len("weight", self.weight.len(), w.len())?;
-        check_finite(Self::CLASS, "weight", w)?;
-        self.weight.copy_from_slice(w);
-        Ok(())
-    }
-    pub fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
-        check_len("bias", self.bias.len(), b.len())?;
-        check_finite(Self::CLASS, "bias", b)?;
-        self.bias.copy_from_slice(b);
-        Ok(())
-    }
-    /// Gradient of the weight accumulated by every [`PSN::backward`] since [`PSN::zero_grad`].
-    pub fn weight_grad(&self) -> &[f32] {
-        &self.weight_grad
-    }
-    pub fn bias_grad(&self) -> &[f32] {
-        &self.bias_grad
-    }
-    pub fn zero_grad(&mut self) {
-        self.weight_grad.fill(0.0);
-        self.bias_grad.fill(0.0);
+        self.core.set_training(training);
     }
     /// Drops what forward kept for backward (PSN has no other state).
     pub fn reset(&mut self) {
-        self.saved = None;
-    }
-
-    fn mixing(&self) -> Mixing<'_> {
-        Mixing {
-            rows: self.config.t,
-            cols: self.config.t,
-            weight: &self.weight,
-            bias: &self.bias,
-            surrogate: self.config.surrogate,
-        }
+        self.core.saved = None;
     }
 
     /// Spikes `[T, N]` of `x_seq` (`[T, N]`, time-major, `n` neurons).
@@ -274,18 +440,7 @@ impl PSN {
         n: usize,
         spikes: &mut [f32],
     ) -> Result<(), PsnError> {
-        let t = steps_of(Self::CLASS, x_seq.len(), n)?;
-        if t != self.config.t {
-            return Err(PsnError::SeqShape {
-                module: Self::CLASS,
-                len: x_seq.len(),
-                t: self.config.t,
-                n,
-            });
-        }
-        self.mixing().forward_into(x_seq, n, self.backend, spikes)?;
-        self.saved = self.training.then(|| (x_seq.to_vec(), n));
-        Ok(())
+        self.core.forward_multi(None, x_seq, n, spikes)
     }
 
     /// Backward of the last forward: returns `d loss / d x_seq` and adds `d loss / d weight` and
@@ -302,22 +457,7 @@ impl PSN {
         grad_spike: &[f32],
         grad_x: &mut [f32],
     ) -> Result<(), PsnError> {
-        let (x, n) = self.saved.take().ok_or(PsnError::NothingRecorded {
-            module: Self::CLASS,
-        })?;
-        let (gw, gb) = match self
-            .mixing()
-            .backward_into(&x, n, grad_spike, self.backend, grad_x)
-        {
-            Ok(g) => g,
-            Err(e) => {
-                self.saved = Some((x, n));
-                return Err(e);
-            }
-        };
-        add_into(&mut self.weight_grad, &gw);
-        add_into(&mut self.bias_grad, &gb);
-        Ok(())
+        self.core.backward_multi(None, grad_spike, grad_x)
     }
 }
 
@@ -390,39 +530,33 @@ impl MaskedPSNConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
         match key {
             "k" => self.k = parse_usize(Self::CLASS, key, value, 1)?,
-            "T" | "t" => self.t = parse_usize(Self::CLASS, key, value, 1)?,
             "lambda_init" | "lambda" => self.lambda_init = parse_f32(Self::CLASS, key, value)?,
-            "seed" => self.seed = parse_u64(Self::CLASS, key, value)?,
             "step_mode" => {
                 self.step_mode = Mode::from_name(value).ok_or_else(|| {
                     crate::params::invalid(Self::CLASS, key, value, "expected s or m")
                 })?
             }
-            _ => {
-                if !set_surrogate(Self::CLASS, &mut self.surrogate, key, value)? {
-                    return Err(NeuronError::UnknownParam {
-                        neuron: Self::CLASS,
-                        key: key.to_string(),
-                        allowed: Self::KEYS.join(", "),
-                    });
-                }
-            }
+            _ => set_shared(
+                (Self::CLASS, Self::KEYS),
+                &mut self.t,
+                &mut self.seed,
+                &mut self.surrogate,
+                key,
+                value,
+            )?,
         }
         Ok(())
     }
 
     pub fn param_values(&self) -> Vec<ParamValue> {
+        let [t, seed] = t_and_seed_values(self.t, self.seed);
         let mut v = vec![
             ParamValue::new(
                 "k",
                 self.k.to_string(),
                 "band width: step i sees steps i-k+1..=i",
             ),
-            ParamValue::new(
-                "T",
-                self.t.to_string(),
-                "sequence length; weight is [T, T], bias [T]",
-            ),
+            t,
             ParamValue::new(
                 "lambda_init",
                 fmt_f32(self.lambda_init),
@@ -433,11 +567,7 @@ impl MaskedPSNConfig {
                 self.step_mode.name(),
                 "s (one step per call; needs lambda >= 1) or m (the whole sequence)",
             ),
-            ParamValue::new(
-                "seed",
-                self.seed.to_string(),
-                "seed of the initialisation (weight U(-1/sqrt(T), 1/sqrt(T)), bias -1)",
-            ),
+            seed,
         ];
         v.extend(surrogate_values(&self.surrogate));
         v
@@ -465,18 +595,11 @@ impl MaskedPSNConfig {
                 param: "lambda",
             });
         }
-        let (weight, bias) = self.init_params();
         let mut m = MaskedPSN {
             config: *self,
-            weight_grad: vec![0.0; weight.len()],
-            bias_grad: vec![0.0; bias.len()],
-            weight,
-            bias,
+            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),
             lambda: self.lambda_init,
-            backend,
-            training: true,
             mode: Mode::Multi,
-            saved: None,
             history: Vec::new(),
             n: None,
             tape_from: 0,
@@ -497,22 +620,17 @@ impl MaskedPSNConfig {
 #[derive(Clone, Debug)]
 pub struct MaskedPSN {
     config: MaskedPSNConfig,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    weight_grad: Vec<f32>,
-    bias_grad: Vec<f32>,
+    core: Core,
     lambda: f32,
-    backend: MixBackend,
-    training: bool,
     mode: Mode,
-    /// Multi-step: the last training forward's input and N.
-    saved: Option<(Vec<f32>, usize)>,
     /// Single-step: every input since reset (`time_step` of them), each `[N]`.
     history: Vec<Vec<f32>>,
     n: Option<usize>,
     /// Single-step: the first step not yet differentiated.
     tape_from: usize,
 }
+
+shared_methods!(MaskedPSN, MaskedPSNConfig);
 
 impl MaskedPSN {
     pub const CLASS: &'static str = MaskedPSNConfig::CLASS;
@@ -525,25 +643,12 @@ impl MaskedPSN {
             .build(MixBackend::cpu())
     }
 
-    pub fn config(&self) -> &MaskedPSNConfig {
-        &self.config
-    }
-    pub fn t(&self) -> usize {
-        self.config.t
-    }
     pub fn k(&self) -> usize {
         self.config.k
     }
-    pub fn backend(&self) -> MixBackend {
-        self.backend
-    }
-    pub fn set_backend(&mut self, backend: MixBackend) {
-        self.backend = backend;
-    }
     pub fn set_training(&mut self, training: bool) {
-        self.training = training;
+        self.core.set_training(training);
         if !training {
-            self.saved = None;
             self.tape_from = self.history.len();
         }
     }
@@ -588,40 +693,12 @@ impl MaskedPSN {
         self.history.clear();
         self.n = None;
         self.tape_from = 0;
-        self.saved = None;
+        self.core.saved = None;
     }
     /// Keeps the step counter and queue but stops backward at this point (truncated BPTT).
     pub fn detach(&mut self) {
         self.tape_from = self.history.len();
-        self.saved = None;
-    }
-    pub fn weight(&self) -> &[f32] {
-        &self.weight
-    }
-    pub fn bias(&self) -> &[f32] {
-        &self.bias
-    }
-    pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
-        check_len("weight", self.weight.len(), w.len())?;
-        check_finite(Self::CLASS, "weight", w)?;
-        self.weight.copy_from_slice(w);
-        Ok(())
-    }
-    pub fn set_bias(&mut self, b: &[f32]) -> Result<(), PsnError> {
-        check_len("bias", self.bias.len(), b.len())?;
-        check_finite(Self::CLASS, "bias", b)?;
-        self.bias.copy_from_slice(b);
-        Ok(())
-    }
-    pub fn weight_grad(&self) -> &[f32] {
-        &self.weight_grad
-    }
-    pub fn bias_grad(&self) -> &[f32] {
-        &self.bias_grad
-    }
-    pub fn zero_grad(&mut self) {
-        self.weight_grad.fill(0.0);
-        self.bias_grad.fill(0.0);
+        self.core.saved = None;
     }
 
     /// `mask0[i][j] = 1` iff `j <= i <= j + k - 1`.
@@ -649,11 +726,17 @@ impl MaskedPSN {
     /// The weight the mixing uses: `blend ⊙ W` (bit-identical to SpikingJelly's
     /// `masked_weight()`: the product is commutative in IEEE arithmetic).
     pub fn masked_weight(&self) -> Vec<f32> {
-        self.blend()
+        self.masked().weight
+    }
+
+    fn masked(&self) -> Masked {
+        let blend = self.blend();
+        let weight = blend
             .iter()
-            .zip(&self.weight)
+            .zip(&self.core.weight)
             .map(|(&b, &w)| b * w)
-            .collect()
+            .collect();
+        Masked { weight, blend }
     }
 
     /// Multi-step: spikes `[T, N]` of `x` (`[T, N]`). Single-step: spikes `[N]` of one step `x`
@@ -666,25 +749,9 @@ impl MaskedPSN {
     }
 
     fn forward_multi(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
-        let t = steps_of(Self::CLASS, x.len(), n)?;
-        if t != self.config.t {
-            return Err(PsnError::SeqShape {
-                module: Self::CLASS,
-                len: x.len(),
-                t: self.config.t,
-                n,
-            });
-        }
-        let w = self.masked_weight();
-        let s = Mixing {
-            rows: t,
-            cols: t,
-            weight: &w,
-            bias: &self.bias,
-            surrogate: self.config.surrogate,
-        }
-        .forward(x, n, self.backend)?;
-        self.saved = self.training.then(|| (x.to_vec(), n));
+        let mut s = vec![0.0; x.len()];
+        let masked = self.masked();
+        self.core.forward_multi(Some(&masked), x, n, &mut s)?;
         Ok(s)
     }
 
@@ -728,17 +795,13 @@ impl MaskedPSN {
             xs.extend_from_slice(h);
         }
         xs.extend_from_slice(x);
-        let s = Mixing {
-            rows: 1,
-            cols: row.len(),
-            weight: row,
-            bias: &self.bias[step..step + 1],
-            surrogate: self.config.surrogate,
-        }
-        .forward(&xs, n, self.backend)?;
+        let core = &self.core;
+        let s = core
+            .mixing(1, row.len(), row, &core.bias[step..step + 1])
+            .forward(&xs, n, core.backend)?;
         self.n = Some(n);
         self.history.push(x.to_vec());
-        if !self.training {
+        if !self.core.training {
             self.tape_from = self.history.len();
         }
         Ok(s)
@@ -751,27 +814,13 @@ impl MaskedPSN {
     /// the accumulated ones (through the mask: `dW = dW_masked ⊙ blend`).
     pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
         let t = self.config.t;
-        let blend = self.blend();
-        let mw = self.masked_weight();
+        let masked = self.masked();
         match self.mode {
             Mode::Multi => {
-                let (x, n) = self.saved.as_ref().ok_or(PsnError::NothingRecorded {
-                    module: Self::CLASS,
-                })?;
-                let g = Mixing {
-                    rows: t,
-                    cols: t,
-                    weight: &mw,
-                    bias: &self.bias,
-                    surrogate: self.config.surrogate,
-                }
-                .backward(x, *n, grad_spike, self.backend)?;
-                self.saved = None;
-                for ((acc, &gw), &b) in self.weight_grad.iter_mut().zip(&g.weight).zip(&blend) {
-                    *acc += gw * b;
-                }
-                add_into(&mut self.bias_grad, &g.bias);
-                Ok(g.x)
+                let mut gx = vec![0.0; grad_spike.len()];
+                self.core
+                    .backward_multi(Some(&masked), grad_spike, &mut gx)?;
+                Ok(gx)
             }
             Mode::Single => {
                 let (from, to) = (self.tape_from, self.history.len());
@@ -789,25 +838,25 @@ impl MaskedPSN {
                 let (rows, cols) = (to - from, to - lo);
                 let mut w = Vec::with_capacity(rows * cols);
                 for r in from..to {
-                    w.extend_from_slice(&mw[r * t + lo..r * t + to]);
+                    w.extend_from_slice(&masked.weight[r * t + lo..r * t + to]);
                 }
                 let mut xs = Vec::with_capacity(cols * n);
                 for h in &self.history[lo..to] {
                     xs.extend_from_slice(h);
                 }
-                let g = Mixing {
-                    rows,
-                    cols,
-                    weight: &w,
-                    bias: &self.bias[from..to],
-                    surrogate: self.config.surrogate,
-                }
-                .backward(&xs, n, grad_spike, self.backend)?;
+                let core = &mut self.core;
+                let g = core.mixing(rows, cols, &w, &core.bias[from..to]).backward(
+                    &xs,
+                    n,
+                    grad_spike,
+                    core.backend,
+                )?;
                 for (ri, r) in (from..to).enumerate() {
                     for (ci, c) in (lo..to).enumerate() {
-                        self.weight_grad[r * t + c] += g.weight[ri * cols + ci] * blend[r * t + c];
+                        core.weight_grad[r * t + c] +=
+                            g.weight[ri * cols + ci] * masked.blend[r * t + c];
                     }
-                    self.bias_grad[r] += g.bias[ri];
+                    core.bias_grad[r] += g.bias[ri];
                 }
                 self.tape_from = to;
                 // Gradients of the inputs before the recorded steps are dropped.
