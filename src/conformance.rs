@@ -108,6 +108,7 @@ impl ScanBackend for Cpu {
 }
 
 /// A backend that could not be set up: every run reports why.
+#[derive(Debug)]
 struct Unavailable {
     name: &'static str,
     why: String,
@@ -129,6 +130,47 @@ impl ScanBackend for Unavailable {
     }
 }
 
+/// A backend that may be missing on this machine (no GPU, no C++ compiler, ...): the backend, or
+/// why it is missing, which [`ScanBackend::unavailable`] and every run then report. Construction
+/// never fails.
+#[derive(Debug)]
+pub struct MaybeAvailable<B>(Result<B, Unavailable>);
+
+impl<B> MaybeAvailable<B> {
+    /// `setup`'s backend, or its error as the reason the backend `name` is missing.
+    pub fn from_setup<E: std::fmt::Display>(name: &'static str, setup: Result<B, E>) -> Self {
+        MaybeAvailable(setup.map_err(|e| Unavailable {
+            name,
+            why: e.to_string(),
+        }))
+    }
+}
+
+impl<B: ScanBackend> ScanBackend for MaybeAvailable<B> {
+    fn name(&self) -> &str {
+        match &self.0 {
+            Ok(b) => b.name(),
+            Err(u) => u.name(),
+        }
+    }
+    fn unavailable(&self) -> Option<String> {
+        match &self.0 {
+            Ok(b) => b.unavailable(),
+            Err(u) => u.unavailable(),
+        }
+    }
+    fn run_scan(
+        &mut self,
+        kernel: &ScanKernel,
+        args: &ScanArgs<'_, f32>,
+    ) -> Result<ScanResult<f32>, BackendError> {
+        match &mut self.0 {
+            Ok(b) => b.run_scan(kernel, args),
+            Err(u) => u.run_scan(kernel, args),
+        }
+    }
+}
+
 /// The backend names [`backend_by_name`] knows.
 pub const BACKENDS: &[&str] = &["interp", "cpu", "cuda-emulated", "cuda"];
 
@@ -141,13 +183,7 @@ pub struct UnknownBackend(pub String);
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
     match name {
         "interp" | "interpreter" => Ok(Box::new(Interpreter)),
-        "cpu" => Ok(match Cpu::new() {
-            Ok(cpu) => Box::new(cpu),
-            Err(e) => Box::new(Unavailable {
-                name: "cpu",
-                why: e.to_string(),
-            }),
-        }),
+        "cpu" => Ok(Box::new(MaybeAvailable::from_setup("cpu", Cpu::new()))),
         "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
         "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
         _ => Err(UnknownBackend(name.to_string())),

@@ -7,20 +7,19 @@ use flexsn_compiler::codegen::cuda::CudaOptions;
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 use flexsn_runtime::cuda::{CudaDevice, CudaError, EmulatedCuda};
 
-use crate::conformance::{BackendError, ScanBackend};
+use crate::conformance::{BackendError, MaybeAvailable, ScanBackend};
+
+/// The backend names, as in [`crate::conformance::BACKENDS`].
+const EMULATED: &str = "cuda-emulated";
+const DEVICE: &str = "cuda";
 
 /// The generated CUDA source run as host C++ (no GPU needed). Construction never fails; when no
 /// C++ compiler exists, [`ScanBackend::unavailable`] and every run say so plainly.
-#[derive(Debug)]
-pub struct CudaEmulatedBackend {
-    inner: Result<EmulatedCuda, String>,
-}
+pub type CudaEmulatedBackend = MaybeAvailable<EmulatedCuda>;
 
 impl CudaEmulatedBackend {
     pub fn new(opts: CudaOptions) -> Self {
-        CudaEmulatedBackend {
-            inner: EmulatedCuda::with_options(opts).map_err(|e| e.to_string()),
-        }
+        MaybeAvailable::from_setup(EMULATED, EmulatedCuda::with_options(opts))
     }
 }
 
@@ -30,13 +29,9 @@ impl Default for CudaEmulatedBackend {
     }
 }
 
-impl ScanBackend for CudaEmulatedBackend {
+impl ScanBackend for EmulatedCuda {
     fn name(&self) -> &str {
-        "cuda-emulated"
-    }
-
-    fn unavailable(&self) -> Option<String> {
-        self.inner.as_ref().err().cloned()
+        EMULATED
     }
 
     fn run_scan(
@@ -44,27 +39,22 @@ impl ScanBackend for CudaEmulatedBackend {
         kernel: &ScanKernel,
         args: &ScanArgs<'_, f32>,
     ) -> Result<ScanResult<f32>, BackendError> {
-        match &self.inner {
-            Ok(e) => Ok(e.run_scan(kernel, args)?),
-            Err(why) => Err(why.clone().into()),
-        }
+        // The runtime's own (inherent) `run_scan`.
+        Ok(EmulatedCuda::run_scan(self, kernel, args)?)
     }
 }
 
 /// Real CUDA on device 0. Construction never fails; without a driver, device or NVRTC,
 /// [`ScanBackend::unavailable`] and every run say which is missing.
-#[derive(Debug)]
-pub struct CudaBackend {
-    inner: Result<(Arc<CudaDevice>, CudaOptions), String>,
-}
+pub type CudaBackend = MaybeAvailable<CudaDeviceBackend>;
 
 impl CudaBackend {
     pub fn new(opts: CudaOptions) -> Self {
-        CudaBackend {
-            inner: CudaDevice::new(0)
-                .map(|d| (Arc::new(d), opts))
-                .map_err(|e| e.to_string()),
-        }
+        let device = CudaDevice::new(0).map(|d| CudaDeviceBackend {
+            device: Arc::new(d),
+            opts,
+        });
+        MaybeAvailable::from_setup(DEVICE, device)
     }
 }
 
@@ -74,13 +64,16 @@ impl Default for CudaBackend {
     }
 }
 
-impl ScanBackend for CudaBackend {
-    fn name(&self) -> &str {
-        "cuda"
-    }
+/// The CUDA device a [`CudaBackend`] found, and the options it compiles each kernel with.
+#[derive(Debug)]
+pub struct CudaDeviceBackend {
+    device: Arc<CudaDevice>,
+    opts: CudaOptions,
+}
 
-    fn unavailable(&self) -> Option<String> {
-        self.inner.as_ref().err().cloned()
+impl ScanBackend for CudaDeviceBackend {
+    fn name(&self) -> &str {
+        DEVICE
     }
 
     fn run_scan(
@@ -88,13 +81,8 @@ impl ScanBackend for CudaBackend {
         kernel: &ScanKernel,
         args: &ScanArgs<'_, f32>,
     ) -> Result<ScanResult<f32>, BackendError> {
-        match &self.inner {
-            Ok((d, opts)) => {
-                let k = d.compile(kernel, opts)?;
-                Ok(k.run_host(args)?)
-            }
-            Err(why) => Err(why.clone().into()),
-        }
+        let k = self.device.compile(kernel, &self.opts)?;
+        Ok(k.run_host(args)?)
     }
 }
 
