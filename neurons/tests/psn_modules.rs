@@ -303,3 +303,31 @@ fn cpu_mixing_matches_reference_on_psn_sized_problems() {
         close(b.bias_grad(), a.bias_grad(), 1e-3);
     }
 }
+
+#[test]
+fn an_invalid_surrogate_is_refused_at_construction() {
+    let bad = Surrogate::SoftSign { alpha: -1.0 };
+    let e = PSNConfig::new(4)
+        .surrogate(bad)
+        .build(MixBackend::Reference)
+        .unwrap_err();
+    assert!(
+        matches!(e, PsnError::Surrogate { module: "PSN", .. }),
+        "{e}"
+    );
+    let e = MaskedPSNConfig::new(2, 4)
+        .surrogate(bad)
+        .build(MixBackend::Reference)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PsnError::Surrogate {
+                module: "MaskedPSN",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("alpha"), "{e}");
+}

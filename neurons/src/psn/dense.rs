@@ -5,8 +5,8 @@ use flexsn_compiler::ir::Surrogate;
 use super::mixing::{MixBackend, Mixing};
 use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
 use super::{
-    DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
-    surrogate_values,
+    DEFAULT_SURROGATE, Mode, PsnError, check_len, check_surrogate, parse_u64, parse_usize,
+    set_surrogate, steps_of, surrogate_values,
 };
 use crate::params::{NeuronError, ParamValue, fmt_f32, parse_f32};
 
@@ -15,18 +15,6 @@ fn check_finite(module: &'static str, param: &'static str, v: &[f32]) -> Result<
         Ok(())
     } else {
         Err(PsnError::NonFinite { module, param })
-    }
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), PsnError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(PsnError::Len {
-            what,
-            expected,
-            got,
-        })
     }
 }
 
@@ -363,10 +351,7 @@ impl PSNConfig {
                 module: Self::CLASS,
             });
         }
-        self.surrogate.validate().map_err(|e| PsnError::Backend {
-            module: Self::CLASS,
-            why: e.to_string(),
-        })?;
+        check_surrogate(Self::CLASS, &self.surrogate)?;
         Ok(PSN {
             config: *self,
             core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),
@@ -595,6 +580,7 @@ impl MaskedPSNConfig {
                 param: "lambda",
             });
         }
+        check_surrogate(Self::CLASS, &self.surrogate)?;
         let mut m = MaskedPSN {
             config: *self,
             core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),

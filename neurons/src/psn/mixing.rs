@@ -23,7 +23,7 @@
 
 use flexsn_compiler::ir::Surrogate;
 
-use super::PsnError;
+use super::{PsnError, check_len};
 
 /// Where the time mixing runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,18 +87,6 @@ pub struct MixGrads {
     pub x: Vec<f32>,
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), PsnError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(PsnError::Len {
-            what,
-            expected,
-            got,
-        })
-    }
 }
 
 impl Mixing<'_> {

@@ -84,8 +84,8 @@ pub enum PsnError {
         module: &'static str,
         param: &'static str,
     },
-    #[error("{module}: {why}")]
-    Backend { module: &'static str, why: String },
+    #[error("{module}: invalid surrogate: {why}")]
+    Surrogate { module: &'static str, why: String },
     #[error("the PSN time mixing could not run on backend `{backend}`: {why}")]
     MixBackend { backend: &'static str, why: String },
     #[error(transparent)]
@@ -95,6 +95,27 @@ pub enum PsnError {
 impl From<NodeError> for PsnError {
     fn from(e: NodeError) -> Self {
         PsnError::Node(Box::new(e))
+    }
+}
+
+/// Checks a module's surrogate parameters at construction.
+pub(crate) fn check_surrogate(module: &'static str, s: &Surrogate) -> Result<(), PsnError> {
+    s.validate().map_err(|e| PsnError::Surrogate {
+        module,
+        why: e.to_string(),
+    })
+}
+
+/// `Ok` when a buffer has the length a module needs.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), PsnError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(PsnError::Len {
+            what,
+            expected,
+            got,
+        })
     }
 }
 
