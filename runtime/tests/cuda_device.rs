@@ -16,31 +16,21 @@ use flexsn_compiler::scan::ScanKernel;
 use flexsn_runtime::cuda::compare::{Tolerance, compare, compare_results, interpreter_reference};
 use flexsn_runtime::cuda::device::{device_count, driver_present};
 use flexsn_runtime::cuda::host::HostBuf;
+use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{CudaDevice, CudaError, DeviceBuf};
 
-fn required() -> bool {
-    std::env::var("FLEXSN_REQUIRE_GPU").as_deref() == Ok("1")
-}
-
-/// Device 0, or `None` (skip, with the reason) where there is none and none is required.
+/// Device 0 (its name printed), or `None` (skip, with the reason) where there is none and none
+/// is required.
 fn gpu() -> Option<CudaDevice> {
-    match CudaDevice::new(0) {
-        Ok(d) => {
-            eprintln!(
-                "CUDA device: {} (sm_{}{}), target {:?}",
-                d.name(),
-                d.compute_capability().0,
-                d.compute_capability().1,
-                d.target()
-            );
-            Some(d)
-        }
-        Err(e) => {
-            assert!(!required(), "FLEXSN_REQUIRE_GPU=1 but: {e}");
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
+    let d = present_or_skip(Tool::Gpu, CudaDevice::new(0))?;
+    eprintln!(
+        "CUDA device: {} (sm_{}{}), target {:?}",
+        d.name(),
+        d.compute_capability().0,
+        d.compute_capability().1,
+        d.target()
+    );
+    Some(d)
 }
 
 #[test]

@@ -16,21 +16,13 @@ use flexsn_compiler::random::{RandomGraphConfig, random_graph, random_inputs, sc
 use flexsn_compiler::scan::{ScanArgs, ScanKernel};
 use flexsn_runtime::cuda::compare::{Tolerance, compare, compare_results, interpreter_reference};
 use flexsn_runtime::cuda::emulated::{EmulatedCuda, compile_host_library, find_cxx};
+use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{CudaError, host::round_to_storage};
 
 /// The emulated backend, or `None` (skip) where no C++ compiler exists and none is required.
 fn emu(opts: CudaOptions) -> Option<EmulatedCuda> {
-    match EmulatedCuda::with_options(opts) {
-        Ok(e) => Some(e),
-        Err(e @ CudaError::NoCxx { .. }) => {
-            let required = std::env::var("FLEXSN_REQUIRE_CXX").is_ok_and(|v| v == "1")
-                || std::env::var_os("CI").is_some();
-            assert!(!required, "{e}");
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+    present_or_skip(Tool::Cxx, find_cxx())?;
+    Some(EmulatedCuda::with_options(opts).unwrap())
 }
 
 /// Deterministic pseudo-random data for a graph (uses the shared generator).

@@ -8,23 +8,16 @@ use flexsn_compiler::codegen::cuda::mixing::{MixingSpec, WGRAD_CHUNK, codegen_mi
 use flexsn_compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
 use flexsn_compiler::ir::Surrogate;
 use flexsn_compiler::random::SplitMix64;
+use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::cuda::host::round_to_storage;
+use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{
     CudaDevice, CudaError, EmulatedCuda, MixGradients, MixingKernels, nvrtc,
 };
 
 fn emulated(opts: CudaOptions) -> Option<EmulatedCuda> {
-    match EmulatedCuda::with_options(opts) {
-        Ok(e) => Some(e),
-        Err(e @ CudaError::NoCxx { .. }) => {
-            let required = std::env::var("FLEXSN_REQUIRE_CXX").is_ok_and(|v| v == "1")
-                || std::env::var_os("CI").is_some();
-            assert!(!required, "{e}");
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+    present_or_skip(Tool::Cxx, find_cxx())?;
+    Some(EmulatedCuda::with_options(opts).unwrap())
 }
 
 struct Case {
@@ -249,16 +242,8 @@ fn bad_shapes_are_typed_errors() {
 
 #[test]
 fn mixing_kernels_compile_to_ptx() {
-    let nv = match nvrtc::nvrtc() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(
-                std::env::var("FLEXSN_REQUIRE_NVRTC").as_deref() != Ok("1"),
-                "FLEXSN_REQUIRE_NVRTC=1 but NVRTC is missing: {e}"
-            );
-            eprintln!("skipping: {e}");
-            return;
-        }
+    let Some(nv) = present_or_skip(Tool::Nvrtc, nvrtc::nvrtc()) else {
+        return;
     };
     eprintln!("NVRTC {}.{}", nv.version.0, nv.version.1);
     for c in cases() {
@@ -284,16 +269,8 @@ fn mixing_kernels_compile_to_ptx() {
 
 #[test]
 fn device_mixing_matches_plain_loops() {
-    let dev = match CudaDevice::new(0) {
-        Ok(d) => d,
-        Err(e) => {
-            assert!(
-                std::env::var("FLEXSN_REQUIRE_GPU").as_deref() != Ok("1"),
-                "FLEXSN_REQUIRE_GPU=1 but: {e}"
-            );
-            eprintln!("skipping GPU test: {e}");
-            return;
-        }
+    let Some(dev) = present_or_skip(Tool::Gpu, CudaDevice::new(0)) else {
+        return;
     };
     for c in cases() {
         let m = dev.mixing(&c.spec, &CudaOptions::default()).unwrap();

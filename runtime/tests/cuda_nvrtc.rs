@@ -10,33 +10,23 @@ use flexsn_compiler::random::{RandomGraphConfig, random_graph};
 use flexsn_compiler::scan::ScanKernel;
 use flexsn_runtime::cuda::CudaError;
 use flexsn_runtime::cuda::nvrtc::{self, Image, ModuleCache, Target};
+use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 
-/// NVRTC, or `None` (skip) when it is missing and not required.
+/// NVRTC (with its version printed), or `None` (skip) when it is missing and not required.
 fn require_nvrtc() -> Option<&'static nvrtc::Nvrtc> {
-    match nvrtc::nvrtc() {
-        Ok(n) => {
-            eprintln!(
-                "NVRTC {}.{} from {}{}",
-                n.version.0,
-                n.version.1,
-                n.source,
-                if n.from_env {
-                    " (FLEXSN_NVRTC_PATH)"
-                } else {
-                    ""
-                }
-            );
-            Some(n)
+    let n = present_or_skip(Tool::Nvrtc, nvrtc::nvrtc())?;
+    eprintln!(
+        "NVRTC {}.{} from {}{}",
+        n.version.0,
+        n.version.1,
+        n.source,
+        if n.from_env {
+            " (FLEXSN_NVRTC_PATH)"
+        } else {
+            ""
         }
-        Err(e) => {
-            assert!(
-                std::env::var("FLEXSN_REQUIRE_NVRTC").as_deref() != Ok("1"),
-                "FLEXSN_REQUIRE_NVRTC=1 but NVRTC is missing: {e}"
-            );
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
+    );
+    Some(n)
 }
 
 fn kernels() -> Vec<ScanKernel> {

@@ -13,6 +13,7 @@ pub mod host;
 pub mod inspect;
 pub mod mixing;
 pub mod nvrtc;
+pub mod probe;
 
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
