@@ -17,7 +17,8 @@ fn min_nan<L: Lanes>(l: &mut L, a: L::F, b: L::F) -> L::F {
 
 /// NaN-propagating maximum with the interpreter's tie rule: `b > a ? b : a`.
 fn max_nan<L: Lanes>(l: &mut L, a: L::F, b: L::F) -> L::F {
-    let gt = l.fcmp(Cmp::Gt, b, a);
+    // `a < b` is `b > a` (both false on NaN); this form lowers to one `maxps`.
+    let gt = l.fcmp(Cmp::Lt, a, b);
     let r = l.fsel(gt, b, a);
     let uno = l.fcmp(Cmp::Uno, a, b);
     let nan = l.fc(f32::NAN);
