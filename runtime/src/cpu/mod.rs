@@ -379,7 +379,56 @@ impl crate::BackendCompiler for CpuCompiler {
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{CpuOptions, CpuScan, split};
+    use flexsn_compiler::codegen::clif::model;
+    use flexsn_compiler::random::{RandomGraphConfig, random_graph, random_inputs, scan_args};
+    use flexsn_compiler::scan::{Direction, OutputMode, ScanKernel};
+
+    /// Every unroll (the copies of a group are interleaved instruction by instruction, so each
+    /// group size is its own code path) is bit-identical to the model, both directions.
+    #[test]
+    fn every_unroll_equals_the_model() {
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for seed in 0..24u64 {
+            let g = random_graph(seed, &RandomGraphConfig::all());
+            let mut k = ScanKernel::forward(g, seed % 3 == 0);
+            if seed % 2 == 1 {
+                k.direction = Direction::Reverse;
+            }
+            for (o, m) in k.output_modes.iter_mut().enumerate() {
+                if (o as u64 + seed) % 3 == 0 {
+                    *m = OutputMode::SumOverTime;
+                }
+            }
+            let (t, n) = (3, 37);
+            let data = random_inputs(seed, &k.graph, t, n);
+            let args = scan_args(t, n, &data);
+            let want = model::run_scan(&k, &args).unwrap();
+            for unroll in 1..=4 {
+                let opts = CpuOptions {
+                    threads: 1,
+                    chunk: 16,
+                    unroll,
+                };
+                let got = CpuScan::compile(&k, &opts).unwrap().run(&args).unwrap();
+                let pairs = got
+                    .outputs
+                    .iter()
+                    .zip(&want.outputs)
+                    .chain(got.state_seqs.iter().zip(&want.state_seqs))
+                    .chain(got.final_states.iter().zip(&want.final_states));
+                for (gv, wv) in pairs {
+                    assert_eq!(gv.len(), wv.len());
+                    for (i, (a, b)) in gv.iter().zip(wv).enumerate() {
+                        assert!(
+                            same(*a, *b),
+                            "seed {seed} unroll {unroll} [{i}]: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn split_covers_every_neuron_once() {

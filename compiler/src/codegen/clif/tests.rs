@@ -72,7 +72,7 @@ fn every_op_every_mode_verifies() {
     let g = every_op_graph();
     for dir in [Direction::Forward, Direction::Reverse] {
         for seqs in [false, true] {
-            for unroll in [1, 2, 4] {
+            for unroll in [1, 2, 3, 4] {
                 let n = g.outputs().len();
                 let modes = (0..n)
                     .map(|i| {
