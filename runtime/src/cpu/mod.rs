@@ -391,12 +391,12 @@ mod tests {
         let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
         for seed in 0..24u64 {
             let g = random_graph(seed, &RandomGraphConfig::all());
-            let mut k = ScanKernel::forward(g, seed % 3 == 0);
-            if seed % 2 == 1 {
+            let mut k = ScanKernel::forward(g, seed.is_multiple_of(3));
+            if !seed.is_multiple_of(2) {
                 k.direction = Direction::Reverse;
             }
             for (o, m) in k.output_modes.iter_mut().enumerate() {
-                if (o as u64 + seed) % 3 == 0 {
+                if (o as u64 + seed).is_multiple_of(3) {
                     *m = OutputMode::SumOverTime;
                 }
             }
