@@ -9,8 +9,9 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use super::{CpuOptions, CpuScan, MachineCode, host_isa};
 use crate::RuntimeError;
 
-/// The Cranelift IR generated for `kernel` (before Cranelift's optimisations), with a comment
-/// line naming the step-graph node or loop part each group of instructions comes from.
+/// The Cranelift IR generated for `kernel` (kernels compile at `opt_level = none`, so this is the
+/// instruction order that runs), with a comment line naming the step-graph node or loop part
+/// each group of instructions comes from.
 pub fn inspect_clif(kernel: &ScanKernel, opts: &CpuOptions) -> Result<String, RuntimeError> {
     let isa = host_isa()?;
     let mut o = ClifOptions::new(isa.frontend_config());
