@@ -430,6 +430,45 @@ mod tests {
         }
     }
 
+    /// Outputs that are per-call values, several of them the same node, summed over time and
+    /// as sequences: each is stored once per step.
+    #[test]
+    fn shared_uniform_outputs_are_stored_once() {
+        use flexsn_compiler::dsl::GraphBuilder;
+        use flexsn_compiler::ir::{Op, StateInit};
+        let mut gb = GraphBuilder::new("uniform_outputs");
+        let x = gb.add_input("x").unwrap();
+        let s = gb.add_state("s", StateInit::Const(0.5)).unwrap();
+        let one = gb.op(Op::Const(1.0), &[]).unwrap();
+        let c = gb.op(Op::Sign, &[one]).unwrap();
+        for name in ["a", "b", "c"] {
+            gb.add_output(name, c).unwrap();
+        }
+        let n = gb.op(Op::Add, &[s, x]).unwrap();
+        gb.set_next_state(0, n).unwrap();
+        let mut k = ScanKernel::forward(gb.finish().unwrap(), true);
+        k.output_modes = vec![
+            OutputMode::SumOverTime,
+            OutputMode::Sequence,
+            OutputMode::SumOverTime,
+        ];
+        let (t, n) = (3, 21);
+        let data = random_inputs(7, &k.graph, t, n);
+        let args = scan_args(t, n, &data);
+        let want = model::run_scan(&k, &args).unwrap();
+        assert!(want.outputs[0].iter().all(|&v| v == 3.0));
+        for unroll in 1..=4 {
+            let opts = CpuOptions {
+                threads: 1,
+                chunk: 16,
+                unroll,
+            };
+            let got = CpuScan::compile(&k, &opts).unwrap().run(&args).unwrap();
+            assert_eq!(got.outputs, want.outputs, "unroll {unroll}");
+            assert_eq!(got.final_states, want.final_states, "unroll {unroll}");
+        }
+    }
+
     #[test]
     fn split_covers_every_neuron_once() {
         for n in [1, 3, 15, 16, 17, 100, 4099] {
