@@ -25,8 +25,8 @@
 //! The same text compiles as host C++ with the shim of [`shim`]: that is how machines without a
 //! GPU check the generated code's numbers against the interpreter.
 
-mod prelude;
 pub mod mixing;
+mod prelude;
 pub mod samples;
 pub mod shim;
 
