@@ -135,6 +135,92 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A phase that took `secs` to move `bytes`, beside a copy of the same bytes on `threads`
+    /// threads timed now (the same run).
+    #[allow(clippy::too_many_arguments)]
+    fn measured(
+        opts: &BenchOptions,
+        neuron: &str,
+        phase: Phase,
+        t: usize,
+        n: usize,
+        threads: usize,
+        secs: f64,
+        bytes: u64,
+    ) -> Result<Row> {
+        let copy = copy_time(opts, bytes, threads)?;
+        let gbps = bytes as f64 / secs / 1e9;
+        let copy_gbps = bytes as f64 / copy / 1e9;
+        Ok(Row {
+            neuron: neuron.to_string(),
+            phase,
+            t,
+            n,
+            threads,
+            median_ms: secs * 1e3,
+            bytes,
+            gbps,
+            copy_gbps,
+            ratio: gbps / copy_gbps,
+        })
+    }
+}
+
+/// The table header (none with `--json`); `gflops` adds the GFLOP/s column.
+fn write_header(opts: &BenchOptions, out: &mut dyn Write, gflops: bool) -> Result<()> {
+    if opts.json {
+        return Ok(());
+    }
+    write!(
+        out,
+        "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6}",
+        "neuron", "phase", "T", "N", "thr", "median_ms", "MB", "GB/s", "copy_GB/s", "ratio"
+    )?;
+    if gflops {
+        write!(out, " {:>8}", "GFLOP/s")?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// One row: a table line, or with `--json` its object (plus a `gflops` key when given).
+fn write_row(
+    opts: &BenchOptions,
+    out: &mut dyn Write,
+    row: &Row,
+    gflops: Option<f64>,
+) -> Result<()> {
+    if opts.json {
+        let mut j = row.to_json();
+        if let (Some(g), Some(o)) = (gflops, j.as_object_mut()) {
+            o.insert("gflops".into(), g.into());
+        }
+        writeln!(out, "{j}")?;
+    } else {
+        write!(
+            out,
+            "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2}",
+            row.neuron,
+            row.phase.name(),
+            row.t,
+            row.n,
+            row.threads,
+            row.median_ms,
+            row.bytes as f64 / 1e6,
+            row.gbps,
+            row.copy_gbps,
+            row.ratio
+        )?;
+        if let Some(g) = gflops {
+            write!(out, " {g:>8.2}")?;
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// JIT compile times of one neuron's kernels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompileTimes {
@@ -427,61 +513,14 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
                 writeln!(out, "{line}")?;
             }
             compiles.push(ct);
-            if !opts.json {
-                writeln!(
-                    out,
-                    "{:<6} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6}",
-                    "neuron",
-                    "phase",
-                    "T",
-                    "N",
-                    "thr",
-                    "median_ms",
-                    "MB",
-                    "GB/s",
-                    "copy_GB/s",
-                    "ratio"
-                )?;
-            }
+            write_header(opts, out, false)?;
             for &phase in &phases {
                 for &t in &ts {
                     for &n in &ns {
                         let secs = measure(opts, &k, phase, t, n)?;
                         let bytes = bytes_moved(k.graph(), phase, t, n);
-                        let copy = copy_time(opts, bytes, th)?;
-                        let gbps = bytes as f64 / secs / 1e9;
-                        let copy_gbps = bytes as f64 / copy / 1e9;
-                        let row = Row {
-                            neuron: name.clone(),
-                            phase,
-                            t,
-                            n,
-                            threads: th,
-                            median_ms: secs * 1e3,
-                            bytes,
-                            gbps,
-                            copy_gbps,
-                            ratio: gbps / copy_gbps,
-                        };
-                        if opts.json {
-                            writeln!(out, "{}", row.to_json())?;
-                        } else {
-                            writeln!(
-                                out,
-                                "{:<6} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2}",
-                                row.neuron,
-                                phase.name(),
-                                t,
-                                n,
-                                th,
-                                row.median_ms,
-                                bytes as f64 / 1e6,
-                                gbps,
-                                copy_gbps,
-                                row.ratio
-                            )?;
-                        }
-                        out.flush()?;
+                        let row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                        write_row(opts, out, &row, None)?;
                         rows.push(row);
                     }
                 }

@@ -22,7 +22,9 @@ use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::psn::rng::SplitMix64;
 use flexsn_neurons::psn::{MixBackend, Mixing, PSNConfig, SlidingPSNConfig};
 
-use super::{BenchOptions, Phase, Row, bytes_moved, copy_time, jit_for, measure, time};
+use super::{
+    BenchOptions, Phase, Row, bytes_moved, jit_for, measure, time, write_header, write_row,
+};
 
 /// The benchmark names this module handles.
 pub const PSN_NEURONS: &[&str] = &["psn", "sliding-psn"];
@@ -124,23 +126,7 @@ pub fn run_neuron(
         } else {
             None
         };
-        if !opts.json {
-            writeln!(
-                out,
-                "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6} {:>8}",
-                "neuron",
-                "phase",
-                "T",
-                "N",
-                "thr",
-                "median_ms",
-                "MB",
-                "GB/s",
-                "copy_GB/s",
-                "ratio",
-                "GFLOP/s"
-            )?;
-        }
+        write_header(opts, out, true)?;
         for &phase in phases {
             for &t in ts {
                 for &n in ns {
@@ -155,46 +141,8 @@ pub fn run_neuron(
                             (measure_psn(opts, phase, t, n, mix(th)?)?, bytes, flops)
                         }
                     };
-                    let copy = copy_time(opts, bytes, th)?;
-                    let gbps = bytes as f64 / secs / 1e9;
-                    let copy_gbps = bytes as f64 / copy / 1e9;
-                    let gflops = flops / secs / 1e9;
-                    let row = Row {
-                        neuron: name.to_string(),
-                        phase,
-                        t,
-                        n,
-                        threads: th,
-                        median_ms: secs * 1e3,
-                        bytes,
-                        gbps,
-                        copy_gbps,
-                        ratio: gbps / copy_gbps,
-                    };
-                    if opts.json {
-                        let mut j = row.to_json();
-                        if let Some(o) = j.as_object_mut() {
-                            o.insert("gflops".into(), gflops.into());
-                        }
-                        writeln!(out, "{j}")?;
-                    } else {
-                        writeln!(
-                            out,
-                            "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2} {:>8.2}",
-                            name,
-                            phase.name(),
-                            t,
-                            n,
-                            th,
-                            row.median_ms,
-                            bytes as f64 / 1e6,
-                            gbps,
-                            copy_gbps,
-                            row.ratio,
-                            gflops
-                        )?;
-                    }
-                    out.flush()?;
+                    let row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                    write_row(opts, out, &row, Some(flops / secs / 1e9))?;
                     rows.push(row);
                 }
             }
