@@ -131,19 +131,20 @@ fn cases() -> Vec<Case> {
 }
 
 /// Checks one backend's forward and backward on `c` (f32 storage: spikes exact).
-fn check(
-    c: &Case,
-    forward: impl Fn(&Case) -> Result<Vec<f32>, CudaError>,
-    backward: impl Fn(&Case) -> Result<MixGradients, CudaError>,
-) {
+fn check(c: &Case, m: &dyn MixingKernels) {
     let label = format!("R = {}, C = {}, N = {}", c.spec.rows, c.spec.cols, c.n);
-    let s = forward(c).unwrap();
+    let s = m.forward(&c.weight, &c.bias, &c.x, c.n).unwrap();
     assert_eq!(s, reference_forward(c, &c.x), "{label}: spikes");
-    let g = backward(c).unwrap();
+    let g = backward(c, m);
     let want = reference_backward(c, &c.x, &c.grad_spike);
     assert_close(&format!("{label}: gx"), &g.x, &want.x, 1e-5, 1e-6);
     assert_close(&format!("{label}: gW"), &g.weight, &want.weight, 1e-4, 1e-4);
     assert_close(&format!("{label}: gb"), &g.bias, &want.bias, 1e-4, 1e-4);
+}
+
+fn backward(c: &Case, m: &dyn MixingKernels) -> MixGradients {
+    m.backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
+        .unwrap()
 }
 
 #[test]
@@ -152,12 +153,7 @@ fn emulated_mixing_matches_plain_loops() {
         return;
     };
     for c in cases() {
-        let m = emu.mixing(&c.spec).unwrap();
-        check(
-            &c,
-            |c| m.forward(&c.weight, &c.bias, &c.x, c.n),
-            |c| m.backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n),
-        );
+        check(&c, &*emu.mixing(&c.spec).unwrap());
     }
 }
 
@@ -174,13 +170,7 @@ fn emulated_gradients_are_deterministic() {
         9,
     );
     let m = emu.mixing(&c.spec).unwrap();
-    let a = m
-        .backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
-        .unwrap();
-    let b = m
-        .backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
-        .unwrap();
-    assert_eq!(a, b);
+    assert_eq!(backward(&c, &*m), backward(&c, &*m));
 }
 
 #[test]
@@ -196,9 +186,7 @@ fn emulated_16_bit_storage_rounds_sequences_only() {
         let gs = round_to_storage(dtype, &c.grad_spike);
         let s = m.forward(&c.weight, &c.bias, &c.x, c.n).unwrap();
         assert_eq!(s, reference_forward(&c, &x), "{}", dtype.name());
-        let g = m
-            .backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
-            .unwrap();
+        let g = backward(&c, &*m);
         let want = reference_backward(&c, &x, &gs);
         assert_close("gx", &g.x, &round_to_storage(dtype, &want.x), 1e-5, 1e-6);
         assert_close("gW", &g.weight, &want.weight, 1e-4, 1e-4);
@@ -274,17 +262,11 @@ fn device_mixing_matches_plain_loops() {
     };
     for c in cases() {
         let m = dev.mixing(&c.spec, &CudaOptions::default()).unwrap();
-        check(
-            &c,
-            |c| m.forward(&c.weight, &c.bias, &c.x, c.n),
-            |c| m.backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n),
+        check(&c, &*m);
+        assert_eq!(
+            backward(&c, &*m),
+            backward(&c, &*m),
+            "device gradients are deterministic"
         );
-        let a = m
-            .backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
-            .unwrap();
-        let b = m
-            .backward(&c.weight, &c.bias, &c.x, &c.grad_spike, c.n)
-            .unwrap();
-        assert_eq!(a, b, "device gradients are deterministic");
     }
 }

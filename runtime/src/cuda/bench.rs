@@ -17,16 +17,9 @@ use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, CudaOptions, StorageDtype
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::scan::ScanKernel;
 
-use super::error::guard;
+use super::error::{driver_err, guard};
 use super::host::{BufferSpec, HostBuf};
 use super::{CudaDevice, CudaError, DeviceBuf, DeviceKernel};
-
-fn driver(call: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
-    move |e| CudaError::Driver {
-        call,
-        message: format!("{e:?}"),
-    }
-}
 
 /// One benchmark: a neuron's scans at one size and storage type.
 #[derive(Clone, Debug)]
@@ -86,6 +79,13 @@ fn launch_bytes(src: &DeviceKernel, specs: &[BufferSpec]) -> u64 {
         .sum()
 }
 
+/// `n` deterministic values spread over `[lo, lo + 3)`.
+fn pattern_row(n: usize, lo: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u64).wrapping_mul(2654435761) % 3000) as f32) / 1000.0 + lo)
+        .collect()
+}
+
 /// Fills every input buffer with a deterministic pattern in `[-1, 2)`: one row of `n` values
 /// uploaded once, then copied into every time step on the device.
 fn fill_inputs(
@@ -96,9 +96,7 @@ fn fill_inputs(
     t: usize,
     n: usize,
 ) -> Result<(), CudaError> {
-    let row: Vec<f32> = (0..n)
-        .map(|i| (((i as u64).wrapping_mul(2654435761) % 3000) as f32) / 1000.0 - 1.0)
-        .collect();
+    let row = pattern_row(n, -1.0);
     let dtype = dk.source.dtype;
     for (b, s) in bufs.iter_mut().zip(specs) {
         if s.role.is_output() || s.len == 0 {
@@ -135,16 +133,16 @@ fn copy_rows<T: cudarc::driver::DeviceRepr>(
     if !per_row {
         stream
             .memcpy_htod(row, &mut dst.slice_mut(..row.len()))
-            .map_err(driver("cuMemcpyHtoD"))?;
+            .map_err(driver_err("cuMemcpyHtoD"))?;
         return Ok(());
     }
     let n = row.len();
-    let first = stream.clone_htod(row).map_err(driver("cuMemcpyHtoD"))?;
+    let first = stream.clone_htod(row).map_err(driver_err("cuMemcpyHtoD"))?;
     for ti in 0..t {
         let mut view = dst.slice_mut(ti * n..(ti + 1) * n);
         stream
             .memcpy_dtod(&first, &mut view)
-            .map_err(driver("cuMemcpyDtoD"))?;
+            .map_err(driver_err("cuMemcpyDtoD"))?;
     }
     Ok(())
 }
@@ -161,15 +159,15 @@ fn time_ms(
     for _ in 0..reps.max(1) {
         let start = stream
             .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(driver("cuEventRecord"))?;
+            .map_err(driver_err("cuEventRecord"))?;
         f()?;
         let end = stream
             .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(driver("cuEventRecord"))?;
+            .map_err(driver_err("cuEventRecord"))?;
         times.push(
             start
                 .elapsed_ms(&end)
-                .map_err(driver("cuEventElapsedTime"))? as f64,
+                .map_err(driver_err("cuEventElapsedTime"))? as f64,
         );
     }
     times.sort_by(|a, b| a.total_cmp(b));
@@ -182,14 +180,14 @@ fn copy_ms(dev: &CudaDevice, bytes: u64, reps: usize) -> Result<f64, CudaError> 
     let stream = dev.stream().clone();
     let src = stream
         .alloc_zeros::<u8>(half)
-        .map_err(driver("cuMemAlloc"))?;
+        .map_err(driver_err("cuMemAlloc"))?;
     let mut dst = stream
         .alloc_zeros::<u8>(half)
-        .map_err(driver("cuMemAlloc"))?;
+        .map_err(driver_err("cuMemAlloc"))?;
     time_ms(dev, reps, || {
         stream
             .memcpy_dtod(&src, &mut dst)
-            .map_err(driver("cuMemcpyDtoD"))
+            .map_err(driver_err("cuMemcpyDtoD"))
     })
 }
 
@@ -250,9 +248,7 @@ fn fill_rows(
     n: usize,
     lo: f32,
 ) -> Result<(), CudaError> {
-    let row: Vec<f32> = (0..n)
-        .map(|i| (((i as u64).wrapping_mul(2654435761) % 3000) as f32) / 1000.0 + lo)
-        .collect();
+    let row = pattern_row(n, lo);
     match (buf, HostBuf::encode(ArgType::Storage, dtype, &row)) {
         (DeviceBuf::F32(d), HostBuf::F32(h)) => copy_rows(stream, d, &h, true, steps),
         (DeviceBuf::U16(d), HostBuf::U16(h)) => copy_rows(stream, d, &h, true, steps),

@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 use flexsn_compiler::codegen::cuda::{
@@ -19,16 +18,9 @@ use flexsn_compiler::codegen::cuda::{
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 use super::CudaError;
-use super::error::guard;
+use super::error::{driver_err, guard};
 use super::host::{BufferSpec, HostBuf, buffer_specs, collect_result, grid_for, input_buffers};
 use super::nvrtc::{self, Image, ModuleCache, Target};
-
-fn driver_err(call: &'static str) -> impl FnOnce(DriverError) -> CudaError {
-    move |e| CudaError::Driver {
-        call,
-        message: format!("{e:?}"),
-    }
-}
 
 /// Whether the CUDA driver library can be loaded (no device needed).
 pub fn driver_present() -> bool {

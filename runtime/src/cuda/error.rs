@@ -93,6 +93,16 @@ impl From<flexsn_compiler::BuildError> for CudaError {
     }
 }
 
+/// Maps a driver error of `call` to [`CudaError::Driver`] (for `map_err`).
+pub(crate) fn driver_err(
+    call: &'static str,
+) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+    move |e| CudaError::Driver {
+        call,
+        message: format!("{e:?}"),
+    }
+}
+
 /// Runs `f`, turning a panic (cudarc panics when a library symbol is missing) into an error.
 pub(crate) fn guard<T>(
     what: &str,

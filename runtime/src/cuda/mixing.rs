@@ -14,13 +14,13 @@ use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use flexsn_compiler::codegen::cuda::mixing::{
-    MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing,
+    MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing, mixing_key,
 };
 use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, shim};
 use flexsn_compiler::scan::ShapeError;
 
 use super::emulated::{HostLibrary, compile_host_library};
-use super::error::guard;
+use super::error::{driver_err, guard};
 use super::host::HostBuf;
 use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 
@@ -187,10 +187,9 @@ impl MixingKernels for EmulatedMixing {
     ) -> Result<Vec<f32>, CudaError> {
         let spec = &self.source.spec;
         let (rn, _) = check_shapes(spec, weight, bias, x.len(), n)?;
-        let xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
+        let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
         let mut s = HostBuf::zeros(ArgType::Storage, self.dtype(), rn);
         let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
-        let mut xs = xs;
         // SAFETY: `check_shapes` sized W ([R, C]), b ([R]) and x ([C, N]); `s` holds R·N
         // elements of the storage type; the grid covers N with the source's block size, and the
         // kernel indexes only below those sizes.
@@ -282,7 +281,7 @@ impl EmulatedCuda {
     /// (cached per process).
     pub fn mixing(&self, spec: &MixingSpec) -> Result<Arc<EmulatedMixing>, CudaError> {
         static CACHE: OnceLock<Mutex<HashMap<String, Arc<EmulatedMixing>>>> = OnceLock::new();
-        let key = codegen_mixing(spec, self.options())?.forward_entry;
+        let key = mixing_key(spec, self.options());
         let cache = CACHE.get_or_init(Default::default);
         if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(m.clone());
@@ -308,13 +307,6 @@ pub fn shared_emulated() -> Result<&'static EmulatedCuda, CudaError> {
 
 // =============================================================================================
 // Device
-
-fn driver_err(call: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
-    move |e| CudaError::Driver {
-        call,
-        message: format!("{e:?}"),
-    }
-}
 
 /// Scratch device buffers of a backward run, kept between calls of the same `N`.
 #[derive(Debug)]
@@ -647,12 +639,12 @@ impl CudaDevice {
         spec: &MixingSpec,
         opts: &CudaOptions,
     ) -> Result<Arc<DeviceMixing>, CudaError> {
-        let src = codegen_mixing(spec, opts)?;
-        let key = src.forward_entry.clone();
+        let key = mixing_key(spec, opts);
         let loaded = self.loaded_mixings();
         if let Some(m) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(m.clone());
         }
+        let src = codegen_mixing(spec, opts)?;
         let module = self.load_module(&src)?;
         let m = guard("loading the CUDA module", || {
             let f = |name: &str| {

@@ -25,7 +25,10 @@
 
 use std::fmt::Write;
 
-use super::{CudaOptions, MathMode, StorageDtype, float_literal, node_expr, prelude};
+use super::{
+    CudaOptions, MathMode, StorageDtype, float_literal, load_expr as load, node_expr, prelude,
+    store_expr as store,
+};
 use crate::autodiff::surrogate_grad;
 use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
@@ -119,23 +122,6 @@ fn tiles(len: usize) -> usize {
     len.div_ceil(4)
 }
 
-/// Storage load / store expressions (shared with the scan generator's conventions).
-fn load(dtype: StorageDtype, e: &str) -> String {
-    match dtype {
-        StorageDtype::F32 => e.to_string(),
-        StorageDtype::F16 => format!("flexsn_load_f16({e})"),
-        StorageDtype::Bf16 => format!("flexsn_load_bf16({e})"),
-    }
-}
-
-fn store(dtype: StorageDtype, e: &str) -> String {
-    match dtype {
-        StorageDtype::F32 => e.to_string(),
-        StorageDtype::F16 => format!("flexsn_store_f16({e})"),
-        StorageDtype::Bf16 => format!("flexsn_store_bf16({e})"),
-    }
-}
-
 /// The surrogate derivative as a C function `flexsn_mix_sg_grad(float h)`, lowered from the same
 /// IR that autodiff builds (so it rounds exactly like the interpreter's backward).
 fn surrogate_function(s: Surrogate, math: MathMode) -> Result<String, BuildError> {
@@ -162,6 +148,12 @@ fn surrogate_function(s: Surrogate, math: MathMode) -> Result<String, BuildError
     let _ = writeln!(c, "    return v{};", g.outputs()[0].value.index());
     c.push_str("}\n");
     Ok(c)
+}
+
+/// What the source of `spec` with `opts` depends on, as a string: a cache key that needs no
+/// code generation (the tag of the entry names plus the block size).
+pub fn mixing_key(spec: &MixingSpec, opts: &CudaOptions) -> String {
+    format!("{}_b{}", tag(spec, opts), opts.block_size)
 }
 
 /// A short name for the mixing: `r{R}c{C}_{surrogate}_{dtype}_{math}`.
@@ -563,6 +555,12 @@ mod tests {
             &CudaOptions::new(StorageDtype::Bf16, MathMode::Precise),
         )
         .unwrap();
+        let wide = CudaOptions {
+            block_size: 512,
+            ..o
+        };
+        assert_ne!(mixing_key(&spec(4, 4), &o), mixing_key(&spec(4, 4), &wide));
+        assert_ne!(mixing_key(&spec(4, 4), &o), mixing_key(&spec(1, 4), &o));
         let names = [
             &a.forward_entry,
             &b.forward_entry,

@@ -404,6 +404,24 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
     }
 }
 
+/// `e` (an element in storage type `dtype`) read as `float`.
+fn load_expr(dtype: StorageDtype, e: &str) -> String {
+    match dtype {
+        StorageDtype::F32 => e.to_string(),
+        StorageDtype::F16 => format!("flexsn_load_f16({e})"),
+        StorageDtype::Bf16 => format!("flexsn_load_bf16({e})"),
+    }
+}
+
+/// The `float` expression `e` converted to storage type `dtype`.
+fn store_expr(dtype: StorageDtype, e: &str) -> String {
+    match dtype {
+        StorageDtype::F32 => e.to_string(),
+        StorageDtype::F16 => format!("flexsn_store_f16({e})"),
+        StorageDtype::Bf16 => format!("flexsn_store_bf16({e})"),
+    }
+}
+
 /// The C expression of a non-leaf node, its operands named `v{index}`.
 fn node_expr(node: &Node, math: MathMode) -> String {
     let a: Vec<String> = node
@@ -450,16 +468,8 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     let entry = entry_name(kernel, opts);
     let reduce_entry = "flexsn_reduce_sum_f32".to_string();
     let st = opts.dtype.c_type();
-    let load = |e: &str| match opts.dtype {
-        StorageDtype::F32 => e.to_string(),
-        StorageDtype::F16 => format!("flexsn_load_f16({e})"),
-        StorageDtype::Bf16 => format!("flexsn_load_bf16({e})"),
-    };
-    let store = |e: &str| match opts.dtype {
-        StorageDtype::F32 => e.to_string(),
-        StorageDtype::F16 => format!("flexsn_store_f16({e})"),
-        StorageDtype::Bf16 => format!("flexsn_store_bf16({e})"),
-    };
+    let load = |e: &str| load_expr(opts.dtype, e);
+    let store = |e: &str| store_expr(opts.dtype, e);
 
     // ---- arguments ----
     let mut args = Vec::new();
