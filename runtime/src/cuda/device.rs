@@ -59,6 +59,34 @@ impl DeviceBuf {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Checks that the buffer holds elements of type `elem` (f32, or u16 bits for f16/bf16) and
+    /// at least `len` of them; `name` names it in the error.
+    pub fn check(&self, name: &str, elem: StorageDtype, len: usize) -> Result<(), CudaError> {
+        let want_u16 = elem != StorageDtype::F32;
+        let is_u16 = matches!(self, DeviceBuf::U16(_));
+        if want_u16 != is_u16 {
+            return Err(CudaError::Buffer {
+                name: name.to_string(),
+                message: format!(
+                    "element type: expected {}, got {}",
+                    if want_u16 {
+                        "u16 (f16/bf16 bits)"
+                    } else {
+                        "f32"
+                    },
+                    if is_u16 { "u16" } else { "f32" }
+                ),
+            });
+        }
+        if self.len() < len {
+            return Err(CudaError::Buffer {
+                name: name.to_string(),
+                message: format!("needs {len} elements, has {}", self.len()),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One CUDA device with its stream, module cache and loaded kernels.
@@ -281,28 +309,11 @@ impl DeviceKernel {
             });
         }
         for (s, b) in specs.iter().zip(bufs.iter()) {
-            let want_u16 = s.ty == ArgType::Storage && self.source.dtype != StorageDtype::F32;
-            let is_u16 = matches!(b, DeviceBuf::U16(_));
-            if want_u16 != is_u16 {
-                return Err(CudaError::Buffer {
-                    name: s.name.clone(),
-                    message: format!(
-                        "element type: expected {}, got {}",
-                        if want_u16 {
-                            "u16 (f16/bf16 bits)"
-                        } else {
-                            "f32"
-                        },
-                        if is_u16 { "u16" } else { "f32" }
-                    ),
-                });
-            }
-            if b.len() < s.len {
-                return Err(CudaError::Buffer {
-                    name: s.name.clone(),
-                    message: format!("needs {} elements, has {}", s.len, b.len()),
-                });
-            }
+            let elem = match s.ty {
+                ArgType::Storage => self.source.dtype,
+                ArgType::F32 => StorageDtype::F32,
+            };
+            b.check(&s.name, elem, s.len)?;
         }
         let grid = grid_for(&self.source, n)?;
         let (ti, ni) = (to_i64(t, "T")?, to_i64(n, "N")?);
@@ -418,7 +429,7 @@ impl DeviceKernel {
     }
 }
 
-fn to_i64(x: usize, what: &str) -> Result<i64, CudaError> {
+pub(crate) fn to_i64(x: usize, what: &str) -> Result<i64, CudaError> {
     i64::try_from(x).map_err(|_| CudaError::TooLarge(format!("{what} = {x} exceeds 2^63")))
 }
 

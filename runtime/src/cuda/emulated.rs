@@ -21,6 +21,7 @@ use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 use super::CudaError;
 use super::cache;
+use super::device::to_i64;
 use super::host::{buffer_specs, collect_result, grid_for, input_buffers};
 
 /// The host C++ compiler: program, extra arguments from `$CXX`, first line of `--version`.
@@ -276,10 +277,6 @@ impl EmulatedKernel {
         }
         Ok(cur.first().copied().unwrap_or(0.0))
     }
-}
-
-fn to_i64(x: usize, what: &str) -> Result<i64, CudaError> {
-    i64::try_from(x).map_err(|_| CudaError::TooLarge(format!("{what} = {x} exceeds 2^63")))
 }
 
 /// The emulated backend: compiles each kernel once (per options) and runs scans on the CPU.

@@ -329,24 +329,6 @@ pub struct DeviceMixing {
     stream: Arc<CudaStream>,
 }
 
-/// Checks a device buffer's element type and length.
-fn check_buf(name: &str, b: &DeviceBuf, dtype: StorageDtype, len: usize) -> Result<(), CudaError> {
-    let want_u16 = dtype != StorageDtype::F32;
-    if want_u16 != matches!(b, DeviceBuf::U16(_)) {
-        return Err(CudaError::Buffer {
-            name: name.to_string(),
-            message: format!("element type must be the storage type {}", dtype.name()),
-        });
-    }
-    if b.len() < len {
-        return Err(CudaError::Buffer {
-            name: name.to_string(),
-            message: format!("needs {len} elements, has {}", b.len()),
-        });
-    }
-    Ok(())
-}
-
 fn push_storage<'a>(b: &mut cudarc::driver::LaunchArgs<'a>, buf: &'a DeviceBuf) {
     match buf {
         DeviceBuf::F32(x) => b.arg(x),
@@ -404,8 +386,8 @@ impl DeviceMixing {
             return Err(ShapeError::NoNeurons.into());
         }
         self.check_params(weight, bias)?;
-        check_buf("x", x, self.dtype(), spec.cols * n)?;
-        check_buf("spike", spike, self.dtype(), spec.rows * n)?;
+        x.check("x", self.dtype(), spec.cols * n)?;
+        spike.check("spike", self.dtype(), spec.rows * n)?;
         let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
         let ni = n as i64;
         guard("cuLaunchKernel", || {
@@ -466,9 +448,9 @@ impl DeviceMixing {
             });
         }
         self.check_params(weight, bias)?;
-        check_buf("x", x, self.dtype(), spec.cols * n)?;
-        check_buf("grad_spike", grad_spike, self.dtype(), spec.rows * n)?;
-        check_buf("grad_x", grad_x, self.dtype(), spec.cols * n)?;
+        x.check("x", self.dtype(), spec.cols * n)?;
+        grad_spike.check("grad_spike", self.dtype(), spec.rows * n)?;
+        grad_x.check("grad_x", self.dtype(), spec.cols * n)?;
         let grid = grid_u32(src.grid_size(n as u64), "the mixing backward")?;
         let (chunks, groups) = src.wgrad_grid(n as u64);
         let wgrid = (
