@@ -32,7 +32,7 @@
 
 use std::ops::RangeInclusive;
 
-use crate::dsl::GraphBuilder;
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 use crate::scan::{ScanArgs, param_len};
 

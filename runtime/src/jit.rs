@@ -146,24 +146,18 @@ impl Jit {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn prepare(&self, g: &StepGraph) -> StepGraph {
+    fn prepare(&self, g: &StepGraph) -> Result<StepGraph, RuntimeError> {
         if !self.optimize {
-            return g.clone();
+            return Ok(g.clone());
         }
-        let o = passes::optimize(g);
-        let same_interface = o.inputs() == g.inputs()
-            && o.states() == g.states()
-            && o.params() == g.params()
-            && o.outputs().len() == g.outputs().len()
-            && flexsn_compiler::verify::verify(&o).is_ok();
-        if same_interface { o } else { g.clone() }
+        Ok(passes::optimize_checked(g)?)
     }
 
     /// Compiles `neuron`'s forward scans (see the [module docs](self)).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
-        let graph = self.prepare(&g);
+        let graph = self.prepare(&g)?;
         let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
         let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
         Ok(Kernel {
@@ -556,7 +550,7 @@ impl Kernel {
             return Ok(b.clone());
         }
         let mut graph = autodiff::backward(&self.graph, spec)?;
-        let opt = self.jit.prepare(&graph.kernel.graph);
+        let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
         let b = Arc::new(BackwardKernel { graph, exec });

@@ -3,16 +3,16 @@
 //! code calls the same [`Lowerer`] methods, instruction by instruction).
 //!
 //! Constant folding: an op whose operands are all constants is evaluated when the graph is
-//! built, in `f32`, with exactly the interpreter's semantics ([`crate::interp::eval_op`]), so
+//! built, in `f32`, with exactly the interpreter's semantics ([`crate::ir::eval::eval_op`]), so
 //! folding never changes what the graph computes. A `select` (or `if`) whose condition is
 //! constant picks its branch. Dead code is removed when the graph is finished.
 
 use proc_macro2::Span;
 
 use super::analyze::{ArgKind, CoreDef, Instr, ParamKindDef, Role};
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
-use crate::interp::{eval_op, eval_step};
+use crate::ir::builder::GraphBuilder;
+use crate::ir::eval::{eval_op, eval_step};
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 
 /// A value while lowering: a folded constant or a graph node.
@@ -159,7 +159,7 @@ impl Lowerer {
     /// The verified graph, without dead code (values nothing returned depends on, such as the
     /// branch a constant condition did not pick or unused `let`s).
     pub fn finish(self) -> Result<StepGraph, BuildError> {
-        let g = crate::passes::dce(&self.b.finish()?);
+        let g = crate::ir::dce::dce(&self.b.finish()?);
         crate::verify::verify(&g)?;
         Ok(g)
     }

@@ -2,7 +2,7 @@
 //! (`reference_step`): each op computes exactly what the interpreter computes, so a reference
 //! step and the interpreter agree bit for bit, and compiled kernels can be compared with either.
 
-use crate::interp::eval_op;
+use crate::ir::eval::eval_op;
 use crate::ir::{Op, Surrogate};
 
 /// `op(args)` with the interpreter's `f32` semantics (for `Spike`, the Heaviside step).

@@ -374,8 +374,8 @@ fn random_graphs_round_trip_through_rust_syntax() {
 /// `g` renumbered canonically: leaves in declaration order, then the other nodes in post-order
 /// from the outputs and next states (constants where first used).
 fn canonical(g: &crate::ir::StepGraph) -> crate::ir::StepGraph {
-    use crate::dsl::GraphBuilder;
     use crate::ir::ValueId;
+    use crate::ir::builder::GraphBuilder;
     use std::collections::HashMap;
     fn visit(
         g: &crate::ir::StepGraph,

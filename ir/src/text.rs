@@ -41,12 +41,11 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::dsl::GraphBuilder;
+use crate::builder::GraphBuilder;
 use crate::error::BuildError;
-use crate::ir::{
-    InputDecl, Op, ParamDecl, ParamKind, StateDecl, StateInit, StepGraph, Surrogate,
-    SurrogateError, ValueId,
-};
+use crate::graph::{InputDecl, ParamDecl, StateDecl, StateInit, StepGraph, ValueId};
+use crate::op::{Op, ParamKind};
+use crate::surrogate::{Surrogate, SurrogateError};
 
 /// Prints `g` in the text form.
 pub fn print(g: &StepGraph) -> String {

@@ -3,7 +3,7 @@
 //! Forward, every spiking surrogate is the Heaviside step `Θ(x)` with `Θ(0) = 1`. Backward, each
 //! uses its own derivative, written here in the same operand order as SpikingJelly's torch code.
 //! The smooth `primitive` forms (SpikingJelly's `spiking=False`) are expanded into ordinary IR ops
-//! by [`crate::dsl::GraphBuilder::surrogate_primitive`], so autodiff differentiates them like any
+//! by [`crate::builder::GraphBuilder::surrogate_primitive`], so autodiff differentiates them like any
 //! other expression.
 
 use crate::num::Real;
