@@ -1,0 +1,7 @@
+use crate::{Builtin, NeuronError};
+
+#[test]
+fn placeholder_compiles() {
+    let _ = Builtin::from_name("qif");
+    let _: Option<NeuronError> = None;
+}
