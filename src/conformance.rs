@@ -753,9 +753,8 @@ impl<'a> Harness<'a> {
             "SlidingPSN" => psn::sliding_psn_case(case)
                 .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
             "PSN" | "MaskedPSN" => psn::mixing_psn_case(case, self.backend.name(), &mut checker),
-            k if zoo::CLASSES.contains(&k) => {
-                zoo::zoo_case(case).and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker))
-            }
+            k if zoo::CLASSES.contains(&k) => zoo::zoo_case(case)
+                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
             _ => match kind.strip_prefix("FlexSN:") {
                 Some(core) => flexsn_case(case, core, self.cores)
                     .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),

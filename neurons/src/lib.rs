@@ -53,9 +53,8 @@ pub use nonspiking::{Decode, DecodeError, MEM_OUTPUT, NonSpikingIFNode, NonSpiki
 pub use params::{FireReset, NeuronError, ParamValue, split_setting};
 pub use spiking::{IFNode, LIFNode, PLIF_W, ParametricLIFNode, SPIKE_OUTPUT, V_STATE};
 pub use zoo::{
-    CLIF_M, CUBA_C, CUBALIFNode, ComplementaryLIFNode, EIFNode, HalfThresholdIFNode,
-    IZHIKEVICH_W, ILIFNode, IzhikevichNode, KLIF_K, KLIFNode, QIFNode, TernaryIFNode,
-    TernaryLIFNode,
+    CLIF_M, CUBA_C, CUBALIFNode, ComplementaryLIFNode, EIFNode, HalfThresholdIFNode, ILIFNode,
+    IZHIKEVICH_W, IzhikevichNode, KLIF_K, KLIFNode, QIFNode, TernaryIFNode, TernaryLIFNode,
 };
 
 use flexsn_compiler::ir::StepGraph;

@@ -47,7 +47,14 @@ pub fn zoo_case(case: &Case) -> Result<ScanCase, String> {
         };
         sc.final_states[j] = case
             .tensor(&["outputs", "final_states", name], n)?
-            .map(|v| Expect::new(format!("outputs.final_states.{name}"), vec_n.clone(), v, false));
+            .map(|v| {
+                Expect::new(
+                    format!("outputs.final_states.{name}"),
+                    vec_n.clone(),
+                    v,
+                    false,
+                )
+            });
         sc.up_final_states[j] = case.tensor(&["grad_outputs", "final_states", name], n)?;
         if state_init {
             let key = format!("{name}_init");

@@ -12,22 +12,58 @@ use crate::num::Real;
 /// A surrogate function and its parameters. Field names follow SpikingJelly's constructors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Surrogate {
-    Sigmoid { alpha: f32 },
-    ATan { alpha: f32 },
-    PiecewiseQuadratic { alpha: f32 },
-    PiecewiseExp { alpha: f32 },
-    SoftSign { alpha: f32 },
-    SuperSpike { alpha: f32 },
-    NonzeroSignLogAbs { alpha: f32 },
-    Erf { alpha: f32 },
-    PiecewiseLeakyReLU { w: f32, c: f32 },
-    SquarewaveFourierSeries { n: u32, t_period: f32 },
-    S2NN { alpha: f32, beta: f32 },
-    QPseudoSpike { alpha: f32 },
-    LeakyKReLU { leak: f32, k: f32 },
-    FakeNumericalGradient { alpha: f32 },
-    LogTailedReLU { alpha: f32 },
-    Rect { alpha: f32 },
+    Sigmoid {
+        alpha: f32,
+    },
+    ATan {
+        alpha: f32,
+    },
+    PiecewiseQuadratic {
+        alpha: f32,
+    },
+    PiecewiseExp {
+        alpha: f32,
+    },
+    SoftSign {
+        alpha: f32,
+    },
+    SuperSpike {
+        alpha: f32,
+    },
+    NonzeroSignLogAbs {
+        alpha: f32,
+    },
+    Erf {
+        alpha: f32,
+    },
+    PiecewiseLeakyReLU {
+        w: f32,
+        c: f32,
+    },
+    SquarewaveFourierSeries {
+        n: u32,
+        t_period: f32,
+    },
+    S2NN {
+        alpha: f32,
+        beta: f32,
+    },
+    QPseudoSpike {
+        alpha: f32,
+    },
+    LeakyKReLU {
+        leak: f32,
+        k: f32,
+    },
+    FakeNumericalGradient {
+        alpha: f32,
+    },
+    LogTailedReLU {
+        alpha: f32,
+    },
+    Rect {
+        alpha: f32,
+    },
     DeterministicPass,
     /// Integer spike counts: forward `round(clamp(x, 0, max_spike_count))` (ties to even),
     /// backward 1 inside `[grad_min, grad_max]`, else 0 (SpikingJelly's default window is

@@ -93,7 +93,13 @@ pub(crate) fn require(
 
 /// The checks of a time constant SpikingJelly asserts to be > 1.
 pub(crate) fn require_tau(neuron: &'static str, key: &str, tau: f64) -> Result<(), NeuronError> {
-    require(tau > 1.0, neuron, key, tau, "must be > 1 (as SpikingJelly asserts)")
+    require(
+        tau > 1.0,
+        neuron,
+        key,
+        tau,
+        "must be > 1 (as SpikingJelly asserts)",
+    )
 }
 
 /// A builder described as `SpikingJelly <class>: <formula> (<every setting>)`.
