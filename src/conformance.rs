@@ -1322,7 +1322,7 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_kinds_fail_with_reasons() {
         let cases = parse_cases(
-            r#"[{"name": "a", "neuron": "QIFNode", "shape": [1, 1]},
+            r#"[{"name": "a", "neuron": "DSRIFNode", "shape": [1, 1]},
                 {"name": "b", "neuron": "PSN", "shape": [1, 1]},
                 {"name": "c", "neuron": "FlexSN:mycore", "shape": [1, 1]},
                 {"name": "d", "neuron": "LIFNode", "shape": [1, 1], "params": {"tau": 2.0, "wobble": 1}}]"#,
@@ -1338,7 +1338,7 @@ mod tests {
             r[0].failure
                 .as_ref()
                 .unwrap()
-                .contains("unknown neuron kind `QIFNode`")
+                .contains("unknown neuron kind `DSRIFNode`")
         );
         assert!(r[1].failure.as_ref().unwrap().contains("inputs.x_seq"));
         assert!(r[2].failure.as_ref().unwrap().contains("`mycore`"));
