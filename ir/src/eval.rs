@@ -8,7 +8,6 @@
 use crate::graph::StepGraph;
 use crate::num::Real;
 use crate::op::Op;
-use crate::surrogate::Surrogate;
 
 /// Evaluates one op on already evaluated operands.
 pub fn eval_op<F: Real>(op: &Op, a: &[F]) -> F {
@@ -76,7 +75,7 @@ pub fn eval_op<F: Real>(op: &Op, a: &[F]) -> F {
                 a[2]
             }
         }
-        Op::Spike(_) => Surrogate::heaviside(a[0]),
+        Op::Spike(s) => s.forward(a[0]),
         Op::Detach => a[0],
     }
 }
@@ -110,6 +109,7 @@ pub fn eval_step<F: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::surrogate::Surrogate;
 
     /// Operands that reach every branch: signed zeros, NaN, infinities, ties, tiny and large.
     const SAMPLES: [f32; 14] = [

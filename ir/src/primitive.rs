@@ -208,6 +208,14 @@ fn expand(b: &mut GraphBuilder, s: Surrogate, x: ValueId) -> Result<ValueId, Bui
             e.op(Op::Clamp, &[t, lo, hi])
         }
         DeterministicPass => Ok(x),
+        MultiLevelSpikeCount {
+            max_spike_count, ..
+        } => {
+            // clamp(x, 0, max_spike_count)
+            let lo = e.c(0.0);
+            let hi = e.c(max_spike_count as f64);
+            e.op(Op::Clamp, &[x, lo, hi])
+        }
         SuperSpike { .. } | FakeNumericalGradient { .. } => Err(BuildError::NoPrimitive(s.name())),
     }
 }
