@@ -33,13 +33,14 @@ pub mod bptt;
 pub mod codegen;
 pub mod dot;
 pub mod dsl;
-pub mod frontend;
 pub mod interp;
 pub mod oracle;
 pub mod passes;
 pub mod random;
 pub mod scan;
 
+/// The Rust-syntax frontend (the `flexsn-frontend` crate).
+pub use flexsn_frontend as frontend;
 /// The IR layer (the `flexsn-ir` crate): graph, ops, builder, text form, verifier, op semantics.
 pub use flexsn_ir as ir;
 pub use flexsn_ir::{error, num, text, verify};

@@ -251,6 +251,21 @@ mod tests {
             let s = eval_op::<f32>(&Op::Spike(Surrogate::ATan { alpha: 2.0 }), &[x]);
             assert_eq!(s, bool01(x >= 0.0), "spike({x})");
         }
+        // The multi-level surrogate spikes a count: round(clamp(x, 0, max)), ties to even.
+        let count = Surrogate::MultiLevelSpikeCount {
+            max_spike_count: 3,
+            grad_min: 0.0,
+            grad_max: 3.0,
+        };
+        for x in SAMPLES.into_iter().chain([2.5, 3.5, 0.5]) {
+            let want = if x.is_nan() {
+                x
+            } else {
+                x.clamp(0.0, 3.0).round_ties_even()
+            };
+            let got = eval_op::<f32>(&Op::Spike(count), &[x]);
+            assert!(same(got, want), "count({x}) = {got}, want {want}");
+        }
         assert_eq!(
             eval_op::<f32>(&Op::Const(-0.0), &[]).to_bits(),
             (-0.0f32).to_bits()

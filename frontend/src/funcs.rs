@@ -1,6 +1,6 @@
 //! The functions a core may call, in free-function form `f(x, y)` and method form `x.f(y)`.
 
-use crate::ir::Op;
+use flexsn_ir::Op;
 
 /// What a known function lowers to.
 #[derive(Clone, Copy, Debug, PartialEq)]
