@@ -36,7 +36,9 @@ pub mod dsl;
 pub mod interp;
 pub mod oracle;
 pub mod passes;
+#[cfg(any(test, feature = "testing"))]
 pub mod random;
+pub mod rng;
 pub mod scan;
 
 /// The Rust-syntax frontend (the `flexsn-frontend` crate).

@@ -19,6 +19,7 @@ pub mod num;
 mod op;
 mod primitive;
 pub mod rebuild;
+pub mod suggest;
 pub mod surrogate;
 pub mod text;
 pub mod verify;
