@@ -29,8 +29,8 @@ fi
 
 # The package itself (rebuilds the extension when the Rust sources changed; cargo decides).
 if [ -d "$_root/python" ] && [ -z "${FLEXSN_SKIP_PYBUILD:-}" ]; then
-    (cd "$_root/python" && CARGO_TARGET_DIR="$_root/target" \
-        "$_venv/bin/maturin" develop --skip-install-check -q 2>&1 | tail -n 20) || {
+    (cd "$_root/python" && VIRTUAL_ENV="$_venv" CARGO_TARGET_DIR="$_root/target" \
+        "$_venv/bin/maturin" develop -q) || {
         echo "python-env.sh: building the flexsn Python package failed" >&2
         return 1 2>/dev/null || exit 1
     }
