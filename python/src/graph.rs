@@ -85,12 +85,10 @@ pub fn build(t: &Trace) -> Result<StepGraph, TraceError> {
             operands.push(*ids.get(a).ok_or(TraceError::Operand { node: i, arg: a })?);
         }
         let leaf = |v: &Vec<ValueId>| {
-            v.get(*num as usize)
-                .copied()
-                .ok_or_else(|| TraceError::Operand {
-                    node: i,
-                    arg: *num as usize,
-                })
+            v.get(*num as usize).copied().ok_or(TraceError::Operand {
+                node: i,
+                arg: *num as usize,
+            })
         };
         let need_sg = || {
             sg.as_ref().ok_or_else(|| TraceError::NoSurrogate {

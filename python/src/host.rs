@@ -65,6 +65,9 @@ impl HostBuf {
     }
 }
 
+/// Slices of one call: the buffers read, then the buffers written.
+pub type Slices<'a> = (Vec<&'a [f32]>, Vec<&'a mut [f32]>);
+
 /// The checked buffers of one call: read-only ones, then written ones.
 pub struct Call {
     reads: Vec<(String, HostBuf)>,
@@ -124,10 +127,7 @@ impl Call {
     /// Every registered address must point to live float32 memory of the registered length that
     /// nothing else reads or writes during `'a` (other than through these slices).
     /// `flexsn.torch` passes the data of tensors it holds for the whole call.
-    pub unsafe fn slices<'a>(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<(Vec<&'a [f32]>, Vec<&'a mut [f32]>)> {
+    pub unsafe fn slices<'a>(&self, py: Python<'_>) -> PyResult<Slices<'a>> {
         self.check_disjoint(py)?;
         // SAFETY: lengths, null and alignment were checked by `read`/`write`, sizes fit isize,
         // written buffers are disjoint from every other buffer (just checked), and the caller

@@ -30,7 +30,8 @@ class _Node(nn.Module):
     _builtin = ""
 
     def __init__(self, step_mode, backend, store_v_seq):
-        super().__init__()
+        if "_parameters" not in self.__dict__:
+            super().__init__()
         self.step_mode = C.check_step_mode(step_mode)
         self.backend = normalize_backend(backend)
         self._store_v_seq = bool(store_v_seq)
@@ -135,6 +136,7 @@ class BaseNode(_Node):
 
     def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate_function=None,
                  detach_reset=False, step_mode="s", backend="auto", store_v_seq=False):  # fmt: skip
+        nn.Module.__init__(self)  # before the surrogate, which may be a module
         if not isinstance(v_threshold, float):
             raise FlexSNTypeError(f"`v_threshold` must be a float, got {v_threshold!r}")
         if v_reset is not None and not isinstance(v_reset, float):
