@@ -110,7 +110,7 @@ def plot(path, hist, spikes):
     ax[1].plot(range(1, len(hist["test_acc"]) + 1), [100 * a for a in hist["test_acc"]], "o-")
     ax[1].set(title="test accuracy", xlabel="epoch", ylabel="%")
     t, n = spikes.nonzero(as_tuple=True)
-    ax[2].scatter(t.numpy(), n.numpy(), marker="|", s=60)
+    ax[2].scatter(t.numpy(), n.numpy(), marker="|", s=12, linewidths=0.8)
     ax[2].set(title="hidden-layer spikes of one sample", xlabel="time step", ylabel="neuron")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -148,3 +148,45 @@ def test_flexsn_cores_against_spikingjelly():
         for i in range(ni):
             close(xa[i].grad, xb[i].grad, f"{case['neuron']} grad of input {i}", atol=1e-4)
     assert len(seen) >= 4
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+@pytest.mark.parametrize("name", [n for n in __import__("flexsn").surrogate.NAMES])
+def test_every_surrogate_in_a_core(name, spiking):
+    """Each surrogate class of SpikingJelly, in a traced core, against SpikingJelly's FlexSN;
+    flexsn's class of the same name traces to the same graph."""
+    import flexsn.surrogate as fsg
+
+    cls = getattr(surrogate, name)
+    try:
+        sg = cls(spiking=spiking)
+    except TypeError:  # FakeNumericalGradient has no `spiking` argument
+        if not spiking:
+            pytest.skip(f"{name} has no spiking=False form")
+        sg = cls()
+    if not spiking:
+        try:
+            sg.primitive_function(torch.zeros(1), **sg._sg_params)
+        except NotImplementedError:
+            pytest.skip(f"{name} has no primitive function in SpikingJelly")
+
+    # SpikingJelly's FlexSN refuses cores that capture modules in a closure: a global it is.
+    src = "def core(x, v):\n    h = 0.5 * v + x\n    s = SG(h - 1.0)\n    return s, h - s\n"
+    env_sj, env_f = {"SG": sg}, {}
+    exec(src, env_sj)
+    core = env_sj["core"]
+    env_f["SG"] = getattr(fsg, name)(**{k: getattr(sg, k) for k in sg._sg_params}, spiking=spiking)
+    exec(src, env_f)
+    flexsn_core = env_f["core"]
+    a = F.FlexSN(core, 1, 1, 1)
+    body = lambda m: m._core.get("cpu").text().split("\n", 1)[1]  # noqa: E731 (without the name)
+    assert body(a) == body(F.FlexSN(flexsn_core, 1, 1, 1))
+    b = neuron.FlexSN(core, 1)
+    x = torch.randn(6, 3, 5) * 1.5 + 0.5
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = a(xa), b(xb)
+    close(ya, yb, "output", atol=1e-5)
+    g = torch.randn_like(yb)
+    (ya * g).sum().backward()
+    (yb * g).sum().backward()
+    close(xa.grad, xb.grad, "grad x", atol=1e-4)
