@@ -225,6 +225,7 @@ pub fn codegen_mixing(
         "// [steps, N] buffers at step * N + n; W is [R, C] row-major; gradients are float."
     );
     s.push('\n');
+    s.push_str(prelude::math_helpers(opts.math));
     s.push_str(prelude::storage_helpers(dt));
     s.push_str(&surrogate_function(spec.surrogate, opts.math)?);
     s.push('\n');

@@ -25,6 +25,29 @@ static __device__ __forceinline__ float flexsn_relu(float a) {
 }
 "#;
 
+/// Fast-math wrappers that keep every result class (NaN, infinity, number) of the precise
+/// functions: `__powf` is `exp2(y * log2(x))`, NaN for a negative base even with an integer
+/// exponent, so it is used only where that formula is right (finite positive base, finite
+/// exponent); `__fdividef` returns 0 for divisors of magnitude in (2^126, 2^128), so larger
+/// divisors take the full-range division.
+const FAST_HELPERS: &str = r#"// ---- flexsn fast math: approximations only where they keep the result class ----
+static __device__ __forceinline__ float flexsn_fast_powf(float x, float y) {
+    const float inf = __uint_as_float(0x7f800000u);
+    return (x > 0.0f && x < inf && y > -inf && y < inf) ? __powf(x, y) : powf(x, y);
+}
+static __device__ __forceinline__ float flexsn_fast_div(float x, float y) {
+    return (fabsf(y) <= __uint_as_float(0x7e800000u) /* 2^126 */) ? __fdividef(x, y) : x / y;
+}
+"#;
+
+/// The math-mode helpers (the fast-math wrappers; none in precise mode).
+pub(super) fn math_helpers(math: super::MathMode) -> &'static str {
+    match math {
+        super::MathMode::Precise => "",
+        super::MathMode::Fast => FAST_HELPERS,
+    }
+}
+
 /// IEEE binary16 <-> binary32, round to nearest even, NaN kept quiet.
 const F16_HELPERS: &str = r#"// ---- flexsn storage: IEEE half (binary16) <-> float, round to nearest even ----
 static __device__ __forceinline__ float flexsn_load_f16(unsigned short h) {
