@@ -1,14 +1,14 @@
 //! [`Core`]: one compiled neuron, run on caller memory.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
-use flexsn_compiler::bptt;
 use flexsn_compiler::ir::{StateInit, Surrogate};
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, param_len};
+use flexsn_compiler::scan::param_len;
 use flexsn_neurons::Builtin;
-use flexsn_runtime::{Backend, Jit, Kernel, RuntimeError, ScanExecutor, ScanOutputs};
+use flexsn_runtime::{
+    Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, RuntimeError, TrainingBuffers,
+    Upstream,
+};
 use pyo3::prelude::*;
 
 use crate::errors::{self, Kind, raise};
@@ -37,20 +37,12 @@ fn jit(py: Python<'_>, backend: &str) -> PyResult<Jit> {
     Ok(cell.get_or_init(|| j).clone())
 }
 
-/// A backward scan for one combination of present upstream gradients.
-struct Backward {
-    graph: BackwardGraph,
-    kernel: ScanKernel,
-    exec: Arc<dyn ScanExecutor>,
-}
-
 /// A neuron core compiled for a host backend (`cpu` or `interp`).
 #[pyclass(frozen, module = "flexsn._flexsn")]
 pub struct Core {
     kernel: Kernel,
     backend: String,
     builtin: Option<Builtin>,
-    backward: Mutex<HashMap<GradSpec, Arc<Backward>>>,
 }
 
 /// The names of SpikingJelly's surrogate classes that flexsn implements.
@@ -74,24 +66,7 @@ impl Core {
             kernel,
             backend: backend.to_string(),
             builtin,
-            backward: Mutex::default(),
         })
-    }
-
-    fn backward_for(&self, spec: &GradSpec) -> Result<Arc<Backward>, RuntimeError> {
-        let mut map = self.backward.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = map.get(spec) {
-            return Ok(b.clone());
-        }
-        // The same derivation as the kernel's own, for the param-gradient output slots.
-        let graph = autodiff::backward(self.kernel.graph(), spec)?;
-        let b = Arc::new(Backward {
-            graph,
-            kernel: self.kernel.backward_scan_kernel(spec)?,
-            exec: self.kernel.prepare_backward(spec)?,
-        });
-        map.insert(spec.clone(), b.clone());
-        Ok(b)
     }
 
     fn count(py: Python<'_>, what: &str, expected: usize, got: usize) -> PyResult<()> {
@@ -104,15 +79,6 @@ impl Core {
                 format!("expected {expected} {what}, got {got}"),
             ))
         }
-    }
-
-    fn param_lens(&self, t: usize, n: usize) -> Vec<(String, usize)> {
-        self.kernel
-            .graph()
-            .params()
-            .iter()
-            .map(|d| (d.name.clone(), param_len(d.kind, t, n)))
-            .collect()
     }
 }
 
@@ -219,11 +185,12 @@ impl Core {
         self.kernel.hash()
     }
 
-    /// Forward over `t` steps of `n` neurons. `inputs` `[T, N]` and `params` are read. With
-    /// `training`, each of `states` is a `[(T+1), N]` buffer whose row 0 holds the initial state
-    /// and whose rows `1..=T` receive the state sequence; otherwise each is the `[N]` initial
-    /// state. `outputs` (`[T, N]`) and `finals` (`[N]`) are written.
+    /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the
+    /// initial `states` (`[N]`); writes `outputs` (`[T, N]`) and `finals` (`[N]`). With
+    /// `state_bufs` (training), also one `[(T+1), N]` buffer per state for
+    /// [`Core::backward`]: row 0 the initial state, rows `1..=T` the sequence.
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (t, n, inputs, params, states, outputs, finals, state_bufs=None))]
     fn forward(
         &self,
         py: Python<'_>,
@@ -234,91 +201,58 @@ impl Core {
         states: Vec<HostBuf>,
         outputs: Vec<HostBuf>,
         finals: Vec<HostBuf>,
-        training: bool,
+        state_bufs: Option<Vec<HostBuf>>,
     ) -> PyResult<()> {
         let g = self.kernel.graph();
-        let (ni, ns, np, no) = (
-            g.inputs().len(),
-            g.states().len(),
-            g.params().len(),
-            g.outputs().len(),
-        );
-        Core::count(py, "inputs", ni, inputs.len())?;
-        Core::count(py, "params", np, params.len())?;
-        Core::count(py, "states", ns, states.len())?;
+        let (ns, no) = (g.states().len(), g.outputs().len());
+        let mut call = Call::new();
+        let (tn, param_names) = self.read_args(py, &mut call, t, n, &inputs, &params, &states)?;
         Core::count(py, "outputs", no, outputs.len())?;
         Core::count(py, "final states", ns, finals.len())?;
-        let tn = t
-            .checked_mul(n)
-            .ok_or_else(|| raise(py, Kind::Value, "T * N overflows"))?;
-        let seq_len = tn
-            .checked_add(n)
-            .ok_or_else(|| raise(py, Kind::Value, "(T + 1) * N overflows"))?;
-        let mut call = Call::new();
-        for (d, b) in g.inputs().iter().zip(&inputs) {
-            call.read(py, &d.name, *b, tn)?;
-        }
-        for ((name, len), b) in self.param_lens(t, n).iter().zip(&params) {
-            call.read(py, name, *b, *len)?;
-        }
-        for (d, b) in g.states().iter().zip(&states) {
-            if training {
-                call.write(py, &format!("{} buffer", d.name), *b, seq_len)?;
-            } else {
-                call.read(py, &format!("initial {}", d.name), *b, n)?;
-            }
-        }
         for (d, b) in g.outputs().iter().zip(&outputs) {
             call.write(py, &d.name, *b, tn)?;
         }
         for (d, b) in g.states().iter().zip(&finals) {
             call.write(py, &format!("final {}", d.name), *b, n)?;
         }
+        if let Some(bufs) = &state_bufs {
+            Core::count(py, "state buffers", ns, bufs.len())?;
+            let len = tn
+                .checked_add(n)
+                .ok_or_else(|| raise(py, Kind::Value, "(T + 1) * N overflows"))?;
+            for (d, b) in g.states().iter().zip(bufs) {
+                call.write(py, &format!("{} buffer", d.name), *b, len)?;
+            }
+        }
         // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
         let (reads, mut writes) = unsafe { call.slices(py)? };
         let run = || -> Result<(), RuntimeError> {
-            let (ins, rest) = reads.split_at(ni);
-            let (ps, s0) = rest.split_at(np);
-            let (state_bufs, outs) = if training {
-                writes.split_at_mut(ns)
+            let args = kernel_args(t, n, &reads, &param_names, g.inputs().len(), ns);
+            let (outs, rest) = writes.split_at_mut(no);
+            let (fins, bufs) = rest.split_at_mut(ns);
+            let (outputs, final_states) = (reborrow(outs), reborrow(fins));
+            if state_bufs.is_some() {
+                let mut out = TrainingBuffers {
+                    outputs,
+                    state_bufs: reborrow(bufs),
+                    final_states,
+                };
+                self.kernel.forward_host(&args, &mut out)
             } else {
-                writes.split_at_mut(0)
-            };
-            let (outs, fins) = outs.split_at_mut(no);
-            let mut init: Vec<&[f32]> = s0.to_vec();
-            let mut seqs: Vec<&mut [f32]> = vec![];
-            for b in state_bufs.iter_mut() {
-                let (row0, rest) = b.split_at_mut(n);
-                init.push(row0);
-                seqs.push(rest);
+                let mut out = InferenceBuffers {
+                    outputs,
+                    final_states,
+                };
+                self.kernel.infer_host(&args, &mut out)
             }
-            let args = ScanArgs {
-                t,
-                n,
-                inputs: ins.to_vec(),
-                init_states: init,
-                params: ps.to_vec(),
-            };
-            args.check(g)?;
-            let mut out = ScanOutputs {
-                outputs: outs.iter_mut().map(|s| &mut **s).collect(),
-                state_seqs: seqs,
-                final_states: fins.iter_mut().map(|s| &mut **s).collect(),
-            };
-            let exec = if training {
-                self.kernel.training_scan()
-            } else {
-                self.kernel.inference_scan()
-            };
-            exec.run_into(&args, &mut out)
         };
         py.detach(run).map_err(|e| errors::runtime(py, e))
     }
 
-    /// Backpropagation through time for a [`Core::forward`] with `training`: reads its inputs,
-    /// params and `[(T+1), N]` state buffers and the upstream gradients present (`None`: zero);
-    /// writes the gradients of the inputs (`[T, N]`), initial states (`[N]`) and of the
-    /// learnable params whose buffer is given.
+    /// Backpropagation through time for a training [`Core::forward`]: its arguments and state
+    /// buffers, and the upstream gradients present (`None`: zero); writes the gradients of the
+    /// inputs (`[T, N]`), initial states (`[N]`) and of the learnable params whose buffer is
+    /// given.
     #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
@@ -328,6 +262,7 @@ impl Core {
         inputs: Vec<HostBuf>,
         params: Vec<HostBuf>,
         states: Vec<HostBuf>,
+        state_bufs: Vec<HostBuf>,
         grad_outputs: Vec<Option<HostBuf>>,
         grad_state_seqs: Vec<Option<HostBuf>>,
         grad_finals: Vec<Option<HostBuf>>,
@@ -342,9 +277,9 @@ impl Core {
             g.params().len(),
             g.outputs().len(),
         );
-        Core::count(py, "inputs", ni, inputs.len())?;
-        Core::count(py, "params", np, params.len())?;
-        Core::count(py, "state buffers", ns, states.len())?;
+        let mut call = Call::new();
+        let (tn, param_names) = self.read_args(py, &mut call, t, n, &inputs, &params, &states)?;
+        Core::count(py, "state buffers", ns, state_bufs.len())?;
         Core::count(py, "output gradients", no, grad_outputs.len())?;
         Core::count(py, "state-sequence gradients", ns, grad_state_seqs.len())?;
         Core::count(py, "final-state gradients", ns, grad_finals.len())?;
@@ -356,42 +291,34 @@ impl Core {
             grad_init_states.len(),
         )?;
         Core::count(py, "param-gradient buffers", np, grad_params.len())?;
-        let tn = t
-            .checked_mul(n)
-            .ok_or_else(|| raise(py, Kind::Value, "T * N overflows"))?;
-        let param_lens = self.param_lens(t, n);
-        let mut call = Call::new();
-        for (d, b) in g.inputs().iter().zip(&inputs) {
-            call.read(py, &d.name, *b, tn)?;
-        }
-        for ((name, len), b) in param_lens.iter().zip(&params) {
-            call.read(py, name, *b, *len)?;
-        }
-        for (d, b) in g.states().iter().zip(&states) {
+        for (d, b) in g.states().iter().zip(&state_bufs) {
             call.read(py, &format!("{} buffer", d.name), *b, tn + n)?;
         }
-        // Present upstream gradients, in Upstream order; `slot` maps each back.
-        let mut present = |name: String, b: &Option<HostBuf>, len: usize| -> PyResult<bool> {
-            match b {
-                Some(b) => call.read(py, &name, *b, len).map(|_| true),
-                None => Ok(false),
+        // Upstream gradients, in Upstream order: outputs, state sequences, final states.
+        let mut present = vec![];
+        let upstream = g
+            .outputs()
+            .iter()
+            .map(|d| (format!("grad of {}", d.name), tn))
+            .chain(
+                g.states()
+                    .iter()
+                    .map(|d| (format!("grad of {} sequence", d.name), tn)),
+            )
+            .chain(
+                g.states()
+                    .iter()
+                    .map(|d| (format!("grad of final {}", d.name), n)),
+            );
+        let given = grad_outputs
+            .iter()
+            .chain(&grad_state_seqs)
+            .chain(&grad_finals);
+        for ((name, len), b) in upstream.zip(given) {
+            present.push(b.is_some());
+            if let Some(b) = b {
+                call.read(py, &name, *b, len)?;
             }
-        };
-        let mut spec = GradSpec {
-            output_grads: vec![],
-            state_seq_grads: vec![],
-        };
-        for (d, b) in g.outputs().iter().zip(&grad_outputs) {
-            spec.output_grads
-                .push(present(format!("grad of {}", d.name), b, tn)?);
-        }
-        for (d, b) in g.states().iter().zip(&grad_state_seqs) {
-            spec.state_seq_grads
-                .push(present(format!("grad of {} sequence", d.name), b, tn)?);
-        }
-        let mut has_final = vec![];
-        for (d, b) in g.states().iter().zip(&grad_finals) {
-            has_final.push(present(format!("grad of final {}", d.name), b, n)?);
         }
         for (d, b) in g.inputs().iter().zip(&grad_inputs) {
             call.write(py, &format!("grad of {}", d.name), *b, tn)?;
@@ -399,94 +326,56 @@ impl Core {
         for (d, b) in g.states().iter().zip(&grad_init_states) {
             call.write(py, &format!("grad of initial {}", d.name), *b, n)?;
         }
-        let mut has_param_grad = vec![];
-        for ((d, (name, len)), b) in g.params().iter().zip(&param_lens).zip(&grad_params) {
+        let mut param_grad_slot = vec![];
+        for ((d, name), b) in g.params().iter().zip(&param_names).zip(&grad_params) {
             match b {
-                Some(b) if d.learnable => {
-                    call.write(py, &format!("grad of {name}"), *b, *len)?;
-                    has_param_grad.push(true);
-                }
-                Some(_) => {
+                Some(_) if !d.learnable => {
                     return Err(raise(
                         py,
                         Kind::Value,
                         format!("param `{name}` is not learnable: it has no gradient"),
                     ));
                 }
-                None => has_param_grad.push(false),
+                Some(b) => {
+                    let len = param_len(d.kind, t, n);
+                    call.write(py, &format!("grad of {name}"), *b, len)?;
+                    param_grad_slot.push(true);
+                }
+                None => param_grad_slot.push(false),
             }
         }
-        let bk = self
-            .backward_for(&spec)
-            .map_err(|e| errors::runtime(py, e))?;
         // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
         let (reads, mut writes) = unsafe { call.slices(py)? };
         let run = || -> Result<(), RuntimeError> {
-            let (ins, rest) = reads.split_at(ni);
-            let (ps, rest) = rest.split_at(np);
-            let (bufs, mut ups) = rest.split_at(ns);
-            let mut take = |k: usize| {
-                let (a, b) = ups.split_at(k);
-                ups = b;
-                a.to_vec()
-            };
-            let up_outs = take(spec.output_grads.iter().filter(|x| **x).count());
-            let up_seqs = take(spec.state_seq_grads.iter().filter(|x| **x).count());
-            let up_finals = take(has_final.iter().filter(|x| **x).count());
-            let zeros = vec![0.0f32; n];
-            let mut finals = up_finals.into_iter();
-            let carries: Vec<&[f32]> = has_final
-                .iter()
-                .map(|h| {
-                    if *h {
-                        finals.next().unwrap_or(&zeros)
-                    } else {
-                        &zeros[..]
-                    }
+            let args = kernel_args(t, n, &reads, &param_names, ni, ns);
+            let rest = &reads[ni + np + ns..];
+            let (bufs, mut given) = rest.split_at(ns);
+            let mut ups = present.iter().map(|p| {
+                p.then(|| {
+                    let (first, tail) = given.split_at(1);
+                    given = tail;
+                    first[0]
                 })
-                .collect();
-            let mut bin: Vec<&[f32]> = ins.to_vec();
-            bin.extend(bufs.iter().map(|b| &b[..tn]));
-            bin.extend(up_outs);
-            bin.extend(up_seqs);
-            let bargs = ScanArgs {
-                t,
-                n,
-                inputs: bin,
-                init_states: carries,
-                params: ps.to_vec(),
+            });
+            let mut take = |k: usize| (0..k).map(|_| ups.next().flatten()).collect::<Vec<_>>();
+            let upstream = Upstream {
+                outputs: take(no),
+                state_seqs: take(ns),
+                final_states: take(ns),
             };
-            bargs.check(&bk.kernel.graph)?;
             let (gin, rest) = writes.split_at_mut(ni);
             let (ginit, gparams) = rest.split_at_mut(ns);
-            // Param-gradient contributions come back per neuron (or per step); reduced below in
-            // the fixed order of `bptt::collect_gradients`.
-            let nout = bk.kernel.graph.outputs().len();
-            let mut contrib: Vec<Vec<f32>> = (ni..nout)
-                .map(|o| vec![0.0; bk.kernel.output_len(o, t, n)])
-                .collect();
-            let mut out = ScanOutputs {
-                outputs: gin
-                    .iter_mut()
-                    .map(|s| &mut **s)
-                    .chain(contrib.iter_mut().map(Vec::as_mut_slice))
-                    .collect(),
-                state_seqs: vec![],
-                final_states: ginit.iter_mut().map(|s| &mut **s).collect(),
+            let mut grads = GradBuffers {
+                inputs: reborrow(gin),
+                init_states: reborrow(ginit),
             };
-            bk.exec.run_into(&bargs, &mut out)?;
-            let mut outputs: Vec<Vec<f32>> = vec![vec![]; ni];
-            outputs.append(&mut contrib);
-            let r = ScanResult {
-                outputs,
-                state_seqs: vec![],
-                final_states: vec![],
-            };
-            let grads = bptt::collect_gradients(g, &bk.graph, r, t, n);
+            let pg = self
+                .kernel
+                .backward_host(&args, bufs, &upstream, &mut grads)?;
             let mut dst = gparams.iter_mut();
-            for (gp, has) in grads.params.iter().zip(&has_param_grad) {
-                if *has && let Some(d) = dst.next() {
-                    match gp {
+            for (v, slot) in pg.iter().zip(&param_grad_slot) {
+                if *slot && let Some(d) = dst.next() {
+                    match v {
                         Some(v) => d.copy_from_slice(v),
                         None => d.fill(0.0),
                     }
@@ -496,4 +385,66 @@ impl Core {
         };
         py.detach(run).map_err(|e| errors::runtime(py, e))
     }
+}
+
+impl Core {
+    /// Registers the arguments every call reads (inputs `[T, N]`, params, initial states
+    /// `[N]`); returns `T * N` and the param names in graph order.
+    #[allow(clippy::too_many_arguments)]
+    fn read_args(
+        &self,
+        py: Python<'_>,
+        call: &mut Call,
+        t: usize,
+        n: usize,
+        inputs: &[HostBuf],
+        params: &[HostBuf],
+        states: &[HostBuf],
+    ) -> PyResult<(usize, Vec<String>)> {
+        let g = self.kernel.graph();
+        Core::count(py, "inputs", g.inputs().len(), inputs.len())?;
+        Core::count(py, "params", g.params().len(), params.len())?;
+        Core::count(py, "states", g.states().len(), states.len())?;
+        let tn = t
+            .checked_mul(n)
+            .ok_or_else(|| raise(py, Kind::Value, "T * N overflows"))?;
+        for (d, b) in g.inputs().iter().zip(inputs) {
+            call.read(py, &d.name, *b, tn)?;
+        }
+        for (d, b) in g.params().iter().zip(params) {
+            call.read(py, &d.name, *b, param_len(d.kind, t, n))?;
+        }
+        for (d, b) in g.states().iter().zip(states) {
+            call.read(py, &format!("initial {}", d.name), *b, n)?;
+        }
+        Ok((tn, g.params().iter().map(|d| d.name.clone()).collect()))
+    }
+}
+
+/// [`KernelArgs`] over the first `ni + np + ns` read slices (inputs, params, initial states).
+fn kernel_args<'a>(
+    t: usize,
+    n: usize,
+    reads: &[&'a [f32]],
+    param_names: &'a [String],
+    ni: usize,
+    ns: usize,
+) -> KernelArgs<'a> {
+    let np = param_names.len();
+    KernelArgs {
+        t,
+        n,
+        inputs: reads[..ni].to_vec(),
+        init_states: Some(reads[ni + np..ni + np + ns].to_vec()),
+        params: param_names
+            .iter()
+            .map(String::as_str)
+            .zip(reads[ni..ni + np].iter().copied())
+            .collect(),
+    }
+}
+
+/// Shorter-lived `&mut` slices of `v` (for the runtime's buffer structs).
+fn reborrow<'s>(v: &'s mut [&mut [f32]]) -> Vec<&'s mut [f32]> {
+    v.iter_mut().map(|s| &mut **s).collect()
 }

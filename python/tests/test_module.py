@@ -185,12 +185,12 @@ def test_native_module_checks_buffers():
     x, v, s, f = torch.zeros(4), torch.zeros(2), torch.zeros(4), torch.zeros(2)
     buf = lambda t: (t.data_ptr(), t.numel())  # noqa: E731
     with pytest.raises(ValueError, match="expected 4 float32"):
-        core.forward(2, 2, [(x.data_ptr(), 3)], [], [buf(v)], [buf(s)], [buf(f)], False)
+        core.forward(2, 2, [(x.data_ptr(), 3)], [], [buf(v)], [buf(s)], [buf(f)])
     with pytest.raises(ValueError, match="not a valid float32 buffer"):
-        core.forward(2, 2, [(0, 4)], [], [buf(v)], [buf(s)], [buf(f)], False)
+        core.forward(2, 2, [(0, 4)], [], [buf(v)], [buf(s)], [buf(f)])
     with pytest.raises(ValueError, match="overlaps"):
-        core.forward(2, 2, [buf(x)], [], [buf(v)], [buf(x)], [buf(f)], False)
+        core.forward(2, 2, [buf(x)], [], [buf(v)], [buf(x)], [buf(f)])
     with pytest.raises(ValueError, match="expected 1 inputs"):
-        core.forward(2, 2, [], [], [buf(v)], [buf(s)], [buf(f)], False)
+        core.forward(2, 2, [], [], [buf(v)], [buf(s)], [buf(f)])
     with pytest.raises(ValueError, match="tau"):
         _flexsn.Core.builtin("lif", ["tau=0.5"], "cpu")

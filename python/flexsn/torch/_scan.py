@@ -65,15 +65,13 @@ class Scan(torch.autograd.Function):
         like = inputs[0] if inputs else s0[0]
         outs = [like.new_empty((t, n)) for _ in core.outputs]
         bufs = [like.new_empty((t + 1, n)) for _ in range(ns)]
-        for b, s in zip(bufs, s0):
-            b[0].copy_(s)
         finals = [like.new_empty((n,)) for _ in range(ns)]
         core.forward(
-            t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(b) for b in bufs],
-            [buf(o) for o in outs], [buf(f) for f in finals], True,
+            t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(s) for s in s0],
+            [buf(o) for o in outs], [buf(f) for f in finals], [buf(b) for b in bufs],
         )  # fmt: skip
         ctx.core, ctx.t, ctx.n, ctx.ni, ctx.ns, ctx.seqs = core, t, n, ni, ns, seqs
-        ctx.save_for_backward(*inputs, *params, *bufs)
+        ctx.save_for_backward(*inputs, *params, *s0, *bufs)
         ctx.set_materialize_grads(False)
         seq_views = [b[1:] for b in bufs] if seqs else []
         return (*outs, *seq_views, *finals)
@@ -82,7 +80,8 @@ class Scan(torch.autograd.Function):
     def backward(ctx, *grads):
         core, t, n, ni, ns = ctx.core, ctx.t, ctx.n, ctx.ni, ctx.ns
         saved = ctx.saved_tensors
-        inputs, params, bufs = saved[:ni], saved[ni : len(saved) - ns], saved[len(saved) - ns :]
+        inputs, params = saved[:ni], saved[ni : len(saved) - 2 * ns]
+        s0, bufs = saved[len(saved) - 2 * ns : len(saved) - ns], saved[len(saved) - ns :]
         no = len(core.outputs)
         g_out = list(grads[:no])
         g_seq = list(grads[no : no + ns]) if ctx.seqs else [None] * ns
@@ -104,7 +103,8 @@ class Scan(torch.autograd.Function):
         g_p = [p.new_empty(p.shape) if need and ok else None
                for p, need, ok in zip(params, needs, learnable)]  # fmt: skip
         core.backward(
-            t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(b) for b in bufs],
+            t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(s) for s in s0],
+            [buf(b) for b in bufs],
             [arg(g) for g in g_out], [arg(g) for g in g_seq], [arg(g) for g in g_fin],
             [buf(g) for g in g_in], [buf(g) for g in g_s0],
             [None if g is None else buf(g) for g in g_p],
@@ -131,6 +131,6 @@ def run(core, t, n, inputs, states, params, seqs):
     finals = [like.new_empty((n,)) for _ in range(ns)]
     core.forward(
         t, n, [buf(x) for x in flat[:ni]], [buf(p) for p in params], [buf(s) for s in states],
-        [buf(o) for o in outs], [buf(f) for f in finals], False,
+        [buf(o) for o in outs], [buf(f) for f in finals],
     )  # fmt: skip
     return outs, None, finals
