@@ -194,3 +194,12 @@ def test_native_module_checks_buffers():
         core.forward(2, 2, [], [], [buf(v)], [buf(s)], [buf(f)])
     with pytest.raises(ValueError, match="tau"):
         _flexsn.Core.builtin("lif", ["tau=0.5"], "cpu")
+
+
+def test_psn_family_copies():
+    from flexsn.torch import PSN, MaskedPSN, SlidingPSN
+
+    x = torch.randn(4, 3) * 2 + 1
+    for m in (PSN(4), MaskedPSN(2, 4, step_mode="m"), SlidingPSN(2, step_mode="m")):
+        for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+            close(clone(x), m(x), f"copy of {type(m).__name__}", rtol=0, atol=0)

@@ -190,3 +190,52 @@ def test_every_surrogate_in_a_core(name, spiking):
     (ya * g).sum().backward()
     (yb * g).sum().backward()
     close(xa.grad, xb.grad, "grad x", atol=1e-4)
+
+
+def psn_pair(name, *args, **kw):
+    a = getattr(F, name)(*args, **kw)
+    b = getattr(neuron, name)(*args, **kw)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def compare_psn(a, b, xs):
+    xa = [x.clone().requires_grad_() for x in xs]
+    xb = [x.clone().requires_grad_() for x in xs]
+    ya, yb = [a(x) for x in xa], [b(x) for x in xb]
+    for p, q in zip(ya, yb):
+        close(p, q, "spikes", atol=0, rtol=0)
+    gs = [torch.randn_like(y) for y in yb]
+    sum((y * g).sum() for y, g in zip(ya, gs)).backward()
+    sum((y * g).sum() for y, g in zip(yb, gs)).backward()
+    for i, (p, q) in enumerate(zip(xa, xb)):
+        close(p.grad, q.grad, f"grad of input {i}")
+    for name, p in a.named_parameters():
+        close(p.grad, dict(b.named_parameters())[name].grad, f"grad of {name}", atol=1e-4)
+
+
+def test_psn():
+    a, b = psn_pair("PSN", 6)
+    compare_psn(a, b, [torch.randn(6, 3, 4) * 2 + 1])
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.4, 1.0])
+def test_masked_psn_multi_step(lam):
+    a, b = psn_pair("MaskedPSN", 3, 6, lambda_init=lam, step_mode="m")
+    compare_psn(a, b, [torch.randn(6, 2, 5) * 2 + 1])
+
+
+def test_masked_psn_single_step():
+    a, b = psn_pair("MaskedPSN", 2, 4, lambda_init=1.0, step_mode="s")
+    compare_psn(a, b, [torch.randn(2, 5) * 2 + 1 for _ in range(4)])
+    with pytest.raises(OverflowError):
+        a(torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("exp_init", [True, False])
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_sliding_psn(exp_init, step_mode):
+    a, b = psn_pair("SlidingPSN", 3, exp_init=exp_init, step_mode=step_mode)
+    xs = ([torch.randn(7, 2, 3) * 2 + 1] if step_mode == "m"
+          else [torch.randn(2, 3) * 2 + 1 for _ in range(5)])  # fmt: skip
+    compare_psn(a, b, xs)

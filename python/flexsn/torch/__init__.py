@@ -13,6 +13,7 @@ from .neurons import (
     SimpleIFNode,
     SimpleLIFNode,
 )
+from .psn import PSN, MaskedPSN, SlidingPSN
 
 __all__ = [
     "FlexSN",
@@ -24,4 +25,7 @@ __all__ = [
     "SimpleLIFNode",
     "NonSpikingIFNode",
     "NonSpikingLIFNode",
+    "PSN",
+    "MaskedPSN",
+    "SlidingPSN",
 ]
