@@ -166,3 +166,39 @@ def test_flexsn_interpreter(case):
 def test_flexsn_spikingjelly_surrogates(case):
     sj = pytest.importorskip("spikingjelly.activation_based.surrogate")
     run_flexsn_case(case, sj)
+
+
+def run_psn_case(case):
+    from flexsn.torch import PSN, MaskedPSN, SlidingPSN
+
+    p = dict(case["params"])
+    sg = make_surrogate(p.pop("surrogate"))
+    cls = {"PSN": PSN, "MaskedPSN": MaskedPSN, "SlidingPSN": SlidingPSN}[case["neuron"]]
+    m = cls(surrogate_function=sg, **p)
+    with torch.no_grad():
+        for name, values in case["parameters"].items():
+            getattr(m, name).copy_(tensor(case, name, values))
+        for name, values in (case.get("buffers") or {}).items():
+            getattr(m, name).copy_(tensor(case, name, values))
+    x = tensor(case, "x_seq", case["inputs"]["x_seq"], requires_grad=True)
+    y = m(x)
+    close(y, tensor(case, "spike_seq", case["outputs"]["spike_seq"]), "spike_seq", rtol=0, atol=0)
+    (y * tensor(case, "spike_seq", case["grad_outputs"]["spike_seq"])).sum().backward()
+    close(x.grad, tensor(case, "x_seq", case["grads"]["x_seq"]), "grad x_seq")
+    for name in ("weight", "bias"):
+        close(getattr(m, name).grad, tensor(case, name, case["grads"][name]), f"grad {name}", atol=1e-4)
+
+
+@golden("psn")
+def test_psn(case):
+    run_psn_case(case)
+
+
+@golden("masked_psn")
+def test_masked_psn(case):
+    run_psn_case(case)
+
+
+@golden("sliding_psn")
+def test_sliding_psn(case):
+    run_psn_case(case)
