@@ -64,6 +64,14 @@ pub enum CudaError {
         log: String,
         numbered_source: String,
     },
+    /// `ptxas` (for the static register and spill checks) was not found.
+    #[error(
+        "ptxas is not available: {detail}. Install it (e.g. `pip install nvidia-cuda-nvcc-cu12`, or `source scripts/ci-ptxas.sh`) and set FLEXSN_PTXAS to site-packages/nvidia/cuda_nvcc/bin/ptxas"
+    )]
+    NoPtxas { detail: String },
+    /// `ptxas` failed to assemble a kernel's PTX.
+    #[error("ptxas failed: {message}")]
+    Ptxas { message: String },
     /// An NVRTC call other than compilation failed.
     #[error("NVRTC call `{call}` failed: {message}")]
     Nvrtc { call: &'static str, message: String },

@@ -16,6 +16,7 @@ pub mod launch;
 pub mod mixing;
 pub mod nvrtc;
 pub mod probe;
+pub mod ptxas;
 
 pub use borrowed::{BorrowedBuf, CallerStream, ContextScope};
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
