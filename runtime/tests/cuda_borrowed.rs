@@ -222,27 +222,7 @@ fn mixing_on_borrowed_memory_matches_host_runs_in_sync_mode() {
         n,
     )
     .unwrap();
-    m.backward_on(
-        &caller,
-        &borrow(&wd, &side, f),
-        &borrow(&bd, &side, f),
-        &borrow(&xd, &side, f),
-        &borrow(&gsd, &side, f),
-        &borrow(&gx, &side, f),
-        &borrow(&gw, &side, f),
-        &borrow(&gb, &side, f),
-        &borrow(&ws, &side, f),
-        n,
-    )
-    .unwrap();
-    side.synchronize().unwrap();
-    assert_eq!(side.clone_dtoh(&spike).unwrap(), want_s);
-    assert_eq!(side.clone_dtoh(&gx).unwrap(), want_g.x);
-    assert_eq!(side.clone_dtoh(&gw).unwrap(), want_g.weight);
-    assert_eq!(side.clone_dtoh(&gb).unwrap(), want_g.bias);
-    // A too-small workspace is refused before anything runs.
-    let small = side.alloc_zeros::<f32>(16).unwrap();
-    assert!(matches!(
+    let backward = |workspace: &CudaSlice<f32>| {
         m.backward_on(
             &caller,
             &borrow(&wd, &side, f),
@@ -252,10 +232,18 @@ fn mixing_on_borrowed_memory_matches_host_runs_in_sync_mode() {
             &borrow(&gx, &side, f),
             &borrow(&gw, &side, f),
             &borrow(&gb, &side, f),
-            &borrow(&small, &side, f),
+            &borrow(workspace, &side, f),
             n,
-        ),
-        Err(CudaError::Buffer { .. })
-    ));
+        )
+    };
+    backward(&ws).unwrap();
+    side.synchronize().unwrap();
+    assert_eq!(side.clone_dtoh(&spike).unwrap(), want_s);
+    assert_eq!(side.clone_dtoh(&gx).unwrap(), want_g.x);
+    assert_eq!(side.clone_dtoh(&gw).unwrap(), want_g.weight);
+    assert_eq!(side.clone_dtoh(&gb).unwrap(), want_g.bias);
+    // A too-small workspace is refused before anything runs.
+    let small = side.alloc_zeros::<f32>(16).unwrap();
+    assert!(matches!(backward(&small), Err(CudaError::Buffer { .. })));
     d.set_sync(false);
 }
