@@ -256,10 +256,14 @@ pub fn neuron_graph(name: &str) -> Result<StepGraph> {
         "lif" => flexsn_neurons::LIFNode::new().step_graph()?,
         "plif" => flexsn_neurons::ParametricLIFNode::new().step_graph()?,
         "alif" => alif()?,
-        other => bail!(
-            "unknown benchmark neuron `{other}`; known: {}",
-            NEURONS.join(", ")
-        ),
+        // Any other scan built-in of `flexsn list`, with its defaults.
+        other => match flexsn_neurons::Builtin::from_name(other) {
+            Ok(b) => b.step_graph()?,
+            Err(_) => bail!(
+                "unknown benchmark neuron `{other}`; known: {}, or any scan neuron of `flexsn list`",
+                NEURONS.join(", ")
+            ),
+        },
     };
     Ok(g)
 }

@@ -167,7 +167,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Neuron(s) to run (repeatable): if, lif, plif, alif. Default: all four.
+    /// Neuron(s) to run (repeatable): if, lif, plif, alif, psn, sliding-psn, or any other scan
+    /// neuron of `flexsn list` (qif, izhikevich, ...). Default: the first six.
     #[arg(long = "neuron", value_name = "NAME")]
     neurons: Vec<String>,
     /// Time steps (repeatable). Default: 4, 16, 64.
@@ -585,14 +586,13 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     report_time(out, "forward", fwd_time, tn)?;
     for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
-        let is_spike = g
-            .nodes()
-            .any(|(v, n)| v == d.value && matches!(n.op, flexsn::compiler::ir::Op::Spike(_)));
-        if is_spike {
-            writeln!(out, "  {:<12} firing rate {mean:.4}", d.name)?;
-        } else {
-            writeln!(out, "  {:<12} mean {mean:.4}", d.name)?;
-        }
+        use flexsn::compiler::ir::{Op, Surrogate};
+        let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
+            Some(Op::Spike(Surrogate::MultiLevelSpikeCount { .. })) => "mean spike count",
+            Some(Op::Spike(_)) => "firing rate",
+            _ => "mean",
+        };
+        writeln!(out, "  {:<12} {what} {mean:.4}", d.name)?;
     }
     if let Some(decode) = target.builtin.and_then(|b| b.decode())
         && decode != neurons::Decode::Sequence

@@ -33,7 +33,7 @@ pub mod shim;
 use std::fmt::Write;
 
 use crate::error::BuildError;
-use crate::ir::{Node, Op, ParamKind, StepGraph};
+use crate::ir::{Node, Op, ParamKind, StepGraph, Surrogate};
 use crate::scan::{Direction, OutputMode, ScanKernel};
 
 /// How `[T, N]` sequences are stored in memory. Math is always `f32`.
@@ -400,6 +400,14 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
         Op::Clamp => format!("flexsn_min(flexsn_max({}, {}), {})", a[0], a[1], a[2]),
         Op::Select => format!("({} != 0.0f) ? {} : {}", a[0], a[1], a[2]),
         // Forward of every surrogate spike is the Heaviside step, Θ(0) = 1, NaN gives 0.
+        // except MultiLevelSpikeCount's count round(clamp(x, 0, max)).
+        Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count, ..
+        }) => format!(
+            "rintf(flexsn_min(flexsn_max({}, 0.0f), {}))",
+            a[0],
+            float_literal(max_spike_count as f32)
+        ),
         Op::Spike(_) => b01(format!("{} >= 0.0f", a[0])),
         Op::Detach => a[0].clone(),
     }
