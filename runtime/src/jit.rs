@@ -48,7 +48,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The CLI name.
+    /// Every backend, in the order the CLI lists them.
+    pub const ALL: [Backend; 4] = [
+        Backend::Interpreter,
+        Backend::Cpu,
+        Backend::CudaEmulated,
+        Backend::Cuda,
+    ];
+
+    /// Every name [`Backend::from_name`] accepts (for command-line value lists).
+    pub const NAMES: &[&str] = &["interp", "interpreter", "cpu", "cuda-emulated", "cuda"];
+
+    /// The canonical name (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interpreter => "interpreter",
@@ -58,18 +69,35 @@ impl Backend {
         }
     }
 
-    /// Parses [`Backend::name`].
-    pub fn from_name(s: &str) -> Option<Backend> {
-        [
-            Backend::Interpreter,
-            Backend::Cpu,
-            Backend::Cuda,
-            Backend::CudaEmulated,
-        ]
-        .into_iter()
-        .find(|b| b.name() == s)
+    /// The one parser of backend names: [`Backend::name`], and `interp` for the interpreter.
+    pub fn from_name(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "interp" => Ok(Backend::Interpreter),
+            _ => Backend::ALL
+                .into_iter()
+                .find(|b| b.name() == s)
+                .ok_or_else(|| UnknownBackend(s.to_string())),
+        }
     }
 }
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        Backend::from_name(s)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name [`Backend::from_name`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; known: interp (or interpreter), cpu, cuda-emulated, cuda")]
+pub struct UnknownBackend(pub String);
 
 type Cache = Arc<Mutex<HashMap<String, Arc<dyn ScanExecutor>>>>;
 
@@ -91,10 +119,14 @@ impl std::fmt::Debug for Jit {
 }
 
 impl Jit {
-    /// A JIT for `backend` with default options.
+    /// A JIT for `backend` with default options (the interpreter without `passes::optimize`).
     pub fn new(backend: Backend) -> Result<Jit, RuntimeError> {
         match backend {
-            Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
+            // The oracle runs the graph as built: an optimiser bug cannot hide behind it.
+            Backend::Interpreter => Ok(Jit {
+                optimize: false,
+                ..Jit::with_compiler(Arc::new(InterpreterCompiler))
+            }),
             Backend::Cpu => Jit::cpu(CpuOptions::default()),
             Backend::Cuda => crate::cuda::backend::cuda_jit(Default::default()),
             Backend::CudaEmulated => crate::cuda::backend::emulated_jit(Default::default()),

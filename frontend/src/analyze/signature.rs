@@ -2,6 +2,8 @@
 //! their initial values, params, hyperparameters) and the roles of its returned values; then the
 //! body, analysed by [`Analyzer`](super::body::Analyzer).
 
+use std::collections::{HashMap, HashSet};
+
 use flexsn_ir::ParamKind;
 use proc_macro2::Span;
 use syn::ext::IdentExt;
@@ -9,7 +11,8 @@ use syn::spanned::Spanned;
 
 use super::body::Analyzer;
 use super::model::{
-    AnalysisError, ArgDef, ArgKind, CoreDef, Instr, ParamKindDef, Program, Result, ResultDef, Role,
+    AnalysisError, ArgDef, ArgKind, CoreDef, Instr, ParamKindDef, Program, Result, ResultDef,
+    Role,
 };
 use super::syntax::{ident_name, simple_type};
 use crate::funcs;
@@ -58,9 +61,10 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
 
     let mut args = Vec::new();
     let mut init_attrs: Vec<Option<InitForm>> = Vec::new();
+    let mut arg_index = HashMap::new();
     for input in &sig.inputs {
         let (arg, init) = analyze_arg(input)?;
-        if args.iter().any(|a: &ArgDef| a.name == arg.name) {
+        if arg_index.insert(arg.name.clone(), args.len()).is_some() {
             return Err(AnalysisError::new(
                 arg.span,
                 format!("argument `{}` is declared twice", arg.name),
@@ -76,6 +80,8 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
         program: Program::default(),
         is_const: vec![],
         arg_regs: vec![None; args.len()],
+        arg_index,
+        bound: HashMap::new(),
         scopes: vec![],
     };
     // Hyperparameters first: a state's initial value may use any of them.
@@ -117,21 +123,20 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
     let values = a.body(&f.block, ret_types.len(), ret_span)?;
     let mut results = Vec::with_capacity(values.len());
     let mut out_index = 0;
+    // Names an unnamed output may not take: arguments, named outputs, outputs named so far.
+    let mut taken: HashSet<String> = args.iter().map(|a| a.name.clone()).collect();
+    for t in &ret_types {
+        if let RetType::Output(Some(m)) = t {
+            taken.insert(m.clone());
+        }
+    }
     for (ty, (value, vspan, ident)) in ret_types.iter().zip(values) {
         let role = match ty {
             RetType::State(j) => Role::State(*j),
             RetType::Output(Some(name)) => Role::Output(name.clone()),
             RetType::Output(None) => {
                 // Named after the returned variable when that is a fresh name.
-                let taken = |n: &str| {
-                    args.iter().any(|a| a.name == n)
-                        || results
-                            .iter()
-                            .any(|r: &ResultDef| r.role == Role::Output(n.into()))
-                        || ret_types
-                            .iter()
-                            .any(|t| matches!(t, RetType::Output(Some(m)) if m == n))
-                };
+                let taken = |n: &str| taken.contains(n);
                 let name = match ident {
                     Some(n) if !taken(&n) => n,
                     _ => {
@@ -148,7 +153,8 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
                 Role::Output(name)
             }
         };
-        if matches!(role, Role::Output(_)) {
+        if let Role::Output(n) = &role {
+            taken.insert(n.clone());
             out_index += 1;
         }
         results.push(ResultDef {
@@ -431,6 +437,12 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
     };
     let mut roles = Vec::new();
     let mut named_states = Vec::new();
+    let mut is_named = vec![false; states.len()];
+    let state_index: HashMap<&str, usize> = states
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.name.as_str(), j))
+        .collect();
     let mut unnamed_states = 0usize;
     for el in &elems {
         let Some((id, generics)) = simple_type(el) else {
@@ -457,7 +469,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
             "Output" => roles.push(RetType::Output(gname.map(|(n, _)| n))),
             "State" => match gname {
                 Some((n, sp)) => {
-                    let Some(j) = states.iter().position(|s| s.name == n) else {
+                    let Some(&j) = state_index.get(n.as_str()) else {
                         let declared = states
                             .iter()
                             .map(|s| format!("`{}`", s.name))
@@ -474,7 +486,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
                             )),
                         );
                     };
-                    if named_states.contains(&j) {
+                    if std::mem::replace(&mut is_named[j], true) {
                         return Err(AnalysisError::new(
                             sp,
                             format!("state `{n}` is returned twice"),
@@ -503,7 +515,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
                 if named_states.is_empty() {
                     *j >= unnamed_states
                 } else {
-                    !named_states.contains(j)
+                    !is_named[*j]
                 }
             })
             .map(|j| states[j].name.as_str())

@@ -191,9 +191,14 @@ mod tests {
             123456.78,
         ];
         let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        let count = Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count: 3,
+            grad_min: 0.0,
+            grad_max: 3.0,
+        });
         for op in Op::PLAIN
             .iter()
-            .chain([&Op::Spike(crate::ir::Surrogate::DeterministicPass)])
+            .chain([&Op::Spike(Surrogate::DeterministicPass), &count])
         {
             if is_approximated(op) {
                 continue;
