@@ -17,11 +17,12 @@ use flexsn::compiler::autodiff::{self, GradSpec};
 use flexsn::compiler::bptt::Upstream;
 use flexsn::compiler::frontend::{self, Bindings};
 use flexsn::compiler::ir::StepGraph;
-use flexsn::compiler::scan::{ScanArgs, ScanKernel, param_len};
-use flexsn::compiler::{bptt, text};
+use flexsn::compiler::scan::param_len;
+use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
 use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
+use flexsn::runtime::{Backend, Jit};
 
 #[derive(Parser)]
 #[command(
@@ -48,9 +49,9 @@ enum Command {
     Bench(BenchArgs),
 }
 
-/// A `--backend` value: one of `conformance::BACKENDS`.
+/// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(conformance::BACKENDS)
+    clap::builder::PossibleValuesParser::new(Backend::NAMES)
 }
 
 #[derive(Args)]
@@ -533,7 +534,8 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
-    let mut backend = conformance::backend_by_name(&a.backend)?;
+    // An unknown or unavailable backend fails here, before anything is printed.
+    let kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
 
     let mut rng = Normal(a.seed);
     let inputs: Vec<Vec<f32>> = g
@@ -545,7 +547,6 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let init_states = bptt::default_init_states::<f32>(g, a.n)?;
     let initial: Vec<(&str, Vec<f32>)> = target
         .builtin
         .map(|b| b.initial_params())
@@ -558,13 +559,13 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             _ => Err(anyhow!("param `{}` has no default value", d.name)),
         })
         .collect::<Result<_>>()?;
-    let args = ScanArgs {
-        t: a.t,
-        n: a.n,
-        inputs: inputs.iter().map(Vec::as_slice).collect(),
-        init_states: init_states.iter().map(Vec::as_slice).collect(),
-        params: params.iter().map(Vec::as_slice).collect(),
-    };
+    let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let named: Vec<(&str, &[f32])> = g
+        .params()
+        .iter()
+        .zip(&params)
+        .map(|(d, v)| (d.name.as_str(), v.as_slice()))
+        .collect();
 
     writeln!(
         out,
@@ -572,19 +573,25 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         g.name(),
         a.t,
         a.n,
-        backend.name(),
+        a.backend,
         a.mean,
         a.std,
         a.seed
     )?;
-    let kernel = ScanKernel::forward(g.clone(), a.backward);
     let start = Instant::now();
-    let fwd = backend
-        .run_scan(&kernel, &args)
-        .map_err(|e| anyhow!("forward: {e}"))?;
+    // Training forward (state sequences kept for backward) only when backward follows.
+    let fwd = if a.backward {
+        Some(kernel.forward(a.t, a.n, &xs, None, &named)?)
+    } else {
+        None
+    };
+    let outputs = match &fwd {
+        Some(f) => f.outputs.clone(),
+        None => kernel.infer(a.t, a.n, &xs, None, &named)?.outputs,
+    };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
-    for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
+    for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         use flexsn::compiler::ir::{Op, Surrogate};
         let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
@@ -597,31 +604,27 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(decode) = target.builtin.and_then(|b| b.decode())
         && decode != neurons::Decode::Sequence
     {
-        let decoded = decode.forward(&fwd.outputs[0], a.t, a.n)?;
+        let decoded = decode.forward(&outputs[0], a.t, a.n)?;
         let mean = decoded.iter().map(|&v| v as f64).sum::<f64>() / decoded.len() as f64;
         writeln!(out, "  decoded ({}) mean {mean:.4}", decode.name())?;
     }
 
-    if a.backward {
+    if let Some(fwd) = &fwd {
         // Upstream gradient 1 for every output value; through the decode's backward when the
         // neuron decodes its output over time.
         let ones = vec![1.0f32; tn];
         let mut up_outputs: Vec<Vec<f32>> = vec![ones; g.outputs().len()];
         if let Some(decode) = target.builtin.and_then(|b| b.decode()) {
             let g_decoded = vec![1.0f32; decode.output_len(a.t, a.n)];
-            up_outputs[0] = decode.backward(&fwd.outputs[0], &g_decoded, a.t, a.n)?;
+            up_outputs[0] = decode.backward(&outputs[0], &g_decoded, a.t, a.n)?;
         }
         let upstream = Upstream {
             outputs: up_outputs.iter().map(|u| Some(u.as_slice())).collect(),
             state_seqs: vec![None; g.states().len()],
             final_states: vec![None; g.states().len()],
         };
-        let bwd = autodiff::backward(g, &upstream.spec())?;
-        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
-        let grads = bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
-            backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
-        })?;
+        let grads = kernel.backward(fwd, &upstream)?;
         report_time(out, "backward", start.elapsed(), tn)?;
         for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
             let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
@@ -718,12 +721,9 @@ fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Wri
 }
 
 fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
-    neurons::psn::MixBackend::from_name(&a.backend).ok_or_else(|| {
-        anyhow!(
-            "PSN/MaskedPSN do not run on backend `{}` (interp, cpu, cuda, cuda-emulated)",
-            a.backend
-        )
-    })
+    Ok(neurons::psn::MixBackend::from(Backend::from_name(
+        &a.backend,
+    )?))
 }
 
 fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {

@@ -42,6 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod layer;
 pub mod node;
 mod nonspiking;
 mod params;
@@ -179,9 +180,26 @@ pub fn lookup(name: &str) -> Result<&'static NeuronInfo, NeuronError> {
         })
 }
 
-/// One configured built-in neuron.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Builtin {
+/// Declares [`Builtin`] with one variant per built-in config, and `From<Config> for Builtin`
+/// for each: `Builtin::from(LIFNode::new())`.
+macro_rules! builtins {
+    ($($variant:ident($t:ty)),* $(,)?) => {
+        /// One configured built-in neuron.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Builtin {
+            $($variant($t),)*
+        }
+        $(
+            impl From<$t> for Builtin {
+                fn from(n: $t) -> Builtin {
+                    Builtin::$variant(n)
+                }
+            }
+        )*
+    };
+}
+
+builtins!(
     If(IFNode),
     Lif(LIFNode),
     Plif(ParametricLIFNode),
@@ -200,7 +218,7 @@ pub enum Builtin {
     HalfThresholdIf(HalfThresholdIFNode),
     TernaryIf(TernaryIFNode),
     TernaryLif(TernaryLIFNode),
-}
+);
 
 /// Runs `$body` with `$n` bound to the neuron inside whichever variant `$self` is.
 macro_rules! each {
