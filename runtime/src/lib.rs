@@ -30,6 +30,7 @@
 //! - [`ScanExecutor`], [`BackendCompiler`]: how a backend plugs in.
 //! - [`cpu`]: the Cranelift backend ([`cpu::CpuScan`]), and inspection of its CLIF and assembly.
 
+mod checkpoint;
 pub mod cpu;
 pub mod cuda;
 mod error;
@@ -43,5 +44,6 @@ pub use executor::{
 };
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
+pub use flexsn_compiler::checkpoint::SavePolicy;
 pub use jit::{Backend, Forward, Inference, Jit, Kernel};
 pub use neuron::Neuron;
