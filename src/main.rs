@@ -183,7 +183,9 @@ struct BenchArgs {
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
     /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
+    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216. `cuda-jit`
+    /// times the CUDA backend through the kernel API (host buffers, transfers included; the one
+    /// CUDA path that takes --save-policy).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
@@ -205,6 +207,10 @@ struct BenchArgs {
     /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     unroll: usize,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (only the
+    /// state before every K-th step; backward recomputes the rest).
+    #[arg(long, default_value = "states", value_name = "POLICY")]
+    save_policy: flexsn::runtime::SavePolicy,
 }
 
 fn main() -> ExitCode {
@@ -761,6 +767,9 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
     if a.backend == "cuda" {
+        if a.save_policy != flexsn::runtime::SavePolicy::States {
+            bail!("--save-policy with CUDA: use --backend cuda-jit");
+        }
         let args = flexsn::cuda::CudaBenchArgs {
             neurons: a.neurons,
             ts: a.ts,
@@ -793,6 +802,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         min_time: std::time::Duration::from_millis(a.min_ms),
         chunk: a.chunk,
         unroll: a.unroll,
+        save_policy: a.save_policy,
         ..BenchOptions::default()
     };
     run(&opts, out)?;
