@@ -160,6 +160,19 @@ save "$bench_log"
 record "bench --backend cuda" "exit $rc [$((SECONDS - start)) s]"
 [ $rc -ne 0 ] && status=1
 
+# ---- save policies: checkpoint:32 against states (LIF, T = 1024, CUDA through the kernel API) --
+start=$SECONDS
+policy_log="$tmp/bench-save-policy.log"
+(for p in states checkpoint:32; do
+    timeout 120 "$bundle/flexsn" bench --backend cuda-jit --neuron lif --t 1024 --n 262144 \
+        --threads 1 --phase forward_backward --min-ms 300 --save-policy "$p" || exit 1
+done) >"$policy_log" 2>&1
+rc=$?
+save "$policy_log"
+record "bench --save-policy (cuda-jit)" "exit $rc [$((SECONDS - start)) s]"
+[ $rc -ne 0 ] && status=1
+cat "$policy_log" >>"$bench_log"
+
 # ---- table -------------------------------------------------------------------------------------
 report="$tmp/gpu-check.txt"
 {

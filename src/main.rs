@@ -163,6 +163,10 @@ struct RunArgs {
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Run through the runtime's kernel API keeping what this policy says for backward:
+    /// `states` or `checkpoint:K` (prints the bytes kept).
+    #[arg(long, value_name = "POLICY")]
+    save_policy: Option<flexsn::runtime::SavePolicy>,
 }
 
 #[derive(Args)]
@@ -582,13 +586,57 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         a.std,
         a.seed
     )?;
-    let kernel = ScanKernel::forward(g.clone(), a.backward);
+    // With --save-policy: forward and backward through the runtime's kernel API.
+    let policy_kernel = match a.save_policy {
+        Some(p) => {
+            let name = if a.backend == "interp" {
+                "interpreter"
+            } else {
+                a.backend.as_str()
+            };
+            let b = flexsn::runtime::Backend::from_name(name)
+                .ok_or_else(|| anyhow!("unknown backend `{name}`"))?;
+            let mut k = flexsn::runtime::Jit::new(b)?.compile(g)?;
+            k.set_save_policy(p)?;
+            Some(k)
+        }
+        None => None,
+    };
+    let named_params: Vec<(&str, &[f32])> = g
+        .params()
+        .iter()
+        .zip(&args.params)
+        .map(|(d, p)| (d.name.as_str(), *p))
+        .collect();
     let start = Instant::now();
-    let fwd = backend
-        .run_scan(&kernel, &args)
-        .map_err(|e| anyhow!("forward: {e}"))?;
+    let (fwd, kept) = match &policy_kernel {
+        Some(k) => {
+            let f = k.forward(a.t, a.n, &args.inputs, Some(&args.init_states), &named_params)?;
+            let r = flexsn::compiler::scan::ScanResult {
+                outputs: f.outputs.clone(),
+                state_seqs: vec![],
+                final_states: f.final_states.clone(),
+            };
+            (r, Some(f))
+        }
+        None => {
+            let kernel = ScanKernel::forward(g.clone(), a.backward);
+            let r = backend
+                .run_scan(&kernel, &args)
+                .map_err(|e| anyhow!("forward: {e}"))?;
+            (r, None)
+        }
+    };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
+    if let Some(f) = &kept {
+        writeln!(
+            out,
+            "  kept for backward: {} bytes ({})",
+            f.saved_bytes(),
+            f.save_policy()
+        )?;
+    }
     for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         let is_spike = g
@@ -622,12 +670,17 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             state_seqs: vec![None; g.states().len()],
             final_states: vec![None; g.states().len()],
         };
-        let bwd = autodiff::backward(g, &upstream.spec())?;
-        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
-        let grads = bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
-            backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
-        })?;
+        let grads = match (&policy_kernel, &kept) {
+            (Some(k), Some(f)) => k.backward(f, &upstream)?,
+            _ => {
+                let bwd = autodiff::backward(g, &upstream.spec())?;
+                let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
+                bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
+                    backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
+                })?
+            }
+        };
         report_time(out, "backward", start.elapsed(), tn)?;
         for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
             let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
