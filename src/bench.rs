@@ -32,7 +32,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
 use flexsn_compiler::random::SplitMix64;
@@ -282,10 +282,14 @@ pub fn neuron_graph(name: &str) -> Result<StepGraph> {
         "lif" => flexsn_neurons::LIFNode::new().step_graph()?,
         "plif" => flexsn_neurons::ParametricLIFNode::new().step_graph()?,
         "alif" => alif()?,
-        other => bail!(
-            "unknown benchmark neuron `{other}`; known: {}",
-            NEURONS.join(", ")
-        ),
+        // Any other scan built-in of `flexsn list`, with its defaults.
+        other => match flexsn_neurons::Builtin::from_name(other) {
+            Ok(b) => b.step_graph()?,
+            Err(_) => bail!(
+                "unknown benchmark neuron `{other}`; known: {}, or any scan neuron of `flexsn list`",
+                NEURONS.join(", ")
+            ),
+        },
     };
     Ok(g)
 }
@@ -294,12 +298,9 @@ fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
     let backend = opts.backend.as_str();
     // `cuda-jit`: the CUDA backend through the `Kernel` API (host buffers, transfers timed).
     let b = match backend {
-        "cuda-jit" => Some(Backend::Cuda),
-        other => Backend::from_name(other),
-    }
-    .with_context(|| {
-        format!("unknown backend `{backend}` (cpu, interpreter, cuda, cuda-emulated, cuda-jit)")
-    })?;
+        "cuda-jit" => Backend::Cuda,
+        other => Backend::from_name(other)?,
+    };
     Ok(match b {
         Backend::Cpu => Jit::cpu(CpuOptions {
             threads,

@@ -17,11 +17,12 @@ use flexsn::compiler::autodiff::{self, GradSpec};
 use flexsn::compiler::bptt::Upstream;
 use flexsn::compiler::frontend::{self, Bindings};
 use flexsn::compiler::ir::StepGraph;
-use flexsn::compiler::scan::{ScanArgs, ScanKernel, param_len};
-use flexsn::compiler::{bptt, text};
+use flexsn::compiler::scan::param_len;
+use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
 use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
+use flexsn::runtime::{Backend, Jit};
 
 #[derive(Parser)]
 #[command(
@@ -48,9 +49,9 @@ enum Command {
     Bench(BenchArgs),
 }
 
-/// A `--backend` value: one of `conformance::BACKENDS`.
+/// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(conformance::BACKENDS)
+    clap::builder::PossibleValuesParser::new(Backend::NAMES)
 }
 
 #[derive(Args)]
@@ -163,15 +164,16 @@ struct RunArgs {
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Run through the runtime's kernel API keeping what this policy says for backward:
-    /// `states` or `checkpoint:K` (prints the bytes kept).
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (prints the
+    /// bytes kept).
     #[arg(long, value_name = "POLICY")]
     save_policy: Option<flexsn::runtime::SavePolicy>,
 }
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Neuron(s) to run (repeatable): if, lif, plif, alif. Default: all four.
+    /// Neuron(s) to run (repeatable): if, lif, plif, alif, psn, sliding-psn, or any other scan
+    /// neuron of `flexsn list` (qif, izhikevich, ...). Default: the first six.
     #[arg(long = "neuron", value_name = "NAME")]
     neurons: Vec<String>,
     /// Time steps (repeatable). Default: 4, 16, 64.
@@ -542,7 +544,11 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
-    let mut backend = conformance::backend_by_name(&a.backend)?;
+    // An unknown or unavailable backend fails here, before anything is printed.
+    let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    if let Some(p) = a.save_policy {
+        kernel.set_save_policy(p)?;
+    }
 
     let mut rng = Normal(a.seed);
     let inputs: Vec<Vec<f32>> = g
@@ -554,7 +560,6 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let init_states = bptt::default_init_states::<f32>(g, a.n)?;
     let initial: Vec<(&str, Vec<f32>)> = target
         .builtin
         .map(|b| b.initial_params())
@@ -567,13 +572,13 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             _ => Err(anyhow!("param `{}` has no default value", d.name)),
         })
         .collect::<Result<_>>()?;
-    let args = ScanArgs {
-        t: a.t,
-        n: a.n,
-        inputs: inputs.iter().map(Vec::as_slice).collect(),
-        init_states: init_states.iter().map(Vec::as_slice).collect(),
-        params: params.iter().map(Vec::as_slice).collect(),
-    };
+    let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let named: Vec<(&str, &[f32])> = g
+        .params()
+        .iter()
+        .zip(&params)
+        .map(|(d, v)| (d.name.as_str(), v.as_slice()))
+        .collect();
 
     writeln!(
         out,
@@ -581,55 +586,25 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         g.name(),
         a.t,
         a.n,
-        backend.name(),
+        a.backend,
         a.mean,
         a.std,
         a.seed
     )?;
-    // With --save-policy: forward and backward through the runtime's kernel API.
-    let policy_kernel = match a.save_policy {
-        Some(p) => {
-            let name = if a.backend == "interp" {
-                "interpreter"
-            } else {
-                a.backend.as_str()
-            };
-            let b = flexsn::runtime::Backend::from_name(name)
-                .ok_or_else(|| anyhow!("unknown backend `{name}`"))?;
-            let mut k = flexsn::runtime::Jit::new(b)?.compile(g)?;
-            k.set_save_policy(p)?;
-            Some(k)
-        }
-        None => None,
-    };
-    let named_params: Vec<(&str, &[f32])> = g
-        .params()
-        .iter()
-        .zip(&args.params)
-        .map(|(d, p)| (d.name.as_str(), *p))
-        .collect();
     let start = Instant::now();
-    let (fwd, kept) = match &policy_kernel {
-        Some(k) => {
-            let f = k.forward(a.t, a.n, &args.inputs, Some(&args.init_states), &named_params)?;
-            let r = flexsn::compiler::scan::ScanResult {
-                outputs: f.outputs.clone(),
-                state_seqs: vec![],
-                final_states: f.final_states.clone(),
-            };
-            (r, Some(f))
-        }
-        None => {
-            let kernel = ScanKernel::forward(g.clone(), a.backward);
-            let r = backend
-                .run_scan(&kernel, &args)
-                .map_err(|e| anyhow!("forward: {e}"))?;
-            (r, None)
-        }
+    // Training forward (state sequences kept for backward) only when backward follows.
+    let fwd = if a.backward {
+        Some(kernel.forward(a.t, a.n, &xs, None, &named)?)
+    } else {
+        None
+    };
+    let outputs = match &fwd {
+        Some(f) => f.outputs.clone(),
+        None => kernel.infer(a.t, a.n, &xs, None, &named)?.outputs,
     };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
-    if let Some(f) = &kept {
+    if let (Some(f), Some(_)) = (&fwd, a.save_policy) {
         writeln!(
             out,
             "  kept for backward: {} bytes ({})",
@@ -637,33 +612,32 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             f.save_policy()
         )?;
     }
-    for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
+    for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
-        let is_spike = g
-            .nodes()
-            .any(|(v, n)| v == d.value && matches!(n.op, flexsn::compiler::ir::Op::Spike(_)));
-        if is_spike {
-            writeln!(out, "  {:<12} firing rate {mean:.4}", d.name)?;
-        } else {
-            writeln!(out, "  {:<12} mean {mean:.4}", d.name)?;
-        }
+        use flexsn::compiler::ir::{Op, Surrogate};
+        let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
+            Some(Op::Spike(Surrogate::MultiLevelSpikeCount { .. })) => "mean spike count",
+            Some(Op::Spike(_)) => "firing rate",
+            _ => "mean",
+        };
+        writeln!(out, "  {:<12} {what} {mean:.4}", d.name)?;
     }
     if let Some(decode) = target.builtin.and_then(|b| b.decode())
         && decode != neurons::Decode::Sequence
     {
-        let decoded = decode.forward(&fwd.outputs[0], a.t, a.n)?;
+        let decoded = decode.forward(&outputs[0], a.t, a.n)?;
         let mean = decoded.iter().map(|&v| v as f64).sum::<f64>() / decoded.len() as f64;
         writeln!(out, "  decoded ({}) mean {mean:.4}", decode.name())?;
     }
 
-    if a.backward {
+    if let Some(fwd) = &fwd {
         // Upstream gradient 1 for every output value; through the decode's backward when the
         // neuron decodes its output over time.
         let ones = vec![1.0f32; tn];
         let mut up_outputs: Vec<Vec<f32>> = vec![ones; g.outputs().len()];
         if let Some(decode) = target.builtin.and_then(|b| b.decode()) {
             let g_decoded = vec![1.0f32; decode.output_len(a.t, a.n)];
-            up_outputs[0] = decode.backward(&fwd.outputs[0], &g_decoded, a.t, a.n)?;
+            up_outputs[0] = decode.backward(&outputs[0], &g_decoded, a.t, a.n)?;
         }
         let upstream = Upstream {
             outputs: up_outputs.iter().map(|u| Some(u.as_slice())).collect(),
@@ -671,16 +645,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             final_states: vec![None; g.states().len()],
         };
         let start = Instant::now();
-        let grads = match (&policy_kernel, &kept) {
-            (Some(k), Some(f)) => k.backward(f, &upstream)?,
-            _ => {
-                let bwd = autodiff::backward(g, &upstream.spec())?;
-                let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
-                bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
-                    backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
-                })?
-            }
-        };
+        let grads = kernel.backward(fwd, &upstream)?;
         report_time(out, "backward", start.elapsed(), tn)?;
         for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
             let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
@@ -777,12 +742,9 @@ fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Wri
 }
 
 fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
-    neurons::psn::MixBackend::from_name(&a.backend).ok_or_else(|| {
-        anyhow!(
-            "PSN/MaskedPSN do not run on backend `{}` (interp, cpu, cuda, cuda-emulated)",
-            a.backend
-        )
-    })
+    Ok(neurons::psn::MixBackend::from(Backend::from_name(
+        &a.backend,
+    )?))
 }
 
 fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {

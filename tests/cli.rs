@@ -63,6 +63,66 @@ fn conformance_on_the_builtin_golden_files_passes() {
     );
 }
 
+/// The zoo's 60 cases pass through the CLI on the interpreter and the CPU backend (the
+/// emulated CUDA backend runs them in `golden_interp.rs`).
+#[test]
+fn conformance_on_the_zoo_passes_on_interp_and_cpu() {
+    for backend in ["interp", "cpu"] {
+        let o = flexsn(&["conformance", &golden("zoo.json"), "--backend", backend]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{backend}: {out}\n{}", stderr(&o));
+        assert_eq!(
+            out.lines().last(),
+            Some("60 passed, 0 failed"),
+            "{backend}: {out}"
+        );
+    }
+}
+
+/// Every zoo neuron runs forward and backward from the CLI, by either name, with settings.
+#[test]
+fn run_drives_the_zoo_neurons() {
+    for (name, set) in [
+        ("qif", "a0=0.5"),
+        ("EIFNode", "delta_T=0.5"),
+        ("izhikevich", "b=0.2"),
+        ("klif", "scale_reset=true"),
+        ("cuba-lif", "c_decay=0.3"),
+        ("clif", "tau=3.0"),
+        ("ILIFNode", "surrogate.max_spike_count=2"),
+        ("half-threshold-if", "v_threshold=0.5"),
+        ("ternary-if", "v_reset=none"),
+        ("ternary-lif", "decay_input=false"),
+    ] {
+        let o = flexsn(&[
+            "run",
+            name,
+            "--t",
+            "4",
+            "--n",
+            "16",
+            "--backward",
+            "--set",
+            set,
+        ]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert!(
+            out.lines().any(|l| l.starts_with("backward")),
+            "{name}: {out}"
+        );
+    }
+    let o = flexsn(&["run", "ilif", "--t", "4", "--n", "16"]);
+    assert!(stdout(&o).contains("mean spike count"), "{}", stdout(&o));
+    let o = flexsn(&["run", "ilif", "--set", "surrogate=ATan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("MultiLevelSpikeCount"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_corrupted_case_fails_with_exit_status_1() {
     let text = std::fs::read_to_string(golden("ifnode.json")).unwrap();
@@ -89,7 +149,7 @@ fn a_corrupted_case_fails_with_exit_status_1() {
 #[test]
 fn unknown_kinds_and_unbound_cores_fail_with_reasons() {
     let cases = serde_json::json!([
-        {"name": "odd", "neuron": "QIFNode", "shape": [1, 1]},
+        {"name": "odd", "neuron": "DSRIFNode", "shape": [1, 1]},
         {"name": "flex", "neuron": "FlexSN:mycore", "shape": [1, 1]}
     ]);
     let path = scratch("odd_kinds.json");
@@ -98,7 +158,7 @@ fn unknown_kinds_and_unbound_cores_fail_with_reasons() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("FAIL odd  unknown neuron kind `QIFNode`"),
+        out.contains("FAIL odd  unknown neuron kind `DSRIFNode`"),
         "{out}"
     );
     assert!(
@@ -275,6 +335,16 @@ fn list_shows_every_builtin_with_defaults() {
         "plif (ParametricLIFNode)",
         "nonspiking-if (NonSpikingIFNode)",
         "nonspiking-lif (NonSpikingLIFNode)",
+        "qif (QIFNode)",
+        "eif (EIFNode)",
+        "izhikevich (IzhikevichNode)",
+        "klif (KLIFNode)",
+        "cuba-lif (CUBALIFNode)",
+        "clif (ComplementaryLIFNode)",
+        "ilif (ILIFNode)",
+        "half-threshold-if (HalfThresholdIFNode)",
+        "ternary-if (TernaryIFNode)",
+        "ternary-lif (TernaryLIFNode)",
     ] {
         assert!(out.contains(name), "{name}\n{out}");
     }
@@ -320,8 +390,14 @@ fn run_with_a_save_policy_reports_the_bytes_kept_and_the_same_gradients() {
     };
     let (states, ck) = (run("states"), run("checkpoint:4"));
     // One state: (T + 1) rows of N floats, or ⌈10/4⌉ = 3 rows.
-    assert!(states.contains("kept for backward: 2816 bytes (states)"), "{states}");
-    assert!(ck.contains("kept for backward: 768 bytes (checkpoint:4)"), "{ck}");
+    assert!(
+        states.contains("kept for backward: 2816 bytes (states)"),
+        "{states}"
+    );
+    assert!(
+        ck.contains("kept for backward: 768 bytes (checkpoint:4)"),
+        "{ck}"
+    );
     let grads = |s: &str| -> Vec<String> {
         s.lines()
             .filter(|l| l.trim_start().starts_with("grad") || l.contains("firing rate"))

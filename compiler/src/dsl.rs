@@ -42,6 +42,8 @@ pub struct GraphBuilder {
     params: Vec<ParamDecl>,
     outputs: Vec<OutputDecl>,
     next_states: Vec<Option<ValueId>>,
+    /// What each declared name is (one lookup per new name, however many there are).
+    kinds: HashMap<String, &'static str>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -63,6 +65,7 @@ impl GraphBuilder {
             params: vec![],
             outputs: vec![],
             next_states: vec![],
+            kinds: HashMap::new(),
         }
     }
 
@@ -75,6 +78,19 @@ impl GraphBuilder {
         b.states = g.states.clone();
         b.params = g.params.clone();
         b.next_states = vec![None; g.states.len()];
+        let names = [
+            (
+                g.inputs.iter().map(|d| &d.name).collect::<Vec<_>>(),
+                "an input",
+            ),
+            (g.states.iter().map(|d| &d.name).collect(), "a state"),
+            (g.params.iter().map(|d| &d.name).collect(), "a param"),
+        ];
+        for (list, kind) in names {
+            for name in list {
+                b.kinds.entry(name.clone()).or_insert(kind);
+            }
+        }
         b
     }
 
@@ -82,31 +98,21 @@ impl GraphBuilder {
         self.description = d.into();
     }
 
-    fn kind_of(&self, name: &str) -> Option<&'static str> {
-        if self.inputs.iter().any(|d| d.name == name) {
-            Some("an input")
-        } else if self.states.iter().any(|d| d.name == name) {
-            Some("a state")
-        } else if self.params.iter().any(|d| d.name == name) {
-            Some("a param")
-        } else if self.outputs.iter().any(|d| d.name == name) {
-            Some("an output")
-        } else {
-            None
-        }
-    }
-
-    fn check_new_name(&self, name: &str, second: &'static str) -> Result<(), BuildError> {
+    /// Checks that `name` is valid and new, and records it as `second`.
+    fn check_new_name(&mut self, name: &str, second: &'static str) -> Result<(), BuildError> {
         if !valid_name(name) {
             return Err(BuildError::InvalidName(name.into()));
         }
-        match self.kind_of(name) {
-            Some(first) => Err(BuildError::DuplicateName {
+        match self.kinds.get(name) {
+            Some(&first) => Err(BuildError::DuplicateName {
                 name: name.into(),
                 first,
                 second,
             }),
-            None => Ok(()),
+            None => {
+                self.kinds.insert(name.into(), second);
+                Ok(())
+            }
         }
     }
 
@@ -203,10 +209,10 @@ impl GraphBuilder {
 
     /// Names an output of the step.
     pub fn add_output(&mut self, name: &str, value: ValueId) -> Result<(), BuildError> {
-        self.check_new_name(name, "an output")?;
         if value.index() >= self.graph.node_count() {
             return Err(BuildError::DanglingValue(value.index() as u32));
         }
+        self.check_new_name(name, "an output")?;
         self.outputs.push(OutputDecl {
             name: name.into(),
             value,

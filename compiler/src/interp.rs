@@ -4,7 +4,7 @@
 //! `f64`. It is meant to be obviously right, not fast.
 
 use crate::bptt::{ExecError, Gradients, Upstream};
-use crate::ir::{Op, ParamKind, StepGraph, Surrogate};
+use crate::ir::{Op, ParamKind, StepGraph};
 use crate::num::Real;
 use crate::scan::{Direction, OutputMode, ScanArgs, ScanKernel, ScanResult, ShapeError};
 
@@ -74,7 +74,7 @@ pub fn eval_op<F: Real>(op: &Op, a: &[F]) -> F {
                 a[2]
             }
         }
-        Op::Spike(_) => Surrogate::heaviside(a[0]),
+        Op::Spike(s) => s.forward(a[0]),
         Op::Detach => a[0],
     }
 }

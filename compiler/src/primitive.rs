@@ -203,6 +203,14 @@ pub(crate) fn expand(
             e.op(Op::Clamp, &[t, lo, hi])
         }
         DeterministicPass => Ok(x),
+        MultiLevelSpikeCount {
+            max_spike_count, ..
+        } => {
+            // clamp(x, 0, max_spike_count)
+            let lo = e.c(0.0);
+            let hi = e.c(max_spike_count as f64);
+            e.op(Op::Clamp, &[x, lo, hi])
+        }
         SuperSpike { .. } | FakeNumericalGradient { .. } => Err(BuildError::NoPrimitive(s.name())),
     }
 }

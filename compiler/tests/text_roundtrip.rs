@@ -43,6 +43,11 @@ fn non_default_surrogates() -> Vec<Surrogate> {
         LogTailedReLU { alpha: 0.05 },
         Rect { alpha: 1.5e-7 },
         DeterministicPass,
+        MultiLevelSpikeCount {
+            max_spike_count: 7,
+            grad_min: -0.5,
+            grad_max: 3.25,
+        },
     ]
 }
 

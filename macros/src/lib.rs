@@ -291,18 +291,19 @@ fn expand(def: &CoreDef, f: &syn::ItemFn, krate: &TokenStream2) -> TokenStream2 
                 let a = args.iter().map(|&a| reg(a));
                 quote!(#c::frontend::reference::op(#c::ir::Op::#opv, &[#(#a),*]))
             }
-            Instr::Spike { x, .. } => {
-                let x = reg(*x);
-                quote!(#c::frontend::reference::spike(#x))
-            }
-            Instr::Primitive { x, surrogate: s } => {
+            Instr::Spike { x, surrogate: s } | Instr::Primitive { x, surrogate: s } => {
+                let f = if matches!(step.instr, Instr::Spike { .. }) {
+                    quote!(spike)
+                } else {
+                    quote!(primitive)
+                };
                 let x = reg(*x);
                 let sname = s.name;
                 let params = s.params.iter().map(|(p, r)| {
                     let id = reg(*r);
                     quote!((#p, #id))
                 });
-                quote!(#c::frontend::reference::primitive(#sname, &[#(#params),*], #x))
+                quote!(#c::frontend::reference::#f(#sname, &[#(#params),*], #x))
             }
         };
         reference.push(quote!(let #r: f32 = #e;));

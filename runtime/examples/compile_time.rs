@@ -74,7 +74,8 @@ fn main() {
         let kernels = kernels;
         for k in &kernels {
             let s = Instant::now();
-            let scan = clif::codegen_scan(k, &ClifOptions::new(isa.frontend_config())).expect("emit");
+            let scan =
+                clif::codegen_scan(k, &ClifOptions::new(isa.frontend_config())).expect("emit");
             d[2] += s.elapsed().as_secs_f64();
             let s = Instant::now();
             let mut module =

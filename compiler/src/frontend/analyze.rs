@@ -6,6 +6,8 @@
 //! [`Lowerer`](super::Lowerer): the text frontend interprets it, the macro emits one Rust
 //! statement per instruction. So the same source gives the same IR either way.
 
+use std::collections::{HashMap, HashSet};
+
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -233,9 +235,10 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
 
     let mut args = Vec::new();
     let mut init_attrs: Vec<Option<InitForm>> = Vec::new();
+    let mut arg_index = HashMap::new();
     for input in &sig.inputs {
         let (arg, init) = analyze_arg(input)?;
-        if args.iter().any(|a: &ArgDef| a.name == arg.name) {
+        if arg_index.insert(arg.name.clone(), args.len()).is_some() {
             return Err(AnalysisError::new(
                 arg.span,
                 format!("argument `{}` is declared twice", arg.name),
@@ -251,6 +254,8 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
         program: Program::default(),
         is_const: vec![],
         arg_regs: vec![None; args.len()],
+        arg_index,
+        bound: HashMap::new(),
         scopes: vec![],
     };
     // Hyperparameters first: a state's initial value may use any of them.
@@ -292,21 +297,20 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
     let values = a.body(&f.block, ret_types.len(), ret_span)?;
     let mut results = Vec::with_capacity(values.len());
     let mut out_index = 0;
+    // Names an unnamed output may not take: arguments, named outputs, outputs named so far.
+    let mut taken: HashSet<String> = args.iter().map(|a| a.name.clone()).collect();
+    for t in &ret_types {
+        if let RetType::Output(Some(m)) = t {
+            taken.insert(m.clone());
+        }
+    }
     for (ty, (value, vspan, ident)) in ret_types.iter().zip(values) {
         let role = match ty {
             RetType::State(j) => Role::State(*j),
             RetType::Output(Some(name)) => Role::Output(name.clone()),
             RetType::Output(None) => {
                 // Named after the returned variable when that is a fresh name.
-                let taken = |n: &str| {
-                    args.iter().any(|a| a.name == n)
-                        || results
-                            .iter()
-                            .any(|r: &ResultDef| r.role == Role::Output(n.into()))
-                        || ret_types
-                            .iter()
-                            .any(|t| matches!(t, RetType::Output(Some(m)) if m == n))
-                };
+                let taken = |n: &str| taken.contains(n);
                 let name = match ident {
                     Some(n) if !taken(&n) => n,
                     _ => {
@@ -323,7 +327,8 @@ pub fn analyze_fn(f: &syn::ItemFn) -> Result<CoreDef> {
                 Role::Output(name)
             }
         };
-        if matches!(role, Role::Output(_)) {
+        if let Role::Output(n) = &role {
+            taken.insert(n.clone());
             out_index += 1;
         }
         results.push(ResultDef {
@@ -627,6 +632,12 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
     };
     let mut roles = Vec::new();
     let mut named_states = Vec::new();
+    let mut is_named = vec![false; states.len()];
+    let state_index: HashMap<&str, usize> = states
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.name.as_str(), j))
+        .collect();
     let mut unnamed_states = 0usize;
     for el in &elems {
         let Some((id, generics)) = simple_type(el) else {
@@ -653,7 +664,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
             "Output" => roles.push(RetType::Output(gname.map(|(n, _)| n))),
             "State" => match gname {
                 Some((n, sp)) => {
-                    let Some(j) = states.iter().position(|s| s.name == n) else {
+                    let Some(&j) = state_index.get(n.as_str()) else {
                         let declared = states
                             .iter()
                             .map(|s| format!("`{}`", s.name))
@@ -670,7 +681,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
                             )),
                         );
                     };
-                    if named_states.contains(&j) {
+                    if std::mem::replace(&mut is_named[j], true) {
                         return Err(AnalysisError::new(
                             sp,
                             format!("state `{n}` is returned twice"),
@@ -699,7 +710,7 @@ fn return_roles(sig: &syn::Signature, args: &[ArgDef]) -> Result<(Vec<RetType>, 
                 if named_states.is_empty() {
                     *j >= unnamed_states
                 } else {
-                    !named_states.contains(j)
+                    !is_named[*j]
                 }
             })
             .map(|j| states[j].name.as_str())
@@ -751,8 +762,17 @@ struct Analyzer<'a> {
     program: Program,
     is_const: Vec<bool>,
     arg_regs: Vec<Option<Reg>>,
-    /// `let` bindings, innermost scope last.
-    scopes: Vec<Vec<(String, Reg)>>,
+    /// Argument positions by name.
+    arg_index: HashMap<String, usize>,
+    /// The registers bound to each `let` name, innermost last.
+    bound: HashMap<String, Vec<Reg>>,
+    /// The names bound in each open scope, innermost scope last (to unbind them on exit).
+    scopes: Vec<Vec<String>>,
+}
+
+/// The span from `a` to `b` (`a` where they cannot be joined, as in a proc macro on stable).
+fn join(a: Span, b: Span) -> Span {
+    a.join(b).unwrap_or(a)
 }
 
 impl Analyzer<'_> {
@@ -826,10 +846,10 @@ impl Analyzer<'_> {
                         .help("return one flat tuple: outputs first, then new states"),
                 );
             }
-            let r = self.expr(el)?;
-            out.push((r, el.span(), ident));
+            let (r, span) = self.expr_at(el)?;
+            out.push((r, span, ident));
         }
-        self.scopes.pop();
+        self.close_scope();
         Ok(out)
     }
 
@@ -946,31 +966,32 @@ impl Analyzer<'_> {
             );
         }
         let r = self.expr(&init.expr)?;
-        self.scopes
-            .last_mut()
-            .expect("a scope is open")
-            .push((name, r));
+        self.bound.entry(name.clone()).or_default().push(r);
+        self.scopes.last_mut().expect("a scope is open").push(name);
         Ok(())
     }
 
     fn lookup(&self, name: &str) -> Option<Reg> {
-        for scope in self.scopes.iter().rev() {
-            if let Some((_, r)) = scope.iter().rev().find(|(n, _)| n == name) {
-                return Some(*r);
-            }
+        if let Some(r) = self.bound.get(name).and_then(|regs| regs.last()) {
+            return Some(*r);
         }
-        self.args
-            .iter()
-            .position(|a| a.name == name)
-            .and_then(|i| self.arg_regs[i])
+        self.arg_index.get(name).and_then(|&i| self.arg_regs[i])
     }
 
     fn visible_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.args.iter().map(|a| a.name.clone()).collect();
         for s in &self.scopes {
-            v.extend(s.iter().map(|(n, _)| n.clone()));
+            v.extend(s.iter().cloned());
         }
         v
+    }
+
+    fn close_scope(&mut self) {
+        for name in self.scopes.pop().expect("a scope is open") {
+            if let Some(regs) = self.bound.get_mut(&name) {
+                regs.pop();
+            }
+        }
     }
 
     fn apply(&mut self, op: Op, args: Vec<Reg>, span: Span) -> Reg {
@@ -979,16 +1000,22 @@ impl Analyzer<'_> {
     }
 
     fn expr(&mut self, e: &syn::Expr) -> Result<Reg> {
+        Ok(self.expr_at(e)?.0)
+    }
+
+    /// An expression's register and span. Spans are joined from the parts' spans as the parts
+    /// are analyzed: `Spanned::span` re-prints the whole subtree, quadratic over a tree.
+    fn expr_at(&mut self, e: &syn::Expr) -> Result<(Reg, Span)> {
         use syn::Expr as E;
-        let span = e.span();
         match e {
-            E::Paren(p) => self.expr(&p.expr),
-            E::Group(g) => self.expr(&g.expr),
+            E::Paren(p) => Ok((self.expr(&p.expr)?, p.paren_token.span.join())),
+            E::Group(g) => self.expr_at(&g.expr),
             E::Lit(l) => {
+                let span = l.lit.span();
                 let v = literal(&l.lit)?;
-                Ok(self.emit(Instr::Lit(v), span, true))
+                Ok((self.emit(Instr::Lit(v), span, true), span))
             }
-            E::Path(p) => self.path(p),
+            E::Path(p) => Ok((self.path(p)?, p.span())),
             E::Binary(b) => self.binary(b),
             E::Unary(u) => {
                 let op = match u.op {
@@ -999,29 +1026,31 @@ impl Analyzer<'_> {
                             .help("values in a neuron core are plain `f32`s: use them directly"));
                     }
                 };
-                let x = self.expr(&u.expr)?;
-                Ok(self.apply(op, vec![x], span))
+                let (x, x_span) = self.expr_at(&u.expr)?;
+                let span = join(u.op.span(), x_span);
+                Ok((self.apply(op, vec![x], span), span))
             }
             E::If(i) => self.if_expr(i),
             E::Block(b) => {
                 if b.label.is_some() {
                     return Err(AnalysisError::new(b.span(), "labelled blocks are not supported").help(ALLOWED_SYNTAX));
                 }
-                self.block(&b.block)
+                Ok((self.block(&b.block)?, b.block.brace_token.span.join()))
             }
             E::Call(c) => self.call(c),
             E::MethodCall(m) => self.method_call(m),
             E::Cast(c) => {
                 if matches!(simple_type(&c.ty), Some((id, None)) if id == "f32") {
-                    self.expr(&c.expr)
+                    let (r, span) = self.expr_at(&c.expr)?;
+                    Ok((r, join(span, c.ty.span())))
                 } else {
                     Err(AnalysisError::new(c.ty.span(), "every value in a neuron core is an `f32`")
                         .help("only `as f32` is allowed (and does nothing)"))
                 }
             }
-            E::ForLoop(_) | E::While(_) | E::Loop(_) | E::Break(_) | E::Continue(_) => Err(a_loop(span)),
-            E::Return(_) => Err(early_return(span)),
-            E::Assign(_) => Err(mutation(span)),
+            E::ForLoop(_) | E::While(_) | E::Loop(_) | E::Break(_) | E::Continue(_) => Err(a_loop(e.span())),
+            E::Return(_) => Err(early_return(e.span())),
+            E::Assign(_) => Err(mutation(e.span())),
             E::Match(m) => Err(AnalysisError::new(m.match_token.span, "`match` is not supported in a neuron core")
                 .help("use `if c { a } else { b }` (a select) or `select(c, a, b)`")),
             E::Struct(s) => Err(AnalysisError::new(s.span(), "a struct expression can only appear as the surrogate of `spike` or `surrogate`")
@@ -1033,12 +1062,12 @@ impl Analyzer<'_> {
                 m.mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
             ))
             .help(ALLOWED_SYNTAX)),
-            E::Closure(_) => Err(AnalysisError::new(span, "closures are not supported in a neuron core").help(ALLOWED_SYNTAX)),
-            E::Index(_) => Err(AnalysisError::new(span, "indexing is not supported: a neuron core describes one neuron, every value is a scalar")
+            E::Closure(_) => Err(AnalysisError::new(e.span(), "closures are not supported in a neuron core").help(ALLOWED_SYNTAX)),
+            E::Index(_) => Err(AnalysisError::new(e.span(), "indexing is not supported: a neuron core describes one neuron, every value is a scalar")
                 .help("use per-neuron or per-time params (`Param<PerNeuron>`) for values that vary")),
             E::Field(f) => Err(AnalysisError::new(f.span(), "field access is not supported in a neuron core")
                 .help("hyperparameters are plain `f32` arguments: use them by name")),
-            _ => Err(AnalysisError::new(span, "unsupported syntax in a neuron core").help(ALLOWED_SYNTAX)),
+            _ => Err(AnalysisError::new(e.span(), "unsupported syntax in a neuron core").help(ALLOWED_SYNTAX)),
         }
     }
 
@@ -1052,14 +1081,14 @@ impl Analyzer<'_> {
                 _ => self.stmt(stmt)?,
             }
         }
-        self.scopes.pop();
+        self.close_scope();
         value.ok_or_else(|| {
             AnalysisError::new(block.span(), "this block has no value")
                 .help("end the block with an expression (no `;`)")
         })
     }
 
-    fn if_expr(&mut self, i: &syn::ExprIf) -> Result<Reg> {
+    fn if_expr(&mut self, i: &syn::ExprIf) -> Result<(Reg, Span)> {
         if let syn::Expr::Let(l) = &*i.cond {
             return Err(
                 AnalysisError::new(l.span(), "`if let` is not supported in a neuron core")
@@ -1074,11 +1103,12 @@ impl Analyzer<'_> {
         };
         let c = self.expr(&i.cond)?;
         let a = self.block(&i.then_branch)?;
-        let b = self.expr(else_branch)?;
-        Ok(self.apply(Op::Select, vec![c, a, b], i.span()))
+        let (b, else_span) = self.expr_at(else_branch)?;
+        let span = join(i.if_token.span, else_span);
+        Ok((self.apply(Op::Select, vec![c, a, b], span), span))
     }
 
-    fn binary(&mut self, b: &syn::ExprBinary) -> Result<Reg> {
+    fn binary(&mut self, b: &syn::ExprBinary) -> Result<(Reg, Span)> {
         use syn::BinOp as B;
         let op = match b.op {
             B::Add(_) => Op::Add,
@@ -1103,9 +1133,10 @@ impl Analyzer<'_> {
             }
             _ => return Err(mutation(b.span())),
         };
-        let l = self.expr(&b.left)?;
-        let r = self.expr(&b.right)?;
-        Ok(self.apply(op, vec![l, r], b.span()))
+        let (l, l_span) = self.expr_at(&b.left)?;
+        let (r, r_span) = self.expr_at(&b.right)?;
+        let span = join(l_span, r_span);
+        Ok((self.apply(op, vec![l, r], span), span))
     }
 
     fn path(&mut self, p: &syn::ExprPath) -> Result<Reg> {
@@ -1157,7 +1188,7 @@ impl Analyzer<'_> {
             .help("known constants are `f32::INFINITY`, `f32::NEG_INFINITY`, `f32::MAX`, `f32::EPSILON`, .. and `f32::consts::PI`, `E`, `LN_2`, .."))
     }
 
-    fn call(&mut self, c: &syn::ExprCall) -> Result<Reg> {
+    fn call(&mut self, c: &syn::ExprCall) -> Result<(Reg, Span)> {
         let syn::Expr::Path(p) = &*c.func else {
             return Err(
                 AnalysisError::new(c.func.span(), "only named functions can be called")
@@ -1183,10 +1214,11 @@ impl Analyzer<'_> {
             }
         };
         let args: Vec<&syn::Expr> = c.args.iter().collect();
-        self.call_named(&name, p.span(), &args, c.span(), false)
+        let close = c.paren_token.span.close();
+        self.call_named(&name, p.span(), &args, close, false)
     }
 
-    fn method_call(&mut self, m: &syn::ExprMethodCall) -> Result<Reg> {
+    fn method_call(&mut self, m: &syn::ExprMethodCall) -> Result<(Reg, Span)> {
         if let Some(t) = &m.turbofish {
             return Err(
                 AnalysisError::new(t.span(), "generic arguments are not supported here")
@@ -1199,19 +1231,21 @@ impl Analyzer<'_> {
             &ident_name(&m.method),
             m.method.span(),
             &args,
-            m.span(),
+            m.paren_token.span.close(),
             true,
         )
     }
 
+    /// A call of `name` (a function's path, or a method after its receiver `args[0]`) whose
+    /// argument list closes at `close`.
     fn call_named(
         &mut self,
         name: &str,
         name_span: Span,
         args: &[&syn::Expr],
-        span: Span,
+        close: Span,
         method: bool,
-    ) -> Result<Reg> {
+    ) -> Result<(Reg, Span)> {
         let Some(f) = funcs::find(name) else {
             let mut e = AnalysisError::new(name_span, format!("unknown function `{name}`"));
             let all = funcs::FUNCS.iter().map(|f| f.name);
@@ -1246,26 +1280,33 @@ impl Analyzer<'_> {
             )
             .help(format!("write {}", f.usage)));
         }
-        match f.kind {
-            FuncKind::Op(op) => {
-                let mut regs = Vec::with_capacity(args.len());
-                for a in args {
-                    regs.push(self.expr(a)?);
-                }
-                Ok(self.apply(op, regs, span))
-            }
+        // The value arguments, in order (a surrogate is not one); the call's span starts at the
+        // function's name, or at the receiver of a method.
+        let values = match f.kind {
+            FuncKind::Spike | FuncKind::Surrogate => &args[..1],
+            _ => args,
+        };
+        let mut regs = Vec::with_capacity(values.len());
+        let mut start = (!method).then_some(name_span);
+        for a in values {
+            let (r, span) = self.expr_at(a)?;
+            start.get_or_insert(span);
+            regs.push(r);
+        }
+        let span = join(start.unwrap_or(name_span), close);
+        let reg = match f.kind {
+            FuncKind::Op(op) => self.apply(op, regs, span),
             FuncKind::ClampMin | FuncKind::ClampMax => {
-                let x = self.expr(args[0])?;
-                let bound = self.expr(args[1])?;
+                let (x, bound) = (regs[0], regs[1]);
                 let (lo, hi) = if f.kind == FuncKind::ClampMin {
                     (bound, self.emit(Instr::Lit(f32::INFINITY), span, true))
                 } else {
                     (self.emit(Instr::Lit(f32::NEG_INFINITY), span, true), bound)
                 };
-                Ok(self.apply(Op::Clamp, vec![x, lo, hi], span))
+                self.apply(Op::Clamp, vec![x, lo, hi], span)
             }
             FuncKind::Spike | FuncKind::Surrogate => {
-                let x = self.expr(args[0])?;
+                let x = regs[0];
                 let (surrogate, spiking) = match args.get(1) {
                     Some(s) => self.surrogate(s)?,
                     None => (
@@ -1286,9 +1327,10 @@ impl Analyzer<'_> {
                 } else {
                     Instr::Primitive { x, surrogate }
                 };
-                Ok(self.emit(instr, span, c))
+                self.emit(instr, span, c)
             }
-        }
+        };
+        Ok((reg, span))
     }
 
     /// `Surrogate::Name`, `Surrogate::Name { field: value, .., spiking: bool }`.

@@ -112,6 +112,9 @@ pub enum FrontendError {
     /// The core file could not be read.
     #[error("cannot read `{path}`: {message}")]
     Io { path: String, message: String },
+    /// The frontend's thread could not be started.
+    #[error("cannot start the frontend thread: {0}")]
+    Thread(String),
 }
 
 impl FrontendError {

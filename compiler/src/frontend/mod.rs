@@ -38,6 +38,7 @@
 mod analyze;
 mod error;
 mod funcs;
+pub mod limits;
 mod lower;
 mod print;
 pub mod reference;
@@ -130,6 +131,10 @@ pub struct CoreInfo {
 }
 
 /// Parses a source holding one `fn` (optionally with `#[neuron]`, doc comments and `use` items).
+///
+/// Syntax nested deeper than [`limits::MAX_NESTING`] is an error. The tree is parsed and
+/// returned on the caller's stack: sources near that limit need a large stack (see
+/// [`limits::FRONTEND_STACK`]); the other entry points of this module provide one themselves.
 pub fn parse_fn_source(src: &str) -> Result<syn::ItemFn, FrontendError> {
     parse_fn_item(src, None)
 }
@@ -138,6 +143,16 @@ fn parse_fn_item(src: &str, file: Option<&str>) -> Result<syn::ItemFn, FrontendE
     let located = |span, message: String, help: Option<String>| {
         FrontendError::Source(Box::new(Diagnostic::new(src, file, span, message, help)))
     };
+    if let Some(span) = limits::check_nesting(src) {
+        return Err(located(
+            span,
+            format!(
+                "the core nests too deeply: more than {} tokens of nested syntax",
+                limits::MAX_NESTING
+            ),
+            Some("split long expressions and deep nesting into `let` bindings".into()),
+        ));
+    }
     let parsed = syn::parse_file(src).map_err(|e| {
         located(
             e.span(),
@@ -191,10 +206,16 @@ fn analyze_src(src: &str, file: Option<&str>) -> Result<CoreDef, FrontendError> 
     })
 }
 
+/// Runs the frontend on its own stack (syntax trees are deep; see [`limits`]).
+fn on_stack<T: Send>(
+    f: impl FnOnce() -> Result<T, FrontendError> + Send,
+) -> Result<T, FrontendError> {
+    limits::on_frontend_stack(f).map_err(|e| FrontendError::Thread(e.to_string()))?
+}
+
 /// Reads the interface of a core (names of inputs, states, params, hyperparameters, outputs).
 pub fn core_info(src: &str) -> Result<CoreInfo, FrontendError> {
-    let def = analyze_src(src, None)?;
-    Ok(info_of(&def))
+    on_stack(|| analyze_src(src, None).map(|def| info_of(&def)))
 }
 
 fn info_of(def: &CoreDef) -> CoreInfo {
@@ -276,13 +297,15 @@ pub fn core_file_info(path: impl AsRef<Path>) -> Result<CoreInfo, FrontendError>
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    Ok(info_of(&analyze_src(
-        &src,
-        Some(&path.display().to_string()),
-    )?))
+    let file = path.display().to_string();
+    on_stack(|| analyze_src(&src, Some(&file)).map(|def| info_of(&def)))
 }
 
 fn build(src: &str, file: Option<&str>, b: &Bindings) -> Result<StepGraph, FrontendError> {
+    on_stack(|| build_here(src, file, b))
+}
+
+fn build_here(src: &str, file: Option<&str>, b: &Bindings) -> Result<StepGraph, FrontendError> {
     let def = analyze_src(src, file)?;
     let located = |span, message: String, help: Option<String>| {
         FrontendError::Source(Box::new(Diagnostic::new(src, file, span, message, help)))

@@ -3,16 +3,19 @@
 //! step and the interpreter agree bit for bit, and compiled kernels can be compared with either.
 
 use crate::interp::eval_op;
-use crate::ir::{Op, Surrogate};
+use crate::ir::Op;
 
 /// `op(args)` with the interpreter's `f32` semantics (for `Spike`, the Heaviside step).
 pub fn op(op: Op, args: &[f32]) -> f32 {
     eval_op::<f32>(&op, args)
 }
 
-/// `Θ(x)`: 1 for `x >= 0`, else 0 (NaN gives 0).
-pub fn spike(x: f32) -> f32 {
-    Surrogate::heaviside(x)
+/// The spike of surrogate `name` (parameters by name, others default) at `x`: `Θ(x)` (1 for
+/// `x >= 0`, else 0; NaN gives 0), or the count of `MultiLevelSpikeCount`
+/// ([`crate::ir::Surrogate::forward`]). NaN when the surrogate or its parameters are invalid (building the
+/// graph reports why).
+pub fn spike(name: &str, params: &[(&str, f32)], x: f32) -> f32 {
+    super::Lowerer::surrogate(name, params).map_or(f32::NAN, |s| s.forward(x))
 }
 
 /// The smooth primitive of surrogate `name` (parameters by name, others default) at `x`.

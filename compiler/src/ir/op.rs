@@ -293,6 +293,6 @@ pub struct OpKey(OpKeyInner);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum OpKeyInner {
     Const(u32),
-    Spike([u32; 3]),
+    Spike([u32; 4]),
     Other((u8, u32)),
 }

@@ -1,7 +1,8 @@
 //! Surrogate gradients: SpikingJelly's catalogue, with its defaults and exact backward formulas.
 //!
-//! Forward, every spiking surrogate is the Heaviside step `Θ(x)` with `Θ(0) = 1`. Backward, each
-//! uses its own derivative, written here in the same operand order as SpikingJelly's torch code.
+//! Forward, every spiking surrogate is the Heaviside step `Θ(x)` with `Θ(0) = 1`, except
+//! `MultiLevelSpikeCount` (ILIF's), whose forward is the spike count `round(clamp(x, 0, max))`
+//! (see [`Surrogate::forward`]). Backward, each uses its own derivative, written here in the same operand order as SpikingJelly's torch code.
 //! The smooth `primitive` forms (SpikingJelly's `spiking=False`) are expanded into ordinary IR ops
 //! by [`crate::dsl::GraphBuilder::surrogate_primitive`], so autodiff differentiates them like any
 //! other expression.
@@ -11,23 +12,67 @@ use crate::num::Real;
 /// A surrogate function and its parameters. Field names follow SpikingJelly's constructors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Surrogate {
-    Sigmoid { alpha: f32 },
-    ATan { alpha: f32 },
-    PiecewiseQuadratic { alpha: f32 },
-    PiecewiseExp { alpha: f32 },
-    SoftSign { alpha: f32 },
-    SuperSpike { alpha: f32 },
-    NonzeroSignLogAbs { alpha: f32 },
-    Erf { alpha: f32 },
-    PiecewiseLeakyReLU { w: f32, c: f32 },
-    SquarewaveFourierSeries { n: u32, t_period: f32 },
-    S2NN { alpha: f32, beta: f32 },
-    QPseudoSpike { alpha: f32 },
-    LeakyKReLU { leak: f32, k: f32 },
-    FakeNumericalGradient { alpha: f32 },
-    LogTailedReLU { alpha: f32 },
-    Rect { alpha: f32 },
+    Sigmoid {
+        alpha: f32,
+    },
+    ATan {
+        alpha: f32,
+    },
+    PiecewiseQuadratic {
+        alpha: f32,
+    },
+    PiecewiseExp {
+        alpha: f32,
+    },
+    SoftSign {
+        alpha: f32,
+    },
+    SuperSpike {
+        alpha: f32,
+    },
+    NonzeroSignLogAbs {
+        alpha: f32,
+    },
+    Erf {
+        alpha: f32,
+    },
+    PiecewiseLeakyReLU {
+        w: f32,
+        c: f32,
+    },
+    SquarewaveFourierSeries {
+        n: u32,
+        t_period: f32,
+    },
+    S2NN {
+        alpha: f32,
+        beta: f32,
+    },
+    QPseudoSpike {
+        alpha: f32,
+    },
+    LeakyKReLU {
+        leak: f32,
+        k: f32,
+    },
+    FakeNumericalGradient {
+        alpha: f32,
+    },
+    LogTailedReLU {
+        alpha: f32,
+    },
+    Rect {
+        alpha: f32,
+    },
     DeterministicPass,
+    /// Integer spike counts: forward `round(clamp(x, 0, max_spike_count))` (ties to even),
+    /// backward 1 inside `[grad_min, grad_max]`, else 0 (SpikingJelly's default window is
+    /// `[0, max_spike_count]`).
+    MultiLevelSpikeCount {
+        max_spike_count: u32,
+        grad_min: f32,
+        grad_max: f32,
+    },
 }
 
 /// Why a surrogate could not be made from a name and parameters.
@@ -70,6 +115,7 @@ impl Surrogate {
         "LogTailedReLU",
         "Rect",
         "DeterministicPass",
+        "MultiLevelSpikeCount",
     ];
 
     /// The surrogate with SpikingJelly's default parameters.
@@ -99,6 +145,12 @@ impl Surrogate {
             "LogTailedReLU" => LogTailedReLU { alpha: 0.0 },
             "Rect" => Rect { alpha: 1.0 },
             "DeterministicPass" => DeterministicPass,
+            // SpikingJelly requires the count; 4 is ILIFNode's default.
+            "MultiLevelSpikeCount" => MultiLevelSpikeCount {
+                max_spike_count: 4,
+                grad_min: 0.0,
+                grad_max: 4.0,
+            },
             _ => return None,
         })
     }
@@ -158,6 +210,31 @@ impl Surrogate {
                 *n = value as u32;
                 return Ok(());
             }
+            (
+                MultiLevelSpikeCount {
+                    max_spike_count,
+                    grad_min,
+                    grad_max,
+                },
+                "max_spike_count",
+            ) => {
+                if value.fract() != 0.0 || !(1.0..=16_777_216.0).contains(&value) {
+                    return Err(SurrogateError::Invalid {
+                        surrogate,
+                        param: "max_spike_count",
+                        value,
+                        why: "must be an integer >= 1 (and exact in f32)",
+                    });
+                }
+                // The default window [0, max_spike_count] follows the count.
+                if *grad_min == 0.0 && *grad_max == *max_spike_count as f32 {
+                    *grad_max = value as f32;
+                }
+                *max_spike_count = value as u32;
+                return Ok(());
+            }
+            (MultiLevelSpikeCount { grad_min, .. }, "grad_min") => grad_min,
+            (MultiLevelSpikeCount { grad_max, .. }, "grad_max") => grad_max,
             (this, _) => {
                 let allowed = this
                     .params()
@@ -211,6 +288,9 @@ impl Surrogate {
             Surrogate::PiecewiseQuadratic { alpha } | Surrogate::Rect { alpha } if alpha == 0.0 => {
                 bad("alpha", alpha, "must be non-zero")
             }
+            Surrogate::MultiLevelSpikeCount {
+                grad_min, grad_max, ..
+            } if grad_min > grad_max => bad("grad_min", grad_min, "must be <= grad_max"),
             _ => Ok(()),
         }
     }
@@ -236,6 +316,7 @@ impl Surrogate {
             LogTailedReLU { .. } => "LogTailedReLU",
             Rect { .. } => "Rect",
             DeterministicPass => "DeterministicPass",
+            MultiLevelSpikeCount { .. } => "MultiLevelSpikeCount",
         }
     }
 
@@ -262,6 +343,15 @@ impl Surrogate {
             S2NN { alpha, beta } => vec![("alpha", alpha as f64), ("beta", beta as f64)],
             LeakyKReLU { leak, k } => vec![("leak", leak as f64), ("k", k as f64)],
             DeterministicPass => vec![],
+            MultiLevelSpikeCount {
+                max_spike_count,
+                grad_min,
+                grad_max,
+            } => vec![
+                ("max_spike_count", max_spike_count as f64),
+                ("grad_min", grad_min as f64),
+                ("grad_max", grad_max as f64),
+            ],
         }
     }
 
@@ -274,19 +364,34 @@ impl Surrogate {
     }
 
     /// Hashable identity (class and parameter bits).
-    pub(crate) fn key(&self) -> [u32; 3] {
+    pub(crate) fn key(&self) -> [u32; 4] {
         let d = Surrogate::NAMES
             .iter()
             .position(|n| *n == self.name())
             .unwrap_or(usize::MAX) as u32;
         let p = self.params();
         let bits = |i: usize| p.get(i).map(|(_, v)| (*v as f32).to_bits()).unwrap_or(0);
-        [d, bits(0), bits(1)]
+        [d, bits(0), bits(1), bits(2)]
     }
 
     /// The forward value `Θ(x)`: 1 for `x >= 0`, else 0 (NaN gives 0).
     pub fn heaviside<F: Real>(x: F) -> F {
         if x >= F::zero() { F::one() } else { F::zero() }
+    }
+
+    /// The forward value of a spike with this surrogate: [`Surrogate::heaviside`], or for
+    /// `MultiLevelSpikeCount` the count `round(clamp(x, 0, max_spike_count))` (ties to even,
+    /// NaN stays NaN, as `torch.round(torch.clamp(..))`).
+    pub fn forward<F: Real>(&self, x: F) -> F {
+        match *self {
+            Surrogate::MultiLevelSpikeCount {
+                max_spike_count, ..
+            } => x
+                .max_nan(F::zero())
+                .min_nan(F::from_f64(max_spike_count as f64))
+                .round_ties_even(),
+            _ => Surrogate::heaviside(x),
+        }
     }
 
     /// `d spike / dx` at `x`: the surrogate's backward formula, in SpikingJelly's operand order.
@@ -391,6 +496,15 @@ impl Surrogate {
                 if x.abs() < c(0.5) / a { a } else { zero }
             }
             DeterministicPass => one,
+            MultiLevelSpikeCount {
+                grad_min, grad_max, ..
+            } => {
+                if x >= F::from_f32(grad_min) && x <= F::from_f32(grad_max) {
+                    one
+                } else {
+                    zero
+                }
+            }
         }
     }
 }
@@ -407,7 +521,7 @@ impl std::fmt::Display for Surrogate {
             if i > 0 {
                 write!(f, ", ")?;
             }
-            if *name == "n" {
+            if *name == "n" || *name == "max_spike_count" {
                 write!(f, "{name}: {}", *value as u32)?;
             } else {
                 write!(f, "{name}: {:?}", *value as f32)?;
