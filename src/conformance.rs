@@ -172,23 +172,19 @@ impl<B: ScanBackend> ScanBackend for MaybeAvailable<B> {
     }
 }
 
-/// The backend names [`backend_by_name`] knows.
+/// The backend names [`backend_by_name`] knows, one per backend.
 pub const BACKENDS: &[&str] = &["interp", "cpu", "cuda-emulated", "cuda"];
 
-/// An unknown backend name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend `{0}`; available: {known}", known = BACKENDS.join(", "))]
-pub struct UnknownBackend(pub String);
+pub use flexsn_runtime::UnknownBackend;
 
-/// The backend called `name` (see [`BACKENDS`]).
+/// The backend called `name` (any name [`RuntimeBackend::from_name`] reads).
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
-    match name {
-        "interp" | "interpreter" => Ok(Box::new(Interpreter)),
-        "cpu" => Ok(Box::new(MaybeAvailable::from_setup("cpu", Cpu::new()))),
-        "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
-        "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
-        _ => Err(UnknownBackend(name.to_string())),
-    }
+    Ok(match RuntimeBackend::from_name(name)? {
+        RuntimeBackend::Interpreter => Box::new(Interpreter),
+        RuntimeBackend::Cpu => Box::new(MaybeAvailable::from_setup("cpu", Cpu::new())),
+        RuntimeBackend::CudaEmulated => Box::new(crate::cuda::CudaEmulatedBackend::default()),
+        RuntimeBackend::Cuda => Box::new(crate::cuda::CudaBackend::default()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,7 +48,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The CLI name.
+    /// Every backend, in the order the CLI lists them.
+    pub const ALL: [Backend; 4] = [
+        Backend::Interpreter,
+        Backend::Cpu,
+        Backend::CudaEmulated,
+        Backend::Cuda,
+    ];
+
+    /// Every name [`Backend::from_name`] accepts (for command-line value lists).
+    pub const NAMES: &[&str] = &["interp", "interpreter", "cpu", "cuda-emulated", "cuda"];
+
+    /// The canonical name (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interpreter => "interpreter",
@@ -58,18 +69,35 @@ impl Backend {
         }
     }
 
-    /// Parses [`Backend::name`].
-    pub fn from_name(s: &str) -> Option<Backend> {
-        [
-            Backend::Interpreter,
-            Backend::Cpu,
-            Backend::Cuda,
-            Backend::CudaEmulated,
-        ]
-        .into_iter()
-        .find(|b| b.name() == s)
+    /// The one parser of backend names: [`Backend::name`], and `interp` for the interpreter.
+    pub fn from_name(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "interp" => Ok(Backend::Interpreter),
+            _ => Backend::ALL
+                .into_iter()
+                .find(|b| b.name() == s)
+                .ok_or_else(|| UnknownBackend(s.to_string())),
+        }
     }
 }
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        Backend::from_name(s)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name [`Backend::from_name`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; known: interp (or interpreter), cpu, cuda-emulated, cuda")]
+pub struct UnknownBackend(pub String);
 
 type Cache = Arc<Mutex<HashMap<String, Arc<dyn ScanExecutor>>>>;
 
@@ -91,10 +119,14 @@ impl std::fmt::Debug for Jit {
 }
 
 impl Jit {
-    /// A JIT for `backend` with default options.
+    /// A JIT for `backend` with default options (the interpreter without `passes::optimize`).
     pub fn new(backend: Backend) -> Result<Jit, RuntimeError> {
         match backend {
-            Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
+            // The oracle runs the graph as built: an optimiser bug cannot hide behind it.
+            Backend::Interpreter => Ok(Jit {
+                optimize: false,
+                ..Jit::with_compiler(Arc::new(InterpreterCompiler))
+            }),
             Backend::Cpu => Jit::cpu(CpuOptions::default()),
             Backend::Cuda => crate::cuda::backend::cuda_jit(Default::default()),
             Backend::CudaEmulated => crate::cuda::backend::emulated_jit(Default::default()),
@@ -146,24 +178,18 @@ impl Jit {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn prepare(&self, g: &StepGraph) -> StepGraph {
+    fn prepare(&self, g: &StepGraph) -> Result<StepGraph, RuntimeError> {
         if !self.optimize {
-            return g.clone();
+            return Ok(g.clone());
         }
-        let o = passes::optimize(g);
-        let same_interface = o.inputs() == g.inputs()
-            && o.states() == g.states()
-            && o.params() == g.params()
-            && o.outputs().len() == g.outputs().len()
-            && flexsn_compiler::verify::verify(&o).is_ok();
-        if same_interface { o } else { g.clone() }
+        Ok(passes::optimize_checked(g)?)
     }
 
     /// Compiles `neuron`'s forward scans (see the [module docs](self)).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
-        let graph = self.prepare(&g);
+        let graph = self.prepare(&g)?;
         let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
         let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
         Ok(Kernel {
@@ -490,7 +516,7 @@ impl Kernel {
             return Ok(b.clone());
         }
         let mut graph = autodiff::backward(&self.graph, spec)?;
-        let opt = self.jit.prepare(&graph.kernel.graph);
+        let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
         let b = Arc::new(BackwardKernel { graph, exec });

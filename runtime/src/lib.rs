@@ -47,5 +47,5 @@ pub use executor::{
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
 pub use host::{GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers};
-pub use jit::{Backend, Forward, Inference, Jit, Kernel};
+pub use jit::{Backend, Forward, Inference, Jit, Kernel, UnknownBackend};
 pub use neuron::Neuron;
