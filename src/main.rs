@@ -184,9 +184,10 @@ struct BenchArgs {
     /// Phase(s): forward, forward_backward. Default: both.
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
-    /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
-    #[arg(long, default_value = "cpu")]
+    /// The backend (interp or interpreter, cpu, cuda-emulated, cuda). `cuda` times the kernels
+    /// on device buffers with CUDA events (see --dtype, --math); its defaults are T = 64,
+    /// N = 16777216.
+    #[arg(long, default_value = "cpu", value_parser = backend_arg())]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
     /// Default: f32 and bf16.
