@@ -86,7 +86,7 @@ impl BorrowedBuf {
             return Err(err("null device pointer".into()));
         }
         let align = elem.size_bytes() as u64;
-        if self.ptr % align != 0 {
+        if !self.ptr.is_multiple_of(align) {
             return Err(err(format!(
                 "device address 0x{:x} is not aligned to {align} bytes",
                 self.ptr
