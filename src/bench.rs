@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn_compiler::random::SplitMix64;
+use flexsn_compiler::rng::SplitMix64;
 use flexsn_compiler::scan::param_len;
 use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, Upstream};

@@ -42,7 +42,7 @@ enum Command {
     /// Print a neuron's step graph, its backward graph, or its DOT form.
     Inspect(InspectArgs),
     /// List the built-in neurons with their parameters and defaults.
-    List,
+    List(ListArgs),
     /// Run a neuron forward (and optionally backward) on random input and summarise.
     Run(RunArgs),
     /// Benchmark compiled kernels (if, lif, plif, alif) against a plain memory copy.
@@ -52,6 +52,13 @@ enum Command {
 /// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Backend::NAMES)
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON (an array of neurons with their parameters) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -217,7 +224,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Conformance(a) => cmd_conformance(a, out),
         Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
-        Command::List => cmd_list(out).map(|()| true),
+        Command::List(a) => cmd_list(a, out).map(|()| true),
         Command::Run(a) => cmd_run(a, out).map(|()| true),
         Command::Bench(a) => cmd_bench(a, out).map(|()| true),
     };
@@ -233,10 +240,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message already holds (an error
+/// that prints its source itself) is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +489,25 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // list
 
-fn cmd_list(out: &mut dyn Write) -> Result<()> {
+fn cmd_list(a: ListArgs, out: &mut dyn Write) -> Result<()> {
+    if a.json {
+        let mut list = vec![];
+        for info in neurons::BUILTINS {
+            let params: Vec<serde_json::Value> = Builtin::from_name(info.cli_name)?
+                .param_values()
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "value": p.value, "help": p.help}))
+                .collect();
+            list.push(serde_json::json!({
+                "name": info.cli_name,
+                "class": info.class_name,
+                "summary": info.summary,
+                "params": params,
+            }));
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "Built-in neurons (name or SpikingJelly class name; set parameters with --set KEY=VALUE):"
@@ -487,6 +526,13 @@ fn cmd_list(out: &mut dyn Write) -> Result<()> {
         for p in params {
             writeln!(out, "    {:<w$}  {:<vw$}  {}", p.key, p.value, p.help)?;
         }
+    }
+    writeln!(out)?;
+    for (simple, full) in neurons::SIMPLE_CLASSES {
+        writeln!(
+            out,
+            "{simple}: SpikingJelly's simplified {full} (starts at v = 0; v_reset 0 or none)"
+        )?;
     }
     Ok(())
 }

@@ -67,10 +67,15 @@ def main(argv=None):
     device = "cpu"
     ours = LIFNode(step_mode="m")
     theirs = spikingjelly_nodes(device)
-    print(f"# LIF (tau=2, Sigmoid surrogate), N = {args.n}, float32, {args.threads} torch threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')};")
+    print(
+        f"# LIF (tau=2, Sigmoid surrogate), N = {args.n}, float32, {args.threads} torch threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')};"
+    )
     print("# best of repeated runs; ratio = SpikingJelly time / flexsn time (> 1: flexsn faster)")
-    print(f"{'pass':<10} {'T':>4} {'flexsn ms':>10} " + " ".join(f"{'sj-' + b + ' ms':>14} {'ratio':>7}" for b in theirs))
+    print(
+        f"{'pass':<10} {'T':>4} {'flexsn ms':>10} "
+        + " ".join(f"{'sj-' + b + ' ms':>14} {'ratio':>7}" for b in theirs)
+    )
     for backward in (False, True):
         for t in args.t:
             x = torch.randn(t, args.n, device=device) * 1.5 + 0.5
@@ -86,7 +91,9 @@ def main(argv=None):
     g = torch.randn(1, 1024)
     for backward in (False, True):
         us = best_seconds(workload(ours, x, g, backward), args.min_s, 50) * 1e6
-        print(f"# flexsn per-call time at T = 1, N = 1024 ({'fwd+bwd' if backward else 'forward'}): {us:.1f} us")
+        print(
+            f"# flexsn per-call time at T = 1, N = 1024 ({'fwd+bwd' if backward else 'forward'}): {us:.1f} us"
+        )
 
 
 if __name__ == "__main__":

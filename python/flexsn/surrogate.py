@@ -65,7 +65,9 @@ def _make(name, defaults, doc):
     return type(name, (SurrogateFunctionBase,), {"defaults": defaults, "__doc__": doc})
 
 
-Sigmoid = _make("Sigmoid", (("alpha", 4.0),), "sg'(x) = alpha * sigmoid(alpha x)(1 - sigmoid(alpha x)).")
+Sigmoid = _make(
+    "Sigmoid", (("alpha", 4.0),), "sg'(x) = alpha * sigmoid(alpha x)(1 - sigmoid(alpha x))."
+)
 ATan = _make("ATan", (("alpha", 2.0),), "sg'(x) = alpha / 2 / (1 + (pi/2 alpha x)^2).")
 PiecewiseQuadratic = _make("PiecewiseQuadratic", (("alpha", 1.0),), "Piecewise quadratic.")
 PiecewiseExp = _make("PiecewiseExp", (("alpha", 1.0),), "sg'(x) = alpha/2 exp(-alpha |x|).")

@@ -147,7 +147,9 @@ def run_flexsn_case(case, surrogates, backend="auto"):
         close(x.grad, tensor(case, name, grads[name]), f"grad {name}")
     for j, name in enumerate(meta["state_names"]):
         if s0 is not None:
-            close(s0[j].grad, tensor(case, f"{name}_init", grads[f"{name}_init"]), f"grad {name}_init")
+            close(
+                s0[j].grad, tensor(case, f"{name}_init", grads[f"{name}_init"]), f"grad {name}_init"
+            )
     for name, t in statics.items():
         close(t.grad, tensor(case, name, grads[name]), f"grad {name}", atol=1e-4)
 
@@ -186,7 +188,12 @@ def run_psn_case(case):
     (y * tensor(case, "spike_seq", case["grad_outputs"]["spike_seq"])).sum().backward()
     close(x.grad, tensor(case, "x_seq", case["grads"]["x_seq"]), "grad x_seq")
     for name in ("weight", "bias"):
-        close(getattr(m, name).grad, tensor(case, name, case["grads"][name]), f"grad {name}", atol=1e-4)
+        close(
+            getattr(m, name).grad,
+            tensor(case, name, case["grads"][name]),
+            f"grad {name}",
+            atol=1e-4,
+        )
 
 
 @golden("psn")

@@ -11,7 +11,15 @@ from .conftest import close
 sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, neuron, surrogate  # noqa: E402
 
-SURROGATES = ["Sigmoid", "ATan", "Erf", "PiecewiseQuadratic", "PiecewiseLeakyReLU", "Rect", "SoftSign"]
+SURROGATES = [
+    "Sigmoid",
+    "ATan",
+    "Erf",
+    "PiecewiseQuadratic",
+    "PiecewiseLeakyReLU",
+    "Rect",
+    "SoftSign",
+]
 
 BUILTINS = [
     ("IFNode", {}),

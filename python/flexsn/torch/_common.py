@@ -2,8 +2,6 @@
 
 import math
 
-import torch
-
 from .. import _flexsn
 from ..errors import FlexSNValueError
 from ._scan import check_tensor, resolve_backend
@@ -82,7 +80,3 @@ def param_flat(name, p, kind, step_shape, n):
             f"param `{name}` of shape {list(p.shape)} does not broadcast to the neuron shape "
             f"{list(step_shape)}"
         ) from None
-
-
-def full_like_step(x0, value):
-    return torch.full_like(x0, value)

@@ -44,7 +44,16 @@ _REFLECTED = {
     "__rpow__": "pow", "__rand__": "and", "__ror__": "or",
 }  # fmt: skip
 # Calls that return their operand unchanged (flexsn computes in float32).
-_IDENTITY = {"clone", "contiguous", "float", "__pos__", "positive", "type_as", "view_as", "reshape_as"}
+_IDENTITY = {
+    "clone",
+    "contiguous",
+    "float",
+    "__pos__",
+    "positive",
+    "type_as",
+    "view_as",
+    "reshape_as",
+}
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 _LOCK = threading.Lock()
@@ -73,30 +82,78 @@ class Value:
         a, b = (other, self) if swap else (self, other)
         return self.tracer.emit(op, [a, b])
 
-    def __add__(self, o): return self._bin("add", o)
-    def __radd__(self, o): return self._bin("add", o, True)
-    def __sub__(self, o): return self._bin("sub", o)
-    def __rsub__(self, o): return self._bin("sub", o, True)
-    def __mul__(self, o): return self._bin("mul", o)
-    def __rmul__(self, o): return self._bin("mul", o, True)
-    def __truediv__(self, o): return self._bin("div", o)
-    def __rtruediv__(self, o): return self._bin("div", o, True)
-    def __pow__(self, o): return self._bin("pow", o)
-    def __rpow__(self, o): return self._bin("pow", o, True)
-    def __and__(self, o): return self._bin("and", o)
-    def __rand__(self, o): return self._bin("and", o, True)
-    def __or__(self, o): return self._bin("or", o)
-    def __ror__(self, o): return self._bin("or", o, True)
-    def __eq__(self, o): return self._bin("eq", o)
-    def __ne__(self, o): return self._bin("ne", o)
-    def __lt__(self, o): return self._bin("lt", o)
-    def __le__(self, o): return self._bin("le", o)
-    def __gt__(self, o): return self._bin("gt", o)
-    def __ge__(self, o): return self._bin("ge", o)
-    def __neg__(self): return self.tracer.emit("neg", [self])
-    def __pos__(self): return self
-    def __abs__(self): return self.tracer.emit("abs", [self])
-    def __invert__(self): return self.tracer.emit("not", [self])
+    def __add__(self, o):
+        return self._bin("add", o)
+
+    def __radd__(self, o):
+        return self._bin("add", o, True)
+
+    def __sub__(self, o):
+        return self._bin("sub", o)
+
+    def __rsub__(self, o):
+        return self._bin("sub", o, True)
+
+    def __mul__(self, o):
+        return self._bin("mul", o)
+
+    def __rmul__(self, o):
+        return self._bin("mul", o, True)
+
+    def __truediv__(self, o):
+        return self._bin("div", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("div", o, True)
+
+    def __pow__(self, o):
+        return self._bin("pow", o)
+
+    def __rpow__(self, o):
+        return self._bin("pow", o, True)
+
+    def __and__(self, o):
+        return self._bin("and", o)
+
+    def __rand__(self, o):
+        return self._bin("and", o, True)
+
+    def __or__(self, o):
+        return self._bin("or", o)
+
+    def __ror__(self, o):
+        return self._bin("or", o, True)
+
+    def __eq__(self, o):
+        return self._bin("eq", o)
+
+    def __ne__(self, o):
+        return self._bin("ne", o)
+
+    def __lt__(self, o):
+        return self._bin("lt", o)
+
+    def __le__(self, o):
+        return self._bin("le", o)
+
+    def __gt__(self, o):
+        return self._bin("gt", o)
+
+    def __ge__(self, o):
+        return self._bin("ge", o)
+
+    def __neg__(self):
+        return self.tracer.emit("neg", [self])
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.tracer.emit("abs", [self])
+
+    def __invert__(self):
+        return self.tracer.emit("not", [self])
+
     __hash__ = object.__hash__
 
     def __bool__(self):
@@ -289,7 +346,12 @@ def _surrogate_modules(tracer):
     original = torch.nn.Module.__call__
 
     def call(module, *args, **kwargs):
-        if len(args) == 1 and not kwargs and isinstance(args[0], Value) and _sg.is_surrogate(module):
+        if (
+            len(args) == 1
+            and not kwargs
+            and isinstance(args[0], Value)
+            and _sg.is_surrogate(module)
+        ):
             return args[0].tracer.surrogate(module, args[0])
         return original(module, *args, **kwargs)
 
@@ -332,7 +394,11 @@ def trace(core, num_inputs, num_states, num_outputs):
     """Runs ``core`` once on proxies and returns a :class:`Traced`."""
     if not callable(core):
         raise FlexSNTypeError(f"`core` must be callable, got {type(core).__name__}")
-    for arg, v in (("num_inputs", num_inputs), ("num_states", num_states), ("num_outputs", num_outputs)):
+    for arg, v in (
+        ("num_inputs", num_inputs),
+        ("num_states", num_states),
+        ("num_outputs", num_outputs),
+    ):
         if not isinstance(v, int) or v < 0:
             raise FlexSNValueError(f"`{arg}` must be a non-negative int, got {v!r}")
     if num_outputs + num_states == 0:

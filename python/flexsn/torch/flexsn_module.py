@@ -40,7 +40,9 @@ class FlexSN(nn.Module):
         self.num_inputs, self.num_states, self.num_outputs = num_inputs, num_states, num_outputs
         self.step_mode = C.check_step_mode(step_mode)
         if step_mode == "m" and num_inputs < 1:
-            raise FlexSNValueError("step_mode 'm' needs num_inputs >= 1 (T is read from the first input)")
+            raise FlexSNValueError(
+                "step_mode 'm' needs num_inputs >= 1 (T is read from the first input)"
+            )
         if requires_grad is not None and len(requires_grad) != num_inputs + num_states:
             raise FlexSNValueError(
                 f"`requires_grad` has {len(requires_grad)} entries for "

@@ -146,7 +146,9 @@ class BaseNode(_Node):
         self.v_threshold = v_threshold
         self.v_reset = v_reset
         self.detach_reset = detach_reset
-        self.surrogate_function = surrogate_function if surrogate_function is not None else _sg.Sigmoid()
+        self.surrogate_function = (
+            surrogate_function if surrogate_function is not None else _sg.Sigmoid()
+        )
         _sg.spec_of(self.surrogate_function)
         super().__init__(step_mode, backend, store_v_seq)
 
@@ -190,7 +192,11 @@ class LIFNode(BaseNode):
                          backend, store_v_seq)  # fmt: skip
 
     def _settings(self):
-        return [f"tau={C.fmt(self.tau)}", f"decay_input={C.fmt(self.decay_input)}", *super()._settings()]
+        return [
+            f"tau={C.fmt(self.tau)}",
+            f"decay_input={C.fmt(self.decay_input)}",
+            *super()._settings(),
+        ]
 
     def extra_repr(self):
         return f"{super().extra_repr()}, tau={self.tau}"

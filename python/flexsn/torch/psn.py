@@ -74,7 +74,9 @@ class PSN(_Spiking):
 
     def forward(self, x_seq):
         if x_seq.shape[0] != self.T:
-            raise FlexSNValueError(f"`x_seq` has T = {x_seq.shape[0]}, the module was built for {self.T}")
+            raise FlexSNValueError(
+                f"`x_seq` has T = {x_seq.shape[0]}, the module was built for {self.T}"
+            )
         h = torch.addmm(self.bias, self.weight, x_seq.flatten(1))
         return self._spike(h).view(x_seq.shape)
 
@@ -86,7 +88,9 @@ class MaskedPSN(_Spiking):
     """``MaskedPSN(k, T, lambda_init=0.0, surrogate_function=ATan(), step_mode='s')``: the
     weight blended toward a band mask of width ``k`` by ``lambda_``."""
 
-    def __init__(self, k, T, lambda_init=0.0, surrogate_function=None, step_mode="s", backend="auto"):
+    def __init__(
+        self, k, T, lambda_init=0.0, surrogate_function=None, step_mode="s", backend="auto"
+    ):
         super().__init__()
         self.k, self.T = k, T
         self.step_mode = C.check_step_mode(step_mode)
@@ -119,7 +123,9 @@ class MaskedPSN(_Spiking):
     def forward(self, x):
         if self.step_mode == "m":
             if x.shape[0] != self.T:
-                raise FlexSNValueError(f"`x_seq` has T = {x.shape[0]}, the module was built for {self.T}")
+                raise FlexSNValueError(
+                    f"`x_seq` has T = {x.shape[0]}, the module was built for {self.T}"
+                )
             h = torch.addmm(self.bias, self.masked_weight(), x.flatten(1))
             return self._spike(h).view(x.shape)
         if self._lambda_ < 1.0:
@@ -165,7 +171,11 @@ class SlidingPSN(_Spiking):
         for i in range(T):
             start, end = max(0, i + 1 - self.k), i + 1
             length = min(end - start, self.k)
-            row = [self.weight.new_zeros(start), self.weight[self.k - length :], self.weight.new_zeros(T - end)]
+            row = [
+                self.weight.new_zeros(start),
+                self.weight[self.k - length :],
+                self.weight.new_zeros(T - end),
+            ]
             rows.append(torch.cat(row))
         return torch.stack(rows)
 

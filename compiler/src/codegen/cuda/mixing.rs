@@ -30,8 +30,8 @@ use super::{
     store_expr as store,
 };
 use crate::autodiff::surrogate_grad;
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, Surrogate};
 
 /// Threads per block of the weight-gradient and reduce kernels.
