@@ -54,6 +54,11 @@ fn backend_arg() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Backend::NAMES)
 }
 
+/// `bench` also takes `cuda-jit`: the CUDA backend timed through the kernel API.
+fn bench_backend_arg() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Backend::NAMES.iter().copied().chain(["cuda-jit"]))
+}
+
 #[derive(Args)]
 struct ListArgs {
     /// Print JSON (an array of neurons with their parameters) instead of text.
@@ -195,11 +200,11 @@ struct BenchArgs {
     /// Phase(s): forward, forward_backward. Default: both.
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
-    /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216. `cuda-jit`
-    /// times the CUDA backend through the kernel API (host buffers, transfers included; the one
-    /// CUDA path that takes --save-policy).
-    #[arg(long, default_value = "cpu")]
+    /// The backend (interp or interpreter, cpu, cuda-emulated, cuda). `cuda` times the kernels
+    /// on device buffers with CUDA events (see --dtype, --math); its defaults are T = 64,
+    /// N = 16777216. `cuda-jit` times the CUDA backend through the kernel API (host buffers,
+    /// transfers included; the one CUDA path that takes --save-policy).
+    #[arg(long, default_value = "cpu", value_parser = bench_backend_arg())]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
     /// Default: f32 and bf16.

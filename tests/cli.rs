@@ -464,6 +464,41 @@ fn run_summarises_forward_and_backward() {
 }
 
 #[test]
+fn every_command_reads_backend_names_alike() {
+    // `interp` and `interpreter` are one backend for run (and its numbers are the same).
+    let run = |backend: &str| {
+        let o = flexsn(&[
+            "run",
+            "lif",
+            "--t",
+            "4",
+            "--n",
+            "8",
+            "--backward",
+            "--backend",
+            backend,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{backend}: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains("firing rate") || l.contains("grad"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run("interp"), run("interpreter"));
+    // An unknown name is refused with the known ones.
+    for cmd in [&["run", "lif"][..], &["bench"]] {
+        let o = flexsn(&[cmd, &["--backend", "gpu"]].concat());
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("interpreter") && err.contains("cuda-emulated"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn simplified_if_and_lif_run_as_if_and_lif() {
     for (simple, full) in [("SimpleIFNode", "IFNode"), ("SimpleLIFNode", "LIFNode")] {
         let a = flexsn(&["inspect", simple, "--set", "v_threshold=0.5"]);

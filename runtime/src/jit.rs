@@ -246,7 +246,9 @@ impl std::fmt::Debug for Kernel {
 /// the state before every `K`-th step is kept (`⌈T/K⌉` rows); backward recomputes the rest.
 #[derive(Clone, Debug, Default)]
 pub struct Forward<'a> {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
@@ -307,7 +309,9 @@ pub(crate) fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
 /// What an inference forward pass returns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inference {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
