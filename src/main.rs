@@ -42,7 +42,7 @@ enum Command {
     /// Print a neuron's step graph, its backward graph, or its DOT form.
     Inspect(InspectArgs),
     /// List the built-in neurons with their parameters and defaults.
-    List,
+    List(ListArgs),
     /// Run a neuron forward (and optionally backward) on random input and summarise.
     Run(RunArgs),
     /// Benchmark compiled kernels (if, lif, plif, alif) against a plain memory copy.
@@ -52,6 +52,13 @@ enum Command {
 /// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Backend::NAMES)
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON (an array of neurons with their parameters) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -164,6 +171,10 @@ struct RunArgs {
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (prints the
+    /// bytes kept).
+    #[arg(long, value_name = "POLICY")]
+    save_policy: Option<flexsn::runtime::SavePolicy>,
 }
 
 #[derive(Args)]
@@ -185,7 +196,9 @@ struct BenchArgs {
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
     /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
+    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216. `cuda-jit`
+    /// times the CUDA backend through the kernel API (host buffers, transfers included; the one
+    /// CUDA path that takes --save-policy).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
@@ -207,6 +220,10 @@ struct BenchArgs {
     /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     unroll: usize,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (only the
+    /// state before every K-th step; backward recomputes the rest).
+    #[arg(long, default_value = "states", value_name = "POLICY")]
+    save_policy: flexsn::runtime::SavePolicy,
 }
 
 fn main() -> ExitCode {
@@ -216,7 +233,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Conformance(a) => cmd_conformance(a, out),
         Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
-        Command::List => cmd_list(out).map(|()| true),
+        Command::List(a) => cmd_list(a, out).map(|()| true),
         Command::Run(a) => cmd_run(a, out).map(|()| true),
         Command::Bench(a) => cmd_bench(a, out).map(|()| true),
     };
@@ -232,10 +249,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message already holds (an error
+/// that prints its source itself) is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,7 +498,25 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // list
 
-fn cmd_list(out: &mut dyn Write) -> Result<()> {
+fn cmd_list(a: ListArgs, out: &mut dyn Write) -> Result<()> {
+    if a.json {
+        let mut list = vec![];
+        for info in neurons::BUILTINS {
+            let params: Vec<serde_json::Value> = Builtin::from_name(info.cli_name)?
+                .param_values()
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "value": p.value, "help": p.help}))
+                .collect();
+            list.push(serde_json::json!({
+                "name": info.cli_name,
+                "class": info.class_name,
+                "summary": info.summary,
+                "params": params,
+            }));
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "Built-in neurons (name or SpikingJelly class name; set parameters with --set KEY=VALUE):"
@@ -486,6 +535,13 @@ fn cmd_list(out: &mut dyn Write) -> Result<()> {
         for p in params {
             writeln!(out, "    {:<w$}  {:<vw$}  {}", p.key, p.value, p.help)?;
         }
+    }
+    writeln!(out)?;
+    for (simple, full) in neurons::SIMPLE_CLASSES {
+        writeln!(
+            out,
+            "{simple}: SpikingJelly's simplified {full} (starts at v = 0; v_reset 0 or none)"
+        )?;
     }
     Ok(())
 }
@@ -535,7 +591,10 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
     // An unknown or unavailable backend fails here, before anything is printed.
-    let kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    if let Some(p) = a.save_policy {
+        kernel.set_save_policy(p)?;
+    }
 
     let mut rng = Normal(a.seed);
     let inputs: Vec<Vec<f32>> = g
@@ -591,6 +650,14 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
+    if let (Some(f), Some(_)) = (&fwd, a.save_policy) {
+        writeln!(
+            out,
+            "  kept for backward: {} bytes ({})",
+            f.saved_bytes(),
+            f.save_policy()
+        )?;
+    }
     for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         use flexsn::compiler::ir::{Op, Surrogate};
@@ -761,6 +828,9 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
     if a.backend == "cuda" {
+        if a.save_policy != flexsn::runtime::SavePolicy::States {
+            bail!("--save-policy with CUDA: use --backend cuda-jit");
+        }
         let args = flexsn::cuda::CudaBenchArgs {
             neurons: a.neurons,
             ts: a.ts,
@@ -793,6 +863,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         min_time: std::time::Duration::from_millis(a.min_ms),
         chunk: a.chunk,
         unroll: a.unroll,
+        save_policy: a.save_policy,
         ..BenchOptions::default()
     };
     run(&opts, out)?;

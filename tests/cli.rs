@@ -233,6 +233,13 @@ fn bad_core_binding_and_missing_file_are_clear_errors() {
     let o = flexsn(&["conformance", "no/such/golden.json"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no/such/golden.json"), "{}", stderr(&o));
+    // The cause is printed once, not again after the message that already holds it.
+    assert_eq!(
+        stderr(&o).matches("os error 2").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["conformance", &golden("ifnode.json"), "--backend", "gpu9"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("interp"), "{}", stderr(&o));
@@ -243,7 +250,10 @@ fn unknown_neuron_is_a_clear_error() {
     let o = flexsn(&["inspect", "lifx"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("unknown neuron `lifx`"), "{err}");
+    assert!(
+        err.contains("unknown neuron `lifx` (did you mean `lif`?)"),
+        "{err}"
+    );
     assert!(err.contains("lif (LIFNode)"), "{err}");
     assert!(stdout(&o).is_empty());
     let o = flexsn(&["run", "nope", "--t", "2", "--n", "2"]);
@@ -255,10 +265,20 @@ fn unknown_neuron_is_a_clear_error() {
 fn bad_settings_are_clear_errors() {
     let o = flexsn(&["inspect", "lif", "--set", "taux=3"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no parameter `taux`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no parameter `taux` (did you mean `tau`?)"),
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["inspect", "lif", "--set", "surrogate=Nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown surrogate"), "{}", stderr(&o));
+    let o = flexsn(&["inspect", "lif", "--set", "surrogate=ATann"]);
+    assert!(
+        stderr(&o).contains("unknown surrogate (did you mean `ATan`?)"),
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["inspect", "lif", "--set", "tau"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("key=value"), "{}", stderr(&o));
@@ -370,6 +390,48 @@ fn list_shows_every_builtin_with_defaults() {
 }
 
 #[test]
+fn run_with_a_save_policy_reports_the_bytes_kept_and_the_same_gradients() {
+    let run = |policy: &str| {
+        let o = flexsn(&[
+            "run",
+            "lif",
+            "--t",
+            "10",
+            "--n",
+            "64",
+            "--backward",
+            "--backend",
+            "cpu",
+            "--save-policy",
+            policy,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let (states, ck) = (run("states"), run("checkpoint:4"));
+    // One state: (T + 1) rows of N floats, or ⌈10/4⌉ = 3 rows.
+    assert!(
+        states.contains("kept for backward: 2816 bytes (states)"),
+        "{states}"
+    );
+    assert!(
+        ck.contains("kept for backward: 768 bytes (checkpoint:4)"),
+        "{ck}"
+    );
+    let grads = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("grad") || l.contains("firing rate"))
+            .map(String::from)
+            .collect()
+    };
+    assert!(!grads(&states).is_empty());
+    assert_eq!(grads(&states), grads(&ck));
+    let o = flexsn(&["run", "lif", "--save-policy", "checkpoint:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("with K >= 1"), "{}", stderr(&o));
+}
+
+#[test]
 fn run_summarises_forward_and_backward() {
     let o = flexsn(&[
         "run",
@@ -399,4 +461,39 @@ fn run_summarises_forward_and_backward() {
     let o = flexsn(&["run", "lif", "--t", "0", "--n", "4"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}
+
+#[test]
+fn simplified_if_and_lif_run_as_if_and_lif() {
+    for (simple, full) in [("SimpleIFNode", "IFNode"), ("SimpleLIFNode", "LIFNode")] {
+        let a = flexsn(&["inspect", simple, "--set", "v_threshold=0.5"]);
+        let b = flexsn(&["inspect", full, "--set", "v_threshold=0.5"]);
+        assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+        assert_eq!(stdout(&a), stdout(&b));
+        // Their v starts at 0, not at v_reset: a v_reset that would differ is refused.
+        let o = flexsn(&["inspect", simple, "--set", "v_reset=0.5"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("starts at v = 0"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn list_prints_json() {
+    let o = flexsn(&["list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let lif = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "lif")
+        .unwrap();
+    assert_eq!(lif["class"], "LIFNode");
+    assert!(
+        lif["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "tau")
+    );
 }

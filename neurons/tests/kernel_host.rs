@@ -3,7 +3,7 @@
 //! (unoptimised interpreter kernel), and every wrong count or length is an error that names the
 //! argument, raised before anything is compiled or run.
 
-use flexsn_compiler::interp;
+use flexsn_compiler::oracle;
 use flexsn_compiler::scan::ScanArgs;
 use flexsn_neurons::{BUILTINS, Builtin};
 use flexsn_runtime::{
@@ -242,12 +242,12 @@ fn host_entry_points_match_the_interpreter_oracle_bit_for_bit() {
                 })
                 .collect(),
         };
-        let want = interp::forward(g, &sargs, true).unwrap();
+        let want = oracle::forward(g, &sargs, true).unwrap();
         let what = b.class_name();
         same(what, &h.outputs, &want.outputs);
         same(what, &h.final_states, &want.final_states);
         let seqs: Vec<&[f32]> = want.state_seqs.iter().map(Vec::as_slice).collect();
-        let wg = interp::backward(g, &sargs, &seqs, &up).unwrap();
+        let wg = oracle::backward(g, &sargs, &seqs, &up).unwrap();
         same(what, &h.grad_inputs, &wg.inputs);
         same(what, &h.grad_init, &wg.init_states);
         assert_eq!(h.grad_params, wg.params, "{what}");

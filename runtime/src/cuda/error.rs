@@ -101,6 +101,9 @@ pub enum CudaError {
     /// Source generation of a PSN time mixing failed (unsupported shape, ...).
     #[error(transparent)]
     MixingCodegen(#[from] flexsn_compiler::codegen::cuda::mixing::MixingCodegenError),
+    /// The optimiser broke the graph (a compiler bug).
+    #[error(transparent)]
+    Optimize(#[from] flexsn_compiler::passes::OptimizeError),
     /// Wrong argument counts or lengths.
     #[error(transparent)]
     Shape(#[from] ShapeError),

@@ -58,8 +58,9 @@ pub struct OutputDecl {
 
 /// One time step of a neuron: `(inputs_t, states_{t-1}, params) -> (outputs_t, states_t)`.
 ///
-/// Build one with [`crate::dsl::CoreBuilder`] (or the raw [`crate::dsl::GraphBuilder`]), from
-/// text with [`crate::text::parse`], or from Rust syntax with the frontend.
+/// Build one with the raw [`GraphBuilder`](crate::builder::GraphBuilder) (or the compiler's
+/// `CoreBuilder` DSL), from text with [`crate::text::parse`], or from Rust syntax with the
+/// frontend.
 #[derive(Clone, Debug)]
 pub struct StepGraph {
     pub(crate) name: String,
@@ -145,10 +146,26 @@ impl StepGraph {
     pub fn has_spikes(&self) -> bool {
         self.nodes().any(|(_, n)| matches!(n.op, Op::Spike(_)))
     }
-    /// A stable 256-bit hash of the graph's text form (names, decls, ops, constants' bits).
-    /// Equal hashes mean equal graphs; used as the kernel-cache key.
+    /// A stable 256-bit hash of the graph (names, decls, ops, constants' bits). Equal hashes
+    /// mean equal graphs; used as the kernel-cache key.
     pub fn stable_hash(&self) -> [u8; 32] {
-        *blake3::hash(crate::text::print(self).as_bytes()).as_bytes()
+        // Debug forms of the parts, each length-prefixed so that no two graphs share an
+        // encoding; ops through `Op::key`, which holds constants as bits.
+        let mut h = blake3::Hasher::new();
+        let mut put = |part: String| {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        };
+        put(format!("{:?}{:?}", self.name, self.description));
+        put(format!(
+            "{:?}{:?}{:?}",
+            self.inputs, self.states, self.params
+        ));
+        put(format!("{:?}{:?}", self.outputs, self.next_states));
+        for (_, node) in self.nodes() {
+            put(format!("{:?}{:?}", node.op.key(), node.args));
+        }
+        *h.finalize().as_bytes()
     }
     /// [`StepGraph::stable_hash`] as lowercase hex.
     pub fn stable_hash_hex(&self) -> String {

@@ -2,9 +2,18 @@
 //! ops so that autodiff differentiates them like any other expression. Masks such as
 //! `Θ(x)` inside a primitive are comparisons: they carry no gradient, as in torch.
 
-use crate::dsl::GraphBuilder;
+use crate::builder::GraphBuilder;
 use crate::error::BuildError;
-use crate::ir::{Op, Surrogate, ValueId};
+use crate::graph::ValueId;
+use crate::op::Op;
+use crate::surrogate::Surrogate;
+
+impl GraphBuilder {
+    /// Expands the smooth primitive form of `s` (SpikingJelly's `spiking=False`) applied to `x`.
+    pub fn surrogate_primitive(&mut self, s: Surrogate, x: ValueId) -> Result<ValueId, BuildError> {
+        expand(self, s, x)
+    }
+}
 
 /// A tiny expression helper over a [`GraphBuilder`].
 struct E<'a> {
@@ -42,11 +51,7 @@ impl E<'_> {
 }
 
 /// Expands `s`'s primitive applied to `x`.
-pub(crate) fn expand(
-    b: &mut GraphBuilder,
-    s: Surrogate,
-    x: ValueId,
-) -> Result<ValueId, BuildError> {
+fn expand(b: &mut GraphBuilder, s: Surrogate, x: ValueId) -> Result<ValueId, BuildError> {
     use Surrogate::*;
     let e = &mut E { b };
     let alpha_of = |a: f32| a as f64;

@@ -1,7 +1,8 @@
 //! The verifier: structural invariants every pass and backend relies on.
 
 use crate::error::BuildError;
-use crate::ir::{Op, StepGraph};
+use crate::graph::StepGraph;
+use crate::op::Op;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 

@@ -1,9 +1,9 @@
 //! Unit tests of the text frontend: lowering, folding, errors, printing back.
 
-use super::*;
-use crate::dsl::CoreBuilder;
-use crate::ir::{Op, StateInit, Surrogate};
-use crate::text::print;
+use flexsn_compiler::dsl::CoreBuilder;
+use flexsn_compiler::frontend::*;
+use flexsn_compiler::ir::{Op, ParamKind, StateInit, Surrogate};
+use flexsn_compiler::text::print;
 
 const ALIF: &str = r#"
 /// Adaptive LIF with a learnable leak.
@@ -351,8 +351,8 @@ fn random_graphs_round_trip_through_rust_syntax() {
     // compared after `const_fold` of the original, `passes::optimize` of both (`optimize` alone
     // is not confluent: it may rewrite `neg(c) + x` to `x - c` before folding `neg(c)`) and a
     // canonical renumbering (leaves first, then a post-order walk from the roots).
-    use crate::passes::{const_fold, optimize};
-    use crate::random::{RandomGraphConfig, random_graph};
+    use flexsn_compiler::passes::{const_fold, optimize};
+    use flexsn_compiler::random::{RandomGraphConfig, random_graph};
     for (cfg, seeds) in [
         (RandomGraphConfig::all(), 0..400),
         (RandomGraphConfig::smooth(), 0..100),
@@ -373,12 +373,12 @@ fn random_graphs_round_trip_through_rust_syntax() {
 
 /// `g` renumbered canonically: leaves in declaration order, then the other nodes in post-order
 /// from the outputs and next states (constants where first used).
-fn canonical(g: &crate::ir::StepGraph) -> crate::ir::StepGraph {
-    use crate::dsl::GraphBuilder;
-    use crate::ir::ValueId;
+fn canonical(g: &flexsn_compiler::ir::StepGraph) -> flexsn_compiler::ir::StepGraph {
+    use flexsn_compiler::ir::ValueId;
+    use flexsn_compiler::ir::builder::GraphBuilder;
     use std::collections::HashMap;
     fn visit(
-        g: &crate::ir::StepGraph,
+        g: &flexsn_compiler::ir::StepGraph,
         b: &mut GraphBuilder,
         map: &mut HashMap<ValueId, ValueId>,
         v: ValueId,

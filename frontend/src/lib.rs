@@ -1,5 +1,8 @@
+//! # flexsn-frontend
+//!
 //! The Rust-syntax frontend: a neuron's time step written as a Rust `fn`, lowered to a
-//! [`StepGraph`].
+//! [`StepGraph`]. It depends on `syn` and the IR only (no code generator), so the `#[neuron]`
+//! macro builds quickly; `flexsn_compiler::frontend` re-exports it.
 //!
 //! The same analysis serves two entry points: the `#[neuron]` attribute macro (at compile time,
 //! errors are compile errors with exact spans) and [`parse_core`] / [`load_core_file`] (at run
@@ -7,7 +10,7 @@
 //! [`Program`] through the same [`Lowerer`], so the same source gives the same IR either way.
 //!
 //! ```
-//! use flexsn_compiler::frontend::parse_core;
+//! use flexsn_frontend::parse_core;
 //!
 //! let src = r#"
 //!     /// Adaptive LIF.
@@ -53,7 +56,7 @@ pub use error::{Diagnostic, FrontendError};
 pub use lower::{Lowerer, Value};
 pub use print::to_rust;
 
-use crate::ir::{ParamKind, StepGraph};
+use flexsn_ir::{ParamKind, StepGraph};
 
 /// Values bound when a core is built: hyperparameters by name, and the kinds of its
 /// `Param<Dynamic>` params (unbound ones are shared).
@@ -366,6 +369,3 @@ fn build_here(src: &str, file: Option<&str>, b: &Bindings) -> Result<StepGraph, 
         .collect();
     lower::lower_def(&def, &hyper, &kinds).map_err(|f| located(f.span, f.message, f.help))
 }
-
-#[cfg(test)]
-mod tests;

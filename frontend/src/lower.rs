@@ -3,17 +3,17 @@
 //! code calls the same [`Lowerer`] methods, instruction by instruction).
 //!
 //! Constant folding: an op whose operands are all constants is evaluated when the graph is
-//! built, in `f32`, with exactly the interpreter's semantics ([`crate::interp::eval_op`]), so
+//! built, in `f32`, with exactly the interpreter's semantics ([`flexsn_ir::eval::eval_op`]), so
 //! folding never changes what the graph computes. A `select` (or `if`) whose condition is
 //! constant picks its branch. Dead code is removed when the graph is finished.
 
 use proc_macro2::Span;
 
-use super::analyze::{ArgKind, CoreDef, Instr, ParamKindDef, Role};
-use crate::dsl::GraphBuilder;
-use crate::error::BuildError;
-use crate::interp::{eval_op, eval_step};
-use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
+use crate::analyze::{ArgKind, CoreDef, Instr, ParamKindDef, Role};
+use flexsn_ir::builder::GraphBuilder;
+use flexsn_ir::error::BuildError;
+use flexsn_ir::eval::{eval_op, eval_step};
+use flexsn_ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 
 /// A value while lowering: a folded constant or a graph node.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -159,8 +159,8 @@ impl Lowerer {
     /// The verified graph, without dead code (values nothing returned depends on, such as the
     /// branch a constant condition did not pick or unused `let`s).
     pub fn finish(self) -> Result<StepGraph, BuildError> {
-        let g = crate::passes::dce(&self.b.finish()?);
-        crate::verify::verify(&g)?;
+        let g = flexsn_ir::dce::dce(&self.b.finish()?);
+        flexsn_ir::verify::verify(&g)?;
         Ok(g)
     }
 }

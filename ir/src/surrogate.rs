@@ -4,7 +4,7 @@
 //! `MultiLevelSpikeCount` (ILIF's), whose forward is the spike count `round(clamp(x, 0, max))`
 //! (see [`Surrogate::forward`]). Backward, each uses its own derivative, written here in the same operand order as SpikingJelly's torch code.
 //! The smooth `primitive` forms (SpikingJelly's `spiking=False`) are expanded into ordinary IR ops
-//! by [`crate::dsl::GraphBuilder::surrogate_primitive`], so autodiff differentiates them like any
+//! by [`crate::builder::GraphBuilder::surrogate_primitive`], so autodiff differentiates them like any
 //! other expression.
 
 use crate::num::Real;
@@ -78,9 +78,9 @@ pub enum Surrogate {
 /// Why a surrogate could not be made from a name and parameters.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SurrogateError {
-    #[error("unknown surrogate `{0}`; known: {known}", known = Surrogate::NAMES.join(", "))]
+    #[error("unknown surrogate `{0}`{hint}; known: {known}", hint = crate::suggest::did_you_mean(.0, Surrogate::NAMES.iter().copied()), known = Surrogate::NAMES.join(", "))]
     Unknown(String),
-    #[error("surrogate `{surrogate}` has no parameter `{param}`; it takes: {allowed}")]
+    #[error("surrogate `{surrogate}` has no parameter `{param}`{hint}; it takes: {allowed}", hint = crate::suggest::did_you_mean(.param, .allowed.split(", ")))]
     UnknownParam {
         surrogate: &'static str,
         param: String,

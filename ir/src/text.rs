@@ -41,12 +41,11 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::dsl::GraphBuilder;
+use crate::builder::GraphBuilder;
 use crate::error::BuildError;
-use crate::ir::{
-    InputDecl, Op, ParamDecl, ParamKind, StateDecl, StateInit, StepGraph, Surrogate,
-    SurrogateError, ValueId,
-};
+use crate::graph::{InputDecl, ParamDecl, StateDecl, StateInit, StepGraph, ValueId};
+use crate::op::{Op, ParamKind};
+use crate::surrogate::{Surrogate, SurrogateError};
 
 /// Prints `g` in the text form.
 pub fn print(g: &StepGraph) -> String {
@@ -167,7 +166,7 @@ pub enum ParseErrorKind {
 /// text are reported before errors of meaning (unknown names, labels, arity).
 ///
 /// ```
-/// use flexsn_compiler::text::{parse, print};
+/// use flexsn_ir::text::{parse, print};
 ///
 /// let src = "core k\n  input x\n  %0 = input x\n  %1 = exp %0\n  output y = %1\nend\n";
 /// assert_eq!(print(&parse(src)?), src);
@@ -176,7 +175,7 @@ pub enum ParseErrorKind {
 /// let e = parse(bad).unwrap_err();
 /// assert_eq!((e.line, e.column), (4, 8));
 /// assert!(e.to_string().starts_with("line 4, column 8: unknown op `foo`; known ops: input,"));
-/// # Ok::<(), flexsn_compiler::text::ParseError>(())
+/// # Ok::<(), flexsn_ir::text::ParseError>(())
 /// ```
 pub fn parse(src: &str) -> Result<StepGraph, ParseError> {
     let stmts = parse_lines(src)?;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Op, ParamKind, StateInit, StepGraph};
+use flexsn_ir::{Op, ParamKind, StateInit, StepGraph};
 
 /// Rust keywords, printed as raw identifiers (`r#type`).
 const KEYWORDS: &[&str] = &[
@@ -104,7 +104,7 @@ pub fn to_rust(g: &StepGraph) -> String {
     }) {
         prefix.push('_');
     }
-    let atom = |v: crate::ir::ValueId| -> String {
+    let atom = |v: flexsn_ir::ValueId| -> String {
         let node = g.node(v);
         match node.op {
             Op::Input(i) => ident(&g.inputs()[i as usize].name),

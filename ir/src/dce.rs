@@ -1,7 +1,7 @@
 //! Dead-code elimination.
 
-use super::rebuild;
-use crate::ir::StepGraph;
+use crate::graph::StepGraph;
+use crate::rebuild::rebuild;
 
 /// Removes every node that no output and no next state depends on, leaves included. The
 /// declarations stay: an input nobody reads is still an input of the kernel's ABI.
@@ -24,8 +24,9 @@ pub fn dce(g: &StepGraph) -> StepGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsl::GraphBuilder;
-    use crate::ir::{Op, ParamKind, StateInit};
+    use crate::builder::GraphBuilder;
+    use crate::graph::StateInit;
+    use crate::op::{Op, ParamKind};
 
     #[test]
     fn removes_unreachable_nodes_and_leaves_keeps_decls() {

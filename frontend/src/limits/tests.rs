@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{MAX_NESTING, check_nesting};
-use crate::frontend::{Diagnostic, FrontendError, core_info, parse_core};
+use crate::{Diagnostic, FrontendError, core_info, parse_core};
 
 /// Far past the limit and past where the unbounded parser overflowed an 8 MB stack.
 const DEEP: usize = 50_000;

@@ -1,6 +1,6 @@
 //! Errors of building and checking step graphs.
 
-use crate::ir::SurrogateError;
+use crate::surrogate::SurrogateError;
 
 /// Why a step graph could not be built or failed verification. Each variant names what is wrong.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The functions a core may call, in free-function form `f(x, y)` and method form `x.f(y)`.
 
-use crate::ir::Op;
+use flexsn_ir::Op;
 
 /// What a known function lowers to.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,39 +93,7 @@ pub(crate) fn find(name: &str) -> Option<&'static FuncDef> {
     FUNCS.iter().find(|f| f.name == name)
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-/// The candidate closest to `name`, if it is close enough to be a plausible typo.
-pub(crate) fn nearest<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let lower = name.to_ascii_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| {
-            let longest = c.len().max(name.len());
-            // One- and two-letter names are all close: suggesting among them is noise.
-            *d == 0 || (longest > 2 && *d <= longest.div_ceil(3))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+pub(crate) use flexsn_ir::suggest::nearest;
 
 /// The paths `f32::NAME` and `f32::consts::NAME` a core may use as constants.
 pub(crate) fn named_constant(path: &[String]) -> Option<f32> {
@@ -191,6 +159,5 @@ mod tests {
         );
         assert_eq!(nearest("expp", FUNCS.iter().map(|f| f.name)), Some("exp"));
         assert_eq!(nearest("qqqqqqq", FUNCS.iter().map(|f| f.name)), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
