@@ -258,3 +258,12 @@ fn klif_scale_reset_divides_by_k() {
     ));
     let _ = Surrogate::default_for("MultiLevelSpikeCount").unwrap();
 }
+
+/// The PSN family's kernels fire 0/1: a counting surrogate is refused, not silently ignored.
+#[test]
+fn psn_family_refuses_spike_counts() {
+    for name in ["psn", "masked-psn", "sliding-psn"] {
+        let err = Builtin::from_settings(name, ["surrogate=MultiLevelSpikeCount"]).unwrap_err();
+        assert!(err.to_string().contains("spike counts"), "{name}: {err}");
+    }
+}
