@@ -35,6 +35,7 @@ pub mod cuda;
 mod error;
 mod executor;
 mod jit;
+pub mod memory;
 mod neuron;
 
 pub use error::RuntimeError;
