@@ -153,3 +153,29 @@ fn frontend_time_is_near_linear() {
     // Many states and `let`s: name lookups used to scan every binding.
     assert_near_linear("states", &many_states, 1000);
 }
+
+#[test]
+fn numbers_outside_f32_follow_one_rule() {
+    let lit = |l: &str| parse_core(&core(l), &[]);
+    for bad in ["1e39", "340282366920938463463374607431768211456", "1e300"] {
+        let d = message(lit(bad));
+        assert!(d.contains("out of the range of f32"), "{bad}: {d}");
+    }
+    assert!(lit("3.4e38").is_ok());
+    assert!(lit("f32::INFINITY").is_ok());
+    let src = "fn f(x: Input, b: f32) -> Output { x * b }";
+    for (v, why) in [
+        (1e300, "out of the range"),
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "infinity"),
+    ] {
+        let e = parse_core(src, &[("b", v)]).unwrap_err().to_string();
+        assert!(e.contains(why), "{v}: {e}");
+    }
+    assert!(parse_core(src, &[("b", -1e38)]).is_ok());
+}
+
+/// The message of an error.
+fn message(r: Result<crate::ir::StepGraph, FrontendError>) -> String {
+    r.map(|_| String::new()).unwrap_or_else(|e| e.to_string())
+}
