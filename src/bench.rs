@@ -25,10 +25,10 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn_compiler::random::SplitMix64;
+use flexsn_compiler::rng::SplitMix64;
 use flexsn_compiler::scan::param_len;
 use flexsn_runtime::cpu::{self, CpuOptions};
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, Upstream};
@@ -257,19 +257,21 @@ pub fn neuron_graph(name: &str) -> Result<StepGraph> {
         "lif" => flexsn_neurons::LIFNode::new().step_graph()?,
         "plif" => flexsn_neurons::ParametricLIFNode::new().step_graph()?,
         "alif" => alif()?,
-        other => bail!(
-            "unknown benchmark neuron `{other}`; known: {}",
-            NEURONS.join(", ")
-        ),
+        // Any other scan built-in of `flexsn list`, with its defaults.
+        other => match flexsn_neurons::Builtin::from_name(other) {
+            Ok(b) => b.step_graph()?,
+            Err(_) => bail!(
+                "unknown benchmark neuron `{other}`; known: {}, or any scan neuron of `flexsn list`",
+                NEURONS.join(", ")
+            ),
+        },
     };
     Ok(g)
 }
 
 fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
     let backend = opts.backend.as_str();
-    let b = Backend::from_name(backend).with_context(|| {
-        format!("unknown backend `{backend}` (cpu, interpreter, cuda, cuda-emulated)")
-    })?;
+    let b = Backend::from_name(backend)?;
     Ok(match b {
         Backend::Cpu => Jit::cpu(CpuOptions {
             threads,

@@ -19,19 +19,19 @@
 //! runs; a mismatch is a [`RuntimeError`] naming the argument, the expected and the actual
 //! shape.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
-use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::passes;
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
+use flexsn_compiler::scan::ScanKernel;
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cpu::{CpuCompiler, CpuOptions};
-use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor, ScanOutputs};
+use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
+use crate::host::{GradBuffers, InferenceBuffers, Resolved, TrainingBuffers};
 use crate::{Neuron, RuntimeError};
 
 /// The backends [`Jit::new`] knows.
@@ -48,7 +48,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The CLI name.
+    /// Every backend, in the order the CLI lists them.
+    pub const ALL: [Backend; 4] = [
+        Backend::Interpreter,
+        Backend::Cpu,
+        Backend::CudaEmulated,
+        Backend::Cuda,
+    ];
+
+    /// Every name [`Backend::from_name`] accepts (for command-line value lists).
+    pub const NAMES: &[&str] = &["interp", "interpreter", "cpu", "cuda-emulated", "cuda"];
+
+    /// The canonical name (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interpreter => "interpreter",
@@ -58,18 +69,35 @@ impl Backend {
         }
     }
 
-    /// Parses [`Backend::name`].
-    pub fn from_name(s: &str) -> Option<Backend> {
-        [
-            Backend::Interpreter,
-            Backend::Cpu,
-            Backend::Cuda,
-            Backend::CudaEmulated,
-        ]
-        .into_iter()
-        .find(|b| b.name() == s)
+    /// The one parser of backend names: [`Backend::name`], and `interp` for the interpreter.
+    pub fn from_name(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "interp" => Ok(Backend::Interpreter),
+            _ => Backend::ALL
+                .into_iter()
+                .find(|b| b.name() == s)
+                .ok_or_else(|| UnknownBackend(s.to_string())),
+        }
     }
 }
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        Backend::from_name(s)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name [`Backend::from_name`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; known: interp (or interpreter), cpu, cuda-emulated, cuda")]
+pub struct UnknownBackend(pub String);
 
 type Cache = Arc<Mutex<HashMap<String, Arc<dyn ScanExecutor>>>>;
 
@@ -91,10 +119,14 @@ impl std::fmt::Debug for Jit {
 }
 
 impl Jit {
-    /// A JIT for `backend` with default options.
+    /// A JIT for `backend` with default options (the interpreter without `passes::optimize`).
     pub fn new(backend: Backend) -> Result<Jit, RuntimeError> {
         match backend {
-            Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
+            // The oracle runs the graph as built: an optimiser bug cannot hide behind it.
+            Backend::Interpreter => Ok(Jit {
+                optimize: false,
+                ..Jit::with_compiler(Arc::new(InterpreterCompiler))
+            }),
             Backend::Cpu => Jit::cpu(CpuOptions::default()),
             Backend::Cuda => crate::cuda::backend::cuda_jit(Default::default()),
             Backend::CudaEmulated => crate::cuda::backend::emulated_jit(Default::default()),
@@ -146,24 +178,18 @@ impl Jit {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn prepare(&self, g: &StepGraph) -> StepGraph {
+    fn prepare(&self, g: &StepGraph) -> Result<StepGraph, RuntimeError> {
         if !self.optimize {
-            return g.clone();
+            return Ok(g.clone());
         }
-        let o = passes::optimize(g);
-        let same_interface = o.inputs() == g.inputs()
-            && o.states() == g.states()
-            && o.params() == g.params()
-            && o.outputs().len() == g.outputs().len()
-            && flexsn_compiler::verify::verify(&o).is_ok();
-        if same_interface { o } else { g.clone() }
+        Ok(passes::optimize_checked(g)?)
     }
 
     /// Compiles `neuron`'s forward scans (see the [module docs](self)).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
-        let graph = self.prepare(&g);
+        let graph = self.prepare(&g)?;
         let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
         let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
         Ok(Kernel {
@@ -178,9 +204,9 @@ impl Jit {
 }
 
 /// A compiled backward scan and the graph it was made from.
-struct BackwardKernel {
-    graph: BackwardGraph,
-    exec: Arc<dyn ScanExecutor>,
+pub(crate) struct BackwardKernel {
+    pub(crate) graph: BackwardGraph,
+    pub(crate) exec: Arc<dyn ScanExecutor>,
 }
 
 /// A neuron compiled for one backend. `Send + Sync`: share it across threads.
@@ -219,7 +245,7 @@ pub struct Forward<'a> {
     pub final_states: Vec<Vec<f32>>,
     seq_bufs: Vec<Vec<f32>>,
     inputs: Vec<&'a [f32]>,
-    init_states: Vec<Cow<'a, [f32]>>,
+    init_states: Option<Vec<&'a [f32]>>,
     params: Vec<&'a [f32]>,
 }
 
@@ -261,27 +287,6 @@ pub struct Inference {
     pub final_states: Vec<Vec<f32>>,
 }
 
-/// The arguments of a forward call, resolved and checked.
-struct Resolved<'a> {
-    t: usize,
-    n: usize,
-    inputs: Vec<&'a [f32]>,
-    init_states: Vec<Cow<'a, [f32]>>,
-    params: Vec<&'a [f32]>,
-}
-
-impl Resolved<'_> {
-    fn args(&self) -> ScanArgs<'_, f32> {
-        ScanArgs {
-            t: self.t,
-            n: self.n,
-            inputs: self.inputs.clone(),
-            init_states: self.init_states.iter().map(|c| c.as_ref()).collect(),
-            params: self.params.clone(),
-        }
-    }
-}
-
 fn view1<'a>(name: &str, v: &ArrayView1<'a, f32>) -> Result<&'a [f32], RuntimeError> {
     v.to_slice()
         .ok_or_else(|| RuntimeError::NotContiguous(name.to_string()))
@@ -321,57 +326,13 @@ impl Kernel {
         init_states: Option<&[&'a [f32]]>,
         params: &[(&str, &'a [f32])],
     ) -> Result<Resolved<'a>, RuntimeError> {
-        let g = &self.graph;
-        let known = || {
-            g.params()
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut ordered: Vec<Option<&'a [f32]>> = vec![None; g.params().len()];
-        for (name, v) in params {
-            let k = g
-                .param_index(name)
-                .ok_or_else(|| RuntimeError::UnknownParam {
-                    name: name.to_string(),
-                    known: if g.params().is_empty() {
-                        "(none)".into()
-                    } else {
-                        known()
-                    },
-                })?;
-            if ordered[k].replace(v).is_some() {
-                return Err(RuntimeError::DuplicateParam(name.to_string()));
-            }
-        }
-        let params = ordered
-            .into_iter()
-            .zip(g.params())
-            .map(|(v, d)| v.ok_or_else(|| RuntimeError::MissingParam(d.name.clone())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let init_states: Vec<Cow<'a, [f32]>> = match init_states {
-            Some(s) => s.iter().map(|x| Cow::Borrowed(*x)).collect(),
-            None => g
-                .states()
-                .iter()
-                .map(|d| match d.init {
-                    StateInit::Const(c) => Ok(Cow::Owned(vec![c; n])),
-                    StateInit::Runtime => Err(RuntimeError::Exec(
-                        bptt::ExecError::MissingInitialState(d.name.clone()),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let r = Resolved {
+        Ok(Resolved {
             t,
             n,
             inputs: inputs.to_vec(),
-            init_states,
-            params,
-        };
-        r.args().check(g)?;
-        Ok(r)
+            init_states: init_states.map(<[_]>::to_vec),
+            params: self.order_params(params)?,
+        })
     }
 
     /// Forward for training: outputs, state sequences and final states, kept for
@@ -407,15 +368,12 @@ impl Kernel {
         shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
         shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
         shape_buffers(&mut fwd.final_states, g.states().len(), n);
-        for (b, s0) in fwd.seq_bufs.iter_mut().zip(&r.init_states) {
-            b[..n].copy_from_slice(s0);
-        }
-        let mut out = ScanOutputs {
+        let mut out = TrainingBuffers {
             outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_seqs: fwd.seq_bufs.iter_mut().map(|b| &mut b[n..]).collect(),
+            state_bufs: fwd.seq_bufs.iter_mut().map(Vec::as_mut_slice).collect(),
             final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
         };
-        self.training.run_into(&r.args(), &mut out)?;
+        self.forward_resolved(&r, &mut out)?;
         fwd.inputs = r.inputs;
         fwd.init_states = r.init_states;
         fwd.params = r.params;
@@ -452,12 +410,11 @@ impl Kernel {
         out.n = n;
         shape_buffers(&mut out.outputs, g.outputs().len(), t * n);
         shape_buffers(&mut out.final_states, g.states().len(), n);
-        let mut o = ScanOutputs {
+        let mut o = InferenceBuffers {
             outputs: out.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_seqs: vec![],
             final_states: out.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
         };
-        self.inference.run_into(&r.args(), &mut o)
+        self.infer_resolved(&r, &mut o)
     }
 
     /// `(T, N)` and slices of ndarray arguments: inputs `[T, N]`, initial states and params 1-D.
@@ -550,13 +507,16 @@ impl Kernel {
         self.infer(t, n, &xs, s0.as_deref(), &ps)
     }
 
-    fn backward_kernel(&self, spec: &GradSpec) -> Result<Arc<BackwardKernel>, RuntimeError> {
+    pub(crate) fn backward_kernel(
+        &self,
+        spec: &GradSpec,
+    ) -> Result<Arc<BackwardKernel>, RuntimeError> {
         let mut map = self.backward.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = map.get(spec) {
             return Ok(b.clone());
         }
         let mut graph = autodiff::backward(&self.graph, spec)?;
-        let opt = self.jit.prepare(&graph.kernel.graph);
+        let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
         let b = Arc::new(BackwardKernel { graph, exec });
@@ -594,11 +554,9 @@ impl Kernel {
         Ok(g)
     }
 
-    /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers.
-    ///
-    /// Runs [`bptt::backward_from_prev`], so the backward scan's arguments are assembled as in
-    /// [`bptt::backward`] but without copies: the previous-state sequences are rows `0..T` of the
-    /// forward's state buffers.
+    /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers (through
+    /// [`Kernel::backward_host`]'s path: the previous-state sequences are rows `0..T` of the
+    /// forward's state buffers, not copies).
     pub fn backward_into(
         &self,
         fwd: &Forward<'_>,
@@ -610,40 +568,25 @@ impl Kernel {
         if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }
-        // Checked before a backward scan is compiled for `upstream.spec()`.
-        upstream.check(g, t, n)?;
-        let bk = self.backward_kernel(&upstream.spec())?;
-        let args = ScanArgs {
+        let r = Resolved {
             t,
             n,
             inputs: fwd.inputs.clone(),
-            init_states: fwd.init_states.iter().map(|c| c.as_ref()).collect(),
+            init_states: fwd.init_states.clone(),
             params: fwd.params.clone(),
         };
-        let prev: Vec<&[f32]> = fwd.seq_bufs.iter().map(|b| &b[..t * n]).collect();
-        let ni = g.inputs().len();
-        let r = bptt::backward_from_prev(g, &bk.graph, &args, &prev, upstream, |k, a| {
-            let mut outputs = std::mem::take(&mut grads.inputs);
-            shape_buffers(&mut outputs, ni, t * n);
-            for o in ni..k.graph.outputs().len() {
-                outputs.push(vec![0.0; k.output_len(o, t, n)]);
-            }
-            let mut final_states = std::mem::take(&mut grads.init_states);
-            shape_buffers(&mut final_states, g.states().len(), n);
-            let mut res = ScanResult {
-                outputs,
-                state_seqs: vec![],
-                final_states,
-            };
-            let mut out = ScanOutputs {
-                outputs: res.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-                state_seqs: vec![],
-                final_states: res.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
-            };
-            bk.exec.run_into(a, &mut out)?;
-            Ok::<_, RuntimeError>(res)
-        })?;
-        *grads = r;
+        shape_buffers(&mut grads.inputs, g.inputs().len(), t * n);
+        shape_buffers(&mut grads.init_states, g.states().len(), n);
+        let bufs: Vec<&[f32]> = fwd.seq_bufs.iter().map(Vec::as_slice).collect();
+        let mut out = GradBuffers {
+            inputs: grads.inputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            init_states: grads
+                .init_states
+                .iter_mut()
+                .map(Vec::as_mut_slice)
+                .collect(),
+        };
+        grads.params = self.backward_resolved(&r, &bufs, upstream, &mut out)?;
         Ok(())
     }
 

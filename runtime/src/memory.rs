@@ -28,13 +28,21 @@ pub enum MemoryError {
         Bytes(*needed),
         Bytes(*limit)
     )]
+    /// More than the limit.
     TooLarge {
+        /// What needs the memory.
         what: String,
+        /// Bytes needed.
         needed: u64,
+        /// The limit in bytes.
         limit: u64,
     },
+    /// The sizes do not fit in 64 bits.
     #[error("{what}: the sizes overflow (no machine holds that much memory)")]
-    Overflow { what: String },
+    Overflow {
+        /// What needs the memory.
+        what: String,
+    },
 }
 
 /// A byte count in readable units.

@@ -34,7 +34,7 @@ use crate::node::{NodeError, StepMode};
 use crate::params::{NeuronError, ParamValue, fmt_f32, invalid, parse_f64};
 
 /// Why a PSN-family module could not be built or run. Each variant names what is wrong.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PsnError {
     #[error("{module}: T = 0; it needs at least one time step")]
     ZeroT { module: &'static str },
