@@ -22,6 +22,7 @@ use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
 use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
+use flexsn::runtime::memory::{self, MemoryLimit};
 use flexsn::runtime::{Backend, Jit};
 
 #[derive(Parser)]
@@ -81,14 +82,24 @@ struct ConformanceArgs {
     #[arg(long)]
     filter: Option<String>,
     /// Relative tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().rtol)]
+    #[arg(long, default_value_t = Tolerance::default().rtol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     rtol: f64,
     /// Absolute tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().atol)]
+    #[arg(long, default_value_t = Tolerance::default().atol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     atol: f64,
     /// Print every compared tensor under each case.
     #[arg(long, short)]
     verbose: bool,
+}
+
+/// A tolerance: finite and not negative (NaN would fail every comparison).
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a tolerance: expected a finite number >= 0"
+        )),
+    }
 }
 
 fn parse_core_binding(s: &str) -> Result<(String, PathBuf), String> {
@@ -171,7 +182,7 @@ struct RunArgs {
     /// Input x = mean + std * randn.
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     mean: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     std: f32,
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
@@ -180,6 +191,10 @@ struct RunArgs {
     /// bytes kept).
     #[arg(long, value_name = "POLICY")]
     save_policy: Option<flexsn::runtime::SavePolicy>,
+    /// The most memory the run may allocate (e.g. 512M, 8G, 1.5T): larger runs are refused
+    /// before anything is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = memory::parse_size)]
+    max_memory: u64,
 }
 
 #[derive(Args)]
@@ -595,6 +610,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
+    scan_memory(g, a.t, a.n, a.backward).check(MemoryLimit(a.max_memory), "this run")?;
     // An unknown or unavailable backend fails here, before anything is printed.
     let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
     if let Some(p) = a.save_policy {
@@ -611,7 +627,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let initial: Vec<(&str, Vec<f32>)> = target
+    let initial: Vec<(String, Vec<f32>)> = target
         .builtin
         .map(|b| b.initial_params())
         .unwrap_or_default();
@@ -711,6 +727,24 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// The memory a `[t, n]` run of `g` allocates (f32 buffers): inputs, outputs and states; with
+/// `backward`, the state sequences, upstream gradients, gradients and the backward scan's
+/// buffers too (an upper estimate).
+fn scan_memory(g: &StepGraph, t: usize, n: usize, backward: bool) -> memory::Estimate {
+    let (ins, outs, states) = (g.inputs().len(), g.outputs().len(), g.states().len());
+    let params = g.params().len();
+    let e = memory::Estimate::new()
+        .add(ins + outs, &[t, n], 4)
+        .add(2 * states + params, &[n], 4)
+        .add(params, &[t], 4);
+    if backward {
+        e.add(2 * (ins + outs + states), &[t, n], 4)
+            .add(2 * states + params, &[n], 4)
+    } else {
+        e
+    }
+}
+
 /// `T` for a PSN-family run: the module's `T` must be `--t` (set it with `--t` alone, or both
 /// the same).
 fn psn_steps(a: &RunArgs, configured: usize) -> Result<usize> {
@@ -798,8 +832,20 @@ fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
     )?))
 }
 
+/// Checks the memory of a PSN-family run before its `[T, T]` weight is allocated: x, the
+/// membrane and spikes (`[T, N]`) and the weight; backward about twice that.
+fn check_mixing_memory(a: &RunArgs) -> Result<()> {
+    let copies = if a.backward { 2 } else { 1 };
+    memory::Estimate::new()
+        .add(3 * copies, &[a.t, a.n], 4)
+        .add(copies, &[a.t, a.t], 4)
+        .check(MemoryLimit(a.max_memory), "this run")?;
+    Ok(())
+}
+
 fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "PSN", &mut m, out)
@@ -811,6 +857,7 @@ fn run_masked_psn(
     out: &mut dyn Write,
 ) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "MaskedPSN", &mut m, out)

@@ -463,6 +463,106 @@ fn run_summarises_forward_and_backward() {
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
 }
 
+/// Asserts exit status 2 and that the message mentions `what`.
+fn rejected(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(what), "expected `{what}` in:\n{err}");
+}
+
+#[test]
+fn deeply_nested_cores_are_errors_not_stack_overflows() {
+    let n = 50_000;
+    let bodies = [
+        ("parens", format!("{}x{}", "(".repeat(n), ")".repeat(n))),
+        ("sum", format!("x{}", " + x".repeat(n))),
+        ("minus", format!("{}x", "-".repeat(n))),
+        ("methods", format!("x{}", ".tanh()".repeat(n))),
+    ];
+    for (name, body) in bodies {
+        let path = scratch(&format!("deep_{name}.rs"));
+        std::fs::write(
+            &path,
+            format!("fn deep(x: Input) -> Output {{\n    {body}\n}}\n"),
+        )
+        .unwrap();
+        let o = flexsn(&["inspect", path.to_str().unwrap()]);
+        rejected(&o, "nests too deeply");
+        assert!(stderr(&o).contains(":2:"), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn huge_sizes_are_refused_before_allocating() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", "lif", "--t", "1", "--n", "4611686018427387904"],
+            "memory",
+        ),
+        (
+            &["run", "lif", "--t", "100000", "--n", "100000000"],
+            "--max-memory",
+        ),
+        (&["run", "psn", "--t", "100000", "--n", "4"], "--max-memory"),
+        (
+            &[
+                "run",
+                "lif",
+                "--t",
+                "4",
+                "--n",
+                "1000",
+                "--max-memory",
+                "1K",
+            ],
+            "1.0 KiB",
+        ),
+    ];
+    for (args, what) in cases {
+        rejected(&flexsn(args), what);
+    }
+    // Raising the limit lets the same run through.
+    let o = flexsn(&[
+        "run",
+        "lif",
+        "--t",
+        "4",
+        "--n",
+        "1000",
+        "--max-memory",
+        "1G",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn tolerances_must_be_finite_and_not_negative() {
+    for bad in ["nan", "-1e-5", "inf"] {
+        for flag in ["--rtol", "--atol"] {
+            let o = flexsn(&["conformance", "tests/golden/lifnode.json", flag, bad]);
+            rejected(&o, "tolerance");
+        }
+    }
+}
+
+#[test]
+fn negative_values_and_many_sliding_weights_run() {
+    let o = flexsn(&["run", "lif", "--t", "4", "--n", "32", "--std", "-1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // More than 64 SlidingPSN weights (no fixed cap).
+    let o = flexsn(&[
+        "run",
+        "sliding-psn",
+        "--set",
+        "k=100",
+        "--t",
+        "4",
+        "--n",
+        "32",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn every_command_reads_backend_names_alike() {
     // `interp` and `interpreter` are one backend for run (and its numbers are the same).

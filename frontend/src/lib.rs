@@ -355,7 +355,13 @@ fn build_here(src: &str, file: Option<&str>, b: &Bindings) -> Result<StepGraph, 
                 )),
             ));
         };
-        hyper.push(*v as f32);
+        hyper.push(
+            flexsn_ir::num::user_f32(*v).map_err(|why| FrontendError::BadBinding {
+                name: arg.name.clone(),
+                value: v.to_string(),
+                why,
+            })?,
+        );
     }
     let kinds: Vec<Option<ParamKind>> = def
         .dynamic_params()

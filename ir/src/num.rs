@@ -141,3 +141,24 @@ macro_rules! impl_real {
 
 impl_real!(f32, libm::erff, libm::fmodf);
 impl_real!(f64, libm::erf, libm::fmod);
+
+/// The one rule for numbers written by a user that become `f32` constants (literals,
+/// hyperparameters): a finite number within the range of `f32`. NaN, infinities and numbers
+/// that would round to an infinity are refused (with why); infinities are written with the
+/// named constants (`f32::INFINITY`).
+pub fn user_f32(v: f64) -> Result<f32, String> {
+    if v.is_nan() {
+        return Err("NaN is not a value".into());
+    }
+    if v.is_infinite() {
+        return Err("an infinity is not a finite number (write `f32::INFINITY` in a core)".into());
+    }
+    let f = v as f32;
+    if f.is_infinite() {
+        return Err(format!(
+            "{v:e} is out of the range of f32 (largest magnitude {:e})",
+            f32::MAX
+        ));
+    }
+    Ok(f)
+}

@@ -401,19 +401,20 @@ impl Builtin {
         each!(self, n => n.param_values())
     }
 
-    /// Initial values of the graph's params, by name (PLIF: `w`, KLIF: `k`).
-    pub fn initial_params(&self) -> Vec<(&'static str, Vec<f32>)> {
+    /// Initial values of the graph's params, by name (PLIF: `w`, KLIF: `k`; SlidingPSN:
+    /// `weight_0` .. `weight_{k-1}` and `bias`, for any `k`).
+    pub fn initial_params(&self) -> Vec<(String, Vec<f32>)> {
         match self {
-            Builtin::Plif(p) => vec![(PLIF_W, vec![p.initial_w()])],
-            Builtin::Klif(_) => vec![(KLIF_K, vec![KLIFNode::INITIAL_K])],
+            Builtin::Plif(p) => vec![(PLIF_W.into(), vec![p.initial_w()])],
+            Builtin::Klif(_) => vec![(KLIF_K.into(), vec![KLIFNode::INITIAL_K])],
             Builtin::SlidingPsn(p) => {
                 let (w, b) = p.init_params();
-                let mut v: Vec<(&'static str, Vec<f32>)> = w
+                let mut v: Vec<(String, Vec<f32>)> = w
                     .into_iter()
                     .enumerate()
-                    .filter_map(|(i, wi)| psn::sliding_weight_static_name(i).map(|k| (k, vec![wi])))
+                    .map(|(i, wi)| (psn::sliding_weight_name(i), vec![wi]))
                     .collect();
-                v.push((psn::SLIDING_BIAS, vec![b]));
+                v.push((psn::SLIDING_BIAS.into(), vec![b]));
                 v
             }
             _ => vec![],

@@ -604,17 +604,21 @@ pub(super) fn literal(lit: &syn::Lit) -> Result<f32> {
             if !matches!(f.suffix(), "" | "f32") {
                 return Err(bad_suffix(f.span(), f.suffix()));
             }
-            f.base10_digits()
-                .parse::<f32>()
-                .map_err(|e| AnalysisError::new(f.span(), format!("bad float literal: {e}")))
+            let v = f
+                .base10_digits()
+                .parse::<f64>()
+                .map_err(|e| AnalysisError::new(f.span(), format!("bad float literal: {e}")))?;
+            flexsn_ir::num::user_f32(v).map_err(|why| AnalysisError::new(f.span(), why))
         }
         syn::Lit::Int(i) => {
             if !matches!(i.suffix(), "" | "f32") {
                 return Err(bad_suffix(i.span(), i.suffix()));
             }
-            i.base10_digits()
-                .parse::<f32>()
-                .map_err(|e| AnalysisError::new(i.span(), format!("bad integer literal: {e}")))
+            let v = i
+                .base10_digits()
+                .parse::<f64>()
+                .map_err(|e| AnalysisError::new(i.span(), format!("bad integer literal: {e}")))?;
+            flexsn_ir::num::user_f32(v).map_err(|why| AnalysisError::new(i.span(), why))
         }
         syn::Lit::Bool(b) => Ok(if b.value { 1.0 } else { 0.0 }),
         other => Err(AnalysisError::new(

@@ -26,9 +26,7 @@ mod sliding;
 
 pub use dense::{MaskedPSN, MaskedPSNConfig, PSN, PSNConfig};
 pub use mixing::{MixBackend, MixGrads, Mixing};
-pub use sliding::{
-    SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name, sliding_weight_static_name,
-};
+pub use sliding::{SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name};
 
 use flexsn_compiler::ir::Surrogate;
 

@@ -81,7 +81,10 @@ fn defaults_are_spikingjellys() {
     assert_eq!(states(&half), [("v".into(), c(0.3))]);
     let izh = Builtin::from_settings("izhikevich", ["w_rest=0.25"]).unwrap();
     assert_eq!(states(&izh)[1], ("w".into(), c(0.25)));
-    assert_eq!(get("klif").initial_params(), vec![("k", vec![1.0])]);
+    assert_eq!(
+        get("klif").initial_params(),
+        vec![("k".to_string(), vec![1.0])]
+    );
 }
 
 #[test]
