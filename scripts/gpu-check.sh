@@ -191,6 +191,19 @@ bench others 55 --neuron if --neuron plif --neuron alif --dtype f32 --dtype bf16
     --n 16777216 || status=1
 bench psn 55 --neuron psn --dtype f32 --dtype bf16 --t 4 --t 16 --t 64 --n 4194304 || status=1
 
+# ---- save policies: checkpoint:32 against states (LIF, T = 1024, CUDA through the kernel API) --
+start=$SECONDS
+policy_log="$tmp/bench-save-policy.log"
+(for p in states checkpoint:32; do
+    timeout "$(limit 60)" "$bundle/flexsn" bench --backend cuda-jit --neuron lif --t 1024 \
+        --n 262144 --threads 1 --phase forward_backward --min-ms 300 --save-policy "$p" || exit 1
+done) >"$policy_log" 2>&1
+rc=$?
+save "$policy_log"
+cat "$policy_log" >>"$tmp/bench.log"
+record "bench --save-policy (cuda-jit)" "exit $rc [$((SECONDS - start)) s]"
+[ $rc -ne 0 ] && status=1
+
 # ---- table ----------------------------------------------------------------------------------
 {
     echo

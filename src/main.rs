@@ -171,6 +171,10 @@ struct RunArgs {
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (prints the
+    /// bytes kept).
+    #[arg(long, value_name = "POLICY")]
+    save_policy: Option<flexsn::runtime::SavePolicy>,
 }
 
 #[derive(Args)]
@@ -192,7 +196,9 @@ struct BenchArgs {
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
     /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
+    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216. `cuda-jit`
+    /// times the CUDA backend through the kernel API (host buffers, transfers included; the one
+    /// CUDA path that takes --save-policy).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
@@ -214,6 +220,10 @@ struct BenchArgs {
     /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     unroll: usize,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (only the
+    /// state before every K-th step; backward recomputes the rest).
+    #[arg(long, default_value = "states", value_name = "POLICY")]
+    save_policy: flexsn::runtime::SavePolicy,
 }
 
 fn main() -> ExitCode {
@@ -581,7 +591,10 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
     // An unknown or unavailable backend fails here, before anything is printed.
-    let kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    if let Some(p) = a.save_policy {
+        kernel.set_save_policy(p)?;
+    }
 
     let mut rng = Normal(a.seed);
     let inputs: Vec<Vec<f32>> = g
@@ -637,6 +650,14 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
+    if let (Some(f), Some(_)) = (&fwd, a.save_policy) {
+        writeln!(
+            out,
+            "  kept for backward: {} bytes ({})",
+            f.saved_bytes(),
+            f.save_policy()
+        )?;
+    }
     for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         use flexsn::compiler::ir::{Op, Surrogate};
@@ -807,6 +828,9 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
     if a.backend == "cuda" {
+        if a.save_policy != flexsn::runtime::SavePolicy::States {
+            bail!("--save-policy with CUDA: use --backend cuda-jit");
+        }
         let args = flexsn::cuda::CudaBenchArgs {
             neurons: a.neurons,
             ts: a.ts,
@@ -839,6 +863,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         min_time: std::time::Duration::from_millis(a.min_ms),
         chunk: a.chunk,
         unroll: a.unroll,
+        save_policy: a.save_policy,
         ..BenchOptions::default()
     };
     run(&opts, out)?;

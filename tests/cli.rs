@@ -390,6 +390,48 @@ fn list_shows_every_builtin_with_defaults() {
 }
 
 #[test]
+fn run_with_a_save_policy_reports_the_bytes_kept_and_the_same_gradients() {
+    let run = |policy: &str| {
+        let o = flexsn(&[
+            "run",
+            "lif",
+            "--t",
+            "10",
+            "--n",
+            "64",
+            "--backward",
+            "--backend",
+            "cpu",
+            "--save-policy",
+            policy,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let (states, ck) = (run("states"), run("checkpoint:4"));
+    // One state: (T + 1) rows of N floats, or ⌈10/4⌉ = 3 rows.
+    assert!(
+        states.contains("kept for backward: 2816 bytes (states)"),
+        "{states}"
+    );
+    assert!(
+        ck.contains("kept for backward: 768 bytes (checkpoint:4)"),
+        "{ck}"
+    );
+    let grads = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("grad") || l.contains("firing rate"))
+            .map(String::from)
+            .collect()
+    };
+    assert!(!grads(&states).is_empty());
+    assert_eq!(grads(&states), grads(&ck));
+    let o = flexsn(&["run", "lif", "--save-policy", "checkpoint:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("with K >= 1"), "{}", stderr(&o));
+}
+
+#[test]
 fn run_summarises_forward_and_backward() {
     let o = flexsn(&[
         "run",

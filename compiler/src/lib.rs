@@ -30,6 +30,7 @@
 
 pub mod autodiff;
 pub mod bptt;
+pub mod checkpoint;
 pub mod codegen;
 pub mod dot;
 pub mod dsl;

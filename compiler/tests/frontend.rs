@@ -440,3 +440,36 @@ fn named_states_and_trailing_return() {
     .unwrap();
     assert!(!g.nodes().any(|(_, n)| n.op == Op::Exp));
 }
+
+/// `MultiLevelSpikeCount` is known to the text frontend: its spike is the count, its gradient
+/// window as given; a constant operand folds to the count too.
+#[test]
+fn multi_level_spike_count_in_a_core() {
+    let src = "fn ilif(x: Input, v: State) -> (Output, State) {
+        let h = 0.5 * v + x;
+        let s = spike(h, Surrogate::MultiLevelSpikeCount { max_spike_count: 3, grad_max: 2.5 });
+        let c = spike(2.5, Surrogate::MultiLevelSpikeCount { max_spike_count: 4 });
+        (s + c, h - s)
+    }";
+    let g = parse_core(src, &[]).unwrap();
+    let sg = g
+        .nodes()
+        .find_map(|(_, n)| match n.op {
+            Op::Spike(s) => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        sg,
+        Surrogate::MultiLevelSpikeCount {
+            max_spike_count: 3,
+            grad_min: 0.0,
+            grad_max: 2.5
+        }
+    );
+    let mut values = vec![];
+    crate::interp::eval_step::<f32>(&g, &[7.0], &[0.0], &[], &mut values);
+    let out = g.outputs()[0].value;
+    // count(7.0) = 3 (clamped), plus the folded count(2.5) = 2 (ties to even).
+    assert_eq!(values[out.index()], 5.0);
+}

@@ -20,13 +20,14 @@
 //! shape.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
+use flexsn_compiler::checkpoint::{self, SavePolicy, SegmentBackward};
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::passes;
-use flexsn_compiler::scan::ScanKernel;
+use flexsn_compiler::scan::{ScanArgs, ScanKernel};
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cpu::{CpuCompiler, CpuOptions};
@@ -199,6 +200,8 @@ impl Jit {
             inference,
             training,
             backward: Mutex::default(),
+            save_policy: SavePolicy::States,
+            recompute: OnceLock::new(),
         })
     }
 }
@@ -207,6 +210,8 @@ impl Jit {
 pub(crate) struct BackwardKernel {
     pub(crate) graph: BackwardGraph,
     pub(crate) exec: Arc<dyn ScanExecutor>,
+    /// Its segment form for `checkpoint:K`, compiled on first use.
+    segment: OnceLock<(SegmentBackward, Arc<dyn ScanExecutor>)>,
 }
 
 /// A neuron compiled for one backend. `Send + Sync`: share it across threads.
@@ -217,6 +222,9 @@ pub struct Kernel {
     inference: Arc<dyn ScanExecutor>,
     training: Arc<dyn ScanExecutor>,
     backward: Mutex<HashMap<GradSpec, Arc<BackwardKernel>>>,
+    save_policy: SavePolicy,
+    /// The recompute scan of `checkpoint:K`, compiled on first use.
+    recompute: OnceLock<Arc<dyn ScanExecutor>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -232,9 +240,10 @@ impl std::fmt::Debug for Kernel {
 /// What a training forward pass returns, and what backward needs (it borrows the inputs and
 /// params, so they must outlive it).
 ///
-/// Each state's sequence lives in one `[(T+1), N]` buffer whose first row is the initial state:
-/// backward reads "the state before step t" as rows `0..T` and the sequence is rows `1..=T`, so
-/// neither is copied.
+/// Under [`SavePolicy::States`], each state's sequence lives in one `[(T+1), N]` buffer whose
+/// first row is the initial state: backward reads "the state before step t" as rows `0..T` and
+/// the sequence is rows `1..=T`, so neither is copied. Under [`SavePolicy::Checkpoint`] only
+/// the state before every `K`-th step is kept (`⌈T/K⌉` rows); backward recomputes the rest.
 #[derive(Clone, Debug, Default)]
 pub struct Forward<'a> {
     pub t: usize,
@@ -244,22 +253,41 @@ pub struct Forward<'a> {
     /// Per state: `[N]`.
     pub final_states: Vec<Vec<f32>>,
     seq_bufs: Vec<Vec<f32>>,
+    /// Under `checkpoint:K`: per state, `⌈T/K⌉` rows of `N` (the state before steps 0, K, …).
+    checkpoints: Vec<Vec<f32>>,
+    policy: SavePolicy,
     inputs: Vec<&'a [f32]>,
     init_states: Option<Vec<&'a [f32]>>,
     params: Vec<&'a [f32]>,
 }
 
 impl Forward<'_> {
-    /// State `j` after each step: `[T, N]`.
-    pub fn state_seq(&self, j: usize) -> &[f32] {
-        &self.seq_bufs[j][self.n..]
+    /// State `j` after each step, `[T, N]`: `None` under `checkpoint:K` (not kept) or when `j`
+    /// is not a state.
+    pub fn state_seq(&self, j: usize) -> Option<&[f32]> {
+        self.seq_bufs.get(j).map(|b| &b[self.n..])
     }
 
-    /// Every state's sequence, in graph order.
+    /// Every state's sequence, in graph order (empty under `checkpoint:K`).
     pub fn state_seqs(&self) -> Vec<&[f32]> {
-        (0..self.seq_bufs.len())
-            .map(|j| self.state_seq(j))
-            .collect()
+        self.seq_bufs.iter().map(|b| &b[self.n..]).collect()
+    }
+
+    /// The save policy this forward ran under.
+    pub fn save_policy(&self) -> SavePolicy {
+        self.policy
+    }
+
+    /// Bytes kept for backward (besides the outputs and final states returned anyway): the
+    /// state buffers of `states`, or the checkpoints of `checkpoint:K`.
+    pub fn saved_bytes(&self) -> usize {
+        let floats: usize = self
+            .seq_bufs
+            .iter()
+            .chain(&self.checkpoints)
+            .map(Vec::len)
+            .sum();
+        floats * std::mem::size_of::<f32>()
     }
 
     /// Output `o`'s sequence.
@@ -269,7 +297,7 @@ impl Forward<'_> {
 }
 
 /// Makes `v` hold `count` buffers of `len` floats, reusing allocations.
-fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
+pub(crate) fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
     v.resize_with(count, Vec::new);
     for b in v.iter_mut() {
         b.resize(len, 0.0);
@@ -365,15 +393,54 @@ impl Kernel {
         let g = &self.graph;
         fwd.t = t;
         fwd.n = n;
-        shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
-        shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
-        shape_buffers(&mut fwd.final_states, g.states().len(), n);
-        let mut out = TrainingBuffers {
-            outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_bufs: fwd.seq_bufs.iter_mut().map(Vec::as_mut_slice).collect(),
-            final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        // Without states or steps there is nothing to save either way.
+        fwd.policy = if g.states().is_empty() || t == 0 {
+            SavePolicy::States
+        } else {
+            self.save_policy
         };
-        self.forward_resolved(&r, &mut out)?;
+        shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
+        shape_buffers(&mut fwd.final_states, g.states().len(), n);
+        match fwd.policy {
+            SavePolicy::Checkpoint(k) => {
+                fwd.seq_bufs.clear();
+                let defaults;
+                let init: Vec<&[f32]> = match &r.init_states {
+                    Some(s) => s.clone(),
+                    None => {
+                        defaults = bptt::default_init_states::<f32>(g, n)?;
+                        defaults.iter().map(Vec::as_slice).collect()
+                    }
+                };
+                let args = ScanArgs {
+                    t,
+                    n,
+                    inputs: r.inputs.clone(),
+                    init_states: init,
+                    params: r.params.clone(),
+                };
+                args.check(g)?;
+                crate::checkpoint::forward(
+                    self.inference.as_ref(),
+                    g,
+                    &args,
+                    k,
+                    &mut fwd.outputs,
+                    &mut fwd.checkpoints,
+                    &mut fwd.final_states,
+                )?;
+            }
+            SavePolicy::States => {
+                fwd.checkpoints.clear();
+                shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
+                let mut out = TrainingBuffers {
+                    outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    state_bufs: fwd.seq_bufs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+                };
+                self.forward_resolved(&r, &mut out)?;
+            }
+        }
         fwd.inputs = r.inputs;
         fwd.init_states = r.init_states;
         fwd.params = r.params;
@@ -519,9 +586,105 @@ impl Kernel {
         let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
-        let b = Arc::new(BackwardKernel { graph, exec });
+        let b = Arc::new(BackwardKernel {
+            graph,
+            exec,
+            segment: OnceLock::new(),
+        });
         map.insert(spec.clone(), b.clone());
         Ok(b)
+    }
+
+    /// [`Kernel::backward_into`] for a forward under `checkpoint:K`.
+    fn backward_checkpointed(
+        &self,
+        fwd: &Forward<'_>,
+        k: usize,
+        upstream: &Upstream<'_, f32>,
+        grads: &mut Gradients<f32>,
+    ) -> Result<(), RuntimeError> {
+        let (t, n) = (fwd.t, fwd.n);
+        let g = &self.graph;
+        let rows_ok = fwd.checkpoints.iter().all(|c| c.len() >= n);
+        if fwd.checkpoints.len() != g.states().len()
+            || !rows_ok
+            || fwd.inputs.len() != g.inputs().len()
+        {
+            return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
+        }
+        // Checked before a backward scan is compiled for `upstream.spec()`.
+        upstream.check(g, t, n)?;
+        // The initial states are the first checkpoint row unless given.
+        let init_states = fwd
+            .init_states
+            .clone()
+            .unwrap_or_else(|| fwd.checkpoints.iter().map(|c| &c[..n]).collect());
+        let args = ScanArgs {
+            t,
+            n,
+            inputs: fwd.inputs.clone(),
+            init_states,
+            params: fwd.params.clone(),
+        };
+        args.check(g)?;
+        let bk = self.backward_kernel(&upstream.spec())?;
+        let (segment, segment_exec) = self.segment_backward(&bk)?;
+        let scans = crate::checkpoint::Scans {
+            recompute: self.recompute_scan()?.as_ref(),
+            segment,
+            segment_exec: segment_exec.as_ref(),
+        };
+        *grads = crate::checkpoint::backward(
+            &scans,
+            g,
+            &bk.graph,
+            &args,
+            k,
+            &fwd.checkpoints,
+            upstream,
+            grads,
+        )?;
+        Ok(())
+    }
+
+    /// The save policy of [`Kernel::forward`] (default [`SavePolicy::States`]).
+    pub fn save_policy(&self) -> SavePolicy {
+        self.save_policy
+    }
+
+    /// Sets what [`Kernel::forward`] keeps for backward. A `checkpoint:K` policy's extra scans
+    /// (the recompute scan, and each backward scan's segment form) compile on first use.
+    pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), RuntimeError> {
+        if policy == SavePolicy::Checkpoint(0) {
+            return Err(RuntimeError::Unsupported(
+                "checkpoint:0: the checkpoint interval must be at least 1".into(),
+            ));
+        }
+        self.save_policy = policy;
+        Ok(())
+    }
+
+    fn recompute_scan(&self) -> Result<&Arc<dyn ScanExecutor>, RuntimeError> {
+        if let Some(e) = self.recompute.get() {
+            return Ok(e);
+        }
+        let exec = self
+            .jit
+            .compile_scan(&checkpoint::recompute_kernel(&self.graph)?)?;
+        Ok(self.recompute.get_or_init(|| exec))
+    }
+
+    fn segment_backward<'b>(
+        &self,
+        bk: &'b BackwardKernel,
+    ) -> Result<(&'b SegmentBackward, &'b Arc<dyn ScanExecutor>), RuntimeError> {
+        if let Some((s, e)) = bk.segment.get() {
+            return Ok((s, e));
+        }
+        let seg = SegmentBackward::new(&bk.graph)?;
+        let exec = self.jit.compile_scan(&seg.kernel)?;
+        let (s, e) = bk.segment.get_or_init(|| (seg, exec));
+        Ok((s, e))
     }
 
     /// Compiles the backward scan for the upstream gradients `spec` now rather than on the first
@@ -565,6 +728,9 @@ impl Kernel {
     ) -> Result<(), RuntimeError> {
         let (t, n) = (fwd.t, fwd.n);
         let g = &self.graph;
+        if let SavePolicy::Checkpoint(k) = fwd.policy {
+            return self.backward_checkpointed(fwd, k, upstream, grads);
+        }
         if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }

@@ -32,6 +32,7 @@
 //! - [`ScanExecutor`], [`BackendCompiler`]: how a backend plugs in.
 //! - [`cpu`]: the Cranelift backend ([`cpu::CpuScan`]), and inspection of its CLIF and assembly.
 
+mod checkpoint;
 pub mod cpu;
 pub mod cuda;
 mod error;
@@ -46,6 +47,7 @@ pub use executor::{
 };
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
+pub use flexsn_compiler::checkpoint::SavePolicy;
 pub use host::{GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers};
 pub use jit::{Backend, Forward, Inference, Jit, Kernel, UnknownBackend};
 pub use neuron::Neuron;
