@@ -11,8 +11,7 @@ use syn::spanned::Spanned;
 
 use super::body::Analyzer;
 use super::model::{
-    AnalysisError, ArgDef, ArgKind, CoreDef, Instr, ParamKindDef, Program, Result, ResultDef,
-    Role,
+    AnalysisError, ArgDef, ArgKind, CoreDef, Instr, ParamKindDef, Program, Result, ResultDef, Role,
 };
 use super::syntax::{ident_name, simple_type};
 use crate::funcs;
