@@ -7,7 +7,9 @@ use proc_macro2::Span;
 /// A located error: what is wrong, where, and what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// What is wrong.
     pub message: String,
+    /// What is allowed instead, when there is a useful hint.
     pub help: Option<String>,
     /// The file name, when the source came from a file.
     pub file: Option<String>,
@@ -98,20 +100,31 @@ pub enum FrontendError {
         "`{name}` is not a hyperparameter or `Param<Dynamic>` of core `{core}`; it has: {known}"
     )]
     UnknownBinding {
+        /// The core's name.
         core: String,
+        /// The name bound.
         name: String,
+        /// The core's hyperparameters and `Param<Dynamic>` params, quoted and joined with `, `.
         known: String,
     },
     /// A binding has a value of the wrong form.
     #[error("cannot bind `{name}` = `{value}`: {why}")]
     BadBinding {
+        /// The name bound (the whole assignment when it has no `=`).
         name: String,
+        /// The value as written (empty when there is none).
         value: String,
+        /// What form was expected.
         why: String,
     },
     /// The core file could not be read.
     #[error("cannot read `{path}`: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The path as given.
+        path: String,
+        /// The operating system's error message.
+        message: String,
+    },
     /// The frontend's thread could not be started.
     #[error("cannot start the frontend thread: {0}")]
     Thread(String),

@@ -62,11 +62,14 @@ use flexsn_ir::{ParamKind, StepGraph};
 /// `Param<Dynamic>` params (unbound ones are shared).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Bindings {
+    /// Hyperparameter values by name, in the order bound.
     pub hyper: Vec<(String, f64)>,
+    /// Kinds of `Param<Dynamic>` params by name, in the order bound.
     pub param_kinds: Vec<(String, ParamKind)>,
 }
 
 impl Bindings {
+    /// Empty bindings; add some with [`Bindings::hyper`] and [`Bindings::param_kind`].
     pub fn new() -> Self {
         Bindings::default()
     }
@@ -123,13 +126,19 @@ pub fn param_kind_from_shape(shape: &[usize], t: usize, n: usize) -> Option<Para
 /// The interface of a core, read from its source without building it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CoreInfo {
+    /// The core's (fn's) name.
     pub name: String,
+    /// Its doc comments, joined and trimmed.
     pub description: String,
+    /// Input names, in signature order.
     pub inputs: Vec<String>,
+    /// State names, in signature order.
     pub states: Vec<String>,
     /// Name, kind (`None` for `Param<Dynamic>`) and whether it is learnable.
     pub params: Vec<(String, Option<ParamKind>, bool)>,
+    /// Hyperparameter names, in signature order.
     pub hyperparameters: Vec<String>,
+    /// Output names, in the order of the return tuple.
     pub outputs: Vec<String>,
 }
 

@@ -18,7 +18,9 @@ use flexsn_ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 /// A value while lowering: a folded constant or a graph node.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value {
+    /// A constant, folded while building.
     Const(f32),
+    /// A node of the graph being built.
     Node(ValueId),
 }
 
@@ -40,12 +42,14 @@ pub struct Lowerer {
 }
 
 impl Lowerer {
+    /// A lowerer for a core called `name`, with an empty graph.
     pub fn new(name: &str) -> Self {
         Lowerer {
             b: GraphBuilder::new(name),
         }
     }
 
+    /// Sets the graph's description.
     pub fn set_description(&mut self, d: &str) {
         self.b.set_description(d);
     }
@@ -59,14 +63,17 @@ impl Lowerer {
         }
     }
 
+    /// Declares input `name`; its value at the current step.
     pub fn input(&mut self, name: &str) -> Result<Value, BuildError> {
         self.b.add_input(name).map(Value::Node)
     }
 
+    /// Declares state `name` with initial value `init`; its value after the previous step.
     pub fn state(&mut self, name: &str, init: StateInit) -> Result<Value, BuildError> {
         self.b.add_state(name, init).map(Value::Node)
     }
 
+    /// Declares param `name`; its value.
     pub fn param(
         &mut self,
         name: &str,

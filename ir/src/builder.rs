@@ -76,6 +76,7 @@ impl GraphBuilder {
         b
     }
 
+    /// Sets the description the built graph carries.
     pub fn set_description(&mut self, d: impl Into<String>) {
         self.description = d.into();
     }

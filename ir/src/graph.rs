@@ -14,13 +14,16 @@ pub type ValueId = NodeIndex<u32>;
 /// One node: an op and its operands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// What the node computes.
     pub op: Op,
+    /// Operands, in the order the op documents; each defined by an earlier node.
     pub args: Vec<ValueId>,
 }
 
 /// An input sequence, read one time step at a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputDecl {
+    /// The input's name, unique among the graph's names.
     pub name: String,
 }
 
@@ -36,14 +39,18 @@ pub enum StateInit {
 /// A state carried from one time step to the next.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateDecl {
+    /// The state's name, unique among the graph's names.
     pub name: String,
+    /// Its value before the first step.
     pub init: StateInit,
 }
 
 /// A parameter: shared by all time steps (and neurons, for [`ParamKind::Shared`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamDecl {
+    /// The parameter's name, unique among the graph's names.
     pub name: String,
+    /// Its shape: shared scalar, per neuron or per time step.
     pub kind: ParamKind,
     /// Whether backward computes a gradient for it.
     pub learnable: bool,
@@ -52,7 +59,9 @@ pub struct ParamDecl {
 /// A named output of the step, stored as a `[T, N]` sequence by the scan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputDecl {
+    /// The output's name, unique among the graph's names.
     pub name: String,
+    /// The node whose value is stored at each step.
     pub value: ValueId,
 }
 
@@ -76,30 +85,39 @@ pub struct StepGraph {
 }
 
 impl StepGraph {
+    /// The neuron's name.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// Free-text description of the neuron (may be empty).
     pub fn description(&self) -> &str {
         &self.description
     }
+    /// Replaces the description.
     pub fn set_description(&mut self, description: impl Into<String>) {
         self.description = description.into();
     }
+    /// Renames the neuron; names inside the graph are unchanged.
     pub fn set_name(&mut self, name: impl Into<String>) {
         self.name = name.into();
     }
+    /// Declared inputs; [`Op::Input`] indexes this list.
     pub fn inputs(&self) -> &[InputDecl] {
         &self.inputs
     }
+    /// Declared states; [`Op::State`] indexes this list.
     pub fn states(&self) -> &[StateDecl] {
         &self.states
     }
+    /// Declared parameters; [`Op::Param`] indexes this list.
     pub fn params(&self) -> &[ParamDecl] {
         &self.params
     }
+    /// Declared outputs, in the order the scan stores them.
     pub fn outputs(&self) -> &[OutputDecl] {
         &self.outputs
     }
+    /// The value each state takes after the step, parallel to [`StepGraph::states`].
     pub fn next_states(&self) -> &[ValueId] {
         &self.next_states
     }
@@ -111,6 +129,7 @@ impl StepGraph {
     pub fn len(&self) -> usize {
         self.graph.node_count()
     }
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.graph.node_count() == 0
     }
@@ -126,12 +145,15 @@ impl StepGraph {
     pub fn input_index(&self, name: &str) -> Option<usize> {
         self.inputs.iter().position(|d| d.name == name)
     }
+    /// Index of the state called `name`.
     pub fn state_index(&self, name: &str) -> Option<usize> {
         self.states.iter().position(|d| d.name == name)
     }
+    /// Index of the parameter called `name`.
     pub fn param_index(&self, name: &str) -> Option<usize> {
         self.params.iter().position(|d| d.name == name)
     }
+    /// Index of the output called `name`.
     pub fn output_index(&self, name: &str) -> Option<usize> {
         self.outputs.iter().position(|d| d.name == name)
     }

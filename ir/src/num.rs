@@ -18,27 +18,49 @@ pub trait Real:
     + Sync
     + 'static
 {
+    /// Additive identity, `0`.
     fn zero() -> Self;
+    /// Multiplicative identity, `1`.
     fn one() -> Self;
+    /// Converts from `f32` (exact for `f64`).
     fn from_f32(v: f32) -> Self;
+    /// Converts from `f64`, rounding to nearest for `f32`.
     fn from_f64(v: f64) -> Self;
+    /// Converts to `f64` (exact).
     fn to_f64(self) -> f64;
+    /// `e^x`.
     fn exp(self) -> Self;
+    /// Natural logarithm.
     fn ln(self) -> Self;
+    /// Base-2 logarithm.
     fn log2(self) -> Self;
+    /// Square root (NaN below 0).
     fn sqrt(self) -> Self;
+    /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// Sine, in radians.
     fn sin(self) -> Self;
+    /// Cosine, in radians.
     fn cos(self) -> Self;
+    /// Gauss error function (from `libm`, the same on every platform).
     fn erf(self) -> Self;
+    /// Arctangent, in radians, in `[-π/2, π/2]`.
     fn atan(self) -> Self;
+    /// Largest integer not above `x`.
     fn floor(self) -> Self;
+    /// Smallest integer not below `x`.
     fn ceil(self) -> Self;
+    /// Nearest integer, halves to even (`torch.round`).
     fn round_ties_even(self) -> Self;
+    /// Integer part, rounding toward zero.
     fn trunc(self) -> Self;
+    /// Absolute value.
     fn abs(self) -> Self;
+    /// `self` raised to the power `e`.
     fn powf(self, e: Self) -> Self;
+    /// Remainder of `self / d` with the sign of `self` (C `fmod`, from `libm`).
     fn fmod(self, d: Self) -> Self;
+    /// Whether the value is NaN.
     fn is_nan(self) -> bool;
     /// `1 / (1 + exp(-x))`.
     fn sigmoid(self) -> Self {

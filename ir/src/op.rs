@@ -51,33 +51,55 @@ pub enum Op {
     Const(f32),
 
     // unary
+    /// `-x`.
     Neg,
+    /// `1 / x`.
     Reciprocal,
+    /// `e^x`.
     Exp,
+    /// Natural logarithm.
     Log,
+    /// Base-2 logarithm.
     Log2,
+    /// Square root.
     Sqrt,
+    /// `1 / sqrt(x)`.
     Rsqrt,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Sine (radians).
     Sin,
+    /// Cosine (radians).
     Cos,
+    /// Gauss error function.
     Erf,
+    /// Arctangent (radians).
     Atan,
+    /// Round toward negative infinity.
     Floor,
+    /// Round toward positive infinity.
     Ceil,
     /// Round half to even, as `torch.round`.
     Round,
+    /// `max(x, 0)`; NaN passes through, `-0` gives `+0`.
     Relu,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
     /// `(x > 0) - (x < 0)`.
     Sign,
+    /// `|x|`.
     Abs,
+    /// Logical not: `1` if `x == 0`, else `0`.
     Not,
 
     // binary
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a * b`.
     Mul,
+    /// `a / b` (IEEE: division by zero gives an infinity or NaN).
     Div,
     /// `a ^ b`.
     Pow,
@@ -87,13 +109,21 @@ pub enum Op {
     Min,
     /// NaN-propagating maximum (`torch.maximum`).
     Max,
+    /// `a == b`.
     Eq,
+    /// `a != b` (true when either is NaN).
     Ne,
+    /// `a < b`.
     Lt,
+    /// `a <= b`.
     Le,
+    /// `a > b`.
     Gt,
+    /// `a >= b`.
     Ge,
+    /// Logical and.
     And,
+    /// Logical or.
     Or,
 
     // ternary
@@ -111,13 +141,18 @@ pub enum Op {
 /// How many operands an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
+    /// No operands: inputs, states, params and constants.
     Leaf,
+    /// One operand.
     Unary,
+    /// Two operands.
     Binary,
+    /// Three operands.
     Ternary,
 }
 
 impl Arity {
+    /// The operand count as a number (0 to 3).
     pub fn count(self) -> usize {
         match self {
             Arity::Leaf => 0,

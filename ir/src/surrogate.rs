@@ -12,65 +12,105 @@ use crate::num::Real;
 /// A surrogate function and its parameters. Field names follow SpikingJelly's constructors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Surrogate {
+    /// Backward `α·σ(αx)·(1 - σ(αx))`.
     Sigmoid {
+        /// Steepness (default 4).
         alpha: f32,
     },
+    /// Backward `(α/2) / (1 + (παx/2)²)`.
     ATan {
+        /// Steepness (default 2).
         alpha: f32,
     },
+    /// Backward `α - α²·|x|` for `|x| <= 1/α`, else 0.
     PiecewiseQuadratic {
+        /// Peak height; the window's half-width is `1/α`. Non-zero (default 1).
         alpha: f32,
     },
+    /// Backward `(α/2)·e^(-α|x|)`.
     PiecewiseExp {
+        /// Steepness (default 1).
         alpha: f32,
     },
+    /// Backward `1 / (2α·(1/α + |x|)²)`.
     SoftSign {
+        /// Steepness, `> 0` (default 2).
         alpha: f32,
     },
+    /// Backward `α / (|x| + 1)²`; no smooth primitive.
     SuperSpike {
+        /// Scale (default 1).
         alpha: f32,
     },
+    /// Backward `1 / (1/α + |x|)`.
     NonzeroSignLogAbs {
+        /// Steepness (default 1).
         alpha: f32,
     },
+    /// Backward `(α/√π)·e^(-(αx)²)`.
     Erf {
+        /// Steepness (default 2).
         alpha: f32,
     },
+    /// Backward `1/(2w)` for `|x| < w`, else `c`.
     PiecewiseLeakyReLU {
+        /// Half-width of the window, `> 0` (default 1).
         w: f32,
+        /// Slope outside the window (default 0.01).
         c: f32,
     },
+    /// Backward `(4/T)·Σ_{i=1}^{n-1} cos((2i - 1)·2πx/T)`.
     SquarewaveFourierSeries {
+        /// Series order: the sum has `n - 1` terms; an integer in `1..=1024` (default 2).
         n: u32,
+        /// Period `T`, `> 0`; SpikingJelly's `T` (default 8).
         t_period: f32,
     },
+    /// Backward `α·σ(αx)·(1 - σ(αx))` for `x < 0`, `β / (x + 1)` otherwise.
     S2NN {
+        /// Steepness of the negative (sigmoid) side (default 4).
         alpha: f32,
+        /// Scale of the positive side (default 1).
         beta: f32,
     },
+    /// Backward `(1 + 2|x|/(α - 1))^(-α)`.
     QPseudoSpike {
+        /// Tail exponent, `> 1` (default 2).
         alpha: f32,
     },
+    /// Backward `k` for `x >= 0`, `leak` below.
     LeakyKReLU {
+        /// Slope for `x < 0` (default 0).
         leak: f32,
+        /// Slope for `x >= 0` (default 1).
         k: f32,
     },
+    /// Backward `min(1/|x|, α)`; no smooth primitive.
     FakeNumericalGradient {
+        /// Upper bound of the gradient (default 0.3).
         alpha: f32,
     },
+    /// Backward `α` for `x <= 0`, 1 on `(0, 1]`, `1/x` above.
     LogTailedReLU {
+        /// Slope for `x <= 0` (default 0).
         alpha: f32,
     },
+    /// Backward `α` for `|x| < 1/(2α)`, else 0.
     Rect {
+        /// Height; the window's width is `1/α`. Non-zero (default 1).
         alpha: f32,
     },
+    /// Straight-through: backward 1 everywhere.
     DeterministicPass,
     /// Integer spike counts: forward `round(clamp(x, 0, max_spike_count))` (ties to even),
     /// backward 1 inside `[grad_min, grad_max]`, else 0 (SpikingJelly's default window is
     /// `[0, max_spike_count]`).
     MultiLevelSpikeCount {
+        /// Largest count a step can emit, an integer `>= 1` (default 4).
         max_spike_count: u32,
+        /// Lower end of the pass-through window (default 0).
         grad_min: f32,
+        /// Upper end of the window, `>= grad_min` (default `max_spike_count`).
         grad_max: f32,
     },
 }
@@ -78,19 +118,29 @@ pub enum Surrogate {
 /// Why a surrogate could not be made from a name and parameters.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SurrogateError {
+    /// No surrogate has this class name (given here).
     #[error("unknown surrogate `{0}`{hint}; known: {known}", hint = crate::suggest::did_you_mean(.0, Surrogate::NAMES.iter().copied()), known = Surrogate::NAMES.join(", "))]
     Unknown(String),
+    /// The surrogate has no parameter of this name.
     #[error("surrogate `{surrogate}` has no parameter `{param}`{hint}; it takes: {allowed}", hint = crate::suggest::did_you_mean(.param, .allowed.split(", ")))]
     UnknownParam {
+        /// The surrogate's class name.
         surrogate: &'static str,
+        /// The parameter name given.
         param: String,
+        /// Its parameters, joined with `, ` (or `no parameters`).
         allowed: String,
     },
+    /// A parameter value breaks SpikingJelly's constraints or is not finite.
     #[error("surrogate `{surrogate}`: parameter `{param}` = {value} is invalid: {why}")]
     Invalid {
+        /// The surrogate's class name.
         surrogate: &'static str,
+        /// The parameter's name.
         param: &'static str,
+        /// The value given.
         value: f64,
+        /// The constraint it breaks.
         why: &'static str,
     },
 }

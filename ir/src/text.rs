@@ -112,46 +112,82 @@ impl std::fmt::Display for StepGraph {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {kind}")]
 pub struct ParseError {
+    /// Line of the error, from 1.
     pub line: usize,
+    /// Column of the error, in characters from 1.
     pub column: usize,
+    /// What went wrong there.
     pub kind: ParseErrorKind,
 }
 
 /// What [`parse`] found wrong.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ParseErrorKind {
+    /// A token other than the one the grammar needs.
     #[error("expected {expected}, found {found}")]
-    Expected { expected: String, found: String },
+    Expected {
+        /// What the grammar needed there, e.g. `` `=` `` or `a name`.
+        expected: String,
+        /// What the text has instead (quoted), or the end of the line or text.
+        found: String,
+    },
+    /// A node line names an op that does not exist.
     #[error("unknown op `{name}`; known ops: {known}")]
-    UnknownOp { name: String, known: String },
+    UnknownOp {
+        /// The op name as written.
+        name: String,
+        /// Every op name, joined with `, `.
+        known: String,
+    },
+    /// A leaf or `next` line names an undeclared input, state or param.
     #[error("no {kind} named `{name}`; declared {kind}s: {declared}")]
     UnknownName {
+        /// `"input"`, `"state"` or `"param"`.
         kind: &'static str,
+        /// The name as written.
         name: String,
+        /// The names declared of that kind, joined with `, ` (or `none`).
         declared: String,
     },
+    /// A number (given here) that does not parse as `f32`.
     #[error("`{0}` is not a number")]
     BadNumber(String),
+    /// A param kind (given here) other than `shared`, `per_neuron` or `per_time`.
     #[error("unknown param kind `{0}`; expected `shared`, `per_neuron` or `per_time`")]
     UnknownParamKind(String),
+    /// A label is defined on two lines.
     #[error("label `%{label}` is defined twice (first on line {first_line})")]
-    DuplicateLabel { label: String, first_line: usize },
+    DuplicateLabel {
+        /// The label, without `%`.
+        label: String,
+        /// The line of its first definition, from 1.
+        first_line: usize,
+    },
+    /// A label (without `%`) is used before, or without, its definition.
     #[error("label `%{0}` is not defined before it is used")]
     UndefinedLabel(String),
+    /// A backslash escape (given here) that Rust string literals do not allow.
     #[error("invalid escape `{0}` in string")]
     BadEscape(String),
+    /// A string literal with no closing `"` on its line.
     #[error("unterminated string")]
     UnterminatedString,
+    /// A surrogate parameter (named here) is given twice in `spike[...]`.
     #[error("surrogate parameter `{0}` is given twice")]
     DuplicateSurrogateParam(String),
+    /// A state (named here) has no `next` line.
     #[error("state `{0}` has no `next {0} = %...` line")]
     MissingNext(String),
+    /// Text other than blank lines and comments follows `end`.
     #[error("text after `end`")]
     TrailingText,
+    /// The text stops before the `end` line.
     #[error("the text ends before `end`")]
     MissingEnd,
+    /// The lines parse but the graph they describe is invalid.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A `spike[...]` surrogate name or parameter is invalid.
     #[error(transparent)]
     Surrogate(#[from] SurrogateError),
 }

@@ -12,9 +12,11 @@ pub type Reg = usize;
 pub struct CoreDef {
     /// The fn's name: the graph's name.
     pub name: String,
+    /// Span of the fn's name.
     pub name_span: Span,
     /// The doc comments, one leading space stripped per line, joined and trimmed.
     pub description: String,
+    /// The fn's visibility, given to the items the macro generates.
     pub vis: syn::Visibility,
     /// Arguments in signature order.
     pub args: Vec<ArgDef>,
@@ -27,8 +29,11 @@ pub struct CoreDef {
 /// One argument of the core fn.
 #[derive(Clone, Debug)]
 pub struct ArgDef {
+    /// The argument's name: the input, state, param or hyperparameter name.
     pub name: String,
+    /// Span of the argument's pattern (its name).
     pub span: Span,
+    /// What the argument declares.
     pub kind: ArgKind,
 }
 
@@ -40,7 +45,12 @@ pub enum ArgKind {
     /// `v: State`, `v: State<0.5>`, `v: State<Runtime>`, `#[init(expr)] v: State`.
     State,
     /// `w: Param<Kind>` (learnable) or `w: FixedParam<Kind>`.
-    Param { kind: ParamKindDef, learnable: bool },
+    Param {
+        /// Its kind, fixed or bound at build time.
+        kind: ParamKindDef,
+        /// `true` for `Param`, `false` for `FixedParam`.
+        learnable: bool,
+    },
     /// `beta: f32`: a hyperparameter, baked into the graph as a constant.
     Hyper,
 }
@@ -48,6 +58,7 @@ pub enum ArgKind {
 /// The kind of a parameter as written in the signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKindDef {
+    /// A kind written in the signature: `Param<Shared>`, `Param<PerNeuron>` or `Param<PerTime>`.
     Fixed(ParamKind),
     /// `Param<Dynamic>`: the kind is bound when the graph is built (from the shape of the value
     /// the caller will pass); [`ParamKind::Shared`] when nothing is bound.
@@ -66,14 +77,18 @@ pub enum Role {
 /// One element of the returned tuple.
 #[derive(Clone, Debug)]
 pub struct ResultDef {
+    /// Whether it is an output or a state's next value.
     pub role: Role,
+    /// The register holding it.
     pub value: Reg,
+    /// Span of the returned expression.
     pub span: Span,
 }
 
 /// The body as straight-line code: instruction `i` writes register `i`.
 #[derive(Clone, Debug, Default)]
 pub struct Program {
+    /// Instructions in evaluation order; index `i` is register `i`.
     pub instrs: Vec<Step>,
 }
 
@@ -81,8 +96,11 @@ pub struct Program {
 /// on literals and hyperparameters, so it folds to an `f32` when the graph is built).
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The instruction.
     pub instr: Instr,
+    /// The source it came from, for errors.
     pub span: Span,
+    /// Whether its value is a compile-time constant.
     pub is_const: bool,
 }
 
@@ -90,37 +108,72 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Instr {
     /// The value of hyperparameter argument `arg`.
-    Hyper { arg: usize },
+    Hyper {
+        /// Index of the argument in [`CoreDef::args`].
+        arg: usize,
+    },
     /// A literal or named constant.
     Lit(f32),
     /// Declares input argument `arg`.
-    Input { arg: usize },
+    Input {
+        /// Index of the argument in [`CoreDef::args`].
+        arg: usize,
+    },
     /// Declares state argument `arg`; `init` is a constant register, or `None` for an initial
     /// value supplied at run time.
-    State { arg: usize, init: Option<Reg> },
+    State {
+        /// Index of the argument in [`CoreDef::args`].
+        arg: usize,
+        /// Register of the constant initial value; `None` for
+        /// [`StateInit::Runtime`](flexsn_ir::StateInit::Runtime).
+        init: Option<Reg>,
+    },
     /// Declares param argument `arg`.
-    Param { arg: usize },
+    Param {
+        /// Index of the argument in [`CoreDef::args`].
+        arg: usize,
+    },
     /// A plain IR op (never `Spike`).
-    Apply { op: Op, args: Vec<Reg> },
+    Apply {
+        /// The op, any but [`Op::Spike`].
+        op: Op,
+        /// Operand registers, in the op's operand order.
+        args: Vec<Reg>,
+    },
     /// `Θ(x)` forward, the surrogate's derivative backward.
-    Spike { x: Reg, surrogate: SurrogateSpec },
+    Spike {
+        /// Register of the spike function's argument.
+        x: Reg,
+        /// The surrogate for the backward pass.
+        surrogate: SurrogateSpec,
+    },
     /// The surrogate's smooth primitive form (`spiking: false`).
-    Primitive { x: Reg, surrogate: SurrogateSpec },
+    Primitive {
+        /// Register of the argument.
+        x: Reg,
+        /// The surrogate whose primitive is applied.
+        surrogate: SurrogateSpec,
+    },
 }
 
 /// A surrogate as written: class name and parameters (constant registers); omitted parameters
 /// take SpikingJelly's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SurrogateSpec {
+    /// SpikingJelly's class name, e.g. `"ATan"`.
     pub name: &'static str,
+    /// Parameters given, by name, each a constant register.
     pub params: Vec<(&'static str, Reg)>,
 }
 
 /// A located analysis error: what is wrong and what is allowed.
 #[derive(Clone, Debug)]
 pub struct AnalysisError {
+    /// Where the error is.
     pub span: Span,
+    /// What is wrong.
     pub message: String,
+    /// What is allowed instead, when there is a useful hint.
     pub help: Option<String>,
 }
 
