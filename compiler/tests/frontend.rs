@@ -468,7 +468,7 @@ fn multi_level_spike_count_in_a_core() {
         }
     );
     let mut values = vec![];
-    crate::interp::eval_step::<f32>(&g, &[7.0], &[0.0], &[], &mut values);
+    flexsn_compiler::interp::eval_step::<f32>(&g, &[7.0], &[0.0], &[], &mut values);
     let out = g.outputs()[0].value;
     // count(7.0) = 3 (clamped), plus the folded count(2.5) = 2 (ties to even).
     assert_eq!(values[out.index()], 5.0);
