@@ -3,8 +3,8 @@
 # the PSN mixing kernels), the golden cases on `--backend cuda` (built-ins, PSN, MaskedPSN), and
 # `flexsn bench --backend cuda` (LIF f32/f16/bf16 and others at T = 64, N = 16 777 216; PSN at
 # T = 4, 16, 64 with GFLOP/s; each against a same-run device-to-device copy), then a short table.
-# Sized for one 540 s device call once built: the step timeouts add up to 450 s (and none runs past
-# FLEXSN_GPU_CHECK_BUDGET, 500 s by default), each step's
+# Sized for one 540 s device call once built: each step's timeout is cut to what is left of
+# FLEXSN_GPU_CHECK_BUDGET (500 s by default; the timeouts add up to 570 s), each step's
 # result line is appended to the report (and copied to $OUT) as soon as the step ends, an
 # allocation smoke test runs first (nothing else runs if it fails), and the run fails when a test
 # fails, a step times out, or a benchmark target is missed (`target: ... NOT MET`).

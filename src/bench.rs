@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn_compiler::random::SplitMix64;
+use flexsn_compiler::rng::SplitMix64;
 use flexsn_compiler::scan::param_len;
-use flexsn_runtime::cpu::CpuOptions;
+use flexsn_runtime::cpu::{self, CpuOptions};
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, SavePolicy, Upstream};
 
 mod psn;
@@ -162,7 +162,8 @@ impl Row {
         secs: f64,
         bytes: u64,
     ) -> Result<Row> {
-        let copy = copy_time(opts, bytes, threads)?;
+        // The copy runs on as many threads as the kernel does.
+        let copy = copy_time(opts, bytes, cpu::threads_for_work(threads, t, n))?;
         let gbps = bytes as f64 / secs / 1e9;
         let copy_gbps = bytes as f64 / copy / 1e9;
         Ok(Row {
@@ -528,7 +529,8 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     } else {
         opts.threads
             .iter()
-            .map(|&t| if t == 0 { all } else { t })
+            // More threads than cores only contend: the kernel and the copy get at most `all`.
+            .map(|&t| if t == 0 { all } else { t.min(all) })
             .collect()
     };
     threads.dedup();

@@ -310,7 +310,16 @@ impl Case {
             .collect::<Option<Vec<_>>>()
             .ok_or("`shape` must hold non-negative integers")?;
         match dims.split_first() {
-            Some((&t, rest)) if !rest.is_empty() => Ok((t, rest.iter().product())),
+            Some((&t, rest)) if !rest.is_empty() => {
+                // Checked: a shape whose size wraps around would pass the length checks.
+                let too_large = || format!("`shape` {dims:?} is too large (its size overflows)");
+                let n = rest
+                    .iter()
+                    .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                    .ok_or_else(too_large)?;
+                t.checked_mul(n).ok_or_else(too_large)?;
+                Ok((t, n))
+            }
             _ => Err(format!(
                 "`shape` {dims:?} must be [T, N, ...] with at least two dimensions"
             )),
@@ -1069,20 +1078,20 @@ fn bind_params(case: &Case, b: &Builtin, sc: &mut ScanCase) -> Result<(), String
     for (name, init) in b.initial_params() {
         let k = sc
             .graph
-            .param_index(name)
+            .param_index(&name)
             .ok_or_else(|| format!("graph has no param `{name}`"))?;
         let len = param_len(sc.graph.params()[k].kind, sc.t, sc.n);
-        let given = case.required(&["parameters", name], len)?;
+        let given = case.required(&["parameters", &name], len)?;
         sc.prechecks.push((
             Expect::new(format!("parameters.{name}"), vec![], given.clone(), false),
             init,
         ));
         sc.params[k] = given;
-        if case.get(&["grads", name]).is_some() {
+        if case.get(&["grads", &name]).is_some() {
             sc.grad_params[k] = Some(Expect::new(
                 format!("grads.{name}"),
                 vec![],
-                case.required(&["grads", name], len)?,
+                case.required(&["grads", &name], len)?,
                 false,
             ));
         }

@@ -22,6 +22,7 @@ use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
 use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
+use flexsn::runtime::memory::{self, MemoryLimit};
 use flexsn::runtime::{Backend, Jit};
 
 #[derive(Parser)]
@@ -42,7 +43,7 @@ enum Command {
     /// Print a neuron's step graph, its backward graph, or its DOT form.
     Inspect(InspectArgs),
     /// List the built-in neurons with their parameters and defaults.
-    List,
+    List(ListArgs),
     /// Run a neuron forward (and optionally backward) on random input and summarise.
     Run(RunArgs),
     /// Benchmark compiled kernels (if, lif, plif, alif) against a plain memory copy.
@@ -52,6 +53,18 @@ enum Command {
 /// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Backend::NAMES)
+}
+
+/// `bench` also takes `cuda-jit`: the CUDA backend timed through the kernel API.
+fn bench_backend_arg() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Backend::NAMES.iter().copied().chain(["cuda-jit"]))
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON (an array of neurons with their parameters) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -69,14 +82,24 @@ struct ConformanceArgs {
     #[arg(long)]
     filter: Option<String>,
     /// Relative tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().rtol)]
+    #[arg(long, default_value_t = Tolerance::default().rtol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     rtol: f64,
     /// Absolute tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().atol)]
+    #[arg(long, default_value_t = Tolerance::default().atol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     atol: f64,
     /// Print every compared tensor under each case.
     #[arg(long, short)]
     verbose: bool,
+}
+
+/// A tolerance: finite and not negative (NaN would fail every comparison).
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a tolerance: expected a finite number >= 0"
+        )),
+    }
 }
 
 fn parse_core_binding(s: &str) -> Result<(String, PathBuf), String> {
@@ -159,7 +182,7 @@ struct RunArgs {
     /// Input x = mean + std * randn.
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     mean: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     std: f32,
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
@@ -168,6 +191,10 @@ struct RunArgs {
     /// bytes kept).
     #[arg(long, value_name = "POLICY")]
     save_policy: Option<flexsn::runtime::SavePolicy>,
+    /// The most memory the run may allocate (e.g. 512M, 8G, 1.5T): larger runs are refused
+    /// before anything is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = memory::parse_size)]
+    max_memory: u64,
 }
 
 #[derive(Args)]
@@ -188,11 +215,11 @@ struct BenchArgs {
     /// Phase(s): forward, forward_backward. Default: both.
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
-    /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216. `cuda-jit`
-    /// times the CUDA backend through the kernel API (host buffers, transfers included; the one
-    /// CUDA path that takes --save-policy).
-    #[arg(long, default_value = "cpu")]
+    /// The backend (interp or interpreter, cpu, cuda-emulated, cuda). `cuda` times the kernels
+    /// on device buffers with CUDA events (see --dtype, --math); its defaults are T = 64,
+    /// N = 16777216. `cuda-jit` times the CUDA backend through the kernel API (host buffers,
+    /// transfers included; the one CUDA path that takes --save-policy).
+    #[arg(long, default_value = "cpu", value_parser = bench_backend_arg())]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
     /// Default: f32 and bf16.
@@ -226,7 +253,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Conformance(a) => cmd_conformance(a, out),
         Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
-        Command::List => cmd_list(out).map(|()| true),
+        Command::List(a) => cmd_list(a, out).map(|()| true),
         Command::Run(a) => cmd_run(a, out).map(|()| true),
         Command::Bench(a) => cmd_bench(a, out).map(|()| true),
     };
@@ -242,10 +269,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message already holds (an error
+/// that prints its source itself) is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +518,25 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // list
 
-fn cmd_list(out: &mut dyn Write) -> Result<()> {
+fn cmd_list(a: ListArgs, out: &mut dyn Write) -> Result<()> {
+    if a.json {
+        let mut list = vec![];
+        for info in neurons::BUILTINS {
+            let params: Vec<serde_json::Value> = Builtin::from_name(info.cli_name)?
+                .param_values()
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "value": p.value, "help": p.help}))
+                .collect();
+            list.push(serde_json::json!({
+                "name": info.cli_name,
+                "class": info.class_name,
+                "summary": info.summary,
+                "params": params,
+            }));
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "Built-in neurons (name or SpikingJelly class name; set parameters with --set KEY=VALUE):"
@@ -496,6 +555,13 @@ fn cmd_list(out: &mut dyn Write) -> Result<()> {
         for p in params {
             writeln!(out, "    {:<w$}  {:<vw$}  {}", p.key, p.value, p.help)?;
         }
+    }
+    writeln!(out)?;
+    for (simple, full) in neurons::SIMPLE_CLASSES {
+        writeln!(
+            out,
+            "{simple}: SpikingJelly's simplified {full} (starts at v = 0; v_reset 0 or none)"
+        )?;
     }
     Ok(())
 }
@@ -544,6 +610,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
+    scan_memory(g, a.t, a.n, a.backward).check(MemoryLimit(a.max_memory), "this run")?;
     // An unknown or unavailable backend fails here, before anything is printed.
     let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
     if let Some(p) = a.save_policy {
@@ -560,7 +627,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let initial: Vec<(&str, Vec<f32>)> = target
+    let initial: Vec<(String, Vec<f32>)> = target
         .builtin
         .map(|b| b.initial_params())
         .unwrap_or_default();
@@ -660,6 +727,24 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// The memory a `[t, n]` run of `g` allocates (f32 buffers): inputs, outputs and states; with
+/// `backward`, the state sequences, upstream gradients, gradients and the backward scan's
+/// buffers too (an upper estimate).
+fn scan_memory(g: &StepGraph, t: usize, n: usize, backward: bool) -> memory::Estimate {
+    let (ins, outs, states) = (g.inputs().len(), g.outputs().len(), g.states().len());
+    let params = g.params().len();
+    let e = memory::Estimate::new()
+        .add(ins + outs, &[t, n], 4)
+        .add(2 * states + params, &[n], 4)
+        .add(params, &[t], 4);
+    if backward {
+        e.add(2 * (ins + outs + states), &[t, n], 4)
+            .add(2 * states + params, &[n], 4)
+    } else {
+        e
+    }
+}
+
 /// `T` for a PSN-family run: the module's `T` must be `--t` (set it with `--t` alone, or both
 /// the same).
 fn psn_steps(a: &RunArgs, configured: usize) -> Result<usize> {
@@ -747,8 +832,20 @@ fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
     )?))
 }
 
+/// Checks the memory of a PSN-family run before its `[T, T]` weight is allocated: x, the
+/// membrane and spikes (`[T, N]`) and the weight; backward about twice that.
+fn check_mixing_memory(a: &RunArgs) -> Result<()> {
+    let copies = if a.backward { 2 } else { 1 };
+    memory::Estimate::new()
+        .add(3 * copies, &[a.t, a.n], 4)
+        .add(copies, &[a.t, a.t], 4)
+        .check(MemoryLimit(a.max_memory), "this run")?;
+    Ok(())
+}
+
 fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "PSN", &mut m, out)
@@ -760,6 +857,7 @@ fn run_masked_psn(
     out: &mut dyn Write,
 ) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "MaskedPSN", &mut m, out)

@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 use crate::scan::{Direction, OutputMode, ScanKernel};
 

@@ -440,7 +440,7 @@ fn errors_carry_line_column_and_reason() {
             &format!("{HEAD}  %1 = spike[Arctan] %0\n"),
             5,
             14,
-            "unknown surrogate `Arctan`; known: Sigmoid, ATan,",
+            "unknown surrogate `Arctan` (did you mean `ATan`?); known: Sigmoid, ATan,",
         ),
         (
             &format!("{HEAD}  %1 = spike[ATan {{ beta: 1.0 }}] %0\n"),

@@ -165,6 +165,32 @@ pub const BUILTINS: &[NeuronInfo] = &[
     },
 ];
 
+/// SpikingJelly's simplified neurons (`SimpleBaseNode` subclasses) and the neuron with the same
+/// dynamics. They differ in one point: the membrane starts at 0, not at `v_reset`, so the two
+/// agree when `v_reset` is 0 or soft reset; [`Builtin::from_settings`] refuses other `v_reset`s.
+pub const SIMPLE_CLASSES: &[(&str, &str)] =
+    &[("SimpleIFNode", "IFNode"), ("SimpleLIFNode", "LIFNode")];
+
+/// `v_reset` must make the simplified class's initial `v = 0` the full class's `v_reset`.
+fn check_simple(class: &'static str, b: &Builtin) -> Result<(), NeuronError> {
+    let fire = match b {
+        Builtin::If(n) => &n.fire,
+        Builtin::Lif(n) => &n.fire,
+        _ => return Ok(()),
+    };
+    match fire.v_reset {
+        None | Some(0.0) => Ok(()),
+        Some(v) => Err(NeuronError::InvalidValue {
+            neuron: class,
+            key: "v_reset".into(),
+            value: v.to_string(),
+            why: format!(
+                "{class} starts at v = 0 whatever v_reset is; flexsn runs it with v_reset = 0 or none (soft reset) only. For another v_reset, IFNode/LIFNode start at v_reset"
+            ),
+        }),
+    }
+}
+
 /// Looks up a built-in neuron by CLI name or SpikingJelly class name.
 pub fn lookup(name: &str) -> Result<&'static NeuronInfo, NeuronError> {
     BUILTINS
@@ -280,12 +306,16 @@ impl Builtin {
         name: &str,
         settings: impl IntoIterator<Item = S>,
     ) -> Result<Builtin, NeuronError> {
-        let mut b = Builtin::from_name(name)?;
+        let simple = SIMPLE_CLASSES.iter().find(|(s, _)| *s == name);
+        let mut b = Builtin::from_name(simple.map_or(name, |&(_, full)| full))?;
         let pairs = settings
             .into_iter()
             .map(|s| split_setting(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         b.set_all(&pairs)?;
+        if let Some(&(class, _)) = simple {
+            check_simple(class, &b)?;
+        }
         Ok(b)
     }
 
@@ -371,19 +401,20 @@ impl Builtin {
         each!(self, n => n.param_values())
     }
 
-    /// Initial values of the graph's params, by name (PLIF: `w`, KLIF: `k`).
-    pub fn initial_params(&self) -> Vec<(&'static str, Vec<f32>)> {
+    /// Initial values of the graph's params, by name (PLIF: `w`, KLIF: `k`; SlidingPSN:
+    /// `weight_0` .. `weight_{k-1}` and `bias`, for any `k`).
+    pub fn initial_params(&self) -> Vec<(String, Vec<f32>)> {
         match self {
-            Builtin::Plif(p) => vec![(PLIF_W, vec![p.initial_w()])],
-            Builtin::Klif(_) => vec![(KLIF_K, vec![KLIFNode::INITIAL_K])],
+            Builtin::Plif(p) => vec![(PLIF_W.into(), vec![p.initial_w()])],
+            Builtin::Klif(_) => vec![(KLIF_K.into(), vec![KLIFNode::INITIAL_K])],
             Builtin::SlidingPsn(p) => {
                 let (w, b) = p.init_params();
-                let mut v: Vec<(&'static str, Vec<f32>)> = w
+                let mut v: Vec<(String, Vec<f32>)> = w
                     .into_iter()
                     .enumerate()
-                    .filter_map(|(i, wi)| psn::sliding_weight_static_name(i).map(|k| (k, vec![wi])))
+                    .map(|(i, wi)| (psn::sliding_weight_name(i), vec![wi]))
                     .collect();
-                v.push((psn::SLIDING_BIAS, vec![b]));
+                v.push((psn::SLIDING_BIAS.into(), vec![b]));
                 v
             }
             _ => vec![],

@@ -338,7 +338,7 @@ impl Node {
     fn builtin_rules(mut self, b: &Builtin) -> Result<Node, NodeError> {
         let node = &mut self;
         for (name, v) in b.initial_params() {
-            node.set_param(name, &v)?;
+            node.set_param(&name, &v)?;
         }
         if let Some(d) = b.decode() {
             node.restart_each_call = true;

@@ -4,14 +4,15 @@
 
 use flexsn_compiler::BuildError;
 use flexsn_compiler::dsl::{CoreBuilder, Expr, IntoExpr};
+use flexsn_compiler::ir::suggest::did_you_mean;
 use flexsn_compiler::ir::{Surrogate, SurrogateError};
 
 /// Why a built-in neuron could not be named, configured or built.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum NeuronError {
-    #[error("unknown neuron `{name}`; built-in neurons: {known}")]
+    #[error("unknown neuron `{name}`{hint}; built-in neurons: {known}", hint = did_you_mean(.name, .known.split(", ").flat_map(|k| k.split(" (")).map(|k| k.trim_end_matches(')'))))]
     UnknownNeuron { name: String, known: String },
-    #[error("{neuron} has no parameter `{key}`; its parameters: {allowed}")]
+    #[error("{neuron} has no parameter `{key}`{hint}; its parameters: {allowed}", hint = did_you_mean(.key, .allowed.split(", ")))]
     UnknownParam {
         neuron: &'static str,
         key: String,
@@ -198,7 +199,11 @@ impl FireReset {
                         neuron,
                         key,
                         value,
-                        &format!("unknown surrogate; known: {}", Surrogate::NAMES.join(", ")),
+                        &format!(
+                            "unknown surrogate{}; known: {}",
+                            did_you_mean(value, Surrogate::NAMES.iter().copied()),
+                            Surrogate::NAMES.join(", ")
+                        ),
                     )
                 })?;
             }

@@ -3,7 +3,7 @@
 //! (unoptimised interpreter kernel), and every wrong count or length is an error that names the
 //! argument, raised before anything is compiled or run.
 
-use flexsn_compiler::interp;
+use flexsn_compiler::oracle;
 use flexsn_compiler::scan::ScanArgs;
 use flexsn_neurons::{BUILTINS, Builtin};
 use flexsn_runtime::{
@@ -13,7 +13,7 @@ use flexsn_runtime::{
 
 /// Every built-in that is a scan, with its initial params.
 /// Initial params by name.
-type Params = Vec<(&'static str, Vec<f32>)>;
+type Params = Vec<(String, Vec<f32>)>;
 
 /// Every built-in that is a scan, with its initial params.
 fn scan_builtins() -> Vec<(Builtin, Params)> {
@@ -102,7 +102,10 @@ fn host_entry_points_match_the_slice_api_bit_for_bit() {
                 .map(|i| seq(t * n, i as f32))
                 .collect();
             let xs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
-            let ps: Vec<(&str, &[f32])> = params.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let ps: Vec<(&str, &[f32])> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
             let gy: Vec<Vec<f32>> = (0..g.outputs().len())
                 .map(|o| seq(t * n, 9.0 + o as f32))
                 .collect();
@@ -221,7 +224,7 @@ fn host_entry_points_match_the_interpreter_oracle_bit_for_bit() {
             args = args.init_state(s);
         }
         for (name, v) in &params {
-            args = args.param(name, v);
+            args = args.param(name.as_str(), v);
         }
         let h = host_run(&k, &args, &up);
         let sargs = ScanArgs {
@@ -242,12 +245,12 @@ fn host_entry_points_match_the_interpreter_oracle_bit_for_bit() {
                 })
                 .collect(),
         };
-        let want = interp::forward(g, &sargs, true).unwrap();
+        let want = oracle::forward(g, &sargs, true).unwrap();
         let what = b.class_name();
         same(what, &h.outputs, &want.outputs);
         same(what, &h.final_states, &want.final_states);
         let seqs: Vec<&[f32]> = want.state_seqs.iter().map(Vec::as_slice).collect();
-        let wg = interp::backward(g, &sargs, &seqs, &up).unwrap();
+        let wg = oracle::backward(g, &sargs, &seqs, &up).unwrap();
         same(what, &h.grad_inputs, &wg.inputs);
         same(what, &h.grad_init, &wg.init_states);
         assert_eq!(h.grad_params, wg.params, "{what}");
@@ -273,7 +276,7 @@ fn every_bad_shape_is_an_error_before_anything_runs() {
     let params = plif.initial_params();
     let w = params[0].1.clone();
     let x = seq(t * n, 0.0);
-    let args = KernelArgs::new(t, n).input(&x).param(params[0].0, &w);
+    let args = KernelArgs::new(t, n).input(&x).param(&params[0].0, &w);
     let mut y = vec![0.0; t * n];
     let mut buf = vec![0.0; (t + 1) * n];
     let mut fin = vec![0.0; n];

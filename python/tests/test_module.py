@@ -203,3 +203,10 @@ def test_psn_family_copies():
     for m in (PSN(4), MaskedPSN(2, 4, step_mode="m"), SlidingPSN(2, step_mode="m")):
         for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
             close(clone(x), m(x), f"copy of {type(m).__name__}", rtol=0, atol=0)
+
+
+def test_cuda_backend_is_a_clear_error():
+    """CUDA tensors are not routed to the CUDA backend yet: a FlexSNError says so."""
+    m = FlexSN(lif_core, 1, 1, 1, backend="cuda")
+    with pytest.raises(flexsn.FlexSNError, match="CUDA"):
+        m(torch.randn(3, 2))

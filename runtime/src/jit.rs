@@ -179,24 +179,18 @@ impl Jit {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn prepare(&self, g: &StepGraph) -> StepGraph {
+    fn prepare(&self, g: &StepGraph) -> Result<StepGraph, RuntimeError> {
         if !self.optimize {
-            return g.clone();
+            return Ok(g.clone());
         }
-        let o = passes::optimize(g);
-        let same_interface = o.inputs() == g.inputs()
-            && o.states() == g.states()
-            && o.params() == g.params()
-            && o.outputs().len() == g.outputs().len()
-            && flexsn_compiler::verify::verify(&o).is_ok();
-        if same_interface { o } else { g.clone() }
+        Ok(passes::optimize_checked(g)?)
     }
 
     /// Compiles `neuron`'s forward scans (see the [module docs](self)).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
-        let graph = self.prepare(&g);
+        let graph = self.prepare(&g)?;
         let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
         let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
         Ok(Kernel {
@@ -252,7 +246,9 @@ impl std::fmt::Debug for Kernel {
 /// the state before every `K`-th step is kept (`⌈T/K⌉` rows); backward recomputes the rest.
 #[derive(Clone, Debug, Default)]
 pub struct Forward<'a> {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
@@ -313,7 +309,9 @@ pub(crate) fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
 /// What an inference forward pass returns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inference {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
@@ -589,7 +587,7 @@ impl Kernel {
             return Ok(b.clone());
         }
         let mut graph = autodiff::backward(&self.graph, spec)?;
-        let opt = self.jit.prepare(&graph.kernel.graph);
+        let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
         let b = Arc::new(BackwardKernel {

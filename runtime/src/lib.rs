@@ -39,6 +39,7 @@ mod error;
 mod executor;
 mod host;
 mod jit;
+pub mod memory;
 mod neuron;
 
 pub use error::RuntimeError;

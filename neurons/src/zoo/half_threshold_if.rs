@@ -3,11 +3,10 @@
 //! `v = h - s * v_threshold`).
 
 use flexsn_compiler::BuildError;
-use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::ir::StepGraph;
 
-use super::{require, zoo_builder, zoo_neuron};
+use super::{require, v_graph, zoo_neuron};
 use crate::params::{FireReset, NeuronError};
-use crate::spiking::{SPIKE_OUTPUT, V_STATE};
 
 zoo_neuron! {
     /// IF with soft reset, starting at half the threshold.
@@ -32,16 +31,12 @@ impl HalfThresholdIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike`.
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = v + x, v starts at v_threshold / 2",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.initial_v()));
-        let (s, v_next) = self.fire.fire_reset(v + x);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.initial_v(),
+            |_, x, v| self.fire.fire_reset(v + x),
+        )
     }
 }

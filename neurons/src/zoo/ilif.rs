@@ -10,11 +10,10 @@
 //! `v` starts at 0 (soft reset); `1 - 1/tau` is computed in double precision, as in Python.
 
 use flexsn_compiler::BuildError;
-use flexsn_compiler::ir::{StateInit, StepGraph, Surrogate};
+use flexsn_compiler::ir::{StepGraph, Surrogate};
 
-use super::{require_tau, zoo_builder, zoo_neuron};
+use super::{require_tau, v_graph, zoo_neuron};
 use crate::params::{FireReset, NeuronError, invalid};
-use crate::spiking::{SPIKE_OUTPUT, V_STATE};
 
 zoo_neuron! {
     /// Integer LIF: spike counts `0..=max_spike_count` per step.
@@ -52,21 +51,19 @@ impl ILIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike` (the count).
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = (1 - 1/tau) * v + x; s = round(clamp(h / v_threshold, 0, max_spike_count)); \
              v = h - s * v_threshold",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(0.0));
-        let decay = (1.0 - 1.0 / self.tau) as f32;
-        let thr = self.fire.v_threshold;
-        let h = decay * v + x;
-        let s = (h / thr).spike(self.fire.surrogate);
-        let v_next = self.fire.reset(h, s, thr);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            0.0,
+            |_, x, v| {
+                let decay = (1.0 - 1.0 / self.tau) as f32;
+                let thr = self.fire.v_threshold;
+                let h = decay * v + x;
+                let s = (h / thr).spike(self.fire.surrogate);
+                (s, self.fire.reset(h, s, thr))
+            },
+        )
     }
 }

@@ -11,11 +11,11 @@
 //! `k` is one scalar shared by all neurons, initially 1.0.
 
 use flexsn_compiler::BuildError;
-use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph};
+use flexsn_compiler::ir::{ParamKind, StepGraph};
 
-use super::{require_tau, zoo_builder, zoo_neuron};
+use super::{require_tau, v_graph, zoo_neuron};
 use crate::params::{FireReset, NeuronError};
-use crate::spiking::{SPIKE_OUTPUT, V_STATE, leaky_charge};
+use crate::spiking::leaky_charge;
 
 /// The learnable scale of [`KLIFNode`].
 pub const KLIF_K: &str = "k";
@@ -44,26 +44,25 @@ impl KLIFNode {
 
     /// The step graph: input `x`, state `v`, learnable shared param `k`, output `spike`.
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = relu(k * charge), charge as LIF's; s = sg(h - v_threshold); \
              reset h (or h / k with threshold v_threshold / k when scale_reset)",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let k = b.param(KLIF_K, ParamKind::Shared, true);
-        let tau = self.tau as f32;
-        let charged = leaky_charge(self.decay_input, x, v, self.fire.vr(), |e| e / tau);
-        let h = (k * charged).relu();
-        let s = self.fire.spike_of(h - self.fire.v_threshold);
-        let v_next = if self.scale_reset {
-            self.fire.reset(h / k, s, self.fire.v_threshold / k)
-        } else {
-            self.fire.reset(h, s, self.fire.v_threshold)
-        };
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.fire.initial_v(),
+            |b, x, v| {
+                let k = b.param(KLIF_K, ParamKind::Shared, true);
+                let tau = self.tau as f32;
+                let charged = leaky_charge(self.decay_input, x, v, self.fire.vr(), |e| e / tau);
+                let h = (k * charged).relu();
+                let s = self.fire.spike_of(h - self.fire.v_threshold);
+                let v_next = if self.scale_reset {
+                    self.fire.reset(h / k, s, self.fire.v_threshold / k)
+                } else {
+                    self.fire.reset(h, s, self.fire.v_threshold)
+                };
+                (s, v_next)
+            },
+        )
     }
 }

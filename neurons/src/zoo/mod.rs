@@ -23,9 +23,12 @@ pub use klif::{KLIF_K, KLIFNode};
 pub use nonlinear_if::{EIFNode, QIFNode};
 pub use ternary::{TernaryIFNode, TernaryLIFNode};
 
-use flexsn_compiler::dsl::CoreBuilder;
+use flexsn_compiler::BuildError;
+use flexsn_compiler::dsl::{CoreBuilder, Expr};
+use flexsn_compiler::ir::{StateInit, StepGraph};
 
 use crate::params::{FireReset, NeuronError, ParamValue, builder, invalid, parse_bool, parse_f64};
+use crate::spiking::{SPIKE_OUTPUT, V_STATE};
 
 /// A neuron setting's value type: Python floats (`f64`) and flags.
 pub(crate) trait Knob: Sized {
@@ -112,6 +115,24 @@ pub(crate) fn zoo_builder(class: &str, formula: &str, params: &[ParamValue]) -> 
         class,
         format!("SpikingJelly {class}: {formula} ({})", settings.join(", ")),
     )
+}
+
+/// The graph of a neuron whose one state is `v` (starting at `v0`): input `x`, output `spike`;
+/// `step(b, x, v)` gives `(spike, next v)`.
+pub(crate) fn v_graph(
+    class: &str,
+    formula: &str,
+    params: &[ParamValue],
+    v0: f32,
+    step: impl for<'b> FnOnce(&'b CoreBuilder, Expr<'b>, Expr<'b>) -> (Expr<'b>, Expr<'b>),
+) -> Result<StepGraph, BuildError> {
+    let b = zoo_builder(class, formula, params);
+    let x = b.input("x");
+    let v = b.state(V_STATE, StateInit::Const(v0));
+    let (s, v_next) = step(&b, x, v);
+    b.output(SPIKE_OUTPUT, s);
+    b.set_state(V_STATE, v_next);
+    b.build()
 }
 
 /// The hard-reset checks of QIF and EIF: `v_threshold > v_reset` and `v_rest >= v_reset`.

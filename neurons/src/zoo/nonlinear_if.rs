@@ -9,11 +9,10 @@
 //! then `s = sg(h - v_threshold)` and the reset of [`FireReset`] (default `v_reset = -0.1`).
 
 use flexsn_compiler::BuildError;
-use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::ir::StepGraph;
 
-use super::{require, require_reset_below, require_tau, zoo_builder, zoo_neuron};
+use super::{require, require_reset_below, require_tau, v_graph, zoo_neuron};
 use crate::params::{FireReset, NeuronError};
-use crate::spiking::{SPIKE_OUTPUT, V_STATE};
 
 /// SpikingJelly's default for QIF and EIF: hard reset to -0.1.
 fn fire_default() -> FireReset {
@@ -48,19 +47,16 @@ impl QIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike`.
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = v + (x + a0 * (v - v_rest) * (v - v_c)) / tau",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let quad = self.a0 as f32 * (v - self.v_rest as f32) * (v - self.v_c as f32);
-        let h = v + (x + quad) / self.tau as f32;
-        let (s, v_next) = self.fire.fire_reset(h);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.fire.initial_v(),
+            |_, x, v| {
+                let quad = self.a0 as f32 * (v - self.v_rest as f32) * (v - self.v_c as f32);
+                self.fire.fire_reset(v + (x + quad) / self.tau as f32)
+            },
+        )
     }
 }
 
@@ -96,19 +92,17 @@ impl EIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike`.
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = v + (x + v_rest - v + delta_T * exp((v - theta_rh) / delta_T)) / tau",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let delta = self.delta_T as f32;
-        let expo = delta * ((v - self.theta_rh as f32) / delta).exp();
-        let h = v + (x + self.v_rest as f32 - v + expo) / self.tau as f32;
-        let (s, v_next) = self.fire.fire_reset(h);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.fire.initial_v(),
+            |_, x, v| {
+                let delta = self.delta_T as f32;
+                let expo = delta * ((v - self.theta_rh as f32) / delta).exp();
+                self.fire
+                    .fire_reset(v + (x + self.v_rest as f32 - v + expo) / self.tau as f32)
+            },
+        )
     }
 }

@@ -10,11 +10,11 @@
 
 use flexsn_compiler::BuildError;
 use flexsn_compiler::dsl::Expr;
-use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::ir::StepGraph;
 
-use super::{require, require_tau, zoo_builder, zoo_neuron};
+use super::{require, require_tau, v_graph, zoo_neuron};
 use crate::params::{FireReset, NeuronError};
-use crate::spiking::{SPIKE_OUTPUT, V_STATE, leaky_charge};
+use crate::spiking::leaky_charge;
 
 /// SpikingJelly's checks: `v_threshold > 0` and `-v_threshold < v_reset < v_threshold`.
 fn check_ternary(neuron: &'static str, fire: &FireReset) -> Result<(), NeuronError> {
@@ -57,17 +57,13 @@ impl TernaryIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike` (−1, 0 or 1).
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = v + x; s = sg(h - v_threshold) - sg(-h - v_threshold)",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let (s, v_next) = ternary_fire(&self.fire, v + x);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.fire.initial_v(),
+            |_, x, v| ternary_fire(&self.fire, v + x),
+        )
     }
 }
 
@@ -91,18 +87,16 @@ impl TernaryLIFNode {
 
     /// The step graph: input `x`, state `v`, output `spike` (−1, 0 or 1).
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
-        let b = zoo_builder(
+        v_graph(
             Self::CLASS,
             "h = LIF charge; s = sg(h - v_threshold) - sg(-h - v_threshold)",
             &self.param_values(),
-        );
-        let x = b.input("x");
-        let v = b.state(V_STATE, StateInit::Const(self.fire.initial_v()));
-        let tau = self.tau as f32;
-        let h = leaky_charge(self.decay_input, x, v, self.fire.vr(), |e| e / tau);
-        let (s, v_next) = ternary_fire(&self.fire, h);
-        b.output(SPIKE_OUTPUT, s);
-        b.set_state(V_STATE, v_next);
-        b.build()
+            self.fire.initial_v(),
+            |_, x, v| {
+                let tau = self.tau as f32;
+                let h = leaky_charge(self.decay_input, x, v, self.fire.vr(), |e| e / tau);
+                ternary_fire(&self.fire, h)
+            },
+        )
     }
 }

@@ -81,7 +81,10 @@ fn defaults_are_spikingjellys() {
     assert_eq!(states(&half), [("v".into(), c(0.3))]);
     let izh = Builtin::from_settings("izhikevich", ["w_rest=0.25"]).unwrap();
     assert_eq!(states(&izh)[1], ("w".into(), c(0.25)));
-    assert_eq!(get("klif").initial_params(), vec![("k", vec![1.0])]);
+    assert_eq!(
+        get("klif").initial_params(),
+        vec![("k".to_string(), vec![1.0])]
+    );
 }
 
 #[test]
@@ -257,4 +260,13 @@ fn klif_scale_reset_divides_by_k() {
         "spike"
     ));
     let _ = Surrogate::default_for("MultiLevelSpikeCount").unwrap();
+}
+
+/// The PSN family's kernels fire 0/1: a counting surrogate is refused, not silently ignored.
+#[test]
+fn psn_family_refuses_spike_counts() {
+    for name in ["psn", "masked-psn", "sliding-psn"] {
+        let err = Builtin::from_settings(name, ["surrogate=MultiLevelSpikeCount"]).unwrap_err();
+        assert!(err.to_string().contains("spike counts"), "{name}: {err}");
+    }
 }

@@ -63,12 +63,14 @@ pub fn device_count() -> Result<usize, CudaError> {
 /// A device buffer in the element type a kernel argument expects.
 #[derive(Debug)]
 pub enum DeviceBuf {
+    /// f32 elements.
     F32(CudaSlice<f32>),
     /// f16 or bf16 bits.
     U16(CudaSlice<u16>),
 }
 
 impl DeviceBuf {
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             DeviceBuf::F32(s) => s.len(),
@@ -76,6 +78,7 @@ impl DeviceBuf {
         }
     }
 
+    /// Whether the buffer has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -221,14 +224,17 @@ impl CudaDevice {
         self.target
     }
 
+    /// The device's primary context (shared with frameworks such as PyTorch).
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
 
+    /// The device's own stream, for owned buffers and host-slice calls.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
 
+    /// The compiled-module cache.
     pub fn module_cache(&self) -> &ModuleCache {
         &self.modules
     }
@@ -362,6 +368,7 @@ impl CudaDevice {
 #[derive(Debug)]
 pub struct DeviceKernel {
     kernel: ScanKernel,
+    /// The generated source the kernel was compiled from.
     pub source: CudaSource,
     _module: Arc<CudaModule>,
     scan: CudaFunction,
