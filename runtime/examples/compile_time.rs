@@ -71,7 +71,6 @@ fn main() {
             ScanKernel::forward(opt.clone(), true),
             b.kernel,
         ];
-        let kernels = kernels;
         for k in &kernels {
             let s = Instant::now();
             let scan =

@@ -93,7 +93,6 @@ pub(crate) fn forward(
             state_seqs: vec![],
             final_states: fins,
         };
-        let inits: Vec<&[f32]> = inits.into_iter().map(|r| &*r).collect();
         inference.run_into(&segment_args(g, args, seg, inits), &mut out)?;
     }
     Ok(())
