@@ -91,9 +91,7 @@ impl ScanLayer {
                 vb.get_with_hints(len, &d.name, init)?
             } else {
                 // Constants stay out of the VarMap (they get no gradient).
-                init.var(len, DType::F32, vb.device())?
-                    .as_tensor()
-                    .detach()
+                init.var(len, DType::F32, vb.device())?.as_tensor().detach()
             };
             params.push(p);
         }

@@ -180,7 +180,11 @@ pub fn scan(
     let seq_dims: Vec<usize> = dims.clone();
     let lay = Packing::new(g, t, n);
     let outputs = (0..g.outputs().len())
-        .map(|o| packed.narrow(0, lay.output(o), t * n)?.reshape(seq_dims.clone()))
+        .map(|o| {
+            packed
+                .narrow(0, lay.output(o), t * n)?
+                .reshape(seq_dims.clone())
+        })
         .collect::<candle_core::Result<Vec<_>>>()?;
     let state_seqs = (0..ns)
         .map(|j| {
@@ -465,7 +469,6 @@ impl ScanOp {
         };
         Ok((gx, gp, gs))
     }
-
 }
 
 const OP_NAME: &str = "flexsn-scan";

@@ -88,7 +88,13 @@ fn params_are_checked() {
     let c0 = ("c", candle_nn::Init::Const(0.0));
     let k0 = ("k", candle_nn::Init::Const(1.0));
     // Missing and unknown initial values; a per-neuron param without N.
-    let e = err_text(ScanLayer::new(&jit, &g, vb(&varmap), &[c0], ParamDims::default()));
+    let e = err_text(ScanLayer::new(
+        &jit,
+        &g,
+        vb(&varmap),
+        &[c0],
+        ParamDims::default(),
+    ));
     assert!(e.contains("param `k` has no initial value"), "{e}");
     let e = err_text(ScanLayer::new(
         &jit,
@@ -98,7 +104,13 @@ fn params_are_checked() {
         ParamDims::default(),
     ));
     assert!(e.contains("no param `nope`"), "{e}");
-    let e = err_text(ScanLayer::new(&jit, &g, vb(&varmap), &[c0, k0], ParamDims::default()));
+    let e = err_text(ScanLayer::new(
+        &jit,
+        &g,
+        vb(&varmap),
+        &[c0, k0],
+        ParamDims::default(),
+    ));
     assert!(e.contains("ParamDims"), "{e}");
     // Built for N = 3, called with N = 4.
     let layer = ScanLayer::new(
@@ -112,7 +124,11 @@ fn params_are_checked() {
         },
     )
     .unwrap();
-    assert_eq!(varmap.all_vars().len(), 1, "only the learnable `k` is a Var");
+    assert_eq!(
+        varmap.all_vars().len(),
+        1,
+        "only the learnable `k` is a Var"
+    );
     let e = err_text(layer.forward(&Tensor::zeros((2, 4), DType::F32, &dev).unwrap()));
     assert!(e.contains("`k`: expected shape 4 elements"), "{e}");
     // A Var for the constant param.
@@ -133,5 +149,8 @@ fn plif_var_is_named_and_initialised() {
     ParametricLIFNode::new(cfg, vb(&varmap).pp("plif1")).unwrap();
     let data = varmap.data().lock().unwrap();
     let w = data.get("plif1.w").expect("plif1.w in the map");
-    assert_eq!(w.as_tensor().to_vec1::<f32>().unwrap(), vec![cfg.initial_w()]);
+    assert_eq!(
+        w.as_tensor().to_vec1::<f32>().unwrap(),
+        vec![cfg.initial_w()]
+    );
 }

@@ -23,7 +23,9 @@ const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
 
 fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
 }
 
 fn cases(file: &str) -> Vec<Case> {
@@ -76,7 +78,14 @@ fn var(v: &[f32]) -> Var {
 /// `Σ up · x` (zero when `up` is absent).
 fn dot(x: &Tensor, up: Option<&Vec<f32>>) -> Option<Tensor> {
     let up = Tensor::from_slice(up?, x.elem_count(), x.device()).unwrap();
-    Some(x.flatten_all().unwrap().mul(&up).unwrap().sum_all().unwrap())
+    Some(
+        x.flatten_all()
+            .unwrap()
+            .mul(&up)
+            .unwrap()
+            .sum_all()
+            .unwrap(),
+    )
 }
 
 /// Runs a scan case through a [`ScanLayer`] and compares everything it gives.
@@ -320,8 +329,12 @@ fn assert_mixing_file(file: &str, count: usize) {
         let mut vm = varmap.clone();
         vm.set_one(
             "weight",
-            Tensor::from_vec(floats(case, &["parameters", "weight"]), (t, t), &Device::Cpu)
-                .unwrap(),
+            Tensor::from_vec(
+                floats(case, &["parameters", "weight"]),
+                (t, t),
+                &Device::Cpu,
+            )
+            .unwrap(),
         )
         .unwrap();
         vm.set_one(

@@ -83,9 +83,21 @@ fn gradients_equal_the_runtime_bit_for_bit() {
     assert_eq!(out.outputs[0].dims(), &[t, 2, 3]);
     assert_eq!(out.final_states[1].dims(), &[2, 3]);
     let up = |v: &[f32], like: &Tensor| Tensor::from_slice(v, like.shape(), &dev).unwrap();
-    let loss = (out.outputs[0].mul(&up(&up_s, &out.outputs[0])).unwrap().sum_all().unwrap()
-        + out.outputs[1].mul(&up(&up_h, &out.outputs[1])).unwrap().sum_all().unwrap()
-        + out.state_seqs[0].mul(&up(&up_v, &out.state_seqs[0])).unwrap().sum_all().unwrap()
+    let loss = (out.outputs[0]
+        .mul(&up(&up_s, &out.outputs[0]))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        + out.outputs[1]
+            .mul(&up(&up_h, &out.outputs[1]))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+        + out.state_seqs[0]
+            .mul(&up(&up_v, &out.state_seqs[0]))
+            .unwrap()
+            .sum_all()
+            .unwrap()
         + out.final_states[1]
             .mul(&up(&up_a_final, &out.final_states[1]))
             .unwrap()
@@ -109,7 +121,10 @@ fn gradients_equal_the_runtime_bit_for_bit() {
     assert_eq!(bits(fwd.output(0)), bits(&flat(&out.outputs[0])));
     assert_eq!(bits(fwd.output(1)), bits(&flat(&out.outputs[1])));
     assert_eq!(bits(fwd.state_seq(0)), bits(&flat(&out.state_seqs[0])));
-    assert_eq!(bits(&fwd.final_states[1]), bits(&flat(&out.final_states[1])));
+    assert_eq!(
+        bits(&fwd.final_states[1]),
+        bits(&flat(&out.final_states[1]))
+    );
     let mut up_a_seq = vec![0f32; t * n];
     up_a_seq[(t - 1) * n..].copy_from_slice(&up_a_final);
     let upstream = Upstream {
@@ -232,7 +247,14 @@ fn gradients_match_finite_differences() {
     let xv = Var::from_slice(&x0, (t, n), &dev).unwrap();
     let loss_of = |x: &Tensor| -> f64 {
         let y = layer.forward(x).unwrap();
-        f64::from(y.mul(&wt).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+        f64::from(
+            y.mul(&wt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+        )
     };
     let y = layer.forward(xv.as_tensor()).unwrap();
     let grads = y.mul(&wt).unwrap().sum_all().unwrap().backward().unwrap();
