@@ -3,7 +3,11 @@
 # the PSN mixing kernels), the golden cases on `--backend cuda` (built-ins, PSN, MaskedPSN), and
 # `flexsn bench --backend cuda` (LIF f32/f16/bf16 and others at T = 64, N = 16 777 216; PSN at
 # T = 4, 16, 64 with GFLOP/s; each against a same-run device-to-device copy), then a short table.
-# Sized to finish in well under 8 minutes on an H200 once built.
+# Sized for one 540 s device call once built: each step's timeout is cut to what is left of
+# FLEXSN_GPU_CHECK_BUDGET (500 s by default; the timeouts add up to 570 s), each step's
+# result line is appended to the report (and copied to $OUT) as soon as the step ends, an
+# allocation smoke test runs first (nothing else runs if it fails), and the run fails when a test
+# fails, a step times out, or a benchmark target is missed (`target: ... NOT MET`).
 #
 # Usage
 #   scripts/gpu-check.sh                 on a GPU machine with Rust: build (release), then run
@@ -43,12 +47,12 @@ build_bundle() {
     log "building release binaries (flexsn, runtime CUDA test binaries)"
     cargo build --release --locked --bin flexsn || return 1
     local json
-    json="$(cargo test --release --locked -p flexsn-runtime --test cuda_device --test cuda_nvrtc \
+    json="$(cargo test --release --locked -p flexsn-runtime --test cuda_device --test cuda_borrowed \
         --test cuda_mixing --no-run --message-format=json 2>/dev/null)" || return 1
     rm -rf "$dest" && mkdir -p "$dest" || return 1
     cp target/release/flexsn "$dest/flexsn" || return 1
     local name exe
-    for name in cuda_device cuda_nvrtc cuda_mixing; do
+    for name in cuda_device cuda_borrowed cuda_mixing; do
         exe="$(printf '%s\n' "$json" | grep '"executable":"[^"]*' | grep "/$name-" \
             | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -n 1)"
         [ -n "$exe" ] || { log "no test executable for $name"; return 1; }
@@ -100,77 +104,113 @@ PY
 if [ -z "${FLEXSN_NVRTC_PATH:-}" ]; then
     if p="$(find_nvrtc)"; then export FLEXSN_NVRTC_PATH="$p"; fi
 fi
+# NVRTC wheels load libnvrtc-builtins from their own folder: it must be on the loader path.
+if [ -n "${FLEXSN_NVRTC_PATH:-}" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$FLEXSN_NVRTC_PATH")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 export FLEXSN_REQUIRE_GPU=1 FLEXSN_REQUIRE_NVRTC=1
 log "FLEXSN_NVRTC_PATH=${FLEXSN_NVRTC_PATH:-<not found>}"
 export FLEXSN_CACHE_DIR="${FLEXSN_CACHE_DIR:-$(mktemp -d)}"
 nvidia-smi -L 2>/dev/null || log "nvidia-smi not available"
 
-results=()
-record() { results+=("$(printf '%-34s %s' "$1" "$2")"); }
-save() { [ -n "$out_dir" ] && cp "$1" "$out_dir/" 2>/dev/null; return 0; }
 tmp="$(mktemp -d)"
+report="$tmp/gpu-check.txt"
+budget="${FLEXSN_GPU_CHECK_BUDGET:-500}"
+save() { [ -n "$out_dir" ] && cp "$1" "$out_dir/" 2>/dev/null; return 0; }
+# Appends one result line to the report at once (a later timeout cannot lose it).
+record() { printf '%-34s %s\n' "$1" "$2" | tee -a "$report" >&2; save "$report"; }
+{
+    echo "== flexsn gpu-check ($(date -u +%Y-%m-%dT%H:%M:%SZ)) =="
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+    echo "NVRTC: ${FLEXSN_NVRTC_PATH:-<not found>}"
+} >"$report"
+save "$report"
+status=0
+# The step timeout, cut to what is left of the budget (at least 1 s).
+limit() {
+    local left=$((budget - SECONDS))
+    [ "$left" -lt "$1" ] && { [ "$left" -gt 1 ] && echo "$left" || echo 1; } || echo "$1"
+}
 
-# ---- tests on the GPU --------------------------------------------------------------------------
+# ---- tests on the GPU (synchronous mode: a device fault is reported by the kernel that made it)
 run_tests() {
-    local name="$1" log_file="$tmp/$1.log" threads=1
-    [ "${2:-}" = --parallel ] && threads=4
+    local name="$1" secs="$2" filter="${3:-}" log_file="$tmp/$1${3:+-$3}.log" threads=1
     local start=$SECONDS
-    timeout 240 "$bundle/$name" --test-threads=$threads >"$log_file" 2>&1
+    FLEXSN_CUDA_SYNC=1 timeout "$(limit "$secs")" "$bundle/$name" $filter --test-threads=$threads \
+        >"$log_file" 2>&1
     local rc=$?
     save "$log_file"
     local summary
     summary="$(grep -E '^test result:' "$log_file" | tail -n 1)"
-    record "$name tests" "${summary:-no result (exit $rc)} [$((SECONDS - start)) s]"
+    [ $rc -eq 124 ] && summary="TIMED OUT after $((SECONDS - start)) s"
+    record "$name${filter:+ $filter}" "${summary:-no result (exit $rc)} [$((SECONDS - start)) s]"
     if [ $rc -ne 0 ]; then
         grep -E 'panicked|FAILED|failed' "$log_file" | head -n 20 >&2
     fi
     return $rc
 }
-status=0
-run_tests cuda_device || status=1
-run_tests cuda_nvrtc --parallel || status=1
-run_tests cuda_mixing --parallel || status=1
+
+# Smoke test first: allocation, copies and one launch; nothing else is worth running without it.
+if ! run_tests cuda_borrowed 30 smoke; then
+    record "gpu-check" "FAIL (the allocation smoke test failed; nothing else was run)"
+    exit 1
+fi
+run_tests cuda_borrowed 45 || status=1
+run_tests cuda_device 100 || status=1
+run_tests cuda_mixing 45 || status=1
 
 # ---- golden cases on real CUDA -----------------------------------------------------------------
 start=$SECONDS
 conf_log="$tmp/conformance.log"
-timeout 240 "$bundle/flexsn" conformance tests/golden/ifnode.json tests/golden/lifnode.json \
+timeout "$(limit 45)" "$bundle/flexsn" conformance tests/golden/ifnode.json tests/golden/lifnode.json \
     tests/golden/plif.json tests/golden/nonspiking.json tests/golden/psn.json \
     tests/golden/masked_psn.json --backend cuda >"$conf_log" 2>&1
 rc=$?
 save "$conf_log"
-record "golden cases, --backend cuda" "$(tail -n 1 "$conf_log") [$((SECONDS - start)) s]"
+record "golden cases, --backend cuda" "$(tail -n 1 "$conf_log") [exit $rc, $((SECONDS - start)) s]"
 if [ $rc -ne 0 ]; then status=1; grep -E '^FAIL|error' "$conf_log" | head -n 20 >&2; fi
 
-# ---- benchmarks --------------------------------------------------------------------------------
+# ---- benchmarks (each step's table saved as it ends) ------------------------------------------
+bench() {
+    local label="$1" secs="$2"
+    shift 2
+    local start=$SECONDS log_file="$tmp/bench-$label.log"
+    timeout "$(limit "$secs")" "$bundle/flexsn" bench --backend cuda "$@" >"$log_file" 2>&1
+    local rc=$?
+    save "$log_file"
+    cat "$log_file" >>"$tmp/bench.log"
+    local missed
+    missed="$(grep -c 'NOT MET' "$log_file")"
+    record "bench $label" "exit $rc, targets missed: $missed [$((SECONDS - start)) s]"
+    if [ $rc -ne 0 ] || [ "$missed" -ne 0 ]; then return 1; fi
+    return 0
+}
+: >"$tmp/bench.log"
+bench lif 75 --neuron lif --dtype f32 --dtype bf16 --dtype f16 --t 64 --n 16777216 || status=1
+bench others 55 --neuron if --neuron plif --neuron alif --dtype f32 --dtype bf16 --t 64 \
+    --n 16777216 || status=1
+bench psn 55 --neuron psn --dtype f32 --dtype bf16 --t 4 --t 16 --t 64 --n 4194304 || status=1
+
+# ---- save policies: checkpoint:32 against states (LIF, T = 1024, CUDA through the kernel API) --
 start=$SECONDS
-bench_log="$tmp/bench.log"
-{
-    timeout 200 "$bundle/flexsn" bench --backend cuda --neuron lif \
-        --dtype f32 --dtype bf16 --dtype f16 --t 64 --n 16777216 &&
-    timeout 120 "$bundle/flexsn" bench --backend cuda --neuron if --neuron plif --neuron alif \
-        --dtype f32 --dtype bf16 --t 64 --n 16777216 &&
-    timeout 60 "$bundle/flexsn" bench --backend cuda --neuron lif \
-        --dtype f32 --dtype bf16 --t 16 --n 1048576 &&
-    timeout 120 "$bundle/flexsn" bench --backend cuda --neuron psn \
-        --dtype f32 --dtype bf16 --t 4 --t 16 --t 64 --n 4194304
-} >"$bench_log" 2>&1
+policy_log="$tmp/bench-save-policy.log"
+(for p in states checkpoint:32; do
+    timeout "$(limit 60)" "$bundle/flexsn" bench --backend cuda-jit --neuron lif --t 1024 \
+        --n 262144 --threads 1 --phase forward_backward --min-ms 300 --save-policy "$p" || exit 1
+done) >"$policy_log" 2>&1
 rc=$?
-save "$bench_log"
-record "bench --backend cuda" "exit $rc [$((SECONDS - start)) s]"
+save "$policy_log"
+cat "$policy_log" >>"$tmp/bench.log"
+record "bench --save-policy (cuda-jit)" "exit $rc [$((SECONDS - start)) s]"
 [ $rc -ne 0 ] && status=1
 
-# ---- table -------------------------------------------------------------------------------------
-report="$tmp/gpu-check.txt"
+# ---- table ----------------------------------------------------------------------------------
 {
-    echo "== flexsn gpu-check ($(date -u +%Y-%m-%dT%H:%M:%SZ)) =="
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
-    echo "NVRTC: ${FLEXSN_NVRTC_PATH:-<not found>}"
-    printf '%s\n' "${results[@]}"
     echo
-    cat "$bench_log"
+    cat "$tmp/bench.log"
     echo
     if [ $status -eq 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
-} | tee "$report"
+} >>"$report"
 save "$report"
+cat "$report"
 exit $status

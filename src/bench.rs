@@ -16,6 +16,13 @@
 //!   `[T, N]`, initial-state gradients `[N]` and param gradients. Inputs and params are counted
 //!   once although both passes read them.
 //!
+//! Under `--save-policy checkpoint:K` the training forward keeps only `⌈T/K⌉` rows of each
+//! state instead of the sequence, and backward recomputes each segment of `K` steps from its
+//! checkpoint: `forward_backward` then counts the checkpoints written and read (`2 S ⌈T/K⌉ N`)
+//! instead of the state sequences (`2 S T N`), plus the inputs and per-time params read again
+//! by the recomputation. Every `forward_backward` row also reports `saved_bytes`, the bytes the
+//! forward pass actually kept for backward (`Forward::saved_bytes`).
+//!
 //! Compile times are wall times of `Jit::compile` (the inference and training forward scans) and
 //! of compiling the backward scan, after one untimed warm-up compilation in the process.
 //!
@@ -25,13 +32,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn_compiler::random::SplitMix64;
+use flexsn_compiler::rng::SplitMix64;
 use flexsn_compiler::scan::param_len;
-use flexsn_runtime::cpu::CpuOptions;
-use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, Upstream};
+use flexsn_runtime::cpu::{self, CpuOptions};
+use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, SavePolicy, Upstream};
 
 mod psn;
 pub use psn::{psn_work, sliding_flops};
@@ -81,6 +88,8 @@ pub struct BenchOptions {
     /// CPU code generation: neurons per chunk and unroll (0 = automatic).
     pub chunk: usize,
     pub unroll: usize,
+    /// What the training forward keeps for backward.
+    pub save_policy: SavePolicy,
 }
 
 impl Default for BenchOptions {
@@ -97,6 +106,7 @@ impl Default for BenchOptions {
             min_runs: 5,
             chunk: 0,
             unroll: 0,
+            save_policy: SavePolicy::States,
         }
     }
 }
@@ -114,11 +124,13 @@ pub struct Row {
     pub gbps: f64,
     pub copy_gbps: f64,
     pub ratio: f64,
+    /// `forward_backward` rows of scan neurons: bytes the forward kept for backward.
+    pub saved_bytes: Option<u64>,
 }
 
 impl Row {
     /// The JSON object of `--json` (keys exactly `neuron, phase, t, n, threads, median_ms, bytes,
-    /// gbps, copy_gbps, ratio`).
+    /// gbps, copy_gbps, ratio, saved_bytes`; `saved_bytes` is null where not measured).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "neuron": self.neuron,
@@ -131,6 +143,7 @@ impl Row {
             "gbps": self.gbps,
             "copy_gbps": self.copy_gbps,
             "ratio": self.ratio,
+            "saved_bytes": self.saved_bytes,
         })
     }
 }
@@ -149,7 +162,8 @@ impl Row {
         secs: f64,
         bytes: u64,
     ) -> Result<Row> {
-        let copy = copy_time(opts, bytes, threads)?;
+        // The copy runs on as many threads as the kernel does.
+        let copy = copy_time(opts, bytes, cpu::threads_for_work(threads, t, n))?;
         let gbps = bytes as f64 / secs / 1e9;
         let copy_gbps = bytes as f64 / copy / 1e9;
         Ok(Row {
@@ -163,6 +177,7 @@ impl Row {
             gbps,
             copy_gbps,
             ratio: gbps / copy_gbps,
+            saved_bytes: None,
         })
     }
 }
@@ -174,8 +189,18 @@ fn write_header(opts: &BenchOptions, out: &mut dyn Write, gflops: bool) -> Resul
     }
     write!(
         out,
-        "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6}",
-        "neuron", "phase", "T", "N", "thr", "median_ms", "MB", "GB/s", "copy_GB/s", "ratio"
+        "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11} {:>10} {:>8} {:>9} {:>6} {:>9}",
+        "neuron",
+        "phase",
+        "T",
+        "N",
+        "thr",
+        "median_ms",
+        "MB",
+        "GB/s",
+        "copy_GB/s",
+        "ratio",
+        "saved_MB"
     )?;
     if gflops {
         write!(out, " {:>8}", "GFLOP/s")?;
@@ -200,7 +225,7 @@ fn write_row(
     } else {
         write!(
             out,
-            "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2}",
+            "{:<11} {:<17} {:>4} {:>8} {:>3} {:>11.3} {:>10.1} {:>8.2} {:>9.2} {:>6.2} {:>9}",
             row.neuron,
             row.phase.name(),
             row.t,
@@ -210,7 +235,9 @@ fn write_row(
             row.bytes as f64 / 1e6,
             row.gbps,
             row.copy_gbps,
-            row.ratio
+            row.ratio,
+            row.saved_bytes
+                .map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6))
         )?;
         if let Some(g) = gflops {
             write!(out, " {g:>8.2}")?;
@@ -256,19 +283,25 @@ pub fn neuron_graph(name: &str) -> Result<StepGraph> {
         "lif" => flexsn_neurons::LIFNode::new().step_graph()?,
         "plif" => flexsn_neurons::ParametricLIFNode::new().step_graph()?,
         "alif" => alif()?,
-        other => bail!(
-            "unknown benchmark neuron `{other}`; known: {}",
-            NEURONS.join(", ")
-        ),
+        // Any other scan built-in of `flexsn list`, with its defaults.
+        other => match flexsn_neurons::Builtin::from_name(other) {
+            Ok(b) => b.step_graph()?,
+            Err(_) => bail!(
+                "unknown benchmark neuron `{other}`; known: {}, or any scan neuron of `flexsn list`",
+                NEURONS.join(", ")
+            ),
+        },
     };
     Ok(g)
 }
 
 fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
     let backend = opts.backend.as_str();
-    let b = Backend::from_name(backend).with_context(|| {
-        format!("unknown backend `{backend}` (cpu, interpreter, cuda, cuda-emulated)")
-    })?;
+    // `cuda-jit`: the CUDA backend through the `Kernel` API (host buffers, transfers timed).
+    let b = match backend {
+        "cuda-jit" => Backend::Cuda,
+        other => Backend::from_name(other)?,
+    };
     Ok(match b {
         Backend::Cpu => Jit::cpu(CpuOptions {
             threads,
@@ -326,8 +359,19 @@ fn copy_time(opts: &BenchOptions, bytes: u64, threads: usize) -> Result<f64> {
     })
 }
 
-/// Bytes `phase` moves for `g` over `[t, n]` (see the module docs).
+/// Bytes `phase` moves for `g` over `[t, n]` under [`SavePolicy::States`] (see the module docs).
 pub fn bytes_moved(g: &StepGraph, phase: Phase, t: usize, n: usize) -> u64 {
+    bytes_moved_under(g, phase, t, n, SavePolicy::States)
+}
+
+/// Bytes `phase` moves for `g` over `[t, n]` under `policy` (see the module docs).
+pub fn bytes_moved_under(
+    g: &StepGraph,
+    phase: Phase,
+    t: usize,
+    n: usize,
+    policy: SavePolicy,
+) -> u64 {
     let tn = (t * n) as u64;
     let (i, s, o) = (
         g.inputs().len() as u64,
@@ -345,11 +389,24 @@ pub fn bytes_moved(g: &StepGraph, phase: Phase, t: usize, n: usize) -> u64 {
         .filter(|d| d.learnable)
         .map(|d| param_len(d.kind, t, n) as u64)
         .sum();
+    let per_time: u64 = g
+        .params()
+        .iter()
+        .filter(|d| d.kind == ParamKind::PerTime)
+        .map(|_| t as u64)
+        .sum();
+    let saved = match policy {
+        SavePolicy::Checkpoint(k) if s > 0 => {
+            // Checkpoints written and read; inputs and per-time params read again.
+            2 * s * t.div_ceil(k.max(1)) as u64 * n as u64 + i * tn + per_time
+        }
+        _ => 2 * s * tn,
+    };
     let n = n as u64;
     let fwd = i * tn + s * n + p + o * tn + s * n;
     let elems = match phase {
         Phase::Forward => fwd,
-        Phase::ForwardBackward => fwd + 2 * s * tn + o * tn + i * tn + s * n + pl,
+        Phase::ForwardBackward => fwd + saved + o * tn + i * tn + s * n + pl,
     };
     4 * elems
 }
@@ -391,7 +448,14 @@ fn data(g: &StepGraph, t: usize, n: usize) -> Data {
     }
 }
 
-fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) -> Result<f64> {
+/// Median seconds of `phase`, and for `forward_backward` the bytes the forward kept.
+fn measure_saved(
+    opts: &BenchOptions,
+    k: &Kernel,
+    phase: Phase,
+    t: usize,
+    n: usize,
+) -> Result<(f64, Option<u64>)> {
     let g = k.graph();
     let d = data(g, t, n);
     let xs: Vec<&[f32]> = d.inputs.iter().map(Vec::as_slice).collect();
@@ -403,7 +467,8 @@ fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) ->
     match phase {
         Phase::Forward => {
             let mut out = Inference::default();
-            time(opts, || Ok(k.infer_into(t, n, &xs, None, &ps, &mut out)?))
+            let secs = time(opts, || Ok(k.infer_into(t, n, &xs, None, &ps, &mut out)?))?;
+            Ok((secs, None))
         }
         Phase::ForwardBackward => {
             let mut f = Forward::default();
@@ -426,13 +491,19 @@ fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) ->
                     tb * 1e3
                 );
             }
-            time(opts, || {
+            let secs = time(opts, || {
                 k.forward_into(t, n, &xs, None, &ps, &mut f)?;
                 k.backward_into(&f, &up, &mut gr)?;
                 Ok(())
-            })
+            })?;
+            Ok((secs, Some(f.saved_bytes() as u64)))
         }
     }
+}
+
+/// Median seconds of `phase`.
+fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) -> Result<f64> {
+    Ok(measure_saved(opts, k, phase, t, n)?.0)
 }
 
 /// Runs the benchmark, printing a table (or JSON rows) to `out`. Returns the rows.
@@ -458,7 +529,8 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     } else {
         opts.threads
             .iter()
-            .map(|&t| if t == 0 { all } else { t })
+            // More threads than cores only contend: the kernel and the copy get at most `all`.
+            .map(|&t| if t == 0 { all } else { t.min(all) })
             .collect()
     };
     threads.dedup();
@@ -470,8 +542,9 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
     if !opts.json {
         writeln!(
             out,
-            "backend {}, {} available threads; bytes: every tensor read or written once (f32)",
-            opts.backend, all
+            "backend {}, {} available threads, save policy {}; bytes: every tensor read or \
+             written once (f32)",
+            opts.backend, all, opts.save_policy
         )?;
     }
     let mut rows = vec![];
@@ -488,8 +561,9 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
         for &th in &threads {
             let jit = jit_for(opts, th)?;
             let t0 = Instant::now();
-            let k = jit.compile(&g)?;
+            let mut k = jit.compile(&g)?;
             let forward = t0.elapsed();
+            k.set_save_policy(opts.save_policy)?;
             let spec = flexsn_runtime::GradSpec::outputs_only(k.graph());
             let t1 = Instant::now();
             k.prepare_backward(&spec)?;
@@ -517,9 +591,10 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
             for &phase in &phases {
                 for &t in &ts {
                     for &n in &ns {
-                        let secs = measure(opts, &k, phase, t, n)?;
-                        let bytes = bytes_moved(k.graph(), phase, t, n);
-                        let row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                        let (secs, saved) = measure_saved(opts, &k, phase, t, n)?;
+                        let bytes = bytes_moved_under(k.graph(), phase, t, n, opts.save_policy);
+                        let mut row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                        row.saved_bytes = saved;
                         write_row(opts, out, &row, None)?;
                         rows.push(row);
                     }
@@ -546,6 +621,16 @@ mod tests {
         assert_eq!(
             bytes_moved(&g, Phase::ForwardBackward, 2, 10),
             4 * (60 + 40 + 20 + 20 + 10)
+        );
+        // checkpoint:4 over 8 steps: 2 checkpoint rows written and read, x read again.
+        let ck = SavePolicy::Checkpoint(4);
+        assert_eq!(
+            bytes_moved_under(&g, Phase::ForwardBackward, 8, 10, ck),
+            bytes_moved(&g, Phase::ForwardBackward, 8, 10) - 4 * (2 * 80) + 4 * (2 * 20 + 80)
+        );
+        assert_eq!(
+            bytes_moved_under(&g, Phase::Forward, 8, 10, ck),
+            bytes_moved(&g, Phase::Forward, 8, 10)
         );
         let p = neuron_graph("plif").unwrap();
         assert_eq!(
@@ -586,12 +671,27 @@ mod tests {
                 "gbps",
                 "copy_gbps",
                 "ratio",
+                "saved_bytes",
             ];
             want.sort();
             let mut keys = keys;
             keys.sort();
             assert_eq!(keys, want);
         }
+        for r in &rows {
+            // T + 1 rows of N per state (alif has two states, plif one).
+            let states = if r.neuron == "alif" { 2 } else { 1 };
+            let want = (r.phase == Phase::ForwardBackward).then_some(4 * states * (3 + 1) * 100);
+            assert_eq!(r.saved_bytes, want);
+        }
+        let ck = BenchOptions {
+            neurons: vec!["lif".into()],
+            save_policy: SavePolicy::Checkpoint(2),
+            ..opts.clone()
+        };
+        let (rows, _) = run(&ck, &mut vec![]).unwrap();
+        // lif: one state, ⌈3/2⌉ = 2 rows.
+        assert_eq!(rows[1].saved_bytes, Some(4 * 2 * 100));
         assert!(
             run(
                 &BenchOptions {

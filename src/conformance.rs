@@ -37,6 +37,7 @@ use flexsn_neurons::{Builtin, Decode};
 use flexsn_runtime::{Backend as RuntimeBackend, Jit};
 
 mod psn;
+mod zoo;
 pub use psn::{mix_backend_for, mixing_psn_case, sliding_psn_case};
 
 // ---------------------------------------------------------------------------------------------
@@ -171,23 +172,19 @@ impl<B: ScanBackend> ScanBackend for MaybeAvailable<B> {
     }
 }
 
-/// The backend names [`backend_by_name`] knows.
+/// The backend names [`backend_by_name`] knows, one per backend.
 pub const BACKENDS: &[&str] = &["interp", "cpu", "cuda-emulated", "cuda"];
 
-/// An unknown backend name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend `{0}`; available: {known}", known = BACKENDS.join(", "))]
-pub struct UnknownBackend(pub String);
+pub use flexsn_runtime::UnknownBackend;
 
-/// The backend called `name` (see [`BACKENDS`]).
+/// The backend called `name` (any name [`RuntimeBackend::from_name`] reads).
 pub fn backend_by_name(name: &str) -> Result<Box<dyn ScanBackend>, UnknownBackend> {
-    match name {
-        "interp" | "interpreter" => Ok(Box::new(Interpreter)),
-        "cpu" => Ok(Box::new(MaybeAvailable::from_setup("cpu", Cpu::new()))),
-        "cuda-emulated" => Ok(Box::new(crate::cuda::CudaEmulatedBackend::default())),
-        "cuda" => Ok(Box::new(crate::cuda::CudaBackend::default())),
-        _ => Err(UnknownBackend(name.to_string())),
-    }
+    Ok(match RuntimeBackend::from_name(name)? {
+        RuntimeBackend::Interpreter => Box::new(Interpreter),
+        RuntimeBackend::Cpu => Box::new(MaybeAvailable::from_setup("cpu", Cpu::new())),
+        RuntimeBackend::CudaEmulated => Box::new(crate::cuda::CudaEmulatedBackend::default()),
+        RuntimeBackend::Cuda => Box::new(crate::cuda::CudaBackend::default()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,7 +310,16 @@ impl Case {
             .collect::<Option<Vec<_>>>()
             .ok_or("`shape` must hold non-negative integers")?;
         match dims.split_first() {
-            Some((&t, rest)) if !rest.is_empty() => Ok((t, rest.iter().product())),
+            Some((&t, rest)) if !rest.is_empty() => {
+                // Checked: a shape whose size wraps around would pass the length checks.
+                let too_large = || format!("`shape` {dims:?} is too large (its size overflows)");
+                let n = rest
+                    .iter()
+                    .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                    .ok_or_else(too_large)?;
+                t.checked_mul(n).ok_or_else(too_large)?;
+                Ok((t, n))
+            }
             _ => Err(format!(
                 "`shape` {dims:?} must be [T, N, ...] with at least two dimensions"
             )),
@@ -752,12 +758,16 @@ impl<'a> Harness<'a> {
             "SlidingPSN" => psn::sliding_psn_case(case)
                 .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
             "PSN" | "MaskedPSN" => psn::mixing_psn_case(case, self.backend.name(), &mut checker),
+            k if zoo::CLASSES.contains(&k) => zoo::zoo_case(case)
+                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
             _ => match kind.strip_prefix("FlexSN:") {
                 Some(core) => flexsn_case(case, core, self.cores)
                     .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
                 None => Err(format!(
                     "unknown neuron kind `{kind}` (known: IFNode, LIFNode, ParametricLIFNode, \
-                     NonSpikingIFNode, NonSpikingLIFNode, PSN, MaskedPSN, SlidingPSN, FlexSN:<core>)"
+                     NonSpikingIFNode, NonSpikingLIFNode, PSN, MaskedPSN, SlidingPSN, {}, \
+                     FlexSN:<core>)",
+                    zoo::CLASSES.join(", ")
                 )),
             },
         };
@@ -1039,27 +1049,7 @@ pub fn spiking_case(case: &Case) -> Result<ScanCase, String> {
             ours,
         ));
     }
-    for (name, init) in b.initial_params() {
-        let k = sc
-            .graph
-            .param_index(name)
-            .ok_or_else(|| format!("graph has no param `{name}`"))?;
-        let len = param_len(sc.graph.params()[k].kind, t, n);
-        let given = case.required(&["parameters", name], len)?;
-        sc.prechecks.push((
-            Expect::new(format!("parameters.{name}"), vec![], given.clone(), false),
-            init,
-        ));
-        sc.params[k] = given;
-        if case.get(&["grads", name]).is_some() {
-            sc.grad_params[k] = Some(Expect::new(
-                format!("grads.{name}"),
-                vec![],
-                case.required(&["grads", name], len)?,
-                false,
-            ));
-        }
-    }
+    bind_params(case, &b, &mut sc)?;
     let exp = |key: &str, dims: &Vec<usize>, len, exact| -> Result<Option<Expect>, String> {
         Ok(case
             .tensor(&["outputs", key], len)?
@@ -1080,6 +1070,33 @@ pub fn spiking_case(case: &Case) -> Result<ScanCase, String> {
             .map(|v| Expect::new("grads.v_init", vec_n.clone(), v, false));
     }
     Ok(sc)
+}
+
+/// The built-in's params from `parameters.<name>` (checked against the built-in's own initial
+/// values) and their expected gradients `grads.<name>`.
+fn bind_params(case: &Case, b: &Builtin, sc: &mut ScanCase) -> Result<(), String> {
+    for (name, init) in b.initial_params() {
+        let k = sc
+            .graph
+            .param_index(&name)
+            .ok_or_else(|| format!("graph has no param `{name}`"))?;
+        let len = param_len(sc.graph.params()[k].kind, sc.t, sc.n);
+        let given = case.required(&["parameters", &name], len)?;
+        sc.prechecks.push((
+            Expect::new(format!("parameters.{name}"), vec![], given.clone(), false),
+            init,
+        ));
+        sc.params[k] = given;
+        if case.get(&["grads", &name]).is_some() {
+            sc.grad_params[k] = Some(Expect::new(
+                format!("grads.{name}"),
+                vec![],
+                case.required(&["grads", &name], len)?,
+                false,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// NonSpikingIF/LIF: `x_seq`, v from 0; `output` = the decoded voltage sequence; gradient
@@ -1310,7 +1327,7 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_kinds_fail_with_reasons() {
         let cases = parse_cases(
-            r#"[{"name": "a", "neuron": "QIFNode", "shape": [1, 1]},
+            r#"[{"name": "a", "neuron": "DSRIFNode", "shape": [1, 1]},
                 {"name": "b", "neuron": "PSN", "shape": [1, 1]},
                 {"name": "c", "neuron": "FlexSN:mycore", "shape": [1, 1]},
                 {"name": "d", "neuron": "LIFNode", "shape": [1, 1], "params": {"tau": 2.0, "wobble": 1}}]"#,
@@ -1326,7 +1343,7 @@ mod tests {
             r[0].failure
                 .as_ref()
                 .unwrap()
-                .contains("unknown neuron kind `QIFNode`")
+                .contains("unknown neuron kind `DSRIFNode`")
         );
         assert!(r[1].failure.as_ref().unwrap().contains("inputs.x_seq"));
         assert!(r[2].failure.as_ref().unwrap().contains("`mycore`"));

@@ -17,11 +17,13 @@ use flexsn::compiler::autodiff::{self, GradSpec};
 use flexsn::compiler::bptt::Upstream;
 use flexsn::compiler::frontend::{self, Bindings};
 use flexsn::compiler::ir::StepGraph;
-use flexsn::compiler::scan::{ScanArgs, ScanKernel, param_len};
-use flexsn::compiler::{bptt, text};
+use flexsn::compiler::scan::param_len;
+use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
 use flexsn::conformance::{self, CoreArgs, Cores, Harness, Summary, Tolerance};
 use flexsn::neurons::{self, Builtin};
+use flexsn::runtime::memory::{self, MemoryLimit};
+use flexsn::runtime::{Backend, Jit};
 
 #[derive(Parser)]
 #[command(
@@ -41,16 +43,28 @@ enum Command {
     /// Print a neuron's step graph, its backward graph, or its DOT form.
     Inspect(InspectArgs),
     /// List the built-in neurons with their parameters and defaults.
-    List,
+    List(ListArgs),
     /// Run a neuron forward (and optionally backward) on random input and summarise.
     Run(RunArgs),
     /// Benchmark compiled kernels (if, lif, plif, alif) against a plain memory copy.
     Bench(BenchArgs),
 }
 
-/// A `--backend` value: one of `conformance::BACKENDS`.
+/// A `--backend` value: a name [`Backend::from_name`] reads.
 fn backend_arg() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(conformance::BACKENDS)
+    clap::builder::PossibleValuesParser::new(Backend::NAMES)
+}
+
+/// `bench` also takes `cuda-jit`: the CUDA backend timed through the kernel API.
+fn bench_backend_arg() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Backend::NAMES.iter().copied().chain(["cuda-jit"]))
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON (an array of neurons with their parameters) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -68,14 +82,24 @@ struct ConformanceArgs {
     #[arg(long)]
     filter: Option<String>,
     /// Relative tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().rtol)]
+    #[arg(long, default_value_t = Tolerance::default().rtol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     rtol: f64,
     /// Absolute tolerance for non-spike values.
-    #[arg(long, default_value_t = Tolerance::default().atol)]
+    #[arg(long, default_value_t = Tolerance::default().atol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     atol: f64,
     /// Print every compared tensor under each case.
     #[arg(long, short)]
     verbose: bool,
+}
+
+/// A tolerance: finite and not negative (NaN would fail every comparison).
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a tolerance: expected a finite number >= 0"
+        )),
+    }
 }
 
 fn parse_core_binding(s: &str) -> Result<(String, PathBuf), String> {
@@ -158,16 +182,25 @@ struct RunArgs {
     /// Input x = mean + std * randn.
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     mean: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     std: f32,
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (prints the
+    /// bytes kept).
+    #[arg(long, value_name = "POLICY")]
+    save_policy: Option<flexsn::runtime::SavePolicy>,
+    /// The most memory the run may allocate (e.g. 512M, 8G, 1.5T): larger runs are refused
+    /// before anything is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = memory::parse_size)]
+    max_memory: u64,
 }
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Neuron(s) to run (repeatable): if, lif, plif, alif. Default: all four.
+    /// Neuron(s) to run (repeatable): if, lif, plif, alif, psn, sliding-psn, or any other scan
+    /// neuron of `flexsn list` (qif, izhikevich, ...). Default: the first six.
     #[arg(long = "neuron", value_name = "NAME")]
     neurons: Vec<String>,
     /// Time steps (repeatable). Default: 4, 16, 64.
@@ -182,9 +215,11 @@ struct BenchArgs {
     /// Phase(s): forward, forward_backward. Default: both.
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<String>,
-    /// The backend (cpu, interpreter, cuda). `cuda` times the kernels on device buffers with
-    /// CUDA events (see --dtype, --math); its defaults are T = 64, N = 16777216.
-    #[arg(long, default_value = "cpu")]
+    /// The backend (interp or interpreter, cpu, cuda-emulated, cuda). `cuda` times the kernels
+    /// on device buffers with CUDA events (see --dtype, --math); its defaults are T = 64,
+    /// N = 16777216. `cuda-jit` times the CUDA backend through the kernel API (host buffers,
+    /// transfers included; the one CUDA path that takes --save-policy).
+    #[arg(long, default_value = "cpu", value_parser = bench_backend_arg())]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
     /// Default: f32 and bf16.
@@ -205,6 +240,10 @@ struct BenchArgs {
     /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     unroll: usize,
+    /// What the training forward keeps for backward: `states` or `checkpoint:K` (only the
+    /// state before every K-th step; backward recomputes the rest).
+    #[arg(long, default_value = "states", value_name = "POLICY")]
+    save_policy: flexsn::runtime::SavePolicy,
 }
 
 fn main() -> ExitCode {
@@ -214,7 +253,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Conformance(a) => cmd_conformance(a, out),
         Command::Inspect(a) => cmd_inspect(a, out).map(|()| true),
-        Command::List => cmd_list(out).map(|()| true),
+        Command::List(a) => cmd_list(a, out).map(|()| true),
         Command::Run(a) => cmd_run(a, out).map(|()| true),
         Command::Bench(a) => cmd_bench(a, out).map(|()| true),
     };
@@ -230,10 +269,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message already holds (an error
+/// that prints its source itself) is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,7 +518,25 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // list
 
-fn cmd_list(out: &mut dyn Write) -> Result<()> {
+fn cmd_list(a: ListArgs, out: &mut dyn Write) -> Result<()> {
+    if a.json {
+        let mut list = vec![];
+        for info in neurons::BUILTINS {
+            let params: Vec<serde_json::Value> = Builtin::from_name(info.cli_name)?
+                .param_values()
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "value": p.value, "help": p.help}))
+                .collect();
+            list.push(serde_json::json!({
+                "name": info.cli_name,
+                "class": info.class_name,
+                "summary": info.summary,
+                "params": params,
+            }));
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "Built-in neurons (name or SpikingJelly class name; set parameters with --set KEY=VALUE):"
@@ -484,6 +555,13 @@ fn cmd_list(out: &mut dyn Write) -> Result<()> {
         for p in params {
             writeln!(out, "    {:<w$}  {:<vw$}  {}", p.key, p.value, p.help)?;
         }
+    }
+    writeln!(out)?;
+    for (simple, full) in neurons::SIMPLE_CLASSES {
+        writeln!(
+            out,
+            "{simple}: SpikingJelly's simplified {full} (starts at v = 0; v_reset 0 or none)"
+        )?;
     }
     Ok(())
 }
@@ -532,7 +610,12 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets)?;
     let g = &target.graph;
-    let mut backend = conformance::backend_by_name(&a.backend)?;
+    scan_memory(g, a.t, a.n, a.backward).check(MemoryLimit(a.max_memory), "this run")?;
+    // An unknown or unavailable backend fails here, before anything is printed.
+    let mut kernel = Jit::new(Backend::from_name(&a.backend)?)?.compile(g)?;
+    if let Some(p) = a.save_policy {
+        kernel.set_save_policy(p)?;
+    }
 
     let mut rng = Normal(a.seed);
     let inputs: Vec<Vec<f32>> = g
@@ -544,8 +627,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let init_states = bptt::default_init_states::<f32>(g, a.n)?;
-    let initial: Vec<(&str, Vec<f32>)> = target
+    let initial: Vec<(String, Vec<f32>)> = target
         .builtin
         .map(|b| b.initial_params())
         .unwrap_or_default();
@@ -557,13 +639,13 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             _ => Err(anyhow!("param `{}` has no default value", d.name)),
         })
         .collect::<Result<_>>()?;
-    let args = ScanArgs {
-        t: a.t,
-        n: a.n,
-        inputs: inputs.iter().map(Vec::as_slice).collect(),
-        init_states: init_states.iter().map(Vec::as_slice).collect(),
-        params: params.iter().map(Vec::as_slice).collect(),
-    };
+    let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let named: Vec<(&str, &[f32])> = g
+        .params()
+        .iter()
+        .zip(&params)
+        .map(|(d, v)| (d.name.as_str(), v.as_slice()))
+        .collect();
 
     writeln!(
         out,
@@ -571,57 +653,66 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         g.name(),
         a.t,
         a.n,
-        backend.name(),
+        a.backend,
         a.mean,
         a.std,
         a.seed
     )?;
-    let kernel = ScanKernel::forward(g.clone(), a.backward);
     let start = Instant::now();
-    let fwd = backend
-        .run_scan(&kernel, &args)
-        .map_err(|e| anyhow!("forward: {e}"))?;
+    // Training forward (state sequences kept for backward) only when backward follows.
+    let fwd = if a.backward {
+        Some(kernel.forward(a.t, a.n, &xs, None, &named)?)
+    } else {
+        None
+    };
+    let outputs = match &fwd {
+        Some(f) => f.outputs.clone(),
+        None => kernel.infer(a.t, a.n, &xs, None, &named)?.outputs,
+    };
     let fwd_time = start.elapsed();
     report_time(out, "forward", fwd_time, tn)?;
-    for (d, seq) in g.outputs().iter().zip(&fwd.outputs) {
+    if let (Some(f), Some(_)) = (&fwd, a.save_policy) {
+        writeln!(
+            out,
+            "  kept for backward: {} bytes ({})",
+            f.saved_bytes(),
+            f.save_policy()
+        )?;
+    }
+    for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
-        let is_spike = g
-            .nodes()
-            .any(|(v, n)| v == d.value && matches!(n.op, flexsn::compiler::ir::Op::Spike(_)));
-        if is_spike {
-            writeln!(out, "  {:<12} firing rate {mean:.4}", d.name)?;
-        } else {
-            writeln!(out, "  {:<12} mean {mean:.4}", d.name)?;
-        }
+        use flexsn::compiler::ir::{Op, Surrogate};
+        let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
+            Some(Op::Spike(Surrogate::MultiLevelSpikeCount { .. })) => "mean spike count",
+            Some(Op::Spike(_)) => "firing rate",
+            _ => "mean",
+        };
+        writeln!(out, "  {:<12} {what} {mean:.4}", d.name)?;
     }
     if let Some(decode) = target.builtin.and_then(|b| b.decode())
         && decode != neurons::Decode::Sequence
     {
-        let decoded = decode.forward(&fwd.outputs[0], a.t, a.n)?;
+        let decoded = decode.forward(&outputs[0], a.t, a.n)?;
         let mean = decoded.iter().map(|&v| v as f64).sum::<f64>() / decoded.len() as f64;
         writeln!(out, "  decoded ({}) mean {mean:.4}", decode.name())?;
     }
 
-    if a.backward {
+    if let Some(fwd) = &fwd {
         // Upstream gradient 1 for every output value; through the decode's backward when the
         // neuron decodes its output over time.
         let ones = vec![1.0f32; tn];
         let mut up_outputs: Vec<Vec<f32>> = vec![ones; g.outputs().len()];
         if let Some(decode) = target.builtin.and_then(|b| b.decode()) {
             let g_decoded = vec![1.0f32; decode.output_len(a.t, a.n)];
-            up_outputs[0] = decode.backward(&fwd.outputs[0], &g_decoded, a.t, a.n)?;
+            up_outputs[0] = decode.backward(&outputs[0], &g_decoded, a.t, a.n)?;
         }
         let upstream = Upstream {
             outputs: up_outputs.iter().map(|u| Some(u.as_slice())).collect(),
             state_seqs: vec![None; g.states().len()],
             final_states: vec![None; g.states().len()],
         };
-        let bwd = autodiff::backward(g, &upstream.spec())?;
-        let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
-        let grads = bptt::backward(g, &bwd, &args, &seqs, &upstream, |k, a| {
-            backend.run_scan(k, a).map_err(|e| anyhow!("backward: {e}"))
-        })?;
+        let grads = kernel.backward(fwd, &upstream)?;
         report_time(out, "backward", start.elapsed(), tn)?;
         for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
             let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
@@ -634,6 +725,24 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The memory a `[t, n]` run of `g` allocates (f32 buffers): inputs, outputs and states; with
+/// `backward`, the state sequences, upstream gradients, gradients and the backward scan's
+/// buffers too (an upper estimate).
+fn scan_memory(g: &StepGraph, t: usize, n: usize, backward: bool) -> memory::Estimate {
+    let (ins, outs, states) = (g.inputs().len(), g.outputs().len(), g.states().len());
+    let params = g.params().len();
+    let e = memory::Estimate::new()
+        .add(ins + outs, &[t, n], 4)
+        .add(2 * states + params, &[n], 4)
+        .add(params, &[t], 4);
+    if backward {
+        e.add(2 * (ins + outs + states), &[t, n], 4)
+            .add(2 * states + params, &[n], 4)
+    } else {
+        e
+    }
 }
 
 /// `T` for a PSN-family run: the module's `T` must be `--t` (set it with `--t` alone, or both
@@ -718,16 +827,25 @@ fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Wri
 }
 
 fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
-    neurons::psn::MixBackend::from_name(&a.backend).ok_or_else(|| {
-        anyhow!(
-            "PSN/MaskedPSN do not run on backend `{}` (interp, cpu, cuda, cuda-emulated)",
-            a.backend
-        )
-    })
+    Ok(neurons::psn::MixBackend::from(Backend::from_name(
+        &a.backend,
+    )?))
+}
+
+/// Checks the memory of a PSN-family run before its `[T, T]` weight is allocated: x, the
+/// membrane and spikes (`[T, N]`) and the weight; backward about twice that.
+fn check_mixing_memory(a: &RunArgs) -> Result<()> {
+    let copies = if a.backward { 2 } else { 1 };
+    memory::Estimate::new()
+        .add(3 * copies, &[a.t, a.n], 4)
+        .add(copies, &[a.t, a.t], 4)
+        .check(MemoryLimit(a.max_memory), "this run")?;
+    Ok(())
 }
 
 fn run_psn(a: &RunArgs, mut c: neurons::psn::PSNConfig, out: &mut dyn Write) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "PSN", &mut m, out)
@@ -739,6 +857,7 @@ fn run_masked_psn(
     out: &mut dyn Write,
 ) -> Result<()> {
     c.t = psn_steps(a, c.t)?;
+    check_mixing_memory(a)?;
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "MaskedPSN", &mut m, out)
@@ -761,6 +880,9 @@ fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usi
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
     if a.backend == "cuda" {
+        if a.save_policy != flexsn::runtime::SavePolicy::States {
+            bail!("--save-policy with CUDA: use --backend cuda-jit");
+        }
         let args = flexsn::cuda::CudaBenchArgs {
             neurons: a.neurons,
             ts: a.ts,
@@ -793,6 +915,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         min_time: std::time::Duration::from_millis(a.min_ms),
         chunk: a.chunk,
         unroll: a.unroll,
+        save_policy: a.save_policy,
         ..BenchOptions::default()
     };
     run(&opts, out)?;

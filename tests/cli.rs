@@ -63,6 +63,66 @@ fn conformance_on_the_builtin_golden_files_passes() {
     );
 }
 
+/// The zoo's 60 cases pass through the CLI on the interpreter and the CPU backend (the
+/// emulated CUDA backend runs them in `golden_interp.rs`).
+#[test]
+fn conformance_on_the_zoo_passes_on_interp_and_cpu() {
+    for backend in ["interp", "cpu"] {
+        let o = flexsn(&["conformance", &golden("zoo.json"), "--backend", backend]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{backend}: {out}\n{}", stderr(&o));
+        assert_eq!(
+            out.lines().last(),
+            Some("60 passed, 0 failed"),
+            "{backend}: {out}"
+        );
+    }
+}
+
+/// Every zoo neuron runs forward and backward from the CLI, by either name, with settings.
+#[test]
+fn run_drives_the_zoo_neurons() {
+    for (name, set) in [
+        ("qif", "a0=0.5"),
+        ("EIFNode", "delta_T=0.5"),
+        ("izhikevich", "b=0.2"),
+        ("klif", "scale_reset=true"),
+        ("cuba-lif", "c_decay=0.3"),
+        ("clif", "tau=3.0"),
+        ("ILIFNode", "surrogate.max_spike_count=2"),
+        ("half-threshold-if", "v_threshold=0.5"),
+        ("ternary-if", "v_reset=none"),
+        ("ternary-lif", "decay_input=false"),
+    ] {
+        let o = flexsn(&[
+            "run",
+            name,
+            "--t",
+            "4",
+            "--n",
+            "16",
+            "--backward",
+            "--set",
+            set,
+        ]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert!(
+            out.lines().any(|l| l.starts_with("backward")),
+            "{name}: {out}"
+        );
+    }
+    let o = flexsn(&["run", "ilif", "--t", "4", "--n", "16"]);
+    assert!(stdout(&o).contains("mean spike count"), "{}", stdout(&o));
+    let o = flexsn(&["run", "ilif", "--set", "surrogate=ATan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("MultiLevelSpikeCount"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_corrupted_case_fails_with_exit_status_1() {
     let text = std::fs::read_to_string(golden("ifnode.json")).unwrap();
@@ -89,7 +149,7 @@ fn a_corrupted_case_fails_with_exit_status_1() {
 #[test]
 fn unknown_kinds_and_unbound_cores_fail_with_reasons() {
     let cases = serde_json::json!([
-        {"name": "odd", "neuron": "QIFNode", "shape": [1, 1]},
+        {"name": "odd", "neuron": "DSRIFNode", "shape": [1, 1]},
         {"name": "flex", "neuron": "FlexSN:mycore", "shape": [1, 1]}
     ]);
     let path = scratch("odd_kinds.json");
@@ -98,7 +158,7 @@ fn unknown_kinds_and_unbound_cores_fail_with_reasons() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("FAIL odd  unknown neuron kind `QIFNode`"),
+        out.contains("FAIL odd  unknown neuron kind `DSRIFNode`"),
         "{out}"
     );
     assert!(
@@ -173,6 +233,13 @@ fn bad_core_binding_and_missing_file_are_clear_errors() {
     let o = flexsn(&["conformance", "no/such/golden.json"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no/such/golden.json"), "{}", stderr(&o));
+    // The cause is printed once, not again after the message that already holds it.
+    assert_eq!(
+        stderr(&o).matches("os error 2").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["conformance", &golden("ifnode.json"), "--backend", "gpu9"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("interp"), "{}", stderr(&o));
@@ -183,7 +250,10 @@ fn unknown_neuron_is_a_clear_error() {
     let o = flexsn(&["inspect", "lifx"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("unknown neuron `lifx`"), "{err}");
+    assert!(
+        err.contains("unknown neuron `lifx` (did you mean `lif`?)"),
+        "{err}"
+    );
     assert!(err.contains("lif (LIFNode)"), "{err}");
     assert!(stdout(&o).is_empty());
     let o = flexsn(&["run", "nope", "--t", "2", "--n", "2"]);
@@ -195,10 +265,20 @@ fn unknown_neuron_is_a_clear_error() {
 fn bad_settings_are_clear_errors() {
     let o = flexsn(&["inspect", "lif", "--set", "taux=3"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no parameter `taux`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no parameter `taux` (did you mean `tau`?)"),
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["inspect", "lif", "--set", "surrogate=Nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown surrogate"), "{}", stderr(&o));
+    let o = flexsn(&["inspect", "lif", "--set", "surrogate=ATann"]);
+    assert!(
+        stderr(&o).contains("unknown surrogate (did you mean `ATan`?)"),
+        "{}",
+        stderr(&o)
+    );
     let o = flexsn(&["inspect", "lif", "--set", "tau"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("key=value"), "{}", stderr(&o));
@@ -275,6 +355,16 @@ fn list_shows_every_builtin_with_defaults() {
         "plif (ParametricLIFNode)",
         "nonspiking-if (NonSpikingIFNode)",
         "nonspiking-lif (NonSpikingLIFNode)",
+        "qif (QIFNode)",
+        "eif (EIFNode)",
+        "izhikevich (IzhikevichNode)",
+        "klif (KLIFNode)",
+        "cuba-lif (CUBALIFNode)",
+        "clif (ComplementaryLIFNode)",
+        "ilif (ILIFNode)",
+        "half-threshold-if (HalfThresholdIFNode)",
+        "ternary-if (TernaryIFNode)",
+        "ternary-lif (TernaryLIFNode)",
     ] {
         assert!(out.contains(name), "{name}\n{out}");
     }
@@ -297,6 +387,48 @@ fn list_shows_every_builtin_with_defaults() {
             "{key} = {default}\n{lif}"
         );
     }
+}
+
+#[test]
+fn run_with_a_save_policy_reports_the_bytes_kept_and_the_same_gradients() {
+    let run = |policy: &str| {
+        let o = flexsn(&[
+            "run",
+            "lif",
+            "--t",
+            "10",
+            "--n",
+            "64",
+            "--backward",
+            "--backend",
+            "cpu",
+            "--save-policy",
+            policy,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let (states, ck) = (run("states"), run("checkpoint:4"));
+    // One state: (T + 1) rows of N floats, or ⌈10/4⌉ = 3 rows.
+    assert!(
+        states.contains("kept for backward: 2816 bytes (states)"),
+        "{states}"
+    );
+    assert!(
+        ck.contains("kept for backward: 768 bytes (checkpoint:4)"),
+        "{ck}"
+    );
+    let grads = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("grad") || l.contains("firing rate"))
+            .map(String::from)
+            .collect()
+    };
+    assert!(!grads(&states).is_empty());
+    assert_eq!(grads(&states), grads(&ck));
+    let o = flexsn(&["run", "lif", "--save-policy", "checkpoint:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("with K >= 1"), "{}", stderr(&o));
 }
 
 #[test]
@@ -329,4 +461,174 @@ fn run_summarises_forward_and_backward() {
     let o = flexsn(&["run", "lif", "--t", "0", "--n", "4"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}
+
+/// Asserts exit status 2 and that the message mentions `what`.
+fn rejected(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(what), "expected `{what}` in:\n{err}");
+}
+
+#[test]
+fn deeply_nested_cores_are_errors_not_stack_overflows() {
+    let n = 50_000;
+    let bodies = [
+        ("parens", format!("{}x{}", "(".repeat(n), ")".repeat(n))),
+        ("sum", format!("x{}", " + x".repeat(n))),
+        ("minus", format!("{}x", "-".repeat(n))),
+        ("methods", format!("x{}", ".tanh()".repeat(n))),
+    ];
+    for (name, body) in bodies {
+        let path = scratch(&format!("deep_{name}.rs"));
+        std::fs::write(
+            &path,
+            format!("fn deep(x: Input) -> Output {{\n    {body}\n}}\n"),
+        )
+        .unwrap();
+        let o = flexsn(&["inspect", path.to_str().unwrap()]);
+        rejected(&o, "nests too deeply");
+        assert!(stderr(&o).contains(":2:"), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn huge_sizes_are_refused_before_allocating() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", "lif", "--t", "1", "--n", "4611686018427387904"],
+            "memory",
+        ),
+        (
+            &["run", "lif", "--t", "100000", "--n", "100000000"],
+            "--max-memory",
+        ),
+        (&["run", "psn", "--t", "100000", "--n", "4"], "--max-memory"),
+        (
+            &[
+                "run",
+                "lif",
+                "--t",
+                "4",
+                "--n",
+                "1000",
+                "--max-memory",
+                "1K",
+            ],
+            "1.0 KiB",
+        ),
+    ];
+    for (args, what) in cases {
+        rejected(&flexsn(args), what);
+    }
+    // Raising the limit lets the same run through.
+    let o = flexsn(&[
+        "run",
+        "lif",
+        "--t",
+        "4",
+        "--n",
+        "1000",
+        "--max-memory",
+        "1G",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn tolerances_must_be_finite_and_not_negative() {
+    for bad in ["nan", "-1e-5", "inf"] {
+        for flag in ["--rtol", "--atol"] {
+            let o = flexsn(&["conformance", "tests/golden/lifnode.json", flag, bad]);
+            rejected(&o, "tolerance");
+        }
+    }
+}
+
+#[test]
+fn negative_values_and_many_sliding_weights_run() {
+    let o = flexsn(&["run", "lif", "--t", "4", "--n", "32", "--std", "-1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // More than 64 SlidingPSN weights (no fixed cap).
+    let o = flexsn(&[
+        "run",
+        "sliding-psn",
+        "--set",
+        "k=100",
+        "--t",
+        "4",
+        "--n",
+        "32",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn every_command_reads_backend_names_alike() {
+    // `interp` and `interpreter` are one backend for run (and its numbers are the same).
+    let run = |backend: &str| {
+        let o = flexsn(&[
+            "run",
+            "lif",
+            "--t",
+            "4",
+            "--n",
+            "8",
+            "--backward",
+            "--backend",
+            backend,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{backend}: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains("firing rate") || l.contains("grad"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run("interp"), run("interpreter"));
+    // An unknown name is refused with the known ones.
+    for cmd in [&["run", "lif"][..], &["bench"]] {
+        let o = flexsn(&[cmd, &["--backend", "gpu"]].concat());
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("interpreter") && err.contains("cuda-emulated"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn simplified_if_and_lif_run_as_if_and_lif() {
+    for (simple, full) in [("SimpleIFNode", "IFNode"), ("SimpleLIFNode", "LIFNode")] {
+        let a = flexsn(&["inspect", simple, "--set", "v_threshold=0.5"]);
+        let b = flexsn(&["inspect", full, "--set", "v_threshold=0.5"]);
+        assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+        assert_eq!(stdout(&a), stdout(&b));
+        // Their v starts at 0, not at v_reset: a v_reset that would differ is refused.
+        let o = flexsn(&["inspect", simple, "--set", "v_reset=0.5"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("starts at v = 0"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn list_prints_json() {
+    let o = flexsn(&["list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let lif = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "lif")
+        .unwrap();
+    assert_eq!(lif["class"], "LIFNode");
+    assert!(
+        lif["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "tau")
+    );
 }

@@ -331,3 +331,44 @@ fn core_files_report_errors_with_their_path() {
     let e = load_core_file(core_file("no_such_core"), &[]).unwrap_err();
     assert!(e.to_string().contains("cannot read"), "{e}");
 }
+
+/// ILIF's charge and multi-level spike count as a `#[neuron]` core.
+#[neuron]
+fn count_core(x: Input, v: State, tau: f32) -> (Output, State) {
+    let h = (1.0 - 1.0 / tau) * v + x;
+    let s = spike(h, Surrogate::MultiLevelSpikeCount { max_spike_count: 4 });
+    (s, h - s)
+}
+
+/// The macro knows `MultiLevelSpikeCount`: its graph emits counts, and `reference_step` agrees
+/// with the interpreter bit for bit.
+#[test]
+fn multi_level_spike_counts_through_the_macro() {
+    let c = count_core(2.0);
+    let x: Vec<f32> = (0..40)
+        .map(|i| (i as f32 * 0.61).sin() * 4.0 + 1.0)
+        .collect();
+    let k = ScanKernel::forward(c.step_graph().unwrap(), true);
+    let r = run_scan(
+        &k,
+        &ScanArgs {
+            t: 40,
+            n: 1,
+            inputs: vec![&x],
+            init_states: vec![&[0.0]],
+            params: vec![],
+        },
+    )
+    .unwrap();
+    let mut v = 0.0f32;
+    let mut levels = std::collections::BTreeSet::new();
+    for (i, &xi) in x.iter().enumerate() {
+        let (s, v2) = c.reference_step(xi, v);
+        assert_eq!(s.to_bits(), r.outputs[0][i].to_bits(), "step {i}");
+        assert!(s.fract() == 0.0 && (0.0..=4.0).contains(&s), "{s}");
+        levels.insert(s as u32);
+        v = v2;
+    }
+    assert_eq!(v.to_bits(), r.final_states[0][0].to_bits());
+    assert!(levels.len() >= 3, "{levels:?}");
+}

@@ -1,4 +1,5 @@
-//! Every golden case of the built-in scan neurons (IF, LIF, PLIF, non-spiking) passes on the
+//! Every golden case of the built-in scan neurons (IF, LIF, PLIF, non-spiking, and the zoo:
+//! QIF, EIF, Izhikevich, KLIF, CUBA-LIF, CLIF, ILIF, half-threshold IF, ternary IF/LIF) passes on the
 //! interpreter, forward and backward: spikes exactly equal, everything else within rtol 1e-5,
 //! atol 1e-6 (f32).
 //!
@@ -75,6 +76,11 @@ macro_rules! golden_tests {
             fn nonspiking() {
                 assert_file_passes("nonspiking.json", &mut $backend, 15);
             }
+
+            #[test]
+            fn zoo() {
+                assert_file_passes("zoo.json", &mut $backend, 60);
+            }
         }
     };
 }
@@ -125,4 +131,36 @@ fn initialisation_rules_are_checked() {
             "{r}"
         );
     }
+}
+
+/// Zoo cases compare every memory's final value, every memory's initial-value gradient when the
+/// case sets `state_init`, and KLIF's `k` and its gradient.
+#[test]
+fn zoo_cases_check_every_memory_and_k() {
+    let cores = Cores::default();
+    let mut be = Interpreter;
+    let mut h = Harness::new(&mut be, &cores);
+    let mut memories_checked = 0;
+    for case in load_cases(golden("zoo.json")).unwrap() {
+        let r = h.run_case(&case);
+        let has = |label: &str| r.tensors.iter().any(|t| t.label == label);
+        let memories = case.get(&["meta", "memories"]).unwrap().as_array().unwrap();
+        for m in memories {
+            let m = m.as_str().unwrap();
+            assert!(has(&format!("outputs.final_states.{m}")), "{m}: {r}");
+            if case.get(&["state_init"]).is_some() {
+                assert!(has(&format!("grads.{m}_init")), "{m}: {r}");
+                memories_checked += 1;
+            }
+        }
+        if case.neuron == "KLIFNode" {
+            assert!(has("parameters.k") && has("grads.k"), "{r}");
+        }
+    }
+    // Two-memory neurons (Izhikevich, CUBA-LIF, CLIF) with state_init: 3 cases each.
+    assert_eq!(
+        memories_checked,
+        30 + 3 * 3,
+        "initial-value gradients compared"
+    );
 }

@@ -29,6 +29,7 @@ fn builtin_layer(b: &Builtin, vb: VarBuilder) -> candle_core::Result<ScanLayer> 
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let inits: Vec<(&str, Init)> = inits.iter().map(|(k, i)| (k.as_ref(), *i)).collect();
     ScanLayer::new(&default_jit()?, &g, vb, &inits, ParamDims::default())
 }
 

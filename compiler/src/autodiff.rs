@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 use crate::scan::{Direction, OutputMode, ScanKernel};
 
@@ -614,5 +614,14 @@ pub fn surrogate_grad(
             r.sel(inside, ac, zero)
         }
         DeterministicPass => Ok(r.c(1.0)),
+        MultiLevelSpikeCount {
+            grad_min, grad_max, ..
+        } => {
+            let lo = r.c(f(grad_min));
+            let hi = r.c(f(grad_max));
+            let ge = r.bin(Op::Ge, x, lo)?;
+            let le = r.bin(Op::Le, x, hi)?;
+            r.bin(Op::And, ge, le)
+        }
     }
 }

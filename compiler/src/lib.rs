@@ -30,19 +30,22 @@
 
 pub mod autodiff;
 pub mod bptt;
+pub mod checkpoint;
 pub mod codegen;
 pub mod dot;
 pub mod dsl;
-pub mod error;
-pub mod frontend;
 pub mod interp;
-pub mod ir;
-pub mod num;
+pub mod oracle;
 pub mod passes;
-mod primitive;
+#[cfg(any(test, feature = "testing"))]
 pub mod random;
+pub mod rng;
 pub mod scan;
-pub mod text;
-pub mod verify;
+
+/// The Rust-syntax frontend (the `flexsn-frontend` crate).
+pub use flexsn_frontend as frontend;
+/// The IR layer (the `flexsn-ir` crate): graph, ops, builder, text form, verifier, op semantics.
+pub use flexsn_ir as ir;
+pub use flexsn_ir::{error, num, text, verify};
 
 pub use error::BuildError;

@@ -1,9 +1,12 @@
-//! Deterministic random step graphs and inputs, for differential tests of passes and backends.
+//! Random step graphs and inputs, for differential tests of passes and backends (test support:
+//! compiled for this crate's tests and with the `testing` feature).
 //!
-//! [`random_graph`] turns a seed and a [`RandomGraphConfig`] into a verified [`StepGraph`]; the same
-//! seed and config always give the same graph (on every platform: the generator is a
-//! self-contained [`SplitMix64`]). [`random_inputs`] gives matching input sequences, initial
-//! states and parameters.
+//! [`graph_strategy`] is a proptest [`Strategy`] of verified [`StepGraph`]s under a
+//! [`RandomGraphConfig`]: the generator makes every decision from a sequence of choices that
+//! proptest draws and, when a property fails, shrinks, so the failure is reported on a minimal
+//! graph. [`random_graph`] makes the same kind of graph from a seed (the same seed and config
+//! always give the same graph, on every platform: the choices come from a [`SplitMix64`]).
+//! [`random_inputs`] gives matching input sequences, initial states and parameters.
 //!
 //! ```
 //! use flexsn_compiler::interp::run_scan;
@@ -32,81 +35,13 @@
 
 use std::ops::RangeInclusive;
 
-use crate::dsl::GraphBuilder;
+use proptest::prelude::*;
+
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
+pub use crate::rng::SplitMix64;
+use crate::rng::{Draws, Words};
 use crate::scan::{ScanArgs, param_len};
-
-/// The SplitMix64 generator: tiny, fast, and identical everywhere.
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`, 53 bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in `[0, 1)` from the top 24 bits of one draw, so every value is an exact `f32`.
-    pub fn next_unit_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
-    }
-
-    /// Uniform in `[-bound, bound)`: [`next_unit_f32`](Self::next_unit_f32) mapped to
-    /// `(2u - 1) * bound` in `f32` (parameter initialisation and test data use this).
-    pub fn uniform_symmetric(&mut self, bound: f32) -> f32 {
-        (2.0 * self.next_unit_f32() - 1.0) * bound
-    }
-
-    /// Uniform in `0..n`; `0` when `n == 0`.
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            // The bias of a plain modulo is below 2^-40 for the sizes used here.
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    /// Uniform in the range; the start when the range is empty.
-    pub fn in_range(&mut self, r: &RangeInclusive<usize>) -> usize {
-        let (lo, hi) = (*r.start(), *r.end());
-        if hi <= lo {
-            lo
-        } else {
-            lo + self.below(hi - lo + 1)
-        }
-    }
-
-    /// `true` with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// Uniform in `[lo, hi)`, as f32.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let v = lo as f64 + (hi as f64 - lo as f64) * self.unit();
-        (v as f32).clamp(lo.min(hi), lo.max(hi))
-    }
-
-    /// One element of a non-empty slice.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// How the generator bounds each next state, so that long scans stay finite.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,7 +142,7 @@ impl Default for RandomGraphConfig {
 /// A random surrogate of the whole catalogue: SpikingJelly's defaults half of the time, otherwise
 /// each parameter scaled by a factor in `[0.5, 2]` (drawn from `[0, 0.25]` when its default is 0;
 /// `n` in `1..=5`), rounded to multiples of 1/16 and kept only if valid.
-pub fn random_surrogate(rng: &mut SplitMix64) -> Surrogate {
+pub fn random_surrogate<W: Words>(rng: &mut Draws<W>) -> Surrogate {
     let name = *rng.pick(Surrogate::NAMES);
     let mut s = Surrogate::default_for(name).expect("every catalogue name has defaults");
     if rng.chance(0.5) {
@@ -254,8 +189,60 @@ fn is_mask(op: &Op) -> bool {
 /// first output is the last node generated, so most of the graph is live.
 pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
     let mut rng = SplitMix64::new(seed ^ 0x5EED_F1E5_0000_0000);
+    generate(&mut rng, format!("random graph, seed {seed}"), cfg)
+}
+
+/// A fixed sequence of choices, then zeros: what [`graph_strategy`] draws graphs from. Zero
+/// words make the first choice everywhere (the fewest nodes, the first op of the list, the first
+/// operand), so shrinking the words toward zero and dropping them shrinks the graph.
+#[derive(Clone, Debug)]
+pub struct Tape {
+    words: Vec<u64>,
+    pos: usize,
+}
+
+impl Words for Tape {
+    fn next_word(&mut self) -> u64 {
+        let w = self.words.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        w
+    }
+}
+
+/// The verified graph that the choices `words` make, under `cfg`.
+pub fn graph_from_choices(words: Vec<u64>, cfg: &RandomGraphConfig) -> StepGraph {
+    let n = words.len();
+    let mut rng = Draws::from_words(Tape { words, pos: 0 });
+    generate(&mut rng, format!("random graph, {n} choices"), cfg)
+}
+
+/// Random verified step graphs under `cfg`, as a proptest [`Strategy`]: a failing graph shrinks
+/// toward one with fewer nodes and simpler ops and operands.
+///
+/// ```
+/// use flexsn_compiler::random::{RandomGraphConfig, graph_strategy};
+/// use proptest::prelude::*;
+///
+/// proptest!(|(g in graph_strategy(RandomGraphConfig::all()))| {
+///     prop_assert!(flexsn_compiler::verify::verify(&g).is_ok());
+/// });
+/// ```
+pub fn graph_strategy(cfg: RandomGraphConfig) -> impl Strategy<Value = StepGraph> {
+    // A graph of `max_nodes` ops takes a few words per op and operand; past the end of the
+    // choices every draw is zero.
+    let len = 8 * cfg.max_nodes.max(1) + 32;
+    proptest::collection::vec(any::<u64>(), 0..=len)
+        .prop_map(move |words| graph_from_choices(words, &cfg))
+}
+
+/// The generator proper: every random decision is a draw from `rng`.
+fn generate<W: Words>(
+    rng: &mut Draws<W>,
+    description: String,
+    cfg: &RandomGraphConfig,
+) -> StepGraph {
     let mut b = GraphBuilder::new("random");
-    b.set_description(format!("random graph, seed {seed}"));
+    b.set_description(description);
     let mut pool: Vec<ValueId> = vec![];
 
     let n_in = rng.in_range(&cfg.inputs);
@@ -299,7 +286,7 @@ pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
         choices.extend([None, None, None, None]);
     }
 
-    let new_const = |rng: &mut SplitMix64, b: &mut GraphBuilder| {
+    let new_const = |rng: &mut Draws<W>, b: &mut GraphBuilder| {
         let c = if !cfg.special_consts.is_empty() && rng.chance(0.5) {
             *rng.pick(&cfg.special_consts)
         } else {
@@ -309,7 +296,7 @@ pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
         b.constant(c)
     };
     if pool.is_empty() {
-        let c = new_const(&mut rng, &mut b);
+        let c = new_const(&mut *rng, &mut b);
         pool.push(c);
     }
     let mut ops_made: Vec<ValueId> = vec![];
@@ -322,12 +309,12 @@ pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
     for _ in 0..n_ops {
         let op = match *rng.pick(&choices) {
             Some(op) => op,
-            None => Op::Spike(random_surrogate(&mut rng)),
+            None => Op::Spike(random_surrogate(&mut *rng)),
         };
         let mut args = Vec::with_capacity(3);
         for pos in 0..op.arity().count() {
             let v = if rng.chance(0.12) {
-                new_const(&mut rng, &mut b)
+                new_const(&mut *rng, &mut b)
             } else if pos == 0 && op == Op::Select && !masks.is_empty() && rng.chance(0.7) {
                 *rng.pick(&masks)
             } else if !ops_made.is_empty() && rng.chance(0.55) {
@@ -350,7 +337,7 @@ pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
         }
     }
 
-    let pick_value = |rng: &mut SplitMix64| {
+    let pick_value = |rng: &mut Draws<W>| {
         if !ops_made.is_empty() && rng.chance(0.85) {
             *rng.pick(&ops_made)
         } else {
@@ -364,12 +351,12 @@ pub fn random_graph(seed: u64, cfg: &RandomGraphConfig) -> StepGraph {
     for o in 0..n_out {
         let v = match ops_made.last() {
             Some(&last) if o == 0 => last,
-            _ => pick_value(&mut rng),
+            _ => pick_value(&mut *rng),
         };
         b.add_output(&format!("y{o}"), v).expect("fresh valid name");
     }
     for j in 0..n_st {
-        let v = pick_value(&mut rng);
+        let v = pick_value(&mut *rng);
         let next = match cfg.squash {
             Squash::None => v,
             Squash::Tanh => b.op(Op::Tanh, &[v]).expect("unary op on an existing value"),
@@ -447,6 +434,56 @@ pub fn scan_args(t: usize, n: usize, data: &RandomInputs) -> ScanArgs<'_, f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failing_graphs_shrink_to_minimal_ones() {
+        use proptest::test_runner::{Config, TestError, TestRng, TestRunner};
+        // A property that fails on any graph with a `sin` node: shrinking removes most of the
+        // rest (every graph keeps the clamps that squash its next states).
+        let cfg = RandomGraphConfig::all();
+        let config = Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let rng = TestRng::deterministic_rng(config.rng_algorithm);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let has_sin = |g: &StepGraph| g.nodes().any(|(_, n)| n.op == Op::Sin);
+        let result = runner.run(&graph_strategy(cfg), |g| {
+            prop_assert!(!has_sin(&g));
+            Ok(())
+        });
+        let Err(TestError::Fail(_, minimal)) = result else {
+            panic!("no graph with `sin` in 512 cases: {result:?}")
+        };
+        assert!(has_sin(&minimal));
+        let ops: Vec<Op> = minimal
+            .nodes()
+            .map(|(_, n)| n.op)
+            .filter(|op| !op.is_leaf() && !matches!(op, Op::Const(_)))
+            .collect();
+        // Choices are positional, so shrinking can stop at a small local minimum rather than
+        // the single `sin`; unshrunk failures have up to `max_nodes` (24) ops.
+        assert!(ops.len() <= 6, "not shrunk: {}", print(&minimal));
+        assert_eq!(ops.iter().filter(|&&op| op == Op::Sin).count(), 1);
+    }
+
+    #[test]
+    fn choices_replay_and_zero_choices_make_the_smallest_graph() {
+        let cfg = RandomGraphConfig::all();
+        let words: Vec<u64> = (0..50u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        assert_eq!(
+            print(&graph_from_choices(words.clone(), &cfg)),
+            print(&graph_from_choices(words, &cfg))
+        );
+        let g = graph_from_choices(vec![], &cfg);
+        assert_eq!(
+            (g.inputs().len(), g.states().len(), g.params().len()),
+            (1, 1, 0)
+        );
+    }
     use crate::text::print;
 
     #[test]

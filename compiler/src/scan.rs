@@ -15,7 +15,8 @@
 //! | state sequence `j` (if `state_seqs`) | `[T, N]` | `t * N + n` (the state after step `t`) |
 //! | final state `j` | `[N]` | `n` |
 
-use crate::ir::{ParamKind, StepGraph};
+use crate::ir::num::Real;
+use crate::ir::{Op, ParamKind, StepGraph};
 
 /// Which way time runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,7 +68,7 @@ impl ScanKernel {
     /// A stable hash identifying this kernel (graph, direction, modes, state sequences).
     pub fn stable_hash_hex(&self) -> String {
         let mut h = blake3::Hasher::new();
-        h.update(crate::text::print(&self.graph).as_bytes());
+        h.update(&self.graph.stable_hash());
         h.update(
             format!(
                 "{:?}{:?}{}",
@@ -184,4 +185,77 @@ impl<F> ScanArgs<'_, F> {
         }
         Ok(())
     }
+}
+
+/// Runs `kernel` one neuron and one time step at a time, evaluating every non-leaf node with
+/// `eval(op, operands)`: the scan loop shared by the interpreter (which evaluates with
+/// [`crate::ir::eval::eval_op`]) and the model of generated CPU code. Arguments are checked first.
+pub fn drive<F: Real>(
+    kernel: &ScanKernel,
+    args: &ScanArgs<'_, F>,
+    mut eval: impl FnMut(&Op, &[F]) -> F,
+) -> Result<ScanResult<F>, ShapeError> {
+    let g = &kernel.graph;
+    args.check(g)?;
+    let (t_len, n_len) = (args.t, args.n);
+    let mut outputs: Vec<Vec<F>> = (0..g.outputs().len())
+        .map(|o| vec![F::zero(); kernel.output_len(o, t_len, n_len)])
+        .collect();
+    let mut state_seqs: Vec<Vec<F>> = if kernel.state_seqs {
+        vec![vec![F::zero(); t_len * n_len]; g.states().len()]
+    } else {
+        vec![]
+    };
+    let mut final_states = vec![vec![F::zero(); n_len]; g.states().len()];
+    let mut values = vec![F::zero(); g.len()];
+    let mut operands = Vec::with_capacity(3);
+    for n in 0..n_len {
+        let mut s: Vec<F> = args.init_states.iter().map(|s0| s0[n]).collect();
+        for step in 0..t_len {
+            let t = match kernel.direction {
+                Direction::Forward => step,
+                Direction::Reverse => t_len - 1 - step,
+            };
+            for (v, node) in g.nodes() {
+                values[v.index()] = match node.op {
+                    Op::Input(i) => args.inputs[i as usize][t * n_len + n],
+                    Op::State(j) => s[j as usize],
+                    Op::Param(k) => {
+                        let p = args.params[k as usize];
+                        match g.params()[k as usize].kind {
+                            ParamKind::Shared => p[0],
+                            ParamKind::PerNeuron => p[n],
+                            ParamKind::PerTime => p[t],
+                        }
+                    }
+                    ref op => {
+                        operands.clear();
+                        operands.extend(node.args.iter().map(|a| values[a.index()]));
+                        eval(op, &operands)
+                    }
+                };
+            }
+            for (o, decl) in g.outputs().iter().enumerate() {
+                let v = values[decl.value.index()];
+                match kernel.output_modes[o] {
+                    OutputMode::Sequence => outputs[o][t * n_len + n] = v,
+                    OutputMode::SumOverTime => outputs[o][n] = outputs[o][n] + v,
+                }
+            }
+            for (j, next) in g.next_states().iter().enumerate() {
+                s[j] = values[next.index()];
+                if kernel.state_seqs {
+                    state_seqs[j][t * n_len + n] = s[j];
+                }
+            }
+        }
+        for (j, sj) in s.into_iter().enumerate() {
+            final_states[j][n] = sj;
+        }
+    }
+    Ok(ScanResult {
+        outputs,
+        state_seqs,
+        final_states,
+    })
 }

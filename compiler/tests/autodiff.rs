@@ -4,9 +4,9 @@
 use flexsn_compiler::autodiff::surrogate_grad;
 use flexsn_compiler::bptt::Upstream;
 use flexsn_compiler::dsl::{CoreBuilder, GraphBuilder};
-use flexsn_compiler::interp;
 use flexsn_compiler::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel};
+use flexsn_compiler::{interp, oracle};
 
 /// Deterministic pseudo-random numbers in [lo, hi).
 struct Rng(u64);
@@ -87,7 +87,7 @@ impl Problem {
     }
 
     fn loss(&self) -> f64 {
-        let r = interp::forward(&self.g, &self.args(), true).unwrap();
+        let r = oracle::forward(&self.g, &self.args(), true).unwrap();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let mut l = 0.0;
         for (y, g) in r.outputs.iter().zip(&self.gy) {
@@ -104,14 +104,14 @@ impl Problem {
 
     /// Compares autodiff with central differences on every element of every argument.
     fn check(&mut self, tol: f64) {
-        let r = interp::forward(&self.g, &self.args(), true).unwrap();
+        let r = oracle::forward(&self.g, &self.args(), true).unwrap();
         let seqs: Vec<&[f64]> = r.state_seqs.iter().map(Vec::as_slice).collect();
         let up = Upstream {
             outputs: self.gy.iter().map(|v| Some(v.as_slice())).collect(),
             state_seqs: self.gseq.iter().map(|v| Some(v.as_slice())).collect(),
             final_states: self.gfin.iter().map(|v| Some(v.as_slice())).collect(),
         };
-        let grads = interp::backward(&self.g, &self.args(), &seqs, &up).unwrap();
+        let grads = oracle::backward(&self.g, &self.args(), &seqs, &up).unwrap();
         let eps = 1e-6;
         let fd = |p: &mut Problem, pick: &dyn Fn(&mut Problem) -> &mut f64| {
             let x0 = *pick(p);
@@ -222,14 +222,14 @@ fn piecewise_constant_ops_have_zero_gradient() {
     ] {
         let g = single_op(op);
         let p = Problem::new(g.clone(), 1, 8, 7, -2.0, 2.0);
-        let r = interp::forward(&g, &p.args(), true).unwrap();
+        let r = oracle::forward(&g, &p.args(), true).unwrap();
         let seqs: Vec<&[f64]> = r.state_seqs.iter().map(Vec::as_slice).collect();
         let up = Upstream {
             outputs: p.gy.iter().map(|v| Some(v.as_slice())).collect(),
             state_seqs: vec![],
             final_states: vec![],
         };
-        let grads = interp::backward(&g, &p.args(), &seqs, &up).unwrap();
+        let grads = oracle::backward(&g, &p.args(), &seqs, &up).unwrap();
         let nonzero = grads.inputs.iter().flatten().any(|&v| v != 0.0);
         // Spike is the one op whose gradient is the surrogate's, not zero.
         assert_eq!(nonzero, matches!(op, Op::Spike(_)), "{op:?}");
@@ -251,7 +251,7 @@ fn min_max_split_ties_and_clamp_passes_inside() {
         state_seqs: vec![],
         final_states: vec![],
     };
-    let gr = interp::backward(&g, &args, &[], &up).unwrap();
+    let gr = oracle::backward(&g, &args, &[], &up).unwrap();
     assert_eq!((gr.inputs[0][0], gr.inputs[1][0]), (1.0, 1.0));
 
     let g = single_op(Op::Clamp);
@@ -262,7 +262,7 @@ fn min_max_split_ties_and_clamp_passes_inside() {
         init_states: vec![],
         params: vec![],
     };
-    let gr = interp::backward(&g, &args, &[], &up).unwrap();
+    let gr = oracle::backward(&g, &args, &[], &up).unwrap();
     assert_eq!(
         (gr.inputs[0][0], gr.inputs[1][0], gr.inputs[2][0]),
         (0.0, 0.0, 2.0)
@@ -399,7 +399,7 @@ fn absent_upstream_gradients_are_zero_and_t0_passes_final_grads_through() {
         state_seqs: vec![None, None],
         final_states: gfin.iter().map(|v| Some(v.as_slice())).collect(),
     };
-    let gr = interp::backward(&g, &p.args(), &[&[], &[]], &up).unwrap();
+    let gr = oracle::backward(&g, &p.args(), &[&[], &[]], &up).unwrap();
     assert_eq!(gr.init_states, gfin);
     assert!(gr.inputs.iter().all(Vec::is_empty));
     assert_eq!(gr.params[0], Some(vec![0.0]));

@@ -375,7 +375,11 @@ impl<F: Real> Checker<F> {
 
     fn spike_and_detach(&mut self) {
         for name in Surrogate::NAMES {
-            let s = Op::Spike(Surrogate::default_for(name).unwrap());
+            let sg = Surrogate::default_for(name).unwrap();
+            if matches!(sg, Surrogate::MultiLevelSpikeCount { .. }) {
+                continue;
+            }
+            let s = Op::Spike(sg);
             // Θ(x) with Θ(0) = 1 (both zeros), NaN gives 0, whatever the surrogate.
             for (x, want) in [
                 (0.0, 1.0),
@@ -390,6 +394,25 @@ impl<F: Real> Checker<F> {
             ] {
                 self.exact(s, &[x], want);
             }
+        }
+        // MultiLevelSpikeCount (max 4): the count round(clamp(x, 0, 4)), ties to even; NaN stays.
+        let count = Op::Spike(Surrogate::default_for("MultiLevelSpikeCount").unwrap());
+        for (x, want) in [
+            (0.0, 0.0),
+            (-0.3, 0.0),
+            (-INF, 0.0),
+            (0.5, 0.0),
+            (0.5000001, 1.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (3.49, 3.0),
+            (3.5, 4.0),
+            (4.0, 4.0),
+            (7.25, 4.0),
+            (INF, 4.0),
+            (NAN, NAN),
+        ] {
+            self.exact(count, &[x], want);
         }
         for x in [1.5, -0.0, 0.0, INF, NAN] {
             self.exact(Op::Detach, &[x], x);

@@ -3,6 +3,7 @@
 
 use flexsn_compiler::interp::run_scan;
 use flexsn_compiler::ir::{Op, StepGraph};
+use flexsn_compiler::oracle;
 use flexsn_compiler::passes::{const_fold, cse, dce, optimize, simplify};
 use flexsn_compiler::random::{
     RandomGraphConfig, RandomInputs, SplitMix64, random_graph, random_inputs, scan_args,
@@ -264,7 +265,6 @@ fn detach_and_spike_survive_optimization() {
 #[test]
 fn optimize_preserves_gradients() {
     use flexsn_compiler::bptt::Upstream;
-    use flexsn_compiler::interp;
     let mut compared = 0usize;
     for (cfg, seeds) in [
         (RandomGraphConfig::smooth(), 0..150u64),
@@ -287,9 +287,9 @@ fn optimize_preserves_gradients() {
                 final_states: gs.iter().map(|v| Some(v.as_slice())).collect(),
             };
             let grads = |h: &StepGraph| {
-                let fwd = interp::forward(h, &args, true).unwrap();
+                let fwd = oracle::forward(h, &args, true).unwrap();
                 let seqs: Vec<&[f32]> = fwd.state_seqs.iter().map(Vec::as_slice).collect();
-                interp::backward(h, &args, &seqs, &upstream).unwrap()
+                oracle::backward(h, &args, &seqs, &upstream).unwrap()
             };
             let (a, b) = (grads(&g), grads(&o));
             let flat = |gr: &flexsn_compiler::bptt::Gradients<f32>| -> Vec<Vec<f32>> {

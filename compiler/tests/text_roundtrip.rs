@@ -43,6 +43,11 @@ fn non_default_surrogates() -> Vec<Surrogate> {
         LogTailedReLU { alpha: 0.05 },
         Rect { alpha: 1.5e-7 },
         DeterministicPass,
+        MultiLevelSpikeCount {
+            max_spike_count: 7,
+            grad_min: -0.5,
+            grad_max: 3.25,
+        },
     ]
 }
 
@@ -435,7 +440,7 @@ fn errors_carry_line_column_and_reason() {
             &format!("{HEAD}  %1 = spike[Arctan] %0\n"),
             5,
             14,
-            "unknown surrogate `Arctan`; known: Sigmoid, ATan,",
+            "unknown surrogate `Arctan` (did you mean `ATan`?); known: Sigmoid, ATan,",
         ),
         (
             &format!("{HEAD}  %1 = spike[ATan {{ beta: 1.0 }}] %0\n"),

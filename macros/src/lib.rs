@@ -1,6 +1,6 @@
 //! `#[neuron]`: write one time step of a neuron as a Rust function.
 //!
-//! The attribute runs the analysis of `flexsn_compiler::frontend` at compile time (so mistakes
+//! The attribute runs the analysis of `flexsn_frontend` at compile time (so mistakes
 //! are compile errors pointing at the offending code) and replaces the fn with:
 //!
 //! - a type `<Name>Neuron` (CamelCase of the fn name) whose public fields are the
@@ -19,10 +19,8 @@ use proc_macro::TokenStream;
 use proc_macro2::{Ident, Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
 
-use flexsn_compiler::frontend::{
-    ArgKind, CoreDef, Instr, ParamKindDef, Role, SurrogateSpec, analyze_fn,
-};
-use flexsn_compiler::ir::ParamKind;
+use flexsn_frontend::{ArgKind, CoreDef, Instr, ParamKindDef, Role, SurrogateSpec, analyze_fn};
+use flexsn_ir::ParamKind;
 
 /// Turns a fn describing one time step of a neuron into a neuron type.
 ///
@@ -135,7 +133,7 @@ fn expand(def: &CoreDef, f: &syn::ItemFn, krate: &TokenStream2) -> TokenStream2 
     let name = &def.name;
     let source = quote!(#f).to_string();
 
-    let hypers: Vec<&flexsn_compiler::frontend::ArgDef> = def.hyperparameters().collect();
+    let hypers: Vec<&flexsn_frontend::ArgDef> = def.hyperparameters().collect();
     let hyper_idents: Vec<Ident> = hypers.iter().map(|a| ident(&a.name, a.span)).collect();
     let hyper_names: Vec<&str> = hypers.iter().map(|a| a.name.as_str()).collect();
     let dynamic: Vec<&str> = def.dynamic_params().map(|a| a.name.as_str()).collect();
@@ -291,18 +289,19 @@ fn expand(def: &CoreDef, f: &syn::ItemFn, krate: &TokenStream2) -> TokenStream2 
                 let a = args.iter().map(|&a| reg(a));
                 quote!(#c::frontend::reference::op(#c::ir::Op::#opv, &[#(#a),*]))
             }
-            Instr::Spike { x, .. } => {
-                let x = reg(*x);
-                quote!(#c::frontend::reference::spike(#x))
-            }
-            Instr::Primitive { x, surrogate: s } => {
+            Instr::Spike { x, surrogate: s } | Instr::Primitive { x, surrogate: s } => {
+                let f = if matches!(step.instr, Instr::Spike { .. }) {
+                    quote!(spike)
+                } else {
+                    quote!(primitive)
+                };
                 let x = reg(*x);
                 let sname = s.name;
                 let params = s.params.iter().map(|(p, r)| {
                     let id = reg(*r);
                     quote!((#p, #id))
                 });
-                quote!(#c::frontend::reference::primitive(#sname, &[#(#params),*], #x))
+                quote!(#c::frontend::reference::#f(#sname, &[#(#params),*], #x))
             }
         };
         reference.push(quote!(let #r: f32 = #e;));
@@ -413,7 +412,7 @@ fn expand(def: &CoreDef, f: &syn::ItemFn, krate: &TokenStream2) -> TokenStream2 
         impl #ty {
             /// The core's name (the fn's name).
             pub const NAME: &'static str = #name;
-            /// The fn as written (tokens), readable by `flexsn_compiler::frontend::parse_core`.
+            /// The fn as written (tokens), readable by `flexsn_frontend::parse_core`.
             pub const SOURCE: &'static str = #source;
             /// The hyperparameters' names, in signature order.
             pub const HYPERPARAMETERS: &'static [&'static str] = &[#(#hyper_names),*];

@@ -13,6 +13,16 @@
 //! | `psn` | `PSN` | [`psn::PSN`] (config [`psn::PSNConfig`]) |
 //! | `masked-psn` | `MaskedPSN` | [`psn::MaskedPSN`] (config [`psn::MaskedPSNConfig`]) |
 //! | `sliding-psn` | `SlidingPSN` | [`psn::SlidingPSN`] (config [`psn::SlidingPSNConfig`]) |
+//! | `qif` | `QIFNode` | [`QIFNode`] |
+//! | `eif` | `EIFNode` | [`EIFNode`] |
+//! | `izhikevich` | `IzhikevichNode` | [`IzhikevichNode`] (states `v`, `w`) |
+//! | `klif` | `KLIFNode` | [`KLIFNode`] (learnable `k`) |
+//! | `cuba-lif` | `CUBALIFNode` | [`CUBALIFNode`] (states `v`, `c`) |
+//! | `clif` | `ComplementaryLIFNode` | [`ComplementaryLIFNode`] (states `v`, `m`) |
+//! | `ilif` | `ILIFNode` | [`ILIFNode`] (spike counts) |
+//! | `half-threshold-if` | `HalfThresholdIFNode` | [`HalfThresholdIFNode`] |
+//! | `ternary-if` | `TernaryIFNode` | [`TernaryIFNode`] (spikes −1/0/1) |
+//! | `ternary-lif` | `TernaryLIFNode` | [`TernaryLIFNode`] (spikes −1/0/1) |
 //!
 //! `PSN` and `MaskedPSN` mix the whole sequence with a `[T, T]` weight: they are not scans and
 //! have no step graph ([`Builtin::step_graph`] says so); they run on [`psn::mixing`].
@@ -32,15 +42,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod layer;
 pub mod node;
 mod nonspiking;
 mod params;
 pub mod psn;
 mod spiking;
+mod zoo;
 
 pub use nonspiking::{Decode, DecodeError, MEM_OUTPUT, NonSpikingIFNode, NonSpikingLIFNode};
 pub use params::{FireReset, NeuronError, ParamValue, split_setting};
 pub use spiking::{IFNode, LIFNode, PLIF_W, ParametricLIFNode, SPIKE_OUTPUT, V_STATE};
+pub use zoo::{
+    CLIF_M, CUBA_C, CUBALIFNode, ComplementaryLIFNode, EIFNode, HalfThresholdIFNode, ILIFNode,
+    IZHIKEVICH_W, IzhikevichNode, KLIF_K, KLIFNode, QIFNode, TernaryIFNode, TernaryLIFNode,
+};
 
 use flexsn_compiler::ir::StepGraph;
 
@@ -97,7 +113,83 @@ pub const BUILTINS: &[NeuronInfo] = &[
         class_name: psn::SlidingPSNConfig::CLASS,
         summary: "S[t] = Θ(Σ_i w_i x[t-k+1+i] + b): the last k inputs (a scan)",
     },
+    NeuronInfo {
+        cli_name: "qif",
+        class_name: QIFNode::CLASS,
+        summary: "quadratic IF: h = v + (x + a0 (v - v_rest)(v - v_c)) / tau",
+    },
+    NeuronInfo {
+        cli_name: "eif",
+        class_name: EIFNode::CLASS,
+        summary: "exponential IF: h = v + (x + v_rest - v + dT exp((v - theta_rh)/dT)) / tau",
+    },
+    NeuronInfo {
+        cli_name: "izhikevich",
+        class_name: IzhikevichNode::CLASS,
+        summary: "QIF with adaptation w: w += (a (h - v_rest) - w) / tau_w + b s",
+    },
+    NeuronInfo {
+        cli_name: "klif",
+        class_name: KLIFNode::CLASS,
+        summary: "LIF with h = relu(k * charge), k learnable and shared",
+    },
+    NeuronInfo {
+        cli_name: "cuba-lif",
+        class_name: CUBALIFNode::CLASS,
+        summary: "current-based LIF: c = c c_decay + x, h = v v_decay + c",
+    },
+    NeuronInfo {
+        cli_name: "clif",
+        class_name: ComplementaryLIFNode::CLASS,
+        summary: "complementary LIF: memory m, soft reset by v_threshold + sigmoid(m)",
+    },
+    NeuronInfo {
+        cli_name: "ilif",
+        class_name: ILIFNode::CLASS,
+        summary: "integer LIF: spike counts round(clamp(h / v_threshold, 0, max))",
+    },
+    NeuronInfo {
+        cli_name: "half-threshold-if",
+        class_name: HalfThresholdIFNode::CLASS,
+        summary: "IF with soft reset, v starting at v_threshold / 2",
+    },
+    NeuronInfo {
+        cli_name: "ternary-if",
+        class_name: TernaryIFNode::CLASS,
+        summary: "IF with spikes -1/0/1: s = sg(h - thr) - sg(-h - thr)",
+    },
+    NeuronInfo {
+        cli_name: "ternary-lif",
+        class_name: TernaryLIFNode::CLASS,
+        summary: "LIF with spikes -1/0/1: s = sg(h - thr) - sg(-h - thr)",
+    },
 ];
+
+/// SpikingJelly's simplified neurons (`SimpleBaseNode` subclasses) and the neuron with the same
+/// dynamics. They differ in one point: the membrane starts at 0, not at `v_reset`, so the two
+/// agree when `v_reset` is 0 or soft reset; [`Builtin::from_settings`] refuses other `v_reset`s.
+pub const SIMPLE_CLASSES: &[(&str, &str)] =
+    &[("SimpleIFNode", "IFNode"), ("SimpleLIFNode", "LIFNode")];
+
+/// `v_reset` must make the simplified class's initial `v = 0` the full class's `v_reset`.
+fn check_simple(class: &'static str, b: &Builtin) -> Result<(), NeuronError> {
+    let fire = match b {
+        Builtin::If(n) => &n.fire,
+        Builtin::Lif(n) => &n.fire,
+        _ => return Ok(()),
+    };
+    match fire.v_reset {
+        None | Some(0.0) => Ok(()),
+        Some(v) => Err(NeuronError::InvalidValue {
+            neuron: class,
+            key: "v_reset".into(),
+            value: v.to_string(),
+            why: format!(
+                "{class} starts at v = 0 whatever v_reset is; flexsn runs it with v_reset = 0 or none (soft reset) only. For another v_reset, IFNode/LIFNode start at v_reset"
+            ),
+        }),
+    }
+}
 
 /// Looks up a built-in neuron by CLI name or SpikingJelly class name.
 pub fn lookup(name: &str) -> Result<&'static NeuronInfo, NeuronError> {
@@ -114,9 +206,26 @@ pub fn lookup(name: &str) -> Result<&'static NeuronInfo, NeuronError> {
         })
 }
 
-/// One configured built-in neuron.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Builtin {
+/// Declares [`Builtin`] with one variant per built-in config, and `From<Config> for Builtin`
+/// for each: `Builtin::from(LIFNode::new())`.
+macro_rules! builtins {
+    ($($variant:ident($t:ty)),* $(,)?) => {
+        /// One configured built-in neuron.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Builtin {
+            $($variant($t),)*
+        }
+        $(
+            impl From<$t> for Builtin {
+                fn from(n: $t) -> Builtin {
+                    Builtin::$variant(n)
+                }
+            }
+        )*
+    };
+}
+
+builtins!(
     If(IFNode),
     Lif(LIFNode),
     Plif(ParametricLIFNode),
@@ -125,7 +234,17 @@ pub enum Builtin {
     Psn(psn::PSNConfig),
     MaskedPsn(psn::MaskedPSNConfig),
     SlidingPsn(psn::SlidingPSNConfig),
-}
+    Qif(QIFNode),
+    Eif(EIFNode),
+    Izhikevich(IzhikevichNode),
+    Klif(KLIFNode),
+    CubaLif(CUBALIFNode),
+    Clif(ComplementaryLIFNode),
+    Ilif(ILIFNode),
+    HalfThresholdIf(HalfThresholdIFNode),
+    TernaryIf(TernaryIFNode),
+    TernaryLif(TernaryLIFNode),
+);
 
 /// Runs `$body` with `$n` bound to the neuron inside whichever variant `$self` is.
 macro_rules! each {
@@ -139,6 +258,16 @@ macro_rules! each {
             Builtin::Psn($n) => $body,
             Builtin::MaskedPsn($n) => $body,
             Builtin::SlidingPsn($n) => $body,
+            Builtin::Qif($n) => $body,
+            Builtin::Eif($n) => $body,
+            Builtin::Izhikevich($n) => $body,
+            Builtin::Klif($n) => $body,
+            Builtin::CubaLif($n) => $body,
+            Builtin::Clif($n) => $body,
+            Builtin::Ilif($n) => $body,
+            Builtin::HalfThresholdIf($n) => $body,
+            Builtin::TernaryIf($n) => $body,
+            Builtin::TernaryLif($n) => $body,
         }
     };
 }
@@ -156,6 +285,16 @@ impl Builtin {
             psn::PSNConfig::CLASS => Builtin::Psn(psn::PSNConfig::default()),
             psn::MaskedPSNConfig::CLASS => Builtin::MaskedPsn(psn::MaskedPSNConfig::default()),
             psn::SlidingPSNConfig::CLASS => Builtin::SlidingPsn(psn::SlidingPSNConfig::default()),
+            QIFNode::CLASS => Builtin::Qif(QIFNode::new()),
+            EIFNode::CLASS => Builtin::Eif(EIFNode::new()),
+            IzhikevichNode::CLASS => Builtin::Izhikevich(IzhikevichNode::new()),
+            KLIFNode::CLASS => Builtin::Klif(KLIFNode::new()),
+            CUBALIFNode::CLASS => Builtin::CubaLif(CUBALIFNode::new()),
+            ComplementaryLIFNode::CLASS => Builtin::Clif(ComplementaryLIFNode::new()),
+            ILIFNode::CLASS => Builtin::Ilif(ILIFNode::new()),
+            HalfThresholdIFNode::CLASS => Builtin::HalfThresholdIf(HalfThresholdIFNode::new()),
+            TernaryIFNode::CLASS => Builtin::TernaryIf(TernaryIFNode::new()),
+            TernaryLIFNode::CLASS => Builtin::TernaryLif(TernaryLIFNode::new()),
             other => unreachable!("BUILTINS lists {other} but from_name does not build it"),
         })
     }
@@ -167,12 +306,16 @@ impl Builtin {
         name: &str,
         settings: impl IntoIterator<Item = S>,
     ) -> Result<Builtin, NeuronError> {
-        let mut b = Builtin::from_name(name)?;
+        let simple = SIMPLE_CLASSES.iter().find(|(s, _)| *s == name);
+        let mut b = Builtin::from_name(simple.map_or(name, |&(_, full)| full))?;
         let pairs = settings
             .into_iter()
             .map(|s| split_setting(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         b.set_all(&pairs)?;
+        if let Some(&(class, _)) = simple {
+            check_simple(class, &b)?;
+        }
         Ok(b)
     }
 
@@ -210,6 +353,16 @@ impl Builtin {
             Builtin::Psn(_) => psn::PSNConfig::CLASS,
             Builtin::MaskedPsn(_) => psn::MaskedPSNConfig::CLASS,
             Builtin::SlidingPsn(_) => psn::SlidingPSNConfig::CLASS,
+            Builtin::Qif(_) => QIFNode::CLASS,
+            Builtin::Eif(_) => EIFNode::CLASS,
+            Builtin::Izhikevich(_) => IzhikevichNode::CLASS,
+            Builtin::Klif(_) => KLIFNode::CLASS,
+            Builtin::CubaLif(_) => CUBALIFNode::CLASS,
+            Builtin::Clif(_) => ComplementaryLIFNode::CLASS,
+            Builtin::Ilif(_) => ILIFNode::CLASS,
+            Builtin::HalfThresholdIf(_) => HalfThresholdIFNode::CLASS,
+            Builtin::TernaryIf(_) => TernaryIFNode::CLASS,
+            Builtin::TernaryLif(_) => TernaryLIFNode::CLASS,
         }
     }
 
@@ -223,6 +376,16 @@ impl Builtin {
             Builtin::NonSpikingIf(n) => n.step_graph()?,
             Builtin::NonSpikingLif(n) => n.step_graph()?,
             Builtin::SlidingPsn(n) => n.step_graph()?,
+            Builtin::Qif(n) => n.step_graph()?,
+            Builtin::Eif(n) => n.step_graph()?,
+            Builtin::Izhikevich(n) => n.step_graph()?,
+            Builtin::Klif(n) => n.step_graph()?,
+            Builtin::CubaLif(n) => n.step_graph()?,
+            Builtin::Clif(n) => n.step_graph()?,
+            Builtin::Ilif(n) => n.step_graph()?,
+            Builtin::HalfThresholdIf(n) => n.step_graph()?,
+            Builtin::TernaryIf(n) => n.step_graph()?,
+            Builtin::TernaryLif(n) => n.step_graph()?,
             Builtin::Psn(_) | Builtin::MaskedPsn(_) => {
                 return Err(NeuronError::NotAScan {
                     neuron: self.class_name(),
@@ -238,18 +401,20 @@ impl Builtin {
         each!(self, n => n.param_values())
     }
 
-    /// Initial values of the graph's params, by name (PLIF: `w`).
-    pub fn initial_params(&self) -> Vec<(&'static str, Vec<f32>)> {
+    /// Initial values of the graph's params, by name (PLIF: `w`, KLIF: `k`; SlidingPSN:
+    /// `weight_0` .. `weight_{k-1}` and `bias`, for any `k`).
+    pub fn initial_params(&self) -> Vec<(String, Vec<f32>)> {
         match self {
-            Builtin::Plif(p) => vec![(PLIF_W, vec![p.initial_w()])],
+            Builtin::Plif(p) => vec![(PLIF_W.into(), vec![p.initial_w()])],
+            Builtin::Klif(_) => vec![(KLIF_K.into(), vec![KLIFNode::INITIAL_K])],
             Builtin::SlidingPsn(p) => {
                 let (w, b) = p.init_params();
-                let mut v: Vec<(&'static str, Vec<f32>)> = w
+                let mut v: Vec<(String, Vec<f32>)> = w
                     .into_iter()
                     .enumerate()
-                    .filter_map(|(i, wi)| psn::sliding_weight_static_name(i).map(|k| (k, vec![wi])))
+                    .map(|(i, wi)| (psn::sliding_weight_name(i), vec![wi]))
                     .collect();
-                v.push((psn::SLIDING_BIAS, vec![b]));
+                v.push((psn::SLIDING_BIAS.into(), vec![b]));
                 v
             }
             _ => vec![],
@@ -290,7 +455,17 @@ impl_runtime_neuron!(
     LIFNode,
     ParametricLIFNode,
     NonSpikingIFNode,
-    NonSpikingLIFNode
+    NonSpikingLIFNode,
+    QIFNode,
+    EIFNode,
+    IzhikevichNode,
+    KLIFNode,
+    CUBALIFNode,
+    ComplementaryLIFNode,
+    ILIFNode,
+    HalfThresholdIFNode,
+    TernaryIFNode,
+    TernaryLIFNode
 );
 
 #[cfg(test)]

@@ -42,16 +42,13 @@
 //! # Ok::<(), flexsn_neurons::node::NodeError>(())
 //! ```
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use flexsn_compiler::BuildError;
-use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
-use flexsn_compiler::bptt::{self, ExecError, Gradients, Upstream};
-use flexsn_compiler::interp;
+use flexsn_compiler::bptt::{ExecError, Upstream};
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph};
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
-use flexsn_runtime::{Backend, Jit, Kernel, Neuron, RuntimeError, ScanExecutor};
+use flexsn_runtime::{
+    Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, Neuron, RuntimeError,
+    TrainingBuffers,
+};
 
 use crate::Builtin;
 use crate::nonspiking::{Decode, DecodeError};
@@ -84,48 +81,9 @@ impl StepMode {
     }
 }
 
-/// Where a node's scans run.
-///
-/// [`NodeBackend::Interpreter`] runs the graph as built on the interpreter (the oracle). The
-/// others compile it through the runtime's [`Jit`] (optimised graph, kernels cached in the
-/// `Jit`); [`Node::with_jit`] takes any `Jit`, e.g. the CPU backend with chosen threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NodeBackend {
-    /// The interpreter (the oracle; slow, obviously right).
-    Interpreter,
-    /// Cranelift kernels on the CPU, every available core.
-    Cpu,
-    /// CUDA through NVRTC and the driver (where the runtime wires it in).
-    Cuda,
-    /// The CUDA source run as host C++ (where the runtime wires it in).
-    CudaEmulated,
-}
-
-impl NodeBackend {
-    /// The runtime's name for it (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
-    pub fn name(self) -> &'static str {
-        self.runtime().name()
-    }
-    /// The runtime's [`Backend`].
-    pub fn runtime(self) -> Backend {
-        match self {
-            NodeBackend::Interpreter => Backend::Interpreter,
-            NodeBackend::Cpu => Backend::Cpu,
-            NodeBackend::Cuda => Backend::Cuda,
-            NodeBackend::CudaEmulated => Backend::CudaEmulated,
-        }
-    }
-    /// Parses [`NodeBackend::name`] (and `interp`).
-    pub fn from_name(s: &str) -> Option<NodeBackend> {
-        Some(match s {
-            "interp" | "interpreter" => NodeBackend::Interpreter,
-            "cpu" => NodeBackend::Cpu,
-            "cuda" => NodeBackend::Cuda,
-            "cuda-emulated" => NodeBackend::CudaEmulated,
-            _ => return None,
-        })
-    }
-}
+/// Where a node's scans run: any backend of the runtime ([`Backend::from_name`] parses the
+/// names). [`Node::with_jit`] takes any [`Jit`], e.g. the CPU backend with chosen threads.
+pub type NodeBackend = Backend;
 
 /// How a state starts after a reset.
 #[derive(Clone, Debug, PartialEq)]
@@ -137,7 +95,7 @@ pub enum StateInitRule {
 }
 
 /// Why a node call failed. Each variant names what is wrong.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -199,8 +157,8 @@ pub enum NodeError {
     TapeInProgress,
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
     NothingRecorded,
-    #[error("backend `{backend}`: {message}")]
-    Runtime { backend: String, message: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     #[error("backward: {what}: expected {expected} elements, got {got}")]
     GradLen {
         what: String,
@@ -230,164 +188,29 @@ pub struct NodeGrads {
     pub init_states: Vec<Vec<f32>>,
 }
 
-/// What runs the scans.
-enum Engine {
-    Interpreter {
-        fwd: Box<ScanKernel>,
-        fwd_seq: Box<ScanKernel>,
-        bwd: HashMap<GradSpec, BackwardGraph>,
-    },
-    Jit {
-        kernel: Kernel,
-        /// Per upstream-gradient spec: the backward graph's layout (from autodiff on the
-        /// kernel's graph) and the compiled backward scan (the same graph, optimised).
-        bwd: HashMap<GradSpec, (BackwardGraph, Arc<dyn ScanExecutor>)>,
-    },
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Engine::Interpreter { .. } => f.write_str("Interpreter"),
-            Engine::Jit { kernel, .. } => write!(f, "Jit({})", kernel.jit().backend_name()),
-        }
-    }
-}
-
-fn runtime_err(jit: &Jit) -> impl Fn(RuntimeError) -> NodeError + '_ {
-    move |e| NodeError::Runtime {
-        backend: jit.backend_name(),
-        message: e.to_string(),
-    }
-}
-
-impl Engine {
-    fn new(graph: &StepGraph, backend: NodeBackend) -> Result<Engine, NodeError> {
-        Ok(match backend {
-            NodeBackend::Interpreter => Engine::Interpreter {
-                fwd: Box::new(ScanKernel::forward(graph.clone(), false)),
-                fwd_seq: Box::new(ScanKernel::forward(graph.clone(), true)),
-                bwd: HashMap::new(),
-            },
-            other => {
-                let jit = Jit::new(other.runtime()).map_err(|e| NodeError::Runtime {
-                    backend: other.name().to_string(),
-                    message: e.to_string(),
-                })?;
-                Engine::with_jit(graph, &jit)?
-            }
-        })
-    }
-
-    fn with_jit(graph: &StepGraph, jit: &Jit) -> Result<Engine, NodeError> {
-        let kernel = jit.compile(graph).map_err(runtime_err(jit))?;
-        Ok(Engine::Jit {
-            kernel,
-            bwd: HashMap::new(),
-        })
-    }
-
-    fn backend_name(&self) -> String {
-        match self {
-            Engine::Interpreter { .. } => "interpreter".into(),
-            Engine::Jit { kernel, .. } => kernel.jit().backend_name(),
-        }
-    }
-
-    fn forward(
-        &mut self,
-        args: &ScanArgs<'_, f32>,
-        state_seqs: bool,
-    ) -> Result<ScanResult<f32>, NodeError> {
-        match self {
-            Engine::Interpreter { fwd, fwd_seq, .. } => {
-                let k = if state_seqs { fwd_seq } else { fwd };
-                Ok(interp::run_scan(k, args).map_err(ExecError::from)?)
-            }
-            Engine::Jit { kernel, .. } => {
-                let exec = if state_seqs {
-                    kernel.training_scan()
-                } else {
-                    kernel.inference_scan()
-                };
-                exec.run(args).map_err(runtime_err(kernel.jit()))
-            }
-        }
-    }
-
-    fn backward(
-        &mut self,
-        g: &StepGraph,
-        args: &ScanArgs<'_, f32>,
-        state_seqs: &[&[f32]],
-        upstream: &Upstream<'_, f32>,
-    ) -> Result<Gradients<f32>, NodeError> {
-        match self {
-            Engine::Interpreter { bwd, .. } => {
-                let spec = upstream.spec();
-                let graph = match bwd.get(&spec) {
-                    Some(b) => b,
-                    None => {
-                        let b = autodiff::backward(g, &spec)?;
-                        bwd.entry(spec).or_insert(b)
-                    }
-                };
-                Ok(bptt::backward(
-                    g,
-                    graph,
-                    args,
-                    state_seqs,
-                    upstream,
-                    |k, a| interp::run_scan(k, a).map_err(ExecError::from),
-                )?)
-            }
-            Engine::Jit { kernel, bwd } => {
-                let spec = upstream.spec();
-                let jg = kernel.graph();
-                if !bwd.contains_key(&spec) {
-                    let layout = autodiff::backward(jg, &spec)?;
-                    let exec = kernel
-                        .prepare_backward(&spec)
-                        .map_err(runtime_err(kernel.jit()))?;
-                    bwd.insert(spec.clone(), (layout, exec));
-                }
-                let (layout, exec) = &bwd[&spec];
-                let err = runtime_err(kernel.jit());
-                bptt::backward(jg, layout, args, state_seqs, upstream, |_, a| {
-                    exec.run(a).map_err(|e| match e {
-                        RuntimeError::Exec(e) => NodeError::Exec(e),
-                        e => err(e),
-                    })
-                })
-            }
-        }
-    }
-}
-
 /// The calls recorded for backward since the last reset, backward or detach.
 #[derive(Clone, Debug, Default)]
 struct Tape {
     /// The node's time step at the first recorded step.
     t0: usize,
     steps: usize,
-    /// The states before the first recorded step.
-    init_states: Vec<Vec<f32>>,
     /// Per input: `[steps, N]`.
     inputs: Vec<Vec<f32>>,
-    /// Per state: the state after each recorded step, `[steps, N]`.
-    state_seqs: Vec<Vec<f32>>,
+    /// Per state: `[steps + 1, N]`, the state before the first recorded step, then after each
+    /// (the layout of [`Kernel::backward_host`]'s state buffers).
+    state_bufs: Vec<Vec<f32>>,
     /// Non-decoding nodes: empty. Decoding nodes: the last call's output-0 sequence.
     decode_seq: Vec<f32>,
 }
 
-/// The param slices for `t` steps from time step `t0`.
+/// The params by name, sliced for `t` steps from time step `t0`.
 fn param_slices<'a>(
-    graph: &StepGraph,
+    graph: &'a StepGraph,
     values: &'a [Option<Vec<f32>>],
     t0: usize,
     t: usize,
     n: usize,
-) -> Result<Vec<&'a [f32]>, NodeError> {
+) -> Result<Vec<(&'a str, &'a [f32])>, NodeError> {
     graph
         .params()
         .iter()
@@ -396,7 +219,7 @@ fn param_slices<'a>(
             let v = v
                 .as_deref()
                 .ok_or_else(|| NodeError::ParamNotSet(d.name.clone()))?;
-            match d.kind {
+            let v = match d.kind {
                 ParamKind::Shared => Ok(v),
                 ParamKind::PerNeuron => {
                     if v.len() == n {
@@ -418,7 +241,8 @@ fn param_slices<'a>(
                         needed: end,
                     })
                 }
-            }
+            }?;
+            Ok((d.name.as_str(), v))
         })
         .collect()
 }
@@ -427,7 +251,7 @@ fn param_slices<'a>(
 #[derive(Debug)]
 pub struct Node {
     graph: StepGraph,
-    engine: Engine,
+    kernel: Kernel,
     mode: StepMode,
     training: bool,
     store_state_seqs: bool,
@@ -458,21 +282,18 @@ impl Node {
     /// training, with no parameter values set (set learnable and fixed params with
     /// [`Node::set_param`]; shared params start at 0).
     pub fn new(neuron: &impl Neuron, backend: NodeBackend) -> Result<Node, NodeError> {
-        let graph = neuron.step_graph()?;
-        flexsn_compiler::verify::verify(&graph)?;
-        let engine = Engine::new(&graph, backend)?;
-        Ok(Node::with_engine(graph, engine))
+        Node::with_jit(neuron, &Jit::new(backend)?)
     }
 
     /// A node whose scans run on `jit` (any backend and options; kernels are cached in it).
     pub fn with_jit(neuron: &impl Neuron, jit: &Jit) -> Result<Node, NodeError> {
         let graph = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&graph)?;
-        let engine = Engine::with_jit(&graph, jit)?;
-        Ok(Node::with_engine(graph, engine))
+        let kernel = jit.compile(&graph)?;
+        Ok(Node::with_kernel(graph, kernel))
     }
 
-    fn with_engine(graph: StepGraph, engine: Engine) -> Node {
+    fn with_kernel(graph: StepGraph, kernel: Kernel) -> Node {
         let params = graph
             .params()
             .iter()
@@ -482,7 +303,7 @@ impl Node {
         let init_rules = vec![None; graph.states().len()];
         Node {
             graph,
-            engine,
+            kernel,
             mode: StepMode::Multi,
             training: true,
             store_state_seqs: false,
@@ -517,7 +338,7 @@ impl Node {
     fn builtin_rules(mut self, b: &Builtin) -> Result<Node, NodeError> {
         let node = &mut self;
         for (name, v) in b.initial_params() {
-            node.set_param(name, &v)?;
+            node.set_param(&name, &v)?;
         }
         if let Some(d) = b.decode() {
             node.restart_each_call = true;
@@ -533,7 +354,7 @@ impl Node {
     }
     /// The name of the backend the scans run on (with its options, for a `Jit`).
     pub fn backend_name(&self) -> String {
-        self.engine.backend_name()
+        self.kernel.jit().backend_name()
     }
     pub fn step_mode(&self) -> StepMode {
         self.mode
@@ -850,45 +671,63 @@ impl Node {
         self.materialize(n)?;
         let record = self.training;
         let want_seqs = record || self.store_state_seqs;
-        let params = param_slices(&self.graph, &self.params, self.time_step, t, n)?;
+        let g = &self.graph;
         let states = self.states.as_ref().expect("materialised above");
-        let args = ScanArgs {
+        let args = KernelArgs {
             t,
             n,
             inputs: inputs.to_vec(),
-            init_states: states.iter().map(Vec::as_slice).collect(),
-            params,
+            init_states: Some(states.iter().map(Vec::as_slice).collect()),
+            params: param_slices(g, &self.params, self.time_step, t, n)?,
         };
-        let r = self.engine.forward(&args, want_seqs)?;
-        let ScanResult {
-            mut outputs,
-            state_seqs,
-            final_states,
-        } = r;
+        let mut outputs = vec![vec![0.0; t * n]; g.outputs().len()];
+        let mut final_states = vec![vec![0.0; n]; g.states().len()];
+        let mut bufs = vec![];
+        if want_seqs {
+            bufs = vec![vec![0.0; (t + 1) * n]; g.states().len()];
+            self.kernel.forward_host(
+                &args,
+                &mut TrainingBuffers {
+                    outputs: outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    state_bufs: bufs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    final_states: final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+                },
+            )?;
+        } else {
+            self.kernel.infer_host(
+                &args,
+                &mut InferenceBuffers {
+                    outputs: outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    final_states: final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+                },
+            )?;
+        }
         if record {
             let tape = &mut self.tape;
             if tape.steps == 0 {
+                // Row 0 of each buffer is the state before this call.
                 tape.t0 = self.time_step;
-                tape.init_states = states.clone();
                 tape.inputs = vec![Vec::new(); inputs.len()];
-                tape.state_seqs = vec![Vec::new(); state_seqs.len()];
+                tape.state_bufs = bufs.clone();
+            } else {
+                for (acc, b) in tape.state_bufs.iter_mut().zip(&bufs) {
+                    acc.extend_from_slice(&b[n..]);
+                }
             }
             for (acc, x) in tape.inputs.iter_mut().zip(inputs) {
                 acc.extend_from_slice(x);
             }
-            for (acc, s) in tape.state_seqs.iter_mut().zip(&state_seqs) {
-                acc.extend_from_slice(s);
-            }
             tape.steps += t;
         }
         if self.store_state_seqs {
+            let seqs = bufs.iter().map(|b| &b[n..]);
             match (&mut self.state_seqs, self.mode) {
                 (Some(acc), StepMode::Single) if t == 1 => {
-                    for (a, s) in acc.iter_mut().zip(&state_seqs) {
+                    for (a, s) in acc.iter_mut().zip(seqs) {
                         a.extend_from_slice(s);
                     }
                 }
-                (slot, _) => *slot = Some(state_seqs),
+                (slot, _) => *slot = Some(seqs.map(<[f32]>::to_vec).collect()),
             }
         }
         self.states = Some(final_states);
@@ -953,19 +792,29 @@ impl Node {
         };
         upstream.check(g, steps, n).map_err(ExecError::from)?;
 
-        let params = param_slices(g, &self.params, self.tape.t0, steps, n)?;
         let tape = &self.tape;
-        let args = ScanArgs {
+        let args = KernelArgs {
             t: steps,
             n,
             inputs: tape.inputs.iter().map(Vec::as_slice).collect(),
-            init_states: tape.init_states.iter().map(Vec::as_slice).collect(),
-            params,
+            // Row 0 of the state buffers.
+            init_states: None,
+            params: param_slices(g, &self.params, tape.t0, steps, n)?,
         };
-        let seqs: Vec<&[f32]> = tape.state_seqs.iter().map(Vec::as_slice).collect();
-        let grads = self.engine.backward(g, &args, &seqs, &upstream)?;
+        let bufs: Vec<&[f32]> = tape.state_bufs.iter().map(Vec::as_slice).collect();
+        let mut inputs = vec![vec![0.0; steps * n]; g.inputs().len()];
+        let mut init_states = vec![vec![0.0; n]; g.states().len()];
+        let param_grads = self.kernel.backward_host(
+            &args,
+            &bufs,
+            &upstream,
+            &mut GradBuffers {
+                inputs: inputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                init_states: init_states.iter_mut().map(Vec::as_mut_slice).collect(),
+            },
+        )?;
         let t0 = tape.t0;
-        for (k, (gk, d)) in grads.params.iter().zip(g.params()).enumerate() {
+        for (k, (gk, d)) in param_grads.iter().zip(g.params()).enumerate() {
             let Some(gk) = gk else { continue };
             let full_len = self.params[k].as_ref().map_or(gk.len(), Vec::len);
             let acc = self.param_grads[k].get_or_insert_with(|| vec![0.0; full_len]);
@@ -976,8 +825,8 @@ impl Node {
         }
         self.detach();
         Ok(NodeGrads {
-            inputs: grads.inputs,
-            init_states: grads.init_states,
+            inputs,
+            init_states,
         })
     }
 }

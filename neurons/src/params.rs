@@ -3,15 +3,16 @@
 //! configuration shared by the spiking neurons.
 
 use flexsn_compiler::BuildError;
-use flexsn_compiler::dsl::{CoreBuilder, Expr};
+use flexsn_compiler::dsl::{CoreBuilder, Expr, IntoExpr};
+use flexsn_compiler::ir::suggest::did_you_mean;
 use flexsn_compiler::ir::{Surrogate, SurrogateError};
 
 /// Why a built-in neuron could not be named, configured or built.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum NeuronError {
-    #[error("unknown neuron `{name}`; built-in neurons: {known}")]
+    #[error("unknown neuron `{name}`{hint}; built-in neurons: {known}", hint = did_you_mean(.name, .known.split(", ").flat_map(|k| k.split(" (")).map(|k| k.trim_end_matches(')'))))]
     UnknownNeuron { name: String, known: String },
-    #[error("{neuron} has no parameter `{key}`; its parameters: {allowed}")]
+    #[error("{neuron} has no parameter `{key}`{hint}; its parameters: {allowed}", hint = did_you_mean(.key, .allowed.split(", ")))]
     UnknownParam {
         neuron: &'static str,
         key: String,
@@ -198,7 +199,11 @@ impl FireReset {
                         neuron,
                         key,
                         value,
-                        &format!("unknown surrogate; known: {}", Surrogate::NAMES.join(", ")),
+                        &format!(
+                            "unknown surrogate{}; known: {}",
+                            did_you_mean(value, Surrogate::NAMES.iter().copied()),
+                            Surrogate::NAMES.join(", ")
+                        ),
                     )
                 })?;
             }
@@ -238,7 +243,7 @@ impl FireReset {
             ),
         ];
         for (p, value) in self.surrogate.params() {
-            let value = if p == "n" {
+            let value = if p == "n" || p == "max_spike_count" {
                 format!("{}", value as u32)
             } else {
                 fmt_f32(value as f32)
@@ -291,18 +296,33 @@ impl FireReset {
     /// soft `v = h - s_d * v_threshold`; hard `v = s_d * v_reset + (1 - s_d) * h`, where
     /// `s_d = detach(s)` if `detach_reset`. Returns `(spike, next v)`.
     pub(crate) fn fire_reset<'b>(&self, h: Expr<'b>) -> (Expr<'b>, Expr<'b>) {
-        let z = h - self.v_threshold;
-        let s = if self.spiking {
+        let s = self.spike_of(h - self.v_threshold);
+        (s, self.reset(h, s, self.v_threshold))
+    }
+
+    /// `sg(z)`: the surrogate spike, or its smooth primitive when `spiking` is false.
+    pub(crate) fn spike_of<'b>(&self, z: Expr<'b>) -> Expr<'b> {
+        if self.spiking {
             z.spike(self.surrogate)
         } else {
             z.surrogate_primitive(self.surrogate)
-        };
-        let s_d = if self.detach_reset { s.detach() } else { s };
-        let v_next = match self.v_reset {
-            None => h - s_d * self.v_threshold,
-            Some(vr) => s_d * vr + (1.0f32 - s_d) * h,
-        };
-        (s, v_next)
+        }
+    }
+
+    /// SpikingJelly's voltage reset of `h` by the reset event `e` (the spike, for most
+    /// neurons): soft `h - e_d * threshold`, hard `e_d * v_reset + (1 - e_d) * h`, where
+    /// `e_d = detach(e)` if `detach_reset`.
+    pub(crate) fn reset<'b>(
+        &self,
+        h: Expr<'b>,
+        e: Expr<'b>,
+        threshold: impl IntoExpr<'b>,
+    ) -> Expr<'b> {
+        let e_d = if self.detach_reset { e.detach() } else { e };
+        match self.v_reset {
+            None => h - e_d * threshold,
+            Some(vr) => e_d * vr + (1.0f32 - e_d) * h,
+        }
     }
 
     /// The description fragment shared by IF/LIF/PLIF.
@@ -328,6 +348,9 @@ fn surrogate_key(p: &'static str) -> &'static str {
         "T" => "surrogate.T",
         "leak" => "surrogate.leak",
         "k" => "surrogate.k",
+        "max_spike_count" => "surrogate.max_spike_count",
+        "grad_min" => "surrogate.grad_min",
+        "grad_max" => "surrogate.grad_max",
         _ => "surrogate.<param>",
     }
 }

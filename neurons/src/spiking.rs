@@ -72,7 +72,7 @@ fn finish<'b>(
 
 /// The charge of LIF and PLIF, where `decay(e)` scales `e` by `1/tau`: `h = v + decay(x - (v -
 /// vr))` with `decay_input`, else `h = v - decay(v - vr) + x` (SpikingJelly's operation order).
-fn leaky_charge<'b>(
+pub(crate) fn leaky_charge<'b>(
     decay_input: bool,
     x: Expr<'b>,
     v: Expr<'b>,

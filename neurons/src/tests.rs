@@ -142,7 +142,7 @@ fn plif_initial_w_gives_one_over_init_tau() {
     let r = 1.0 / (1.0 + (-(w as f64)).exp());
     assert!((r - 0.2).abs() < 1e-7);
     let b = Builtin::Plif(ParametricLIFNode::new().init_tau(5.0));
-    assert_eq!(b.initial_params(), vec![("w", vec![w])]);
+    assert_eq!(b.initial_params(), vec![("w".to_string(), vec![w])]);
     let g = b.step_graph().unwrap();
     assert_eq!(g.params().len(), 1);
     assert_eq!(g.params()[0].kind, ParamKind::Shared);

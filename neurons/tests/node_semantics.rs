@@ -207,13 +207,13 @@ fn a_runtime_initial_state_must_be_supplied() {
 fn a_shape_change_without_reset_is_an_error() {
     let mut node = Node::builtin(&Builtin::Lif(LIFNode::new()), B).unwrap();
     node.forward(&[&[0.1; 4]], 4).unwrap();
-    assert_eq!(
+    assert!(matches!(
         node.forward(&[&[0.1; 5]], 5),
         Err(NodeError::ShapeChanged {
             expected: 4,
             got: 5
         })
-    );
+    ));
     // The state is untouched by the failed call.
     assert_eq!(node.time_step(), 1);
     node.reset();
@@ -232,7 +232,7 @@ fn a_shape_change_without_reset_is_an_error() {
             ..
         })
     ));
-    assert_eq!(node.forward(&[&[]], 0), Err(NodeError::NoNeurons));
+    assert!(matches!(node.forward(&[&[]], 0), Err(NodeError::NoNeurons)));
 }
 
 #[test]
@@ -302,10 +302,10 @@ fn plif_w_is_held_and_its_gradient_accumulates() {
 fn parameters_cannot_change_while_steps_are_recorded() {
     let mut node = Node::builtin(&Builtin::Plif(ParametricLIFNode::new()), B).unwrap();
     node.forward(&[&[0.5, 0.5]], 2).unwrap();
-    assert_eq!(
+    assert!(matches!(
         node.set_param(PLIF_W, &[1.0]),
         Err(NodeError::TapeInProgress)
-    );
+    ));
     node.backward(&[Some(&[1.0, 1.0])]).unwrap();
     node.set_param(PLIF_W, &[1.0]).unwrap();
 }
@@ -334,11 +334,17 @@ fn detach_truncates_backward_and_eval_records_nothing() {
     assert_eq!(g, g2);
     assert!(g.init_states[0].iter().any(|&v| v != 0.0));
 
-    assert_eq!(full.backward(&[Some(&gs)]), Err(NodeError::NothingRecorded));
+    assert!(matches!(
+        full.backward(&[Some(&gs)]),
+        Err(NodeError::NothingRecorded)
+    ));
     full.set_training(false);
     full.forward(&[&x], n).unwrap();
     assert_eq!(full.recorded_steps(), 0);
-    assert_eq!(full.backward(&[Some(&gs)]), Err(NodeError::NothingRecorded));
+    assert!(matches!(
+        full.backward(&[Some(&gs)]),
+        Err(NodeError::NothingRecorded)
+    ));
 }
 
 #[test]
@@ -440,6 +446,6 @@ fn an_unavailable_backend_is_a_typed_error() {
     // CUDA needs the runtime to wire it in (and a device); either way no panic.
     match Node::builtin(&Builtin::Lif(LIFNode::new()), NodeBackend::Cuda) {
         Ok(node) => assert_eq!(node.backend_name(), "cuda"),
-        Err(e) => assert!(matches!(e, NodeError::Runtime { .. }), "{e}"),
+        Err(e) => assert!(matches!(e, NodeError::Runtime(_)), "{e}"),
     }
 }

@@ -55,13 +55,13 @@ fn invalid_configurations_are_typed_errors() {
     assert!(matches!(MaskedPSN::new(0, 4), Err(PsnError::ZeroK { .. })));
     assert!(matches!(SlidingPSN::new(0), Err(PsnError::ZeroK { .. })));
     // SpikingJelly: single-step MaskedPSN needs lambda >= 1.
-    assert_eq!(
+    assert!(matches!(
         MaskedPSNConfig::new(2, 4)
             .step_mode(StepMode::Single)
             .build(MixBackend::cpu())
             .unwrap_err(),
         PsnError::SingleStepLambda { lambda: 0.0 }
-    );
+    ));
     let mut p = PSN::new(4).unwrap();
     assert!(matches!(
         p.set_step_mode(StepMode::Single),
@@ -71,7 +71,7 @@ fn invalid_configurations_are_typed_errors() {
         p.forward(&[0.0; 10], 2),
         Err(PsnError::SeqShape { t: 4, n: 2, .. })
     ));
-    assert_eq!(p.forward(&[], 0), Err(PsnError::NoNeurons));
+    assert!(matches!(p.forward(&[], 0), Err(PsnError::NoNeurons)));
     assert!(matches!(
         p.backward(&[0.0; 8]),
         Err(PsnError::NothingRecorded { .. })
@@ -138,10 +138,10 @@ fn masked_psn_single_steps_equal_the_sequence_and_stop_at_t() {
         s_s.extend(single.forward(&x[step * n..(step + 1) * n], n).unwrap());
     }
     assert_eq!(s_s, s_m);
-    assert_eq!(
+    assert!(matches!(
         single.forward(&x[..n], n),
         Err(PsnError::PastT { step: 7, t: 6 })
-    );
+    ));
     let gx_s = single.backward(&gs).unwrap();
     close(&gx_s, &gx_m, 1e-6);
     close(single.weight_grad(), multi.weight_grad(), 1e-6);
@@ -156,14 +156,14 @@ fn masked_psn_single_steps_equal_the_sequence_and_stop_at_t() {
     // A different N mid-sequence is an error, not a silent restart.
     single.reset();
     single.forward(&x[..n], n).unwrap();
-    assert_eq!(
+    assert!(matches!(
         single.forward(&x[..n - 1], n - 1),
         Err(PsnError::ShapeChanged {
             module: "MaskedPSN",
-            expected: n,
-            got: n - 1
-        })
-    );
+            expected,
+            got
+        }) if expected == n && got == n - 1
+    ));
     assert_eq!(single.time_step(), 1);
     single.reset();
     assert_eq!(single.time_step(), 0);
@@ -219,10 +219,10 @@ fn masked_psn_lambda_schedule() {
     }
     m.set_lambda(1.0).unwrap();
     m.set_step_mode(StepMode::Single).unwrap();
-    assert_eq!(
+    assert!(matches!(
         m.set_lambda(0.9),
         Err(PsnError::SingleStepLambda { lambda: 0.9 })
-    );
+    ));
     assert!(matches!(
         m.set_lambda(f32::INFINITY),
         Err(PsnError::NonFinite { .. })

@@ -17,6 +17,8 @@ pub enum RuntimeError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    #[error(transparent)]
+    Optimize(#[from] flexsn_compiler::passes::OptimizeError),
     #[error("JIT compilation failed: {0}")]
     Jit(String),
     #[error("no param named `{name}`; the kernel's params: {known}")]

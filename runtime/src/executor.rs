@@ -7,6 +7,7 @@ use flexsn_compiler::interp;
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, ShapeError};
 
 use crate::RuntimeError;
+use crate::host::{count, len};
 
 /// Caller-provided result buffers of a scan (same shapes as [`ScanResult`]'s): lets a caller
 /// reuse allocations and lay buffers out as it likes (e.g. a state sequence inside a larger
@@ -23,17 +24,6 @@ impl ScanOutputs<'_> {
     /// Checks counts and lengths against `kernel` for a `[t, n]` run.
     pub fn check(&self, kernel: &ScanKernel, t: usize, n: usize) -> Result<(), ShapeError> {
         let g = &kernel.graph;
-        let count = |what, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ShapeError::Count {
-                    what,
-                    expected,
-                    got,
-                })
-            }
-        };
         let nseq = if kernel.state_seqs {
             g.states().len()
         } else {
@@ -46,18 +36,7 @@ impl ScanOutputs<'_> {
             g.states().len(),
             self.final_states.len(),
         )?;
-        let len = |name: String, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ShapeError::Len {
-                    name,
-                    shape: format!("[{expected}]"),
-                    expected,
-                    got,
-                })
-            }
-        };
+        let len = |name, expected: usize, got| len(name, format!("[{expected}]"), expected, got);
         for (o, (d, b)) in g.outputs().iter().zip(&self.outputs).enumerate() {
             len(
                 format!("output buffer {}", d.name),

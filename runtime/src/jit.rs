@@ -19,19 +19,20 @@
 //! runs; a mismatch is a [`RuntimeError`] naming the argument, the expected and the actual
 //! shape.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use flexsn_compiler::autodiff::{self, BackwardGraph, GradSpec};
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
-use flexsn_compiler::ir::{StateInit, StepGraph};
+use flexsn_compiler::checkpoint::{self, SavePolicy, SegmentBackward};
+use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::passes;
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
+use flexsn_compiler::scan::{ScanArgs, ScanKernel};
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::cpu::{CpuCompiler, CpuOptions};
-use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor, ScanOutputs};
+use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
+use crate::host::{GradBuffers, InferenceBuffers, Resolved, TrainingBuffers};
 use crate::{Neuron, RuntimeError};
 
 /// The backends [`Jit::new`] knows.
@@ -48,7 +49,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The CLI name.
+    /// Every backend, in the order the CLI lists them.
+    pub const ALL: [Backend; 4] = [
+        Backend::Interpreter,
+        Backend::Cpu,
+        Backend::CudaEmulated,
+        Backend::Cuda,
+    ];
+
+    /// Every name [`Backend::from_name`] accepts (for command-line value lists).
+    pub const NAMES: &[&str] = &["interp", "interpreter", "cpu", "cuda-emulated", "cuda"];
+
+    /// The canonical name (`interpreter`, `cpu`, `cuda`, `cuda-emulated`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interpreter => "interpreter",
@@ -58,18 +70,35 @@ impl Backend {
         }
     }
 
-    /// Parses [`Backend::name`].
-    pub fn from_name(s: &str) -> Option<Backend> {
-        [
-            Backend::Interpreter,
-            Backend::Cpu,
-            Backend::Cuda,
-            Backend::CudaEmulated,
-        ]
-        .into_iter()
-        .find(|b| b.name() == s)
+    /// The one parser of backend names: [`Backend::name`], and `interp` for the interpreter.
+    pub fn from_name(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "interp" => Ok(Backend::Interpreter),
+            _ => Backend::ALL
+                .into_iter()
+                .find(|b| b.name() == s)
+                .ok_or_else(|| UnknownBackend(s.to_string())),
+        }
     }
 }
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        Backend::from_name(s)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name [`Backend::from_name`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}`; known: interp (or interpreter), cpu, cuda-emulated, cuda")]
+pub struct UnknownBackend(pub String);
 
 type Cache = Arc<Mutex<HashMap<String, Arc<dyn ScanExecutor>>>>;
 
@@ -91,10 +120,14 @@ impl std::fmt::Debug for Jit {
 }
 
 impl Jit {
-    /// A JIT for `backend` with default options.
+    /// A JIT for `backend` with default options (the interpreter without `passes::optimize`).
     pub fn new(backend: Backend) -> Result<Jit, RuntimeError> {
         match backend {
-            Backend::Interpreter => Ok(Jit::with_compiler(Arc::new(InterpreterCompiler))),
+            // The oracle runs the graph as built: an optimiser bug cannot hide behind it.
+            Backend::Interpreter => Ok(Jit {
+                optimize: false,
+                ..Jit::with_compiler(Arc::new(InterpreterCompiler))
+            }),
             Backend::Cpu => Jit::cpu(CpuOptions::default()),
             Backend::Cuda => crate::cuda::backend::cuda_jit(Default::default()),
             Backend::CudaEmulated => crate::cuda::backend::emulated_jit(Default::default()),
@@ -146,24 +179,18 @@ impl Jit {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn prepare(&self, g: &StepGraph) -> StepGraph {
+    fn prepare(&self, g: &StepGraph) -> Result<StepGraph, RuntimeError> {
         if !self.optimize {
-            return g.clone();
+            return Ok(g.clone());
         }
-        let o = passes::optimize(g);
-        let same_interface = o.inputs() == g.inputs()
-            && o.states() == g.states()
-            && o.params() == g.params()
-            && o.outputs().len() == g.outputs().len()
-            && flexsn_compiler::verify::verify(&o).is_ok();
-        if same_interface { o } else { g.clone() }
+        Ok(passes::optimize_checked(g)?)
     }
 
     /// Compiles `neuron`'s forward scans (see the [module docs](self)).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
-        let graph = self.prepare(&g);
+        let graph = self.prepare(&g)?;
         let inference = self.compile_scan(&ScanKernel::forward(graph.clone(), false))?;
         let training = self.compile_scan(&ScanKernel::forward(graph.clone(), true))?;
         Ok(Kernel {
@@ -173,14 +200,18 @@ impl Jit {
             inference,
             training,
             backward: Mutex::default(),
+            save_policy: SavePolicy::States,
+            recompute: OnceLock::new(),
         })
     }
 }
 
 /// A compiled backward scan and the graph it was made from.
-struct BackwardKernel {
-    graph: BackwardGraph,
-    exec: Arc<dyn ScanExecutor>,
+pub(crate) struct BackwardKernel {
+    pub(crate) graph: BackwardGraph,
+    pub(crate) exec: Arc<dyn ScanExecutor>,
+    /// Its segment form for `checkpoint:K`, compiled on first use.
+    segment: OnceLock<(SegmentBackward, Arc<dyn ScanExecutor>)>,
 }
 
 /// A neuron compiled for one backend. `Send + Sync`: share it across threads.
@@ -191,6 +222,9 @@ pub struct Kernel {
     inference: Arc<dyn ScanExecutor>,
     training: Arc<dyn ScanExecutor>,
     backward: Mutex<HashMap<GradSpec, Arc<BackwardKernel>>>,
+    save_policy: SavePolicy,
+    /// The recompute scan of `checkpoint:K`, compiled on first use.
+    recompute: OnceLock<Arc<dyn ScanExecutor>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -206,34 +240,56 @@ impl std::fmt::Debug for Kernel {
 /// What a training forward pass returns, and what backward needs (it borrows the inputs and
 /// params, so they must outlive it).
 ///
-/// Each state's sequence lives in one `[(T+1), N]` buffer whose first row is the initial state:
-/// backward reads "the state before step t" as rows `0..T` and the sequence is rows `1..=T`, so
-/// neither is copied.
+/// Under [`SavePolicy::States`], each state's sequence lives in one `[(T+1), N]` buffer whose
+/// first row is the initial state: backward reads "the state before step t" as rows `0..T` and
+/// the sequence is rows `1..=T`, so neither is copied. Under [`SavePolicy::Checkpoint`] only
+/// the state before every `K`-th step is kept (`⌈T/K⌉` rows); backward recomputes the rest.
 #[derive(Clone, Debug, Default)]
 pub struct Forward<'a> {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
     /// Per state: `[N]`.
     pub final_states: Vec<Vec<f32>>,
     seq_bufs: Vec<Vec<f32>>,
+    /// Under `checkpoint:K`: per state, `⌈T/K⌉` rows of `N` (the state before steps 0, K, …).
+    checkpoints: Vec<Vec<f32>>,
+    policy: SavePolicy,
     inputs: Vec<&'a [f32]>,
-    init_states: Vec<Cow<'a, [f32]>>,
+    init_states: Option<Vec<&'a [f32]>>,
     params: Vec<&'a [f32]>,
 }
 
 impl Forward<'_> {
-    /// State `j` after each step: `[T, N]`.
-    pub fn state_seq(&self, j: usize) -> &[f32] {
-        &self.seq_bufs[j][self.n..]
+    /// State `j` after each step, `[T, N]`: `None` under `checkpoint:K` (not kept) or when `j`
+    /// is not a state.
+    pub fn state_seq(&self, j: usize) -> Option<&[f32]> {
+        self.seq_bufs.get(j).map(|b| &b[self.n..])
     }
 
-    /// Every state's sequence, in graph order.
+    /// Every state's sequence, in graph order (empty under `checkpoint:K`).
     pub fn state_seqs(&self) -> Vec<&[f32]> {
-        (0..self.seq_bufs.len())
-            .map(|j| self.state_seq(j))
-            .collect()
+        self.seq_bufs.iter().map(|b| &b[self.n..]).collect()
+    }
+
+    /// The save policy this forward ran under.
+    pub fn save_policy(&self) -> SavePolicy {
+        self.policy
+    }
+
+    /// Bytes kept for backward (besides the outputs and final states returned anyway): the
+    /// state buffers of `states`, or the checkpoints of `checkpoint:K`.
+    pub fn saved_bytes(&self) -> usize {
+        let floats: usize = self
+            .seq_bufs
+            .iter()
+            .chain(&self.checkpoints)
+            .map(Vec::len)
+            .sum();
+        floats * std::mem::size_of::<f32>()
     }
 
     /// Output `o`'s sequence.
@@ -243,7 +299,7 @@ impl Forward<'_> {
 }
 
 /// Makes `v` hold `count` buffers of `len` floats, reusing allocations.
-fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
+pub(crate) fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
     v.resize_with(count, Vec::new);
     for b in v.iter_mut() {
         b.resize(len, 0.0);
@@ -253,33 +309,14 @@ fn shape_buffers(v: &mut Vec<Vec<f32>>, count: usize, len: usize) {
 /// What an inference forward pass returns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inference {
+    /// Time steps of the call.
     pub t: usize,
+    /// Neurons of the call.
     pub n: usize,
     /// Per output: `[T, N]`.
     pub outputs: Vec<Vec<f32>>,
     /// Per state: `[N]`.
     pub final_states: Vec<Vec<f32>>,
-}
-
-/// The arguments of a forward call, resolved and checked.
-struct Resolved<'a> {
-    t: usize,
-    n: usize,
-    inputs: Vec<&'a [f32]>,
-    init_states: Vec<Cow<'a, [f32]>>,
-    params: Vec<&'a [f32]>,
-}
-
-impl Resolved<'_> {
-    fn args(&self) -> ScanArgs<'_, f32> {
-        ScanArgs {
-            t: self.t,
-            n: self.n,
-            inputs: self.inputs.clone(),
-            init_states: self.init_states.iter().map(|c| c.as_ref()).collect(),
-            params: self.params.clone(),
-        }
-    }
 }
 
 fn view1<'a>(name: &str, v: &ArrayView1<'a, f32>) -> Result<&'a [f32], RuntimeError> {
@@ -321,57 +358,13 @@ impl Kernel {
         init_states: Option<&[&'a [f32]]>,
         params: &[(&str, &'a [f32])],
     ) -> Result<Resolved<'a>, RuntimeError> {
-        let g = &self.graph;
-        let known = || {
-            g.params()
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut ordered: Vec<Option<&'a [f32]>> = vec![None; g.params().len()];
-        for (name, v) in params {
-            let k = g
-                .param_index(name)
-                .ok_or_else(|| RuntimeError::UnknownParam {
-                    name: name.to_string(),
-                    known: if g.params().is_empty() {
-                        "(none)".into()
-                    } else {
-                        known()
-                    },
-                })?;
-            if ordered[k].replace(v).is_some() {
-                return Err(RuntimeError::DuplicateParam(name.to_string()));
-            }
-        }
-        let params = ordered
-            .into_iter()
-            .zip(g.params())
-            .map(|(v, d)| v.ok_or_else(|| RuntimeError::MissingParam(d.name.clone())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let init_states: Vec<Cow<'a, [f32]>> = match init_states {
-            Some(s) => s.iter().map(|x| Cow::Borrowed(*x)).collect(),
-            None => g
-                .states()
-                .iter()
-                .map(|d| match d.init {
-                    StateInit::Const(c) => Ok(Cow::Owned(vec![c; n])),
-                    StateInit::Runtime => Err(RuntimeError::Exec(
-                        bptt::ExecError::MissingInitialState(d.name.clone()),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let r = Resolved {
+        Ok(Resolved {
             t,
             n,
             inputs: inputs.to_vec(),
-            init_states,
-            params,
-        };
-        r.args().check(g)?;
-        Ok(r)
+            init_states: init_states.map(<[_]>::to_vec),
+            params: self.order_params(params)?,
+        })
     }
 
     /// Forward for training: outputs, state sequences and final states, kept for
@@ -404,18 +397,54 @@ impl Kernel {
         let g = &self.graph;
         fwd.t = t;
         fwd.n = n;
-        shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
-        shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
-        shape_buffers(&mut fwd.final_states, g.states().len(), n);
-        for (b, s0) in fwd.seq_bufs.iter_mut().zip(&r.init_states) {
-            b[..n].copy_from_slice(s0);
-        }
-        let mut out = ScanOutputs {
-            outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_seqs: fwd.seq_bufs.iter_mut().map(|b| &mut b[n..]).collect(),
-            final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        // Without states or steps there is nothing to save either way.
+        fwd.policy = if g.states().is_empty() || t == 0 {
+            SavePolicy::States
+        } else {
+            self.save_policy
         };
-        self.training.run_into(&r.args(), &mut out)?;
+        shape_buffers(&mut fwd.outputs, g.outputs().len(), t * n);
+        shape_buffers(&mut fwd.final_states, g.states().len(), n);
+        match fwd.policy {
+            SavePolicy::Checkpoint(k) => {
+                fwd.seq_bufs.clear();
+                let defaults;
+                let init: Vec<&[f32]> = match &r.init_states {
+                    Some(s) => s.clone(),
+                    None => {
+                        defaults = bptt::default_init_states::<f32>(g, n)?;
+                        defaults.iter().map(Vec::as_slice).collect()
+                    }
+                };
+                let args = ScanArgs {
+                    t,
+                    n,
+                    inputs: r.inputs.clone(),
+                    init_states: init,
+                    params: r.params.clone(),
+                };
+                args.check(g)?;
+                crate::checkpoint::forward(
+                    self.inference.as_ref(),
+                    g,
+                    &args,
+                    k,
+                    &mut fwd.outputs,
+                    &mut fwd.checkpoints,
+                    &mut fwd.final_states,
+                )?;
+            }
+            SavePolicy::States => {
+                fwd.checkpoints.clear();
+                shape_buffers(&mut fwd.seq_bufs, g.states().len(), (t + 1) * n);
+                let mut out = TrainingBuffers {
+                    outputs: fwd.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    state_bufs: fwd.seq_bufs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    final_states: fwd.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+                };
+                self.forward_resolved(&r, &mut out)?;
+            }
+        }
         fwd.inputs = r.inputs;
         fwd.init_states = r.init_states;
         fwd.params = r.params;
@@ -452,12 +481,11 @@ impl Kernel {
         out.n = n;
         shape_buffers(&mut out.outputs, g.outputs().len(), t * n);
         shape_buffers(&mut out.final_states, g.states().len(), n);
-        let mut o = ScanOutputs {
+        let mut o = InferenceBuffers {
             outputs: out.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-            state_seqs: vec![],
             final_states: out.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
         };
-        self.inference.run_into(&r.args(), &mut o)
+        self.infer_resolved(&r, &mut o)
     }
 
     /// `(T, N)` and slices of ndarray arguments: inputs `[T, N]`, initial states and params 1-D.
@@ -550,18 +578,117 @@ impl Kernel {
         self.infer(t, n, &xs, s0.as_deref(), &ps)
     }
 
-    fn backward_kernel(&self, spec: &GradSpec) -> Result<Arc<BackwardKernel>, RuntimeError> {
+    pub(crate) fn backward_kernel(
+        &self,
+        spec: &GradSpec,
+    ) -> Result<Arc<BackwardKernel>, RuntimeError> {
         let mut map = self.backward.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = map.get(spec) {
             return Ok(b.clone());
         }
         let mut graph = autodiff::backward(&self.graph, spec)?;
-        let opt = self.jit.prepare(&graph.kernel.graph);
+        let opt = self.jit.prepare(&graph.kernel.graph)?;
         graph.kernel.graph = opt;
         let exec = self.jit.compile_scan(&graph.kernel)?;
-        let b = Arc::new(BackwardKernel { graph, exec });
+        let b = Arc::new(BackwardKernel {
+            graph,
+            exec,
+            segment: OnceLock::new(),
+        });
         map.insert(spec.clone(), b.clone());
         Ok(b)
+    }
+
+    /// [`Kernel::backward_into`] for a forward under `checkpoint:K`.
+    fn backward_checkpointed(
+        &self,
+        fwd: &Forward<'_>,
+        k: usize,
+        upstream: &Upstream<'_, f32>,
+        grads: &mut Gradients<f32>,
+    ) -> Result<(), RuntimeError> {
+        let (t, n) = (fwd.t, fwd.n);
+        let g = &self.graph;
+        let rows_ok = fwd.checkpoints.iter().all(|c| c.len() >= n);
+        if fwd.checkpoints.len() != g.states().len()
+            || !rows_ok
+            || fwd.inputs.len() != g.inputs().len()
+        {
+            return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
+        }
+        // Checked before a backward scan is compiled for `upstream.spec()`.
+        upstream.check(g, t, n)?;
+        // The initial states are the first checkpoint row unless given.
+        let init_states = fwd
+            .init_states
+            .clone()
+            .unwrap_or_else(|| fwd.checkpoints.iter().map(|c| &c[..n]).collect());
+        let args = ScanArgs {
+            t,
+            n,
+            inputs: fwd.inputs.clone(),
+            init_states,
+            params: fwd.params.clone(),
+        };
+        args.check(g)?;
+        let bk = self.backward_kernel(&upstream.spec())?;
+        let (segment, segment_exec) = self.segment_backward(&bk)?;
+        let scans = crate::checkpoint::Scans {
+            recompute: self.recompute_scan()?.as_ref(),
+            segment,
+            segment_exec: segment_exec.as_ref(),
+        };
+        *grads = crate::checkpoint::backward(
+            &scans,
+            g,
+            &bk.graph,
+            &args,
+            k,
+            &fwd.checkpoints,
+            upstream,
+            grads,
+        )?;
+        Ok(())
+    }
+
+    /// The save policy of [`Kernel::forward`] (default [`SavePolicy::States`]).
+    pub fn save_policy(&self) -> SavePolicy {
+        self.save_policy
+    }
+
+    /// Sets what [`Kernel::forward`] keeps for backward. A `checkpoint:K` policy's extra scans
+    /// (the recompute scan, and each backward scan's segment form) compile on first use.
+    pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), RuntimeError> {
+        if policy == SavePolicy::Checkpoint(0) {
+            return Err(RuntimeError::Unsupported(
+                "checkpoint:0: the checkpoint interval must be at least 1".into(),
+            ));
+        }
+        self.save_policy = policy;
+        Ok(())
+    }
+
+    fn recompute_scan(&self) -> Result<&Arc<dyn ScanExecutor>, RuntimeError> {
+        if let Some(e) = self.recompute.get() {
+            return Ok(e);
+        }
+        let exec = self
+            .jit
+            .compile_scan(&checkpoint::recompute_kernel(&self.graph)?)?;
+        Ok(self.recompute.get_or_init(|| exec))
+    }
+
+    fn segment_backward<'b>(
+        &self,
+        bk: &'b BackwardKernel,
+    ) -> Result<(&'b SegmentBackward, &'b Arc<dyn ScanExecutor>), RuntimeError> {
+        if let Some((s, e)) = bk.segment.get() {
+            return Ok((s, e));
+        }
+        let seg = SegmentBackward::new(&bk.graph)?;
+        let exec = self.jit.compile_scan(&seg.kernel)?;
+        let (s, e) = bk.segment.get_or_init(|| (seg, exec));
+        Ok((s, e))
     }
 
     /// Compiles the backward scan for the upstream gradients `spec` now rather than on the first
@@ -594,11 +721,9 @@ impl Kernel {
         Ok(g)
     }
 
-    /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers.
-    ///
-    /// Runs [`bptt::backward_from_prev`], so the backward scan's arguments are assembled as in
-    /// [`bptt::backward`] but without copies: the previous-state sequences are rows `0..T` of the
-    /// forward's state buffers.
+    /// [`Kernel::backward`] into `grads`, reusing its input- and state-gradient buffers (through
+    /// [`Kernel::backward_host`]'s path: the previous-state sequences are rows `0..T` of the
+    /// forward's state buffers, not copies).
     pub fn backward_into(
         &self,
         fwd: &Forward<'_>,
@@ -607,43 +732,31 @@ impl Kernel {
     ) -> Result<(), RuntimeError> {
         let (t, n) = (fwd.t, fwd.n);
         let g = &self.graph;
+        if let SavePolicy::Checkpoint(k) = fwd.policy {
+            return self.backward_checkpointed(fwd, k, upstream, grads);
+        }
         if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }
-        // Checked before a backward scan is compiled for `upstream.spec()`.
-        upstream.check(g, t, n)?;
-        let bk = self.backward_kernel(&upstream.spec())?;
-        let args = ScanArgs {
+        let r = Resolved {
             t,
             n,
             inputs: fwd.inputs.clone(),
-            init_states: fwd.init_states.iter().map(|c| c.as_ref()).collect(),
+            init_states: fwd.init_states.clone(),
             params: fwd.params.clone(),
         };
-        let prev: Vec<&[f32]> = fwd.seq_bufs.iter().map(|b| &b[..t * n]).collect();
-        let ni = g.inputs().len();
-        let r = bptt::backward_from_prev(g, &bk.graph, &args, &prev, upstream, |k, a| {
-            let mut outputs = std::mem::take(&mut grads.inputs);
-            shape_buffers(&mut outputs, ni, t * n);
-            for o in ni..k.graph.outputs().len() {
-                outputs.push(vec![0.0; k.output_len(o, t, n)]);
-            }
-            let mut final_states = std::mem::take(&mut grads.init_states);
-            shape_buffers(&mut final_states, g.states().len(), n);
-            let mut res = ScanResult {
-                outputs,
-                state_seqs: vec![],
-                final_states,
-            };
-            let mut out = ScanOutputs {
-                outputs: res.outputs.iter_mut().map(Vec::as_mut_slice).collect(),
-                state_seqs: vec![],
-                final_states: res.final_states.iter_mut().map(Vec::as_mut_slice).collect(),
-            };
-            bk.exec.run_into(a, &mut out)?;
-            Ok::<_, RuntimeError>(res)
-        })?;
-        *grads = r;
+        shape_buffers(&mut grads.inputs, g.inputs().len(), t * n);
+        shape_buffers(&mut grads.init_states, g.states().len(), n);
+        let bufs: Vec<&[f32]> = fwd.seq_bufs.iter().map(Vec::as_slice).collect();
+        let mut out = GradBuffers {
+            inputs: grads.inputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            init_states: grads
+                .init_states
+                .iter_mut()
+                .map(Vec::as_mut_slice)
+                .collect(),
+        };
+        grads.params = self.backward_resolved(&r, &bufs, upstream, &mut out)?;
         Ok(())
     }
 

@@ -27,14 +27,19 @@
 //!
 //! - [`Neuron`]: what can be compiled (built-in neurons, `#[neuron]` types, step graphs).
 //! - [`Jit`], [`Kernel`], [`Forward`]: compile once, run forward and backward for any `T`, `N`.
+//! - [`KernelArgs`], [`Kernel::forward_host`], [`Kernel::backward_host`]: caller-owned host
+//!   buffers for frameworks (no per-call copies).
 //! - [`ScanExecutor`], [`BackendCompiler`]: how a backend plugs in.
 //! - [`cpu`]: the Cranelift backend ([`cpu::CpuScan`]), and inspection of its CLIF and assembly.
 
+mod checkpoint;
 pub mod cpu;
 pub mod cuda;
 mod error;
 mod executor;
+mod host;
 mod jit;
+pub mod memory;
 mod neuron;
 
 pub use error::RuntimeError;
@@ -43,5 +48,7 @@ pub use executor::{
 };
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
-pub use jit::{Backend, Forward, Inference, Jit, Kernel};
+pub use flexsn_compiler::checkpoint::SavePolicy;
+pub use host::{GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers};
+pub use jit::{Backend, Forward, Inference, Jit, Kernel, UnknownBackend};
 pub use neuron::Neuron;

@@ -294,3 +294,26 @@ fn inspection_shows_annotated_clif_and_assembly() {
         assert!(asm.contains("xmm"), "{asm}");
     }
 }
+
+#[test]
+fn backend_names_have_one_parser() {
+    for (name, b) in [
+        ("interp", Backend::Interpreter),
+        ("interpreter", Backend::Interpreter),
+        ("cpu", Backend::Cpu),
+        ("cuda", Backend::Cuda),
+        ("cuda-emulated", Backend::CudaEmulated),
+    ] {
+        assert_eq!(Backend::from_name(name), Ok(b), "{name}");
+        assert!(Backend::NAMES.contains(&name), "{name}");
+    }
+    for b in Backend::ALL {
+        assert_eq!(Backend::from_name(b.name()), Ok(b));
+        assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
+    }
+    let e = Backend::from_name("gpu").unwrap_err();
+    assert!(
+        e.to_string().contains("`gpu`") && e.to_string().contains("interp"),
+        "{e}"
+    );
+}

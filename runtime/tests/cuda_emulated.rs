@@ -37,7 +37,8 @@ fn check_kernel(e: &EmulatedCuda, kernel: &ScanKernel, args: &ScanArgs<'_, f32>,
         .run_scan(kernel, args)
         .unwrap_or_else(|err| panic!("{what}: {err}"));
     let want = interpreter_reference(kernel, args, dtype).unwrap();
-    if let Err(ms) = compare_results(&got, &want, Tolerance::emulated(dtype)) {
+    let tol = Tolerance::emulated_math(dtype, e.options().math);
+    if let Err(ms) = compare_results(&got, &want, tol) {
         let lines: Vec<String> = ms.iter().map(ToString::to_string).collect();
         panic!(
             "{what} ({} {}): emulated CUDA differs from the interpreter:\n{}",

@@ -12,7 +12,7 @@ use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::cuda::host::round_to_storage;
 use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{
-    CudaDevice, CudaError, EmulatedCuda, MixGradients, MixingKernels, nvrtc,
+    CudaDevice, CudaError, EmulatedCuda, EmulatedMixing, MixGradients, MixingKernels, nvrtc,
 };
 
 fn emulated(opts: CudaOptions) -> Option<EmulatedCuda> {
@@ -171,6 +171,26 @@ fn emulated_gradients_are_deterministic() {
     );
     let m = emu.mixing(&c.spec).unwrap();
     assert_eq!(backward(&c, &*m), backward(&c, &*m));
+}
+
+#[test]
+fn bounded_partials_grow_the_chunks_and_keep_the_gradients() {
+    let Some(_) = emulated(CudaOptions::default()) else {
+        return;
+    };
+    // 5 units of WGRAD_CHUNK neurons; a partial budget of 3 chunks makes each block sum 2 units.
+    let c = case(
+        6,
+        6,
+        4 * WGRAD_CHUNK as usize + 11,
+        Surrogate::ATan { alpha: 2.0 },
+        12,
+    );
+    let mut m = EmulatedMixing::compile(&c.spec, &CudaOptions::default()).unwrap();
+    m.source.partial_floats = 3 * m.source.grad_len() as u64;
+    assert_eq!(m.source.wgrad_grid(c.n as u64).0, 3);
+    check(&c, &m);
+    assert_eq!(backward(&c, &m), backward(&c, &m));
 }
 
 #[test]

@@ -174,10 +174,70 @@ fn device_target_prefers_cubin_for_supported_archs() {
         return;
     };
     assert!(nv.supported_archs.contains(&90), "{:?}", nv.supported_archs);
-    assert_eq!(nvrtc::target_for_device(nv, (9, 0)), Target::Cubin(90));
+    assert_eq!(
+        nvrtc::target_for_device(nv, (9, 0), None).unwrap(),
+        Target::Cubin(90)
+    );
     let newest = *nv.supported_archs.last().unwrap();
-    let future = nvrtc::target_for_device(nv, (99, 9));
+    let future = nvrtc::target_for_device(nv, (99, 9), Some(nv.version)).unwrap();
     assert_eq!(future, Target::Ptx(newest));
+}
+
+fn fake_nvrtc(version: (i32, i32), archs: &[i32]) -> nvrtc::Nvrtc {
+    nvrtc::Nvrtc {
+        version,
+        source: "libnvrtc.so.test".into(),
+        from_env: false,
+        supported_archs: archs.to_vec(),
+    }
+}
+
+#[test]
+fn nvrtc_newer_than_the_driver_is_a_typed_error_naming_both_versions() {
+    let nv13 = fake_nvrtc((13, 0), &[75, 80, 86, 89, 90, 100, 120]);
+    let e = nvrtc::target_for_device(&nv13, (9, 0), Some((12, 8))).unwrap_err();
+    assert!(matches!(e, CudaError::NvrtcNewerThanDriver { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("NVRTC 13.0") && msg.contains("CUDA 12.8"),
+        "{msg}"
+    );
+    assert!(msg.contains("nvidia-cuda-nvrtc-cu12"), "{msg}");
+    // Same major: CUBIN loads (minor version compatibility)...
+    let nv129 = fake_nvrtc((12, 9), &[50, 60, 70, 75, 80, 86, 89, 90, 100, 120]);
+    assert_eq!(
+        nvrtc::target_for_device(&nv129, (9, 0), Some((12, 4))).unwrap(),
+        Target::Cubin(90)
+    );
+    // ... but PTX for a device NVRTC does not know must come from an NVRTC the driver can JIT.
+    let e = nvrtc::target_for_device(&nv129, (13, 0), Some((12, 4))).unwrap_err();
+    assert!(matches!(e, CudaError::NvrtcNewerThanDriver { .. }), "{e:?}");
+    assert_eq!(
+        nvrtc::target_for_device(&nv129, (13, 0), Some((13, 0))).unwrap(),
+        Target::Ptx(120)
+    );
+    // Without a known driver nothing is checked (PTX inspection on a machine without a GPU).
+    assert_eq!(
+        nvrtc::target_for_device(&nv13, (9, 0), None).unwrap(),
+        Target::Cubin(90)
+    );
+}
+
+#[test]
+fn architectures_nvrtc_cannot_target_are_errors_not_guesses() {
+    let nv13 = fake_nvrtc((13, 0), &[75, 80, 86, 89, 90, 100, 120]);
+    for cc in [(7, 0), (6, 1), (5, 0)] {
+        let e = nvrtc::target_for_device(&nv13, cc, Some((13, 0))).unwrap_err();
+        match &e {
+            CudaError::UnsupportedArch { arch, .. } => assert_eq!(*arch, cc.0 * 10 + cc.1),
+            other => panic!("expected UnsupportedArch, got {other:?}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cannot target") && msg.contains("sm_75"),
+            "{msg}"
+        );
+    }
 }
 
 /// Runs this test binary's test `name` in a child process with `env` changes; returns its

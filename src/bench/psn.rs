@@ -21,6 +21,7 @@ use anyhow::Result;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::psn::rng::SplitMix64;
 use flexsn_neurons::psn::{MixBackend, Mixing, PSNConfig, SlidingPSNConfig};
+use flexsn_runtime::Backend;
 
 use super::{
     BenchOptions, Phase, Row, bytes_moved, jit_for, measure, time, write_header, write_row,
@@ -104,16 +105,14 @@ pub fn run_neuron(
     out: &mut dyn Write,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let mix = |threads| match opts.backend.as_str() {
-        "cpu" => Ok(MixBackend::Cpu { threads }),
-        "interpreter" | "interp" => Ok(MixBackend::Reference),
+    let mix = |threads| match Backend::from_name(&opts.backend)? {
+        Backend::Cpu => Ok(MixBackend::Cpu { threads }),
         // Host slices copied per call: a correctness path, not a benchmark of the kernels
         // (`--backend cuda` times them on device buffers).
-        "cuda-emulated" => Ok(MixBackend::CudaEmulated),
-        other => Err(anyhow::anyhow!(
-            "psn: no time mixing on backend `{other}` here (cpu, interpreter, cuda-emulated; \
-             `--backend cuda` benchmarks the device kernels)"
+        Backend::Cuda => Err(anyhow::anyhow!(
+            "psn: `--backend cuda` benchmarks the device kernels, not host time mixing"
         )),
+        other => Ok(MixBackend::from(other)),
     };
     if name == "psn" {
         mix(1)?;

@@ -111,13 +111,7 @@ pub fn sliding_psn_case(case: &Case) -> Result<ScanCase, String> {
 
 /// The time-mixing implementation behind a scan backend's name, if there is one.
 pub fn mix_backend_for(backend: &str) -> Result<MixBackend, String> {
-    MixBackend::from_name(backend).ok_or_else(|| {
-        format!(
-            "PSN and MaskedPSN (time mixing, not a scan) do not run on backend `{backend}`: \
-             they run on `interp` (reference loops), `cpu` (blocked GEMM), `cuda` and \
-             `cuda-emulated` (generated mixing kernels)"
-        )
-    })
+    MixBackend::from_name(backend).map_err(|e| e.to_string())
 }
 
 /// PSN and MaskedPSN: `x_seq`, `weight` `[T, T]`, `bias` `[T]` (and MaskedPSN's `k`,

@@ -1,8 +1,8 @@
 //! Constant folding: an op whose operands are all constants becomes a constant.
 
-use super::{canonical_const, const_value, rebuild};
-use crate::interp::eval_op;
 use crate::ir::StepGraph;
+use crate::ir::eval::eval_op;
+use crate::ir::rebuild::{canonical_const, const_value, rebuild};
 
 /// Replaces every op whose operands are all constants by its value, computed with
 /// [`eval_op`] in `f32`: exactly the bits the `f32` interpreter computes at run time. Folding
@@ -32,7 +32,7 @@ pub fn const_fold(g: &StepGraph) -> StepGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsl::GraphBuilder;
+    use crate::ir::builder::GraphBuilder;
     use crate::ir::{Op, StateInit, Surrogate};
 
     fn graph(f: impl FnOnce(&mut GraphBuilder) -> crate::ir::ValueId) -> StepGraph {

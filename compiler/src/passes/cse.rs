@@ -1,7 +1,7 @@
 //! Common-subexpression elimination.
 
-use super::rebuild;
 use crate::ir::StepGraph;
+use crate::ir::rebuild::rebuild;
 
 /// Merges nodes that compute the same op of the same operands (commutative operands in either
 /// order; constants compared by bits after NaNs are made canonical), by rebuilding through the
@@ -14,57 +14,36 @@ pub fn cse(g: &StepGraph) -> StepGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{InputDecl, Node, Op, OutputDecl};
-    use petgraph::graph::{DiGraph, NodeIndex};
+    use crate::ir::builder::assemble;
+    use crate::ir::{InputDecl, Node, Op, OutputDecl, ValueId};
 
     /// A graph assembled without hash-consing: `y0 = (x * 2) + (2 * x)`, `y1 = x * 2`, with two
     /// NaN constants of different bits.
     fn duplicated() -> StepGraph {
-        let mut graph = DiGraph::<Node, u8>::default();
-        let mut add = |op: Op, args: &[u32]| {
-            let args: Vec<NodeIndex<u32>> =
-                args.iter().map(|&a| NodeIndex::new(a as usize)).collect();
-            let v = graph.add_node(Node {
+        let mut nodes = vec![];
+        let mut add = |op: Op, args: &[ValueId]| {
+            nodes.push(Node {
                 op,
-                args: args.clone(),
+                args: args.to_vec(),
             });
-            for (i, a) in args.into_iter().enumerate() {
-                graph.add_edge(a, v, i as u8);
-            }
-            v
+            ValueId::new(nodes.len() - 1)
         };
         let x = add(Op::Input(0), &[]);
         let c1 = add(Op::Const(2.0), &[]);
         let c2 = add(Op::Const(2.0), &[]);
-        let m1 = add(Op::Mul, &[x.index() as u32, c1.index() as u32]);
-        let m2 = add(Op::Mul, &[c2.index() as u32, x.index() as u32]);
-        let s = add(Op::Add, &[m1.index() as u32, m2.index() as u32]);
+        let m1 = add(Op::Mul, &[x, c1]);
+        let m2 = add(Op::Mul, &[c2, x]);
+        let s = add(Op::Add, &[m1, m2]);
         let n1 = add(Op::Const(f32::NAN), &[]);
         let n2 = add(Op::Const(f32::from_bits(0xffc0_0001)), &[]);
-        let t = add(Op::Add, &[n1.index() as u32, n2.index() as u32]);
-        StepGraph {
-            name: "dup".into(),
-            description: String::new(),
-            graph,
-            inputs: vec![InputDecl { name: "x".into() }],
-            states: vec![],
-            params: vec![],
-            outputs: vec![
-                OutputDecl {
-                    name: "y0".into(),
-                    value: s,
-                },
-                OutputDecl {
-                    name: "y1".into(),
-                    value: m2,
-                },
-                OutputDecl {
-                    name: "y2".into(),
-                    value: t,
-                },
-            ],
-            next_states: vec![],
-        }
+        let t = add(Op::Add, &[n1, n2]);
+        let output = |name: &str, value| OutputDecl {
+            name: name.into(),
+            value,
+        };
+        let outputs = vec![output("y0", s), output("y1", m2), output("y2", t)];
+        let inputs = vec![InputDecl { name: "x".into() }];
+        assemble("dup", nodes, inputs, vec![], vec![], outputs, vec![]).unwrap()
     }
 
     #[test]

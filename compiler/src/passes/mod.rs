@@ -24,17 +24,16 @@
 
 mod const_fold;
 mod cse;
-mod dce;
 mod simplify;
 
+pub use crate::ir::dce::dce;
 pub use const_fold::const_fold;
 pub use cse::cse;
-pub use dce::dce;
 pub use simplify::simplify;
 
-use crate::dsl::GraphBuilder;
-use crate::error::BuildError;
-use crate::ir::{Op, StepGraph, ValueId};
+use crate::ir::StepGraph;
+use crate::ir::error::BuildError;
+use crate::ir::verify::verify;
 
 /// Bound on the rounds of [`optimize`]; each round that changes the graph removes or replaces
 /// nodes, so real graphs reach the fixed point in a few rounds.
@@ -56,54 +55,98 @@ pub fn optimize(g: &StepGraph) -> StepGraph {
     current
 }
 
-/// The canonical form of a constant: every NaN becomes `f32::NAN` (no op can observe a NaN's
-/// sign or payload, and the text form cannot write them).
-pub(crate) fn canonical_const(c: f32) -> f32 {
-    if c.is_nan() { f32::NAN } else { c }
+/// The optimiser broke a promise it makes: a compiler bug, reported rather than worked around.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptimizeError {
+    /// The optimised graph's declarations or outputs differ from the original's.
+    #[error(
+        "compiler bug: optimising `{graph}` changed its {what}; please report it with the neuron's IR (`flexsn ir`)"
+    )]
+    Interface { graph: String, what: &'static str },
+    /// The optimised graph fails the verifier.
+    #[error(
+        "compiler bug: optimising `{graph}` produced a graph that fails verification: {source}; please report it with the neuron's IR (`flexsn ir`)"
+    )]
+    Invalid { graph: String, source: BuildError },
 }
 
-/// Rebuilds `g` through a fresh builder with its declarations. Nodes for which `keep` is false
-/// are skipped (they must not be needed by kept nodes or roots); every kept node goes through
-/// `rewrite`, which receives the op and the rebuilt operands and returns the node's new value.
-pub(crate) fn rebuild(
-    g: &StepGraph,
-    keep: impl Fn(ValueId) -> bool,
-    mut rewrite: impl FnMut(&mut GraphBuilder, Op, &[ValueId]) -> Result<ValueId, BuildError>,
-) -> StepGraph {
-    const INVARIANT: &str = "rebuilding a verified graph with its own declarations cannot fail";
-    let mut b = GraphBuilder::with_decls_of(g);
-    let mut map: Vec<Option<ValueId>> = vec![None; g.len()];
-    let mut args = Vec::with_capacity(3);
-    for (v, node) in g.nodes() {
-        if !keep(v) {
-            continue;
+/// [`optimize`], checked: the result must keep `g`'s interface (inputs, states, params and
+/// output names, in order) and pass the verifier. What the backends compile.
+pub fn optimize_checked(g: &StepGraph) -> Result<StepGraph, OptimizeError> {
+    let o = optimize(g);
+    check_optimized(g, &o)?;
+    Ok(o)
+}
+
+/// Checks that `after` (an optimised `before`) keeps `before`'s interface and is valid.
+pub fn check_optimized(before: &StepGraph, after: &StepGraph) -> Result<(), OptimizeError> {
+    let interface = |what| OptimizeError::Interface {
+        graph: before.name().to_string(),
+        what,
+    };
+    if after.inputs() != before.inputs() {
+        return Err(interface("inputs"));
+    }
+    if after.states() != before.states() {
+        return Err(interface("states"));
+    }
+    if after.params() != before.params() {
+        return Err(interface("params"));
+    }
+    let names = |g: &StepGraph| {
+        g.outputs()
+            .iter()
+            .map(|o| o.name.clone())
+            .collect::<Vec<_>>()
+    };
+    if names(after) != names(before) {
+        return Err(interface("outputs"));
+    }
+    verify(after).map_err(|source| OptimizeError::Invalid {
+        graph: before.name().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::builder::GraphBuilder;
+    use crate::ir::{Op, StateInit};
+
+    fn lif(extra_input: bool, output: &str) -> StepGraph {
+        let mut b = GraphBuilder::new("k");
+        let x = b.add_input("x").unwrap();
+        if extra_input {
+            b.add_input("y").unwrap();
         }
-        args.clear();
-        args.extend(
-            node.args
-                .iter()
-                .map(|a| map[a.index()].expect("operands of kept nodes are kept")),
-        );
-        let op = match node.op {
-            Op::Const(c) => Op::Const(canonical_const(c)),
-            op => op,
-        };
-        map[v.index()] = Some(rewrite(&mut b, op, &args).expect(INVARIANT));
+        let v = b.add_state("v", StateInit::Const(0.0)).unwrap();
+        let h = b.op(Op::Add, &[v, x]).unwrap();
+        b.add_output(output, h).unwrap();
+        b.set_next_state(0, h).unwrap();
+        b.finish().unwrap()
     }
-    let get = |v: ValueId| map[v.index()].expect("roots are kept");
-    for o in g.outputs() {
-        b.add_output(&o.name, get(o.value)).expect(INVARIANT);
-    }
-    for (j, &v) in g.next_states().iter().enumerate() {
-        b.set_next_state(j, get(v)).expect(INVARIANT);
-    }
-    b.finish().expect(INVARIANT)
-}
 
-/// The value of `v` if it is a constant.
-pub(crate) fn const_value(b: &GraphBuilder, v: ValueId) -> Option<f32> {
-    match b.node(v).op {
-        Op::Const(c) => Some(c),
-        _ => None,
+    #[test]
+    fn a_changed_interface_is_a_typed_error() {
+        let g = lif(false, "h");
+        assert_eq!(optimize_checked(&g).map(|o| o.len()), Ok(g.len()));
+        let err = check_optimized(&g, &lif(true, "h")).unwrap_err();
+        assert_eq!(
+            err,
+            OptimizeError::Interface {
+                graph: "k".into(),
+                what: "inputs"
+            }
+        );
+        assert!(err.to_string().starts_with("compiler bug"), "{err}");
+        let err = check_optimized(&g, &lif(false, "s")).unwrap_err();
+        assert!(matches!(
+            err,
+            OptimizeError::Interface {
+                what: "outputs",
+                ..
+            }
+        ));
     }
 }

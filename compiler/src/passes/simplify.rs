@@ -30,9 +30,9 @@
 //! (NaN), `min(x, x) -> x` (kept for gradients' tie rules). `spike` is never removed (its
 //! gradient is the surrogate's); `detach` only as above.
 
-use super::{const_value, rebuild};
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
+use crate::ir::builder::GraphBuilder;
+use crate::ir::rebuild::{const_value, rebuild};
 use crate::ir::{Op, StepGraph, ValueId};
 
 /// Applies the rewrites in the [module docs](self) bottom-up, once per node (rewrites of the

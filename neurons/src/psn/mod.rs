@@ -26,9 +26,7 @@ mod sliding;
 
 pub use dense::{MaskedPSN, MaskedPSNConfig, PSN, PSNConfig};
 pub use mixing::{MixBackend, MixGrads, Mixing};
-pub use sliding::{
-    SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name, sliding_weight_static_name,
-};
+pub use sliding::{SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name};
 
 use flexsn_compiler::ir::Surrogate;
 
@@ -36,7 +34,7 @@ use crate::node::{NodeError, StepMode};
 use crate::params::{NeuronError, ParamValue, fmt_f32, invalid, parse_f64};
 
 /// Why a PSN-family module could not be built or run. Each variant names what is wrong.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PsnError {
     #[error("{module}: T = 0; it needs at least one time step")]
     ZeroT { module: &'static str },
@@ -100,10 +98,22 @@ impl From<NodeError> for PsnError {
 
 /// Checks a module's surrogate parameters at construction.
 pub(crate) fn check_surrogate(module: &'static str, s: &Surrogate) -> Result<(), PsnError> {
+    if let Some(why) = unsupported(s) {
+        return Err(PsnError::Surrogate {
+            module,
+            why: why.into(),
+        });
+    }
     s.validate().map_err(|e| PsnError::Surrogate {
         module,
         why: e.to_string(),
     })
+}
+
+/// Why the PSN family cannot use `s`: its mixing kernels fire 0/1 spikes, not counts.
+fn unsupported(s: &Surrogate) -> Option<&'static str> {
+    matches!(s, Surrogate::MultiLevelSpikeCount { .. })
+        .then_some("MultiLevelSpikeCount emits spike counts (ILIFNode's); the PSN family fires 0/1")
 }
 
 /// `Ok` when a buffer has the length a module needs.
@@ -130,7 +140,7 @@ pub(crate) fn set_surrogate(
     value: &str,
 ) -> Result<bool, NeuronError> {
     if key == "surrogate" {
-        *s = Surrogate::default_for(value).ok_or_else(|| {
+        let t = Surrogate::default_for(value).ok_or_else(|| {
             invalid(
                 neuron,
                 key,
@@ -138,6 +148,10 @@ pub(crate) fn set_surrogate(
                 &format!("unknown surrogate; known: {}", Surrogate::NAMES.join(", ")),
             )
         })?;
+        if let Some(why) = unsupported(&t) {
+            return Err(invalid(neuron, key, value, why));
+        }
+        *s = t;
         return Ok(true);
     }
     if key == "surrogate.spiking" || key == "spiking" {

@@ -4,7 +4,7 @@
 //! gives every seed a reproducible, well-mixed stream, which is all initialisation needs. The
 //! generator is re-exported here so that `psn::rng::SplitMix64` keeps naming it.
 
-pub use flexsn_compiler::random::SplitMix64;
+pub use flexsn_compiler::rng::SplitMix64;
 
 /// `n` values of `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: what `kaiming_uniform_(w, a=sqrt(5))`
 /// draws from (gain `sqrt(2 / (1 + 5))`, bound `gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)`).

@@ -306,9 +306,15 @@ impl CpuScan {
 
     /// The thread count [`CpuScan::run`] uses for a `[t, n]` run.
     pub fn threads_for(&self, t: usize, n: usize) -> usize {
-        let work = t.max(1).saturating_mul(n);
-        self.threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1)
+        threads_for_work(self.threads, t, n)
     }
+}
+
+/// Of `threads`, how many a `[t, n]` run uses: fewer when there is too little work per thread
+/// (at least one). Baselines that should match a kernel's parallelism use this too.
+pub fn threads_for_work(threads: usize, t: usize, n: usize) -> usize {
+    let work = t.max(1).saturating_mul(n);
+    threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1)
 }
 
 /// `n` neurons split into at most `parts` contiguous ranges whose boundaries are multiples of 16.

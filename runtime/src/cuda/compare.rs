@@ -34,6 +34,16 @@ impl Tolerance {
         }
     }
 
+    /// Tolerance for the emulated backend in math mode `math`: fast math emulates the device's
+    /// approximations (`__expf` as `exp2(x · log2 e)`, ...), so it gets the device's fast-math
+    /// tolerance; precise math is [`Tolerance::emulated`].
+    pub fn emulated_math(dtype: StorageDtype, math: MathMode) -> Self {
+        match math {
+            MathMode::Precise => Tolerance::emulated(dtype),
+            MathMode::Fast => Tolerance::device(dtype, math),
+        }
+    }
+
     /// Tolerance for real CUDA: device `expf`, `tanhf`, ... are within 1-4 ulp of libm rather
     /// than equal, and fast math is coarser still.
     pub fn device(dtype: StorageDtype, math: MathMode) -> Self {

@@ -1,15 +1,18 @@
-//! Real CUDA: a device context, NVRTC-compiled scan kernels, launches on device buffers
-//! (`cudarc` slices) and on host slices (copied in and out).
+//! Real CUDA: a device context, NVRTC-compiled scan kernels, launches on device buffers (owned
+//! `cudarc` slices, or [`BorrowedBuf`]s of a framework on its [`CallerStream`]) and on host slices
+//! (copied in and out).
 //!
 //! Every entry point first checks that the driver library is present (cudarc panics on a missing
 //! library) and runs cudarc calls under a panic guard, so a machine without CUDA gets a typed
-//! [`CudaError`], never a panic.
+//! [`CudaError`], never a panic. Every call pushes the device's context and pops it afterwards
+//! ([`ContextScope`]), so the calling thread's current context is left as it was.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    SyncOnDrop,
 };
 use cudarc::nvrtc::Ptx;
 use flexsn_compiler::codegen::cuda::{
@@ -18,14 +21,31 @@ use flexsn_compiler::codegen::cuda::{
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 use super::CudaError;
+use super::borrowed::{BorrowedBuf, CallerStream, ContextScope, KeepCurrent};
 use super::error::{driver_err, guard};
 use super::host::{BufferSpec, HostBuf, buffer_specs, collect_result, grid_for, input_buffers};
+use super::launch::{SyncMode, launch_raw};
 use super::nvrtc::{self, Image, ModuleCache, Target};
 
 /// Whether the CUDA driver library can be loaded (no device needed).
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen candidate names.
     std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// The CUDA version the driver supports, `(major, minor)` (`cuDriverGetVersion`: 12080 is 12.8).
+pub fn driver_version() -> Result<(i32, i32), CudaError> {
+    if !driver_present() {
+        return Err(CudaError::NoDriver);
+    }
+    guard("cuDriverGetVersion", || {
+        let mut v: std::ffi::c_int = 0;
+        // SAFETY: writes one int; needs no cuInit.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
+            .result()
+            .map_err(driver_err("cuDriverGetVersion"))?;
+        Ok((v / 1000, (v % 1000) / 10))
+    })
 }
 
 /// Number of CUDA devices: `Err(NoDriver)` without a driver, `Ok(0)` when the driver finds none.
@@ -43,12 +63,14 @@ pub fn device_count() -> Result<usize, CudaError> {
 /// A device buffer in the element type a kernel argument expects.
 #[derive(Debug)]
 pub enum DeviceBuf {
+    /// f32 elements.
     F32(CudaSlice<f32>),
     /// f16 or bf16 bits.
     U16(CudaSlice<u16>),
 }
 
 impl DeviceBuf {
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             DeviceBuf::F32(s) => s.len(),
@@ -56,6 +78,7 @@ impl DeviceBuf {
         }
     }
 
+    /// Whether the buffer has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -87,6 +110,44 @@ impl DeviceBuf {
         }
         Ok(())
     }
+
+    /// The device address for a launch on `stream` (the guard orders cudarc's events).
+    pub(crate) fn raw<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>) {
+        match self {
+            DeviceBuf::F32(x) => x.device_ptr(stream),
+            DeviceBuf::U16(x) => x.device_ptr(stream),
+        }
+    }
+}
+
+/// Device addresses of owned buffers for one launch, with the guards that keep cudarc's stream
+/// ordering of those buffers.
+pub(crate) fn raw_ptrs<'a>(
+    bufs: impl IntoIterator<Item = &'a DeviceBuf>,
+    stream: &'a CudaStream,
+) -> (Vec<u64>, Vec<SyncOnDrop<'a>>) {
+    bufs.into_iter().map(|b| b.raw(stream)).unzip()
+}
+
+/// Checks borrowed buffers against their kernel arguments (`(name, element type, length)`, in
+/// order) and asks the driver that each lives on device `ordinal`; returns their addresses.
+pub(crate) fn check_borrowed(
+    bufs: &[BorrowedBuf],
+    want: &[(&str, StorageDtype, usize)],
+    ordinal: usize,
+    kernel: &str,
+) -> Result<Vec<u64>, CudaError> {
+    if bufs.len() != want.len() {
+        return Err(CudaError::Buffer {
+            name: kernel.to_string(),
+            message: format!("expected {} buffers, got {}", want.len(), bufs.len()),
+        });
+    }
+    for (b, (name, elem, len)) in bufs.iter().zip(want) {
+        b.check(name, *elem, *len)?;
+        b.check_owner(name, ordinal)?;
+    }
+    Ok(bufs.iter().map(|b| b.ptr()).collect())
 }
 
 /// One CUDA device with its stream, module cache and loaded kernels.
@@ -98,37 +159,45 @@ pub struct CudaDevice {
     cc: (i32, i32),
     target: Target,
     modules: ModuleCache,
+    sync: Arc<SyncMode>,
     loaded: Mutex<HashMap<String, Arc<DeviceKernel>>>,
     mixings: Mutex<HashMap<String, Arc<super::mixing::DeviceMixing>>>,
 }
 
 impl CudaDevice {
-    /// Opens device `ordinal`. Typed errors: no driver, no such device, no NVRTC.
+    /// Opens device `ordinal`. Typed errors: no driver, no such device, no NVRTC, an NVRTC the
+    /// driver cannot load the output of, an architecture NVRTC cannot target.
     pub fn new(ordinal: usize) -> Result<Self, CudaError> {
         Self::with_cache(ordinal, ModuleCache::new())
     }
 
-    /// Opens device `ordinal` with a given module cache.
+    /// Opens device `ordinal` with a given module cache. The calling thread's current context is
+    /// the same afterwards.
     pub fn with_cache(ordinal: usize, modules: ModuleCache) -> Result<Self, CudaError> {
         let count = device_count()?;
         if ordinal >= count {
             return Err(CudaError::NoDevice { ordinal, count });
         }
+        let driver = driver_version()?;
         let nv = nvrtc::nvrtc()?;
+        let _keep = KeepCurrent::new();
         guard("opening the CUDA device", || {
-            let ctx = CudaContext::new(ordinal).map_err(driver_err("cuCtxCreate"))?;
+            let ctx = CudaContext::new(ordinal).map_err(driver_err("cuDevicePrimaryCtxRetain"))?;
+            // The device's own stream for owned buffers and host-slice calls; calls on a
+            // framework's memory use its stream instead (`launch_on`).
             let stream = ctx.default_stream();
             let name = ctx.name().map_err(driver_err("cuDeviceGetName"))?;
             let cc = ctx
                 .compute_capability()
                 .map_err(driver_err("cuDeviceGetAttribute"))?;
             Ok(CudaDevice {
-                target: nvrtc::target_for_device(nv, cc),
+                target: nvrtc::target_for_device(nv, cc, Some(driver))?,
                 ctx,
                 stream,
                 name,
                 cc,
                 modules,
+                sync: SyncMode::from_env(),
                 loaded: Mutex::new(HashMap::new()),
                 mixings: Mutex::new(HashMap::new()),
             })
@@ -138,6 +207,11 @@ impl CudaDevice {
     /// The device's name (e.g. `NVIDIA H200`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ctx.ordinal()
     }
 
     /// `(major, minor)` compute capability.
@@ -150,16 +224,40 @@ impl CudaDevice {
         self.target
     }
 
+    /// The device's primary context (shared with frameworks such as PyTorch).
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
 
+    /// The device's own stream, for owned buffers and host-slice calls.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
 
+    /// The compiled-module cache.
     pub fn module_cache(&self) -> &ModuleCache {
         &self.modules
+    }
+
+    /// Synchronous mode: every launch on this device (kernels loaded before or after) waits for
+    /// the kernel and reports a device fault as that kernel's [`CudaError::KernelFault`]. Off by
+    /// default; `FLEXSN_CUDA_SYNC=1` turns it on at open.
+    pub fn set_sync(&self, on: bool) {
+        self.sync.set(on)
+    }
+
+    /// Whether synchronous mode is on.
+    pub fn sync(&self) -> bool {
+        self.sync.get()
+    }
+
+    pub(crate) fn sync_mode(&self) -> &Arc<SyncMode> {
+        &self.sync
+    }
+
+    /// Pushes this device's context for one call ([`ContextScope`]).
+    pub fn scope(&self) -> Result<ContextScope, CudaError> {
+        ContextScope::push(&self.ctx)
     }
 
     /// The PSN mixing kernels loaded on this device, by entry name.
@@ -185,6 +283,7 @@ impl CudaDevice {
         src: &impl super::nvrtc::NvrtcSource,
     ) -> Result<Arc<CudaModule>, CudaError> {
         let image = self.modules.get(src, self.target)?;
+        let _scope = self.scope()?;
         guard("loading the CUDA module", || {
             let ptx = match &*image {
                 Image::Ptx(p) => Ptx::from_src(p.clone()),
@@ -212,6 +311,7 @@ impl CudaDevice {
             return Ok(k.clone());
         }
         let module = self.load_module(&src)?;
+        let _scope = self.scope()?;
         let k = guard("loading the CUDA module", || {
             let scan = module
                 .load_function(&src.entry)
@@ -226,6 +326,7 @@ impl CudaDevice {
                 scan,
                 reduce,
                 stream: self.stream.clone(),
+                sync: self.sync.clone(),
             })
         })?;
         let k = Arc::new(k);
@@ -238,6 +339,7 @@ impl CudaDevice {
 
     /// Copies `xs` to a new device buffer.
     pub fn upload_f32(&self, xs: &[f32]) -> Result<CudaSlice<f32>, CudaError> {
+        let _scope = self.scope()?;
         guard("cuMemcpyHtoD", || {
             if xs.is_empty() {
                 return self
@@ -253,6 +355,7 @@ impl CudaDevice {
 
     /// Synchronizes the stream.
     pub fn synchronize(&self) -> Result<(), CudaError> {
+        let _scope = self.scope()?;
         guard("cuStreamSynchronize", || {
             self.stream
                 .synchronize()
@@ -265,11 +368,13 @@ impl CudaDevice {
 #[derive(Debug)]
 pub struct DeviceKernel {
     kernel: ScanKernel,
+    /// The generated source the kernel was compiled from.
     pub source: CudaSource,
     _module: Arc<CudaModule>,
     scan: CudaFunction,
     reduce: CudaFunction,
     stream: Arc<CudaStream>,
+    sync: Arc<SyncMode>,
 }
 
 impl DeviceKernel {
@@ -278,15 +383,45 @@ impl DeviceKernel {
         &self.kernel
     }
 
+    /// The device ordinal the kernel is loaded on.
+    pub fn ordinal(&self) -> usize {
+        self.stream.context().ordinal()
+    }
+
     /// The buffers of a `[t, n]` run, in argument order.
     pub fn buffer_specs(&self, t: usize, n: usize) -> Result<Vec<BufferSpec>, CudaError> {
         buffer_specs(&self.source, &self.kernel, t, n)
+    }
+
+    /// The element type of each buffer of a `[t, n]` run with its name and length, in argument
+    /// order (what [`DeviceKernel::launch_on`] expects).
+    pub fn arguments(
+        &self,
+        t: usize,
+        n: usize,
+    ) -> Result<Vec<(String, StorageDtype, usize)>, CudaError> {
+        Ok(self
+            .buffer_specs(t, n)?
+            .into_iter()
+            .map(|s| {
+                let elem = self.elem(s.ty);
+                (s.name, elem, s.len)
+            })
+            .collect())
+    }
+
+    fn elem(&self, ty: ArgType) -> StorageDtype {
+        match ty {
+            ArgType::Storage => self.source.dtype,
+            ArgType::F32 => StorageDtype::F32,
+        }
     }
 
     /// Zeroed device buffers for a `[t, n]` run (at least one element each, so that empty
     /// buffers are valid allocations).
     pub fn alloc_buffers(&self, t: usize, n: usize) -> Result<Vec<DeviceBuf>, CudaError> {
         let specs = self.buffer_specs(t, n)?;
+        let _scope = ContextScope::push(self.stream.context())?;
         guard("cuMemAlloc", || {
             specs
                 .iter()
@@ -295,51 +430,92 @@ impl DeviceKernel {
         })
     }
 
-    /// Launches the scan on device buffers (argument order of [`CudaSource::args`]; each at least
-    /// as long as its [`BufferSpec`]). Asynchronous on the device's stream.
-    pub fn launch(&self, bufs: &mut [DeviceBuf], t: usize, n: usize) -> Result<(), CudaError> {
+    /// The specs, launch configuration and `(T, N)` of a `[t, n]` run with `count` buffers.
+    fn plan(
+        &self,
+        t: usize,
+        n: usize,
+        count: usize,
+    ) -> Result<(Vec<BufferSpec>, LaunchConfig, [i64; 2]), CudaError> {
         if n == 0 {
             return Err(flexsn_compiler::scan::ShapeError::NoNeurons.into());
         }
         let specs = self.buffer_specs(t, n)?;
-        if bufs.len() != specs.len() {
+        if count != specs.len() {
             return Err(CudaError::Buffer {
                 name: self.source.entry.clone(),
-                message: format!("expected {} buffers, got {}", specs.len(), bufs.len()),
+                message: format!("expected {} buffers, got {count}", specs.len()),
             });
         }
-        for (s, b) in specs.iter().zip(bufs.iter()) {
-            let elem = match s.ty {
-                ArgType::Storage => self.source.dtype,
-                ArgType::F32 => StorageDtype::F32,
-            };
-            b.check(&s.name, elem, s.len)?;
-        }
         let grid = grid_for(&self.source, n)?;
-        let (ti, ni) = (to_i64(t, "T")?, to_i64(n, "N")?);
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (self.source.block_size, 1, 1),
             shared_mem_bytes: 0,
         };
-        guard("cuLaunchKernel", || {
-            let mut b = self.stream.launch_builder(&self.scan);
-            for (buf, s) in bufs.iter_mut().zip(&specs) {
-                match (buf, s.role.is_output()) {
-                    (DeviceBuf::F32(x), true) => b.arg(x),
-                    (DeviceBuf::F32(x), false) => b.arg(&*x),
-                    (DeviceBuf::U16(x), true) => b.arg(x),
-                    (DeviceBuf::U16(x), false) => b.arg(&*x),
-                };
-            }
-            b.arg(&ti).arg(&ni);
-            // SAFETY: the argument list matches the generated kernel's signature (one device
-            // pointer per `source.args` entry, in order, then `long long T, N`), every buffer has
-            // the element type and at least the length the kernel indexes for this [T, N], and
-            // the grid covers N with the kernel's block size.
-            unsafe { b.launch(cfg) }.map_err(driver_err("cuLaunchKernel"))?;
-            Ok(())
-        })
+        Ok((specs, cfg, [to_i64(t, "T")?, to_i64(n, "N")?]))
+    }
+
+    /// Launches the scan on `stream` with checked addresses.
+    fn launch_checked(
+        &self,
+        stream: &Arc<CudaStream>,
+        ptrs: &[u64],
+        cfg: LaunchConfig,
+        tn: [i64; 2],
+    ) -> Result<(), CudaError> {
+        // SAFETY: the argument list matches the generated kernel's signature (one device
+        // pointer per `source.args` entry, in order, then `long long T, N`); the callers checked
+        // that every buffer has the element type and at least the length the kernel indexes for
+        // this [T, N]; the grid covers N with the kernel's block size.
+        unsafe {
+            launch_raw(
+                stream,
+                &self.scan,
+                &self.source.entry,
+                cfg,
+                ptrs,
+                &tn,
+                self.sync.get(),
+            )
+        }
+    }
+
+    /// Launches the scan on device buffers (argument order of [`CudaSource::args`]; each at least
+    /// as long as its [`BufferSpec`]). Asynchronous on the device's stream.
+    pub fn launch(&self, bufs: &mut [DeviceBuf], t: usize, n: usize) -> Result<(), CudaError> {
+        let (specs, cfg, tn) = self.plan(t, n, bufs.len())?;
+        for (s, b) in specs.iter().zip(bufs.iter()) {
+            b.check(&s.name, self.elem(s.ty), s.len)?;
+        }
+        let _scope = ContextScope::push(self.stream.context())?;
+        let (ptrs, _order) = raw_ptrs(bufs.iter(), &self.stream);
+        self.launch_checked(&self.stream, &ptrs, cfg, tn)
+    }
+
+    /// Launches the scan on the caller's memory and stream: `bufs` in argument order
+    /// ([`DeviceKernel::arguments`]: inputs `[T, N]`, initial states `[N]`, parameters, then the
+    /// outputs, state sequences and final states it writes), each of exactly the element type and
+    /// at least the length listed. Shapes, element types, alignment and the device that owns each
+    /// address are checked before anything is queued. Asynchronous on `stream` (synchronous in
+    /// [`CudaDevice::set_sync`] mode); the device's context is pushed for the call and popped.
+    pub fn launch_on(
+        &self,
+        stream: &CallerStream,
+        bufs: &[BorrowedBuf],
+        t: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let (specs, cfg, tn) = self.plan(t, n, bufs.len())?;
+        let want: Vec<_> = specs
+            .iter()
+            .map(|s| (s.name.as_str(), self.elem(s.ty), s.len))
+            .collect();
+        let ctx = self.stream.context();
+        let _scope = ContextScope::push(ctx)?;
+        let ptrs = check_borrowed(bufs, &want, self.ordinal(), &self.source.entry)?;
+        let caller = stream.wrap(ctx)?;
+        self.launch_checked(&caller, &ptrs, cfg, tn)
     }
 
     /// Runs the scan on host data: copies in, launches, copies out (and converts f16/bf16).
@@ -347,6 +523,7 @@ impl DeviceKernel {
         args.check(&self.kernel.graph)?;
         let specs = self.buffer_specs(args.t, args.n)?;
         let host = input_buffers(&self.source, &specs, args);
+        let _scope = ContextScope::push(self.stream.context())?;
         let mut bufs = guard("cuMemcpyHtoD", || {
             host.iter()
                 .zip(&specs)
@@ -378,6 +555,7 @@ impl DeviceKernel {
                 message: format!("needs {len} elements, has {}", values.len()),
             });
         }
+        let _scope = ContextScope::push(self.stream.context())?;
         let passes = reduce_passes(len as u64);
         if passes.len() == 1 {
             // 0 or 1 element: nothing to add.
@@ -397,7 +575,7 @@ impl DeviceKernel {
             for &next_len in &passes[1..] {
                 let grid = u32::try_from(next_len)
                     .map_err(|_| CudaError::TooLarge(format!("{len} values to reduce")))?;
-                let mut partial = self
+                let partial = self
                     .stream
                     .alloc_zeros::<f32>(next_len as usize)
                     .map_err(driver_err("cuMemAlloc"))?;
@@ -407,15 +585,25 @@ impl DeviceKernel {
                     block_dim: (REDUCE_BLOCK, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                let mut b = self.stream.launch_builder(&self.reduce);
-                match &cur {
-                    Some(c) => b.arg(c),
-                    None => b.arg(values),
-                };
-                b.arg(&mut partial).arg(&l);
-                // SAFETY: `flexsn_reduce_sum_f32(const float*, float*, long long)`: the input
-                // holds at least `cur_len` floats, `partial` one per block, block size fixed.
-                unsafe { b.launch(cfg) }.map_err(driver_err("cuLaunchKernel"))?;
+                {
+                    let input = cur.as_ref().unwrap_or(values);
+                    let (inp, _r) = input.device_ptr(&self.stream);
+                    let (out, _w) = partial.device_ptr(&self.stream);
+                    // SAFETY: `flexsn_reduce_sum_f32(const float*, float*, long long)`: the
+                    // input holds at least `cur_len` floats, `partial` one per block, block size
+                    // fixed.
+                    unsafe {
+                        launch_raw(
+                            &self.stream,
+                            &self.reduce,
+                            &self.source.reduce_entry,
+                            cfg,
+                            &[inp, out],
+                            &[l],
+                            self.sync.get(),
+                        )
+                    }?;
+                }
                 cur = Some(partial);
                 cur_len = next_len as usize;
             }

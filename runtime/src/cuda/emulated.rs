@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flexsn_compiler::codegen::cuda::{
@@ -133,59 +133,87 @@ pub fn compile_host_library(tu: &str) -> Result<Arc<HostLibrary>, CudaError> {
     if let Some(l) = libs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(l.clone());
     }
-    let dir = cache::cache_subdir("emulated").unwrap_or_else(std::env::temp_dir);
-    let so = dir.join(format!("{key}.so"));
-    if !so.exists() {
-        let tag = format!("{key}.{}.{}", std::process::id(), cache::unique());
-        let cpp = dir.join(format!("{tag}.cpp"));
-        let tmp_so = dir.join(format!("{tag}.tmp.so"));
-        std::fs::write(&cpp, tu).map_err(|e| CudaError::EmuLoad {
-            path: cpp.display().to_string(),
-            message: format!("cannot write the C++ source: {e}"),
-        })?;
-        let out = std::process::Command::new(&cxx.program)
-            .args(&cxx.extra_args)
-            .args(CXX_FLAGS)
-            .arg("-o")
-            .arg(&tmp_so)
-            .arg(&cpp)
-            .output();
-        let _ = std::fs::remove_file(&cpp);
-        let out = out.map_err(|e| CudaError::CxxCompile {
-            compiler: cxx.program.clone(),
-            log: format!("could not run the compiler: {e}"),
-            numbered_source: String::new(),
-        })?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&tmp_so);
-            return Err(CudaError::CxxCompile {
-                compiler: cxx.program.clone(),
-                log: String::from_utf8_lossy(&out.stderr).into_owned(),
-                numbered_source: number_lines(tu),
-            });
-        }
-        if std::fs::rename(&tmp_so, &so).is_err() {
-            let _ = std::fs::remove_file(&tmp_so);
-            if !so.exists() {
-                return Err(CudaError::EmuLoad {
-                    path: so.display().to_string(),
-                    message: "cannot move the compiled library into the cache".into(),
-                });
-            }
-        }
-    }
-    // SAFETY: the library is one we just compiled from generated code (or an identical cached
-    // copy, keyed by the hash of its source and compiler); it has no load-time side effects
-    // beyond zero-initialising its globals.
-    let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| CudaError::EmuLoad {
-        path: so.display().to_string(),
-        message: super::error::chain(&e),
-    })?;
-    let lib = Arc::new(HostLibrary { lib, path: so });
+    let dir = cache::cache_subdir("emulated");
+    let lib = Arc::new(load_or_build(dir.as_deref(), &key, tu, &cxx)?);
     libs.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, lib.clone());
     Ok(lib)
+}
+
+/// The library for `tu` (cache key `key`): from the disk cache `dir` when an intact entry is
+/// there, else compiled (and cached). It is loaded from a copy in a private temporary folder
+/// of bytes whose hash was just checked, so no file that another user could have written, and
+/// no corrupt entry, is ever loaded.
+fn load_or_build(
+    dir: Option<&Path>,
+    key: &str,
+    tu: &str,
+    cxx: &Cxx,
+) -> Result<HostLibrary, CudaError> {
+    let file = format!("{key}.so");
+    let work = tempfile::Builder::new()
+        .prefix("flexsn-emu")
+        .tempdir()
+        .map_err(|e| CudaError::EmuLoad {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!("cannot create a private temporary folder: {e}"),
+        })?;
+    let so = work.path().join(&file);
+    match dir.and_then(|d| cache::read(d, &file)) {
+        Some(bytes) => std::fs::write(&so, bytes).map_err(|e| CudaError::EmuLoad {
+            path: so.display().to_string(),
+            message: format!("cannot copy the cached library: {e}"),
+        })?,
+        None => {
+            compile_library(cxx, tu, work.path(), &so)?;
+            if let (Some(d), Ok(bytes)) = (dir, std::fs::read(&so)) {
+                cache::write(d, &file, &bytes);
+            }
+        }
+    }
+    // SAFETY: the library was compiled from generated code, now or earlier (a cache entry
+    // whose content hash was checked, keyed by the hash of its source and compiler), and sits
+    // in a folder only this user can write; it has no load-time side effects beyond
+    // zero-initialising its globals.
+    let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| CudaError::EmuLoad {
+        path: so.display().to_string(),
+        message: super::error::chain(&e),
+    })?;
+    // The temporary folder goes now; the loaded library stays mapped.
+    Ok(HostLibrary {
+        lib,
+        path: dir.map_or(so, |d| d.join(&file)),
+    })
+}
+
+/// Compiles `tu` into the shared library `so`, with scratch files in `work`.
+fn compile_library(cxx: &Cxx, tu: &str, work: &Path, so: &Path) -> Result<(), CudaError> {
+    let cpp = work.join("kernel.cpp");
+    std::fs::write(&cpp, tu).map_err(|e| CudaError::EmuLoad {
+        path: cpp.display().to_string(),
+        message: format!("cannot write the C++ source: {e}"),
+    })?;
+    let out = std::process::Command::new(&cxx.program)
+        .args(&cxx.extra_args)
+        .args(CXX_FLAGS)
+        .arg("-o")
+        .arg(so)
+        .arg(&cpp)
+        .output()
+        .map_err(|e| CudaError::CxxCompile {
+            compiler: cxx.program.clone(),
+            log: format!("could not run the compiler: {e}"),
+            numbered_source: String::new(),
+        })?;
+    if !out.status.success() {
+        return Err(CudaError::CxxCompile {
+            compiler: cxx.program.clone(),
+            log: String::from_utf8_lossy(&out.stderr).into_owned(),
+            numbered_source: number_lines(tu),
+        });
+    }
+    Ok(())
 }
 
 /// `int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid, unsigned block)`
@@ -338,5 +366,59 @@ impl EmulatedCuda {
     /// Sums `values` with the deterministic device reduction kernel.
     pub fn reduce_sum(&self, kernel: &ScanKernel, values: &[f32]) -> Result<f32, CudaError> {
         self.kernel(kernel)?.reduce_sum(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny library whose one function returns `value`.
+    fn tu(value: i32) -> String {
+        format!("extern \"C\" int flexsn_test_value() {{ return {value}; }}\n")
+    }
+
+    fn value_of(lib: &HostLibrary) -> i32 {
+        // SAFETY: `flexsn_test_value` is `int(void)` in `tu`.
+        let f: unsafe extern "C" fn() -> i32 = unsafe { lib.get("flexsn_test_value") }.unwrap();
+        // SAFETY: a plain function without arguments.
+        unsafe { f() }
+    }
+
+    #[test]
+    fn corrupt_or_planted_cache_entries_are_rebuilt_not_loaded() {
+        let Ok(cxx) = find_cxx() else {
+            eprintln!("skipped: no C++ compiler");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let key = cache::key(&[b"cache test"]);
+        let entry = d.join(format!("{key}.so"));
+        assert_eq!(
+            value_of(&load_or_build(Some(d), &key, &tu(7), &cxx).unwrap()),
+            7
+        );
+        assert!(cache::read(d, &format!("{key}.so")).is_some());
+        // A planted library (a different one, as a raw file) and a truncated entry: neither
+        // is loaded; the library is rebuilt from its source and the entry rewritten.
+        let other = d.join("other");
+        std::fs::create_dir(&other).unwrap();
+        compile_library(&cxx, &tu(13), &other, &other.join("planted.so")).unwrap();
+        let planted = std::fs::read(other.join("planted.so")).unwrap();
+        let truncated = std::fs::read(&entry).unwrap()[..100].to_vec();
+        for bad in [planted, truncated] {
+            std::fs::write(&entry, &bad).unwrap();
+            assert_eq!(
+                value_of(&load_or_build(Some(d), &key, &tu(7), &cxx).unwrap()),
+                7
+            );
+            assert!(cache::read(d, &format!("{key}.so")).is_some());
+        }
+        // An intact entry is used as is (without the compiler: the source is not even valid).
+        assert_eq!(
+            value_of(&load_or_build(Some(d), &key, "not C++", &cxx).unwrap()),
+            7
+        );
     }
 }

@@ -15,6 +15,59 @@ pub enum CudaError {
     /// The driver loaded but reports no device (or the requested ordinal does not exist).
     #[error("no CUDA device{}", if *.count == 0 { String::new() } else { format!(" with ordinal {} (this machine has {})", .ordinal, .count) })]
     NoDevice { ordinal: usize, count: usize },
+    /// A kernel launch was rejected by the driver.
+    #[error("launching CUDA kernel `{kernel}` failed: {message}")]
+    Launch {
+        /// The kernel's entry name.
+        kernel: String,
+        /// The driver's error.
+        message: String,
+    },
+    /// A kernel failed while running (seen by the check after the launch in synchronous mode,
+    /// `FLEXSN_CUDA_SYNC=1`).
+    #[error("CUDA kernel `{kernel}` failed on the device: {message}")]
+    KernelFault {
+        /// The kernel's entry name.
+        kernel: String,
+        /// The driver's error.
+        message: String,
+    },
+    /// A call made for one device was given a stream of another.
+    #[error("the stream is on CUDA device {got}, but the kernel is loaded on device {expected}")]
+    WrongDevice {
+        /// The kernel's device.
+        expected: usize,
+        /// The stream's device.
+        got: usize,
+    },
+    /// The NVRTC found cannot produce code the installed driver loads.
+    #[error(
+        "NVRTC {}.{} ({nvrtc_source}) is newer than the CUDA driver (supports CUDA {}.{}): {detail}. Install the NVRTC of the driver's CUDA major version (e.g. `pip install nvidia-cuda-nvrtc-cu{}`) and point FLEXSN_NVRTC_PATH at it, or update the driver",
+        .nvrtc.0, .nvrtc.1, .driver.0, .driver.1, .driver.0
+    )]
+    NvrtcNewerThanDriver {
+        /// NVRTC's `(major, minor)`.
+        nvrtc: (i32, i32),
+        /// Where NVRTC was loaded from.
+        nvrtc_source: String,
+        /// The CUDA version the driver supports.
+        driver: (i32, i32),
+        /// Why that cannot work.
+        detail: String,
+    },
+    /// NVRTC cannot compile for the device's architecture.
+    #[error(
+        "NVRTC {}.{} cannot target sm_{arch} (it supports sm_{}); use an NVRTC release that supports this GPU",
+        .nvrtc.0, .nvrtc.1, supported.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", sm_")
+    )]
+    UnsupportedArch {
+        /// The device's `sm_XY` as `XY`.
+        arch: i32,
+        /// NVRTC's `(major, minor)`.
+        nvrtc: (i32, i32),
+        /// The architectures NVRTC supports.
+        supported: Vec<i32>,
+    },
     /// A driver call failed.
     #[error("CUDA driver call `{call}` failed: {message}")]
     Driver { call: &'static str, message: String },
@@ -32,6 +85,20 @@ pub enum CudaError {
         options: Vec<String>,
         log: String,
         numbered_source: String,
+    },
+    /// `ptxas` (for the static register and spill checks) was not found.
+    #[error(
+        "ptxas is not available: {detail}. Install it (e.g. `pip install nvidia-cuda-nvcc-cu12`, or `source scripts/ci-ptxas.sh`) and set FLEXSN_PTXAS to site-packages/nvidia/cuda_nvcc/bin/ptxas"
+    )]
+    NoPtxas {
+        /// Where it was looked for.
+        detail: String,
+    },
+    /// `ptxas` failed to assemble a kernel's PTX.
+    #[error("ptxas failed: {message}")]
+    Ptxas {
+        /// What went wrong, with ptxas's output.
+        message: String,
     },
     /// An NVRTC call other than compilation failed.
     #[error("NVRTC call `{call}` failed: {message}")]
@@ -62,6 +129,9 @@ pub enum CudaError {
     /// Source generation of a PSN time mixing failed (unsupported shape, ...).
     #[error(transparent)]
     MixingCodegen(#[from] flexsn_compiler::codegen::cuda::mixing::MixingCodegenError),
+    /// The optimiser broke the graph (a compiler bug).
+    #[error(transparent)]
+    Optimize(#[from] flexsn_compiler::passes::OptimizeError),
     /// Wrong argument counts or lengths.
     #[error(transparent)]
     Shape(#[from] ShapeError),

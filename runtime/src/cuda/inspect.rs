@@ -10,18 +10,12 @@ use flexsn_compiler::scan::ScanKernel;
 use super::CudaError;
 use super::nvrtc;
 
-/// `passes::optimize(g)` when it keeps the interface (what the JIT compiles), else `g`.
-pub fn prepare(g: &StepGraph, optimize: bool) -> StepGraph {
+/// What the JIT compiles: `passes::optimize_checked(g)` (a compiler bug is an error), or `g`.
+pub fn prepare(g: &StepGraph, optimize: bool) -> Result<StepGraph, CudaError> {
     if !optimize {
-        return g.clone();
+        return Ok(g.clone());
     }
-    let o = passes::optimize(g);
-    let same = o.inputs() == g.inputs()
-        && o.states() == g.states()
-        && o.params() == g.params()
-        && o.outputs().len() == g.outputs().len()
-        && flexsn_compiler::verify::verify(&o).is_ok();
-    if same { o } else { g.clone() }
+    Ok(passes::optimize_checked(g)?)
 }
 
 /// The training forward scan (with state sequences) and the backward scan for `spec`.
@@ -30,10 +24,10 @@ pub fn scan_kernels(
     spec: &GradSpec,
     optimize: bool,
 ) -> Result<(ScanKernel, ScanKernel), CudaError> {
-    let g = prepare(graph, optimize);
+    let g = prepare(graph, optimize)?;
     let fwd = ScanKernel::forward(g.clone(), true);
     let mut bwd = autodiff::backward(&g, spec)?.kernel;
-    bwd.graph = prepare(&bwd.graph, optimize);
+    bwd.graph = prepare(&bwd.graph, optimize)?;
     Ok((fwd, bwd))
 }
 

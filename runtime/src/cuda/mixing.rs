@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
-    CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, result,
 };
 use flexsn_compiler::codegen::cuda::mixing::{
     MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing, mixing_key,
@@ -19,9 +19,12 @@ use flexsn_compiler::codegen::cuda::mixing::{
 use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, shim};
 use flexsn_compiler::scan::ShapeError;
 
+use super::borrowed::{BorrowedBuf, CallerStream, ContextScope};
+use super::device::check_borrowed;
 use super::emulated::{HostLibrary, compile_host_library};
 use super::error::{driver_err, guard};
 use super::host::HostBuf;
+use super::launch::{SyncMode, launch_raw};
 use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 
 /// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
@@ -73,6 +76,18 @@ fn check_len(name: &str, expected: usize, got: usize) -> Result<(), CudaError> {
     }
 }
 
+/// `(R·N, C·N)`, checked for overflow (`n > 0`).
+fn mix_sizes(spec: &MixingSpec, n: usize) -> Result<(usize, usize), CudaError> {
+    if n == 0 {
+        return Err(ShapeError::NoNeurons.into());
+    }
+    let too_large = || CudaError::TooLarge(format!("{} steps of N = {n} neurons", spec.rows));
+    let rn = spec.rows.checked_mul(n).ok_or_else(too_large)?;
+    let cn = spec.cols.checked_mul(n).ok_or_else(too_large)?;
+    i64::try_from(rn.max(cn)).map_err(|_| too_large())?;
+    Ok((rn, cn))
+}
+
 /// Checks the parameters and an `[steps, N]` buffer; returns `(R·N, C·N)`.
 fn check_shapes(
     spec: &MixingSpec,
@@ -81,13 +96,7 @@ fn check_shapes(
     x_len: usize,
     n: usize,
 ) -> Result<(usize, usize), CudaError> {
-    if n == 0 {
-        return Err(ShapeError::NoNeurons.into());
-    }
-    let too_large = || CudaError::TooLarge(format!("{} steps of N = {n} neurons", spec.rows));
-    let rn = spec.rows.checked_mul(n).ok_or_else(too_large)?;
-    let cn = spec.cols.checked_mul(n).ok_or_else(too_large)?;
-    i64::try_from(rn.max(cn)).map_err(|_| too_large())?;
+    let (rn, cn) = mix_sizes(spec, n)?;
     check_len("weight", spec.rows * spec.cols, weight.len())?;
     check_len("bias", spec.rows, bias.len())?;
     check_len("x", cn, x_len)?;
@@ -327,20 +336,19 @@ pub struct DeviceMixing {
     wgrad: CudaFunction,
     reduce: CudaFunction,
     stream: Arc<CudaStream>,
+    sync: Arc<SyncMode>,
 }
 
-fn push_storage<'a>(b: &mut cudarc::driver::LaunchArgs<'a>, buf: &'a DeviceBuf) {
-    match buf {
-        DeviceBuf::F32(x) => b.arg(x),
-        DeviceBuf::U16(x) => b.arg(x),
-    };
-}
-
-fn push_storage_mut<'a>(b: &mut cudarc::driver::LaunchArgs<'a>, buf: &'a mut DeviceBuf) {
-    match buf {
-        DeviceBuf::F32(x) => b.arg(x),
-        DeviceBuf::U16(x) => b.arg(x),
-    };
+/// Device addresses of one backward run (see [`DeviceMixing::backward_device`]).
+struct BackwardPtrs {
+    weight: u64,
+    bias: u64,
+    x: u64,
+    grad_spike: u64,
+    grad_x: u64,
+    grad_h: u64,
+    partial: u64,
+    grads: u64,
 }
 
 impl DeviceMixing {
@@ -371,6 +379,42 @@ impl DeviceMixing {
         Ok(())
     }
 
+    /// The forward grid for `n` neurons (`n > 0`).
+    fn forward_grid(&self, n: usize) -> Result<u32, CudaError> {
+        if n == 0 {
+            return Err(ShapeError::NoNeurons.into());
+        }
+        grid_u32(self.source.grid_size(n as u64), "the mixing forward")
+    }
+
+    /// Launches the forward kernel on `[W, b, x, spike]`.
+    ///
+    /// # Safety
+    /// The addresses hold `R·C` and `R` floats and `C·N` and `R·N` storage elements on the
+    /// stream's device, alive until the kernel finishes.
+    unsafe fn forward_raw(
+        &self,
+        stream: &Arc<CudaStream>,
+        ptrs: [u64; 4],
+        grid: u32,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let cfg = self.config((grid, 1), self.source.block_size);
+        // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N)`, sized
+        // by the caller.
+        unsafe {
+            launch_raw(
+                stream,
+                &self.fwd,
+                &self.source.forward_entry,
+                cfg,
+                &ptrs,
+                &[n as i64],
+                self.sync.get(),
+            )
+        }
+    }
+
     /// Forward on device buffers: `x` `[C, N]` and `spike` `[R, N]` in the storage type.
     /// Asynchronous on the device's stream.
     pub fn forward_device(
@@ -382,32 +426,58 @@ impl DeviceMixing {
         n: usize,
     ) -> Result<(), CudaError> {
         let spec = &self.source.spec;
-        if n == 0 {
-            return Err(ShapeError::NoNeurons.into());
-        }
+        let grid = self.forward_grid(n)?;
         self.check_params(weight, bias)?;
         x.check("x", self.dtype(), spec.cols * n)?;
         spike.check("spike", self.dtype(), spec.rows * n)?;
-        let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
-        let ni = n as i64;
-        guard("cuLaunchKernel", || {
-            let mut b = self.stream.launch_builder(&self.fwd);
-            b.arg(weight).arg(bias);
-            push_storage(&mut b, x);
-            push_storage_mut(&mut b, spike);
-            b.arg(&ni);
-            // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N)`;
-            // the checks above sized every buffer for this N and the storage type.
-            unsafe { b.launch(self.config((grid, 1), self.source.block_size)) }
-                .map_err(driver_err("cuLaunchKernel"))?;
-            Ok(())
-        })
+        let _scope = ContextScope::push(self.stream.context())?;
+        let st = &self.stream;
+        let ((w, _w), (b, _b)) = (weight.device_ptr(st), bias.device_ptr(st));
+        let ((xp, _x), (sp, _s)) = (x.raw(st), spike.raw(st));
+        // SAFETY: every buffer was checked above for this N and the storage type.
+        unsafe { self.forward_raw(st, [w, b, xp, sp], grid, n) }
+    }
+
+    /// Forward on the caller's memory and stream: `weight` `[R, C]` and `bias` `[R]` f32, `x`
+    /// `[C, N]` and `spike` `[R, N]` in the storage type. Everything is checked before the launch
+    /// (see [`super::DeviceKernel::launch_on`]).
+    pub fn forward_on(
+        &self,
+        stream: &CallerStream,
+        weight: &BorrowedBuf,
+        bias: &BorrowedBuf,
+        x: &BorrowedBuf,
+        spike: &BorrowedBuf,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let spec = &self.source.spec;
+        let grid = self.forward_grid(n)?;
+        let (rn, cn) = mix_sizes(spec, n)?;
+        let f32_ = StorageDtype::F32;
+        let want = [
+            ("weight", f32_, spec.rows * spec.cols),
+            ("bias", f32_, spec.rows),
+            ("x", self.dtype(), cn),
+            ("spike", self.dtype(), rn),
+        ];
+        let ctx = self.stream.context();
+        let _scope = ContextScope::push(ctx)?;
+        let p = check_borrowed(
+            &[*weight, *bias, *x, *spike],
+            &want,
+            ctx.ordinal(),
+            &self.source.forward_entry,
+        )?;
+        let caller = stream.wrap(ctx)?;
+        // SAFETY: checked above (element types, lengths, device).
+        unsafe { self.forward_raw(&caller, [p[0], p[1], p[2], p[3]], grid, n) }
     }
 
     /// Scratch buffers for backward runs of `n` neurons.
     pub fn scratch(&self, n: usize) -> Result<MixScratch, CudaError> {
         let src = &self.source;
         let (chunks, _) = src.wgrad_grid(n as u64);
+        let _scope = ContextScope::push(self.stream.context())?;
         guard("cuMemAlloc", || {
             let alloc = |len: usize| {
                 self.stream
@@ -423,6 +493,84 @@ impl DeviceMixing {
         })
     }
 
+    /// Floats of the f32 workspace a backward on the caller's memory needs for `n` neurons
+    /// ([`DeviceMixing::backward_on`]): `grad_h` `[R, N]`, the chunk partials and the summed
+    /// gradients.
+    pub fn workspace_len(&self, n: usize) -> Result<usize, CudaError> {
+        let src = &self.source;
+        let (chunks, _) = src.wgrad_grid(n as u64);
+        let (rn, _) = mix_sizes(&src.spec, n)?;
+        (chunks as usize)
+            .checked_mul(src.grad_len())
+            .and_then(|p| p.checked_add(rn))
+            .and_then(|p| p.checked_add(src.grad_len()))
+            .ok_or_else(|| CudaError::TooLarge(format!("workspace for N = {n}")))
+    }
+
+    /// The backward launch grids: `(per-neuron grid, weight-gradient grid, reduce grid, chunks)`.
+    fn backward_grids(&self, n: usize) -> Result<(u32, (u32, u32), u32, i64), CudaError> {
+        let src = &self.source;
+        let grid = self.forward_grid(n)?;
+        let (chunks, groups) = src.wgrad_grid(n as u64);
+        let wgrid = (
+            grid_u32(chunks, "the weight gradient")?,
+            grid_u32(groups, "the weight gradient")?,
+        );
+        let rgrid = grid_u32(src.reduce_grid(), "the gradient reduction")?;
+        Ok((grid, wgrid, rgrid, chunks as i64))
+    }
+
+    /// Launches the three backward kernels.
+    ///
+    /// # Safety
+    /// The addresses hold what [`DeviceMixing::backward_device`] lists for `n` neurons (`partial`
+    /// `chunks · grad_len`, `grads` `grad_len` floats) on the stream's device, alive until the
+    /// kernels finish.
+    unsafe fn backward_raw(
+        &self,
+        stream: &Arc<CudaStream>,
+        p: &BackwardPtrs,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let src = &self.source;
+        let (grid, wgrid, rgrid, chunks) = self.backward_grids(n)?;
+        let sync = self.sync.get();
+        let ni = n as i64;
+        // SAFETY (all three): the argument lists are the generated signatures
+        // `(W, b, x, grad_spike, grad_x, float* grad_h, long long N)`,
+        // `(const float* grad_h, const S* x, float* partial, long long N)` and
+        // `(const float* partial, float* out, long long chunks)`; sizes from the caller.
+        unsafe {
+            launch_raw(
+                stream,
+                &self.bwd,
+                &src.backward_entry,
+                self.config((grid, 1), src.block_size),
+                &[p.weight, p.bias, p.x, p.grad_spike, p.grad_x, p.grad_h],
+                &[ni],
+                sync,
+            )?;
+            launch_raw(
+                stream,
+                &self.wgrad,
+                &src.wgrad_entry,
+                self.config(wgrid, WGRAD_BLOCK),
+                &[p.grad_h, p.x, p.partial],
+                &[ni],
+                sync,
+            )?;
+            launch_raw(
+                stream,
+                &self.reduce,
+                &src.reduce_entry,
+                self.config((rgrid, 1), WGRAD_BLOCK),
+                &[p.partial, p.grads],
+                &[chunks],
+                sync,
+            )
+        }
+    }
+
     /// Backward on device buffers: writes `grad_x` and leaves the weight and bias gradients in
     /// `scratch` ([`DeviceMixing::download_param_grads`]). Asynchronous on the device's stream.
     #[allow(clippy::too_many_arguments)]
@@ -436,11 +584,8 @@ impl DeviceMixing {
         scratch: &mut MixScratch,
         n: usize,
     ) -> Result<(), CudaError> {
-        let src = &self.source;
-        let spec = &src.spec;
-        if n == 0 {
-            return Err(ShapeError::NoNeurons.into());
-        }
+        let spec = &self.source.spec;
+        self.forward_grid(n)?;
         if scratch.n != n {
             return Err(CudaError::Buffer {
                 name: "scratch".into(),
@@ -451,40 +596,107 @@ impl DeviceMixing {
         x.check("x", self.dtype(), spec.cols * n)?;
         grad_spike.check("grad_spike", self.dtype(), spec.rows * n)?;
         grad_x.check("grad_x", self.dtype(), spec.cols * n)?;
-        let grid = grid_u32(src.grid_size(n as u64), "the mixing backward")?;
-        let (chunks, groups) = src.wgrad_grid(n as u64);
-        let wgrid = (
-            grid_u32(chunks, "the weight gradient")?,
-            grid_u32(groups, "the weight gradient")?,
-        );
-        let rgrid = grid_u32(src.reduce_grid(), "the gradient reduction")?;
-        let (ni, ci) = (n as i64, chunks as i64);
-        guard("cuLaunchKernel", || {
-            let mut b = self.stream.launch_builder(&self.bwd);
-            b.arg(weight).arg(bias);
-            push_storage(&mut b, x);
-            push_storage(&mut b, grad_spike);
-            push_storage_mut(&mut b, grad_x);
-            b.arg(&mut scratch.grad_h).arg(&ni);
-            // SAFETY: `(W, b, x, grad_spike, grad_x, float* grad_h, long long N)`, every buffer
-            // checked above or allocated by `scratch(n)` for this N.
-            unsafe { b.launch(self.config((grid, 1), src.block_size)) }
-                .map_err(driver_err("cuLaunchKernel"))?;
-            let mut b = self.stream.launch_builder(&self.wgrad);
-            b.arg(&scratch.grad_h);
-            push_storage(&mut b, x);
-            b.arg(&mut scratch.partial).arg(&ni);
-            // SAFETY: `(const float* grad_h, const S* x, float* partial, long long N)`; partial
-            // holds `chunks` rows of `grad_len` floats (allocated by `scratch(n)`).
-            unsafe { b.launch(self.config(wgrid, WGRAD_BLOCK)) }
-                .map_err(driver_err("cuLaunchKernel"))?;
-            let mut b = self.stream.launch_builder(&self.reduce);
-            b.arg(&scratch.partial).arg(&mut scratch.grads).arg(&ci);
-            // SAFETY: `(const float* partial, float* out, long long chunks)`, out has
-            // `grad_len` floats and the grid covers them.
-            unsafe { b.launch(self.config((rgrid, 1), WGRAD_BLOCK)) }
-                .map_err(driver_err("cuLaunchKernel"))?;
-            Ok(())
+        let _scope = ContextScope::push(self.stream.context())?;
+        let st = &self.stream;
+        let ((w, _w), (b, _b)) = (weight.device_ptr(st), bias.device_ptr(st));
+        let ((xp, _x), (gs, _gs), (gx, _gx)) = (x.raw(st), grad_spike.raw(st), grad_x.raw(st));
+        let (gh, _gh) = scratch.grad_h.device_ptr(st);
+        let (partial, _p) = scratch.partial.device_ptr(st);
+        let (grads, _g) = scratch.grads.device_ptr(st);
+        let p = BackwardPtrs {
+            weight: w,
+            bias: b,
+            x: xp,
+            grad_spike: gs,
+            grad_x: gx,
+            grad_h: gh,
+            partial,
+            grads,
+        };
+        // SAFETY: checked above; `scratch` was allocated by `scratch(n)` for this N.
+        unsafe { self.backward_raw(st, &p, n) }
+    }
+
+    /// Backward on the caller's memory and stream: reads `weight` `[R, C]`, `bias` `[R]` (f32),
+    /// `x` `[C, N]` and `grad_spike` `[R, N]` (storage type); writes `grad_x` `[C, N]` (storage
+    /// type), `grad_weight` `[R, C]` and `grad_bias` `[R]` (f32, overwritten, not accumulated);
+    /// uses `workspace`, [`DeviceMixing::workspace_len`] floats of f32 device memory the caller
+    /// provides (so nothing is allocated per call). Everything is checked before the launches.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_on(
+        &self,
+        stream: &CallerStream,
+        weight: &BorrowedBuf,
+        bias: &BorrowedBuf,
+        x: &BorrowedBuf,
+        grad_spike: &BorrowedBuf,
+        grad_x: &BorrowedBuf,
+        grad_weight: &BorrowedBuf,
+        grad_bias: &BorrowedBuf,
+        workspace: &BorrowedBuf,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let src = &self.source;
+        let spec = &src.spec;
+        self.forward_grid(n)?;
+        let (rn, cn) = mix_sizes(spec, n)?;
+        let ws = self.workspace_len(n)?;
+        let (f32_, st) = (StorageDtype::F32, self.dtype());
+        let rc = spec.rows * spec.cols;
+        let want = [
+            ("weight", f32_, rc),
+            ("bias", f32_, spec.rows),
+            ("x", st, cn),
+            ("grad_spike", st, rn),
+            ("grad_x", st, cn),
+            ("grad_weight", f32_, rc),
+            ("grad_bias", f32_, spec.rows),
+            ("workspace", f32_, ws),
+        ];
+        let ctx = self.stream.context();
+        let _scope = ContextScope::push(ctx)?;
+        let bufs = [
+            *weight,
+            *bias,
+            *x,
+            *grad_spike,
+            *grad_x,
+            *grad_weight,
+            *grad_bias,
+            *workspace,
+        ];
+        let a = check_borrowed(&bufs, &want, ctx.ordinal(), &src.backward_entry)?;
+        let caller = stream.wrap(ctx)?;
+        // Workspace layout: grad_h [R, N], then the chunk partials, then the summed gradients.
+        let grads = a[7] + ((ws - src.grad_len()) * 4) as u64;
+        let p = BackwardPtrs {
+            weight: a[0],
+            bias: a[1],
+            x: a[2],
+            grad_spike: a[3],
+            grad_x: a[4],
+            grad_h: a[7],
+            partial: a[7] + (rn * 4) as u64,
+            grads,
+        };
+        // SAFETY: checked above; the workspace holds `workspace_len(n)` floats laid out as
+        // `backward_raw` needs.
+        unsafe { self.backward_raw(&caller, &p, n) }?;
+        guard("cuMemcpyDtoDAsync", || {
+            // SAFETY: `grads` holds R·C + R floats (the summed gradients); `grad_weight` and
+            // `grad_bias` were checked for R·C and R floats; the copies are queued on the
+            // caller's stream after the kernels that write `grads`.
+            unsafe {
+                result::memcpy_dtod_async(a[5], grads, rc * 4, caller.cu_stream())
+                    .map_err(driver_err("cuMemcpyDtoDAsync"))?;
+                result::memcpy_dtod_async(
+                    a[6],
+                    grads + (rc * 4) as u64,
+                    spec.rows * 4,
+                    caller.cu_stream(),
+                )
+                .map_err(driver_err("cuMemcpyDtoDAsync"))
+            }
         })
     }
 
@@ -641,6 +853,7 @@ impl CudaDevice {
                 reduce: f(&src.reduce_entry)?,
                 _module: module,
                 stream: self.stream().clone(),
+                sync: self.sync_mode().clone(),
                 source: src,
             })
         })?;
@@ -655,13 +868,19 @@ impl CudaDevice {
 
 /// Device 0, opened once per process and shared (by the PSN modules' CUDA backend).
 pub fn shared_device() -> Result<Arc<CudaDevice>, CudaError> {
-    static SHARED: OnceLock<Mutex<Option<Arc<CudaDevice>>>> = OnceLock::new();
+    shared_device_on(0)
+}
+
+/// Device `ordinal`, opened once per process and shared (what a framework bridge uses for the
+/// device of its tensors).
+pub fn shared_device_on(ordinal: usize) -> Result<Arc<CudaDevice>, CudaError> {
+    static SHARED: OnceLock<Mutex<HashMap<usize, Arc<CudaDevice>>>> = OnceLock::new();
     let slot = SHARED.get_or_init(Default::default);
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = slot.as_ref() {
+    if let Some(d) = slot.get(&ordinal) {
         return Ok(d.clone());
     }
-    let d = Arc::new(CudaDevice::new(0)?);
-    *slot = Some(d.clone());
+    let d = Arc::new(CudaDevice::new(ordinal)?);
+    slot.insert(ordinal, d.clone());
     Ok(d)
 }

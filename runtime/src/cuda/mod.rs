@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod borrowed;
 pub mod cache;
 pub mod compare;
 pub mod device;
@@ -11,13 +12,17 @@ pub mod emulated;
 mod error;
 pub mod host;
 pub mod inspect;
+pub mod launch;
 pub mod mixing;
 pub mod nvrtc;
 pub mod probe;
+pub mod ptxas;
 
+pub use borrowed::{BorrowedBuf, CallerStream, ContextScope};
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;
 pub use mixing::{
-    DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, shared_device, shared_emulated,
+    DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, shared_device, shared_device_on,
+    shared_emulated,
 };

@@ -7,10 +7,16 @@
 //!
 //! 1. the file named by [`NVRTC_PATH_ENV`] (`FLEXSN_NVRTC_PATH`), e.g. the Python wheel's
 //!    `site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12`;
-//! 2. the loader path, by name: `libnvrtc.so`, `libnvrtc.so.13`, `libnvrtc.so.12`,
-//!    `libnvrtc.so.11.2` (`LD_LIBRARY_PATH` must hold the folder *before the process starts*:
-//!    the loader reads it once);
+//! 2. the loader path, by name: `libnvrtc.so.13`, `libnvrtc.so.12`, `libnvrtc.so.11.2`, then
+//!    `libnvrtc.so` (`LD_LIBRARY_PATH` must hold the folder *before the process starts*: the
+//!    loader reads it once);
 //! 3. `$CUDA_PATH/lib64`, `$CUDA_HOME/lib64` and `/usr/local/cuda/lib64`.
+//!
+//! Where a driver is installed, an NVRTC of a newer CUDA major version than the driver
+//! (`cuDriverGetVersion`) is passed over for the next candidate: its CUBIN and PTX do not load on
+//! that driver. If only such an NVRTC is found it is still loaded (PTX inspection works without a
+//! device), and opening a device fails with [`CudaError::NvrtcNewerThanDriver`], naming both
+//! versions. A device whose architecture NVRTC cannot target is [`CudaError::UnsupportedArch`].
 //!
 //! flexsn binds the dozen NVRTC functions it needs itself (with `libloading`) rather than
 //! through `cudarc`'s bindings, which only look for CUDA 12 and older file names and panic when a
@@ -96,10 +102,10 @@ fn candidates() -> Vec<(String, bool)> {
         &["libnvrtc.dylib"]
     } else {
         &[
-            "libnvrtc.so",
             "libnvrtc.so.13",
             "libnvrtc.so.12",
             "libnvrtc.so.11.2",
+            "libnvrtc.so",
         ]
     };
     for n in names {
@@ -133,31 +139,53 @@ unsafe fn sym<T: Copy>(lib: &libloading::Library, name: &str) -> Result<T, Strin
         .map_err(|e| format!("symbol `{name}` missing: {}", chain(&e)))
 }
 
+/// The CUDA major version of the installed driver, when there is one.
+fn driver_major() -> Option<i32> {
+    super::device::driver_version().ok().map(|v| v.0)
+}
+
 fn load_api() -> Result<Api, String> {
+    let driver = driver_major();
     let mut tried = Vec::new();
-    let mut loaded = None;
+    // The first NVRTC newer than the driver, used only if nothing else is found.
+    let mut too_new = None;
     for (cand, from_env) in candidates() {
         // SAFETY: loading NVRTC runs its initialisers, which is what using it requires.
-        match unsafe { libloading::Library::new(&cand) } {
-            Ok(lib) => {
-                loaded = Some((lib, cand, from_env));
-                break;
-            }
+        let lib = match unsafe { libloading::Library::new(&cand) } {
+            Ok(lib) => lib,
             Err(e) if from_env => {
                 return Err(format!(
                     "{NVRTC_PATH_ENV}={cand} could not be loaded: {}",
                     chain(&e)
                 ));
             }
-            Err(_) => tried.push(cand),
+            Err(_) => {
+                tried.push(cand);
+                continue;
+            }
+        };
+        let api = bind(lib, cand.clone(), from_env)?;
+        match driver {
+            Some(d) if !from_env && api.info.version.0 > d => {
+                tried.push(format!(
+                    "{cand} (NVRTC {}.{}, newer than the driver)",
+                    api.info.version.0, api.info.version.1
+                ));
+                too_new.get_or_insert(api);
+            }
+            _ => return Ok(api),
         }
     }
-    let Some((lib, source, from_env)) = loaded else {
-        return Err(format!(
+    too_new.ok_or_else(|| {
+        format!(
             "no NVRTC library found (tried {}; {NVRTC_PATH_ENV} is not set)",
             tried.join(", ")
-        ));
-    };
+        )
+    })
+}
+
+/// Binds the entry points of a loaded NVRTC library.
+fn bind(lib: libloading::Library, source: String, from_env: bool) -> Result<Api, String> {
     // SAFETY (all lookups): the types are the NVRTC C API's signatures (nvrtc.h, CUDA 11.2+).
     unsafe {
         let version_fn: unsafe extern "C" fn(*mut c_int, *mut c_int) -> Res =
@@ -530,20 +558,53 @@ pub fn ptx(src: &impl NvrtcSource, compute_arch: i32) -> Result<String, CudaErro
     }
 }
 
-/// The best target for a device of compute capability `(major, minor)`: CUBIN for `sm_XY` when
-/// NVRTC supports it, else PTX for the newest virtual architecture NVRTC knows that the device
-/// can run (the driver JIT-compiles it).
-pub fn target_for_device(nv: &Nvrtc, cc: (i32, i32)) -> Target {
+/// The target for a device of compute capability `(major, minor)` under a driver supporting CUDA
+/// `driver` (`None`: not known, no check): CUBIN for `sm_XY` when NVRTC supports it; for a device
+/// newer than NVRTC knows, PTX for the newest virtual architecture NVRTC has (the driver
+/// JIT-compiles it, so NVRTC must not be newer than the driver). An NVRTC of a newer major
+/// version than the driver, or a device older than every architecture NVRTC supports, is an
+/// error.
+pub fn target_for_device(
+    nv: &Nvrtc,
+    cc: (i32, i32),
+    driver: Option<(i32, i32)>,
+) -> Result<Target, CudaError> {
+    let newer = |detail: String| CudaError::NvrtcNewerThanDriver {
+        nvrtc: nv.version,
+        nvrtc_source: nv.source.clone(),
+        driver: driver.unwrap_or_default(),
+        detail,
+    };
+    if let Some(d) = driver
+        && nv.version.0 > d.0
+    {
+        return Err(newer(
+            "the CUBIN and PTX it produces do not load on this driver".into(),
+        ));
+    }
     let arch = cc.0 * 10 + cc.1;
     if nv.supported_archs.is_empty() || nv.supported_archs.contains(&arch) {
-        return Target::Cubin(arch);
+        return Ok(Target::Cubin(arch));
     }
-    let best = nv
+    let Some(best) = nv
         .supported_archs
         .iter()
         .copied()
         .filter(|&a| a <= arch)
         .max()
-        .unwrap_or(arch);
-    Target::Ptx(best)
+    else {
+        return Err(CudaError::UnsupportedArch {
+            arch,
+            nvrtc: nv.version,
+            supported: nv.supported_archs.clone(),
+        });
+    };
+    if let Some(d) = driver
+        && nv.version > d
+    {
+        return Err(newer(format!(
+            "sm_{arch} is newer than NVRTC knows, so it needs PTX, which the driver only JIT-compiles from an NVRTC no newer than itself"
+        )));
+    }
+    Ok(Target::Ptx(best))
 }

@@ -2,7 +2,7 @@
 //! whether this run requires them.
 //!
 //! A tool is required when its variable is `1`: `FLEXSN_REQUIRE_CXX` (also whenever `CI` is set:
-//! CI must run the emulation), `FLEXSN_REQUIRE_NVRTC`, `FLEXSN_REQUIRE_GPU`. Tests use
+//! CI must run the emulation), `FLEXSN_REQUIRE_NVRTC`, `FLEXSN_REQUIRE_GPU`, `FLEXSN_REQUIRE_PTXAS`. Tests use
 //! [`present_or_skip`] so that a machine without a tool skips those checks with a message, while a
 //! machine that must have it fails them.
 
@@ -17,6 +17,8 @@ pub enum Tool {
     Nvrtc,
     /// A CUDA driver and device.
     Gpu,
+    /// NVIDIA's PTX assembler (`ptxas`), for the static register and spill checks.
+    Ptxas,
 }
 
 impl Tool {
@@ -26,6 +28,7 @@ impl Tool {
             Tool::Cxx => "FLEXSN_REQUIRE_CXX",
             Tool::Nvrtc => "FLEXSN_REQUIRE_NVRTC",
             Tool::Gpu => "FLEXSN_REQUIRE_GPU",
+            Tool::Ptxas => "FLEXSN_REQUIRE_PTXAS",
         }
     }
 
@@ -40,6 +43,7 @@ impl Tool {
             Tool::Cxx => "C++ compiler",
             Tool::Nvrtc => "NVRTC",
             Tool::Gpu => "GPU",
+            Tool::Ptxas => "ptxas",
         }
     }
 }

@@ -108,7 +108,7 @@ pub trait Lanes {
     /// Narrowing, rounding to nearest.
     fn demote(&mut self, a: Self::D) -> Self::F;
     /// The four 24-bit chunks of `2/π` for a float with biased exponent `e` (0..=255) lane-wise:
-    /// row `e` of [`super::math::TWO_OVER_PI_CHUNKS`].
+    /// row `e` of [`super::two_over_pi::TWO_OVER_PI_CHUNKS`].
     fn two_over_pi_chunks(&mut self, e: Self::I) -> [Self::D; 4];
     /// C's `fmodf`, exact.
     fn fmod(&mut self, a: Self::F, b: Self::F) -> Self::F;
@@ -272,7 +272,7 @@ impl Lanes for Scalar {
         a as f32
     }
     fn two_over_pi_chunks(&mut self, e: i32) -> [f64; 4] {
-        super::math::TWO_OVER_PI_CHUNKS[(e & 0xff) as usize]
+        super::two_over_pi::TWO_OVER_PI_CHUNKS[(e & 0xff) as usize]
     }
     fn fmod(&mut self, a: f32, b: f32) -> f32 {
         libm::fmodf(a, b)

@@ -4,7 +4,7 @@
 
 use super::lanes::{Cmp, Lanes};
 use super::math;
-use crate::ir::Op;
+use crate::ir::{Op, Surrogate};
 
 /// NaN-propagating minimum with the interpreter's tie rule: `b < a ? b : a`.
 fn min_nan<L: Lanes>(l: &mut L, a: L::F, b: L::F) -> L::F {
@@ -125,6 +125,16 @@ pub fn lower_op<L: Lanes>(l: &mut L, op: &Op, a: &[L::F]) -> L::F {
             let m = truthy(l, a[0]);
             l.fsel(m, a[1], a[2])
         }
+        Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count, ..
+        }) => {
+            // round(clamp(x, 0, max)): the spike count, as the interpreter's `Surrogate::forward`.
+            let lo = l.fc(0.0);
+            let hi = l.fc(max_spike_count as f32);
+            let t = max_nan(l, a[0], lo);
+            let t = min_nan(l, t, hi);
+            l.nearest(t)
+        }
         Op::Spike(_) => {
             // Θ(x): 1 for x >= 0, 0 otherwise (and for NaN).
             let z = l.fc(0.0);
@@ -181,9 +191,14 @@ mod tests {
             123456.78,
         ];
         let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        let count = Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count: 3,
+            grad_min: 0.0,
+            grad_max: 3.0,
+        });
         for op in Op::PLAIN
             .iter()
-            .chain([&Op::Spike(crate::ir::Surrogate::DeterministicPass)])
+            .chain([&Op::Spike(Surrogate::DeterministicPass), &count])
         {
             if is_approximated(op) {
                 continue;

@@ -62,6 +62,7 @@ pub mod lower;
 pub mod math;
 pub mod model;
 mod scan;
+mod two_over_pi;
 
 use std::fmt::Write as _;
 

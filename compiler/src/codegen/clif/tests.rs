@@ -27,7 +27,7 @@ fn lif() -> crate::ir::StepGraph {
 
 /// One graph using every plain op, with all three param kinds.
 pub(crate) fn every_op_graph() -> crate::ir::StepGraph {
-    let mut gb = crate::dsl::GraphBuilder::new("every_op");
+    let mut gb = crate::ir::builder::GraphBuilder::new("every_op");
     let x = gb.add_input("x").unwrap();
     let y = gb.add_input("y").unwrap();
     let s = gb.add_state("s", StateInit::Const(0.5)).unwrap();

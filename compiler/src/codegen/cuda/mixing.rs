@@ -30,18 +30,25 @@ use super::{
     store_expr as store,
 };
 use crate::autodiff::surrogate_grad;
-use crate::dsl::GraphBuilder;
 use crate::error::BuildError;
+use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, Surrogate};
 
 /// Threads per block of the weight-gradient and reduce kernels.
 pub const WGRAD_BLOCK: u32 = 256;
-/// Neurons summed by one weight-gradient block (the split of the reduction over `N`).
+/// Neurons summed by one weight-gradient block (the split of the reduction over `N`), at least:
+/// for large `N · R · C` a block sums several such units (see [`WGRAD_PARTIAL_FLOATS`]).
 pub const WGRAD_CHUNK: u64 = 2048;
+/// Most floats the weight-gradient chunk partials take (256 MiB): beyond, each block sums more
+/// units of [`WGRAD_CHUNK`] neurons (a function of `N` only, so results stay independent of
+/// timing). Without the bound, T = 1024 and N = 2^24 would need ~34 GB of partials.
+pub const WGRAD_PARTIAL_FLOATS: u64 = 1 << 26;
 /// Largest `R` or `C` a mixing kernel is generated for (shared-memory tiles must fit in 48 KiB).
 pub const MAX_MIX_STEPS: usize = 4096;
 /// Largest `C` whose input column is kept in registers; longer columns are read from memory.
-const MAX_REGISTER_COLS: usize = 128;
+/// The register budget of backward: with C = 128 in registers, ptxas needs 255 registers and
+/// spills 620 bytes on sm_80 (`tests/cuda_ptxas.rs`); up to 64 it stays within budget.
+const MAX_REGISTER_COLS: usize = 64;
 /// Static shared memory available to one block.
 const SHARED_BYTES: usize = 48 * 1024;
 
@@ -83,6 +90,8 @@ pub struct MixingSource {
     pub block_size: u32,
     /// Neurons per shared-memory tile of the weight-gradient kernel.
     pub tile: u32,
+    /// Most floats of chunk partials ([`WGRAD_PARTIAL_FLOATS`]; lower only to test the bound).
+    pub partial_floats: u64,
 }
 
 impl MixingSource {
@@ -92,8 +101,11 @@ impl MixingSource {
     }
 
     /// `(chunks, tile groups)`: the 2-D grid of the weight-gradient kernel for `n` neurons.
+    /// Chunks are units of [`WGRAD_CHUNK`] neurons while their partials fit in
+    /// `partial_floats`; beyond, the kernel gives each block `ceil(units / chunks)` units.
     pub fn wgrad_grid(&self, n: u64) -> (u64, u64) {
-        (n.div_ceil(WGRAD_CHUNK), self.tile_groups() as u64)
+        let cap = (self.partial_floats / self.grad_len() as u64).max(1);
+        (n.div_ceil(WGRAD_CHUNK).min(cap), self.tile_groups() as u64)
     }
 
     /// Floats of one chunk's partial gradient: `R·C` weight entries, then `R` bias entries.
@@ -225,6 +237,7 @@ pub fn codegen_mixing(
         "// [steps, N] buffers at step * N + n; W is [R, C] row-major; gradients are float."
     );
     s.push('\n');
+    s.push_str(prelude::math_helpers(opts.math));
     s.push_str(prelude::storage_helpers(dt));
     s.push_str(&surrogate_function(spec.surrogate, opts.math)?);
     s.push('\n');
@@ -365,7 +378,8 @@ pub fn codegen_mixing(
     let _ = writeln!(
         s,
         "// Weight and bias gradient, split over neurons: block (x, y) sums gH.X^T over the neurons\n\
-         // [x * {WGRAD_CHUNK}, (x + 1) * {WGRAD_CHUNK}) for its 4x4 output tile m = y * {WGRAD_BLOCK} + thread\n\
+         // [x * per, (x + 1) * per), per = {WGRAD_CHUNK} * ceil(ceil(N / {WGRAD_CHUNK}) / gridDim.x) (a function\n\
+         // of N only), for its 4x4 output tile m = y * {WGRAD_BLOCK} + thread\n\
          // (tile row group m / {ct}, column group m % {ct}); threads of column group 0 also sum gb.\n\
          // Neurons go through shared memory {tile} at a time, in index order: a fixed order.\n\
          // Shared layout: element (k, q * groups + g) holds row (col) 4 * g + q of neuron k."
@@ -392,11 +406,10 @@ pub fn codegen_mixing(
     );
     let _ = writeln!(
         s,
-        "    const long long n0 = (long long)blockIdx.x * {WGRAD_CHUNK}LL;"
-    );
-    let _ = writeln!(
-        s,
-        "    const long long n1 = (n0 + {WGRAD_CHUNK}LL < N) ? n0 + {WGRAD_CHUNK}LL : N;"
+        "    const long long units = (N + {WGRAD_CHUNK}LL - 1LL) / {WGRAD_CHUNK}LL;\n    \
+         const long long per = ((units + (long long)gridDim.x - 1LL) / (long long)gridDim.x) * {WGRAD_CHUNK}LL;\n    \
+         const long long n0 = (long long)blockIdx.x * per;\n    \
+         const long long n1 = (n0 + per < N) ? n0 + per : N;"
     );
     s.push_str("    float acc[4][4];\n    float accb[4];\n");
     s.push_str("    for (int p = 0; p < 4; ++p) { accb[p] = 0.0f; for (int q = 0; q < 4; ++q) acc[p][q] = 0.0f; }\n");
@@ -493,6 +506,7 @@ pub fn codegen_mixing(
         spec: *spec,
         dtype: dt,
         math: opts.math,
+        partial_floats: WGRAD_PARTIAL_FLOATS,
         block_size: block,
         tile: tile as u32,
     })
@@ -501,6 +515,32 @@ pub fn codegen_mixing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_gradient_partials_are_bounded() {
+        let opts = CudaOptions::default();
+        for (t, n) in [
+            (1024usize, 1u64 << 24),
+            (64, 1 << 24),
+            (4, 1 << 24),
+            (16, 5000),
+        ] {
+            let src = codegen_mixing(&spec(t, t), &opts).unwrap();
+            let (chunks, _) = src.wgrad_grid(n);
+            assert!(
+                chunks * src.grad_len() as u64 <= WGRAD_PARTIAL_FLOATS.max(src.grad_len() as u64)
+            );
+            // The chunks cover every neuron: units spread over the blocks.
+            let units = n.div_ceil(WGRAD_CHUNK);
+            assert!(units.div_ceil(chunks) * chunks >= units);
+        }
+        // T = 1024, N = 2^24: ~34 GB of partials unbounded, 256 MiB here.
+        let big = codegen_mixing(&spec(1024, 1024), &opts).unwrap();
+        assert_eq!(
+            big.wgrad_grid(1 << 24).0,
+            WGRAD_PARTIAL_FLOATS / big.grad_len() as u64
+        );
+    }
 
     fn spec(rows: usize, cols: usize) -> MixingSpec {
         MixingSpec {

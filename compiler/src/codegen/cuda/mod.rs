@@ -33,7 +33,7 @@ pub mod shim;
 use std::fmt::Write;
 
 use crate::error::BuildError;
-use crate::ir::{Node, Op, ParamKind, StepGraph};
+use crate::ir::{Node, Op, ParamKind, StepGraph, Surrogate};
 use crate::scan::{Direction, OutputMode, ScanKernel};
 
 /// How `[T, N]` sequences are stored in memory. Math is always `f32`.
@@ -87,7 +87,8 @@ pub enum MathMode {
     /// `expf`, `logf`, `tanhf`, IEEE division, `1 / sqrtf`: what the interpreter computes.
     #[default]
     Precise,
-    /// Hardware approximations: `__expf`, `__logf`, `__sinf`, `__fdividef`, `rsqrtf`, `__powf`.
+    /// Hardware approximations: `__expf`, `__logf`, `__sinf`, `rsqrtf`; `__fdividef` and
+    /// `__powf` only where they give the precise function's result class (NaN, inf, number).
     Fast,
 }
 
@@ -333,7 +334,7 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
         Op::Neg => format!("-{}", a[0]),
         Op::Reciprocal => {
             if fast {
-                format!("__fdividef(1.0f, {})", a[0])
+                format!("flexsn_fast_div(1.0f, {})", a[0])
             } else {
                 format!("1.0f / {}", a[0])
             }
@@ -361,7 +362,7 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
         Op::Relu => format!("flexsn_relu({})", a[0]),
         Op::Sigmoid => {
             if fast {
-                format!("__fdividef(1.0f, 1.0f + __expf(-{}))", a[0])
+                format!("flexsn_fast_div(1.0f, 1.0f + __expf(-{}))", a[0])
             } else {
                 format!("1.0f / (1.0f + expf(-{}))", a[0])
             }
@@ -374,14 +375,14 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
         Op::Mul => format!("{} * {}", a[0], a[1]),
         Op::Div => {
             if fast {
-                format!("__fdividef({}, {})", a[0], a[1])
+                format!("flexsn_fast_div({}, {})", a[0], a[1])
             } else {
                 format!("{} / {}", a[0], a[1])
             }
         }
         Op::Pow => format!(
             "{}({}, {})",
-            if fast { "__powf" } else { "powf" },
+            if fast { "flexsn_fast_powf" } else { "powf" },
             a[0],
             a[1]
         ),
@@ -399,6 +400,14 @@ fn op_expr(op: &Op, a: &[String], math: MathMode) -> String {
         Op::Clamp => format!("flexsn_min(flexsn_max({}, {}), {})", a[0], a[1], a[2]),
         Op::Select => format!("({} != 0.0f) ? {} : {}", a[0], a[1], a[2]),
         // Forward of every surrogate spike is the Heaviside step, Θ(0) = 1, NaN gives 0.
+        // except MultiLevelSpikeCount's count round(clamp(x, 0, max)).
+        Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count, ..
+        }) => format!(
+            "rintf(flexsn_min(flexsn_max({}, 0.0f), {}))",
+            a[0],
+            float_literal(max_spike_count as f32)
+        ),
         Op::Spike(_) => b01(format!("{} >= 0.0f", a[0])),
         Op::Detach => a[0].clone(),
     }
@@ -587,6 +596,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     );
     c.push('\n');
     c.push_str(prelude::FLOAT_HELPERS);
+    c.push_str(prelude::math_helpers(opts.math));
     c.push_str(prelude::storage_helpers(opts.dtype));
     c.push('\n');
 

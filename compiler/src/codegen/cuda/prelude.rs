@@ -1,5 +1,7 @@
 //! The fixed helper functions at the top of every generated CUDA source: storage conversions
-//! (written out bit by bit, so the source needs no `cuda_fp16.h`) and NaN-aware float helpers.
+//! (hardware `cvt` instructions through inline PTX on the device; the same conversions written
+//! out bit by bit, with the same rounding, for the host shim, so the source needs no
+//! `cuda_fp16.h`) and NaN-aware float helpers.
 //!
 //! Everything here is plain C++ that uses only CUDA's built-in bit-cast intrinsics
 //! (`__float_as_uint`, `__uint_as_float`), which the host shim also defines, so the same text
@@ -25,9 +27,38 @@ static __device__ __forceinline__ float flexsn_relu(float a) {
 }
 "#;
 
+/// Fast-math wrappers that keep every result class (NaN, infinity, number) of the precise
+/// functions: `__powf` is `exp2(y * log2(x))`, NaN for a negative base even with an integer
+/// exponent, so it is used only where that formula is right (finite positive base, finite
+/// exponent); `__fdividef` returns 0 for divisors of magnitude in (2^126, 2^128), so larger
+/// divisors take the full-range division.
+const FAST_HELPERS: &str = r#"// ---- flexsn fast math: approximations only where they keep the result class ----
+static __device__ __forceinline__ float flexsn_fast_powf(float x, float y) {
+    const float inf = __uint_as_float(0x7f800000u);
+    return (x > 0.0f && x < inf && y > -inf && y < inf) ? __powf(x, y) : powf(x, y);
+}
+static __device__ __forceinline__ float flexsn_fast_div(float x, float y) {
+    return (fabsf(y) <= __uint_as_float(0x7e800000u) /* 2^126 */) ? __fdividef(x, y) : x / y;
+}
+"#;
+
+/// The math-mode helpers (the fast-math wrappers; none in precise mode).
+pub(super) fn math_helpers(math: super::MathMode) -> &'static str {
+    match math {
+        super::MathMode::Precise => "",
+        super::MathMode::Fast => FAST_HELPERS,
+    }
+}
+
 /// IEEE binary16 <-> binary32, round to nearest even, NaN kept quiet.
 const F16_HELPERS: &str = r#"// ---- flexsn storage: IEEE half (binary16) <-> float, round to nearest even ----
 static __device__ __forceinline__ float flexsn_load_f16(unsigned short h) {
+#ifdef __CUDA_ARCH__
+    /* the device converts in hardware (exact) */
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#else
     const unsigned int sign = ((unsigned int)h & 0x8000u) << 16;
     const unsigned int ex = ((unsigned int)h >> 10) & 0x1fu;
     const unsigned int man = (unsigned int)h & 0x3ffu;
@@ -38,8 +69,15 @@ static __device__ __forceinline__ float flexsn_load_f16(unsigned short h) {
         return sign ? -mag : mag;
     }
     return __uint_as_float(sign | ((ex + 112u) << 23) | (man << 13));
+#endif
 }
 static __device__ __forceinline__ unsigned short flexsn_store_f16(float f) {
+#ifdef __CUDA_ARCH__
+    /* the device rounds to nearest even in hardware, like the C version below */
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#else
     const unsigned int u = __float_as_uint(f);
     const unsigned int sign = (u >> 16) & 0x8000u;
     const unsigned int a = u & 0x7fffffffu;
@@ -63,6 +101,7 @@ static __device__ __forceinline__ unsigned short flexsn_store_f16(float f) {
         if (rest > half || (rest == half && (h & 1u))) h += 1u;
         return (unsigned short)(sign | h);
     }
+#endif
 }
 "#;
 
@@ -72,9 +111,16 @@ static __device__ __forceinline__ float flexsn_load_bf16(unsigned short h) {
     return __uint_as_float(((unsigned int)h) << 16);
 }
 static __device__ __forceinline__ unsigned short flexsn_store_bf16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    /* sm_80+ rounds to nearest even in hardware, like the C version below */
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#else
     const unsigned int u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
     return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#endif
 }
 "#;
 

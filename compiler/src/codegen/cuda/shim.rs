@@ -21,11 +21,12 @@
 //! The shim maps CUDA's built-ins to host equivalents: `__global__`, `__device__`,
 //! `__forceinline__`, `__launch_bounds__` vanish, `__shared__` becomes `static` (one block runs at
 //! a time), `blockIdx`/`threadIdx`/`blockDim`/`gridDim` are thread-local globals, the fast-math
-//! intrinsics (`__expf`, `__fdividef`, ...) are the precise host functions, and the bit casts are
-//! `memcpy`s.
+//! intrinsics (`__expf`, `__fdividef`, `__powf`, ...) are computed the way the device computes
+//! them (base-2 exponentials and logarithms, division by a flushed reciprocal), fast-math sources
+//! run with subnormals flushed to zero like `--ftz=true`, and the bit casts are `memcpy`s.
 
 use super::mixing::MixingSource;
-use super::{ArgType, CudaSource};
+use super::{ArgType, CudaSource, MathMode};
 
 /// The shim header: CUDA built-ins for host C++.
 pub const SHIM_HEADER: &str = r#"// ---- flexsn host shim: CUDA built-ins for host C++ (emulation only) ----
@@ -53,14 +54,22 @@ static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u,
 static inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
 static inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; }
 
+// The fast-math intrinsics as the device computes them (PTX ISA: `ex2.approx`, `lg2.approx`,
+// `div.approx`), so that the emulated tier gets the same result classes (NaN, inf, 0) as the GPU:
+// __powf is exp2(y * log2(x)) (NaN for a negative base), __fdividef multiplies by a reciprocal
+// that flushes to 0 for |y| > 2^126, __expf and __logf go through base 2.
 // glibc declares some of these names itself, so the shim's versions go by other names.
-static inline float flexsn_emu_expf(float x) { return expf(x); }
-static inline float flexsn_emu_logf(float x) { return logf(x); }
+static inline float flexsn_emu_expf(float x) { return exp2f(x * 1.44269504088896341f); }
+static inline float flexsn_emu_logf(float x) { return log2f(x) * 0.693147180559945309f; }
 static inline float flexsn_emu_log2f(float x) { return log2f(x); }
 static inline float flexsn_emu_sinf(float x) { return sinf(x); }
 static inline float flexsn_emu_cosf(float x) { return cosf(x); }
-static inline float flexsn_emu_powf(float x, float y) { return powf(x, y); }
-static inline float flexsn_emu_fdividef(float x, float y) { return x / y; }
+static inline float flexsn_emu_powf(float x, float y) { return exp2f(y * log2f(x)); }
+static inline float flexsn_emu_fdividef(float x, float y) {
+    float r = 1.0f / y;
+    if (fabsf(r) < 1.17549435e-38f) r = r * 0.0f; // rcp.approx.ftz: subnormal -> signed zero
+    return x * r;
+}
 static inline float flexsn_emu_rsqrtf(float x) { return 1.0f / sqrtf(x); }
 #define __expf flexsn_emu_expf
 #define __logf flexsn_emu_logf
@@ -70,6 +79,24 @@ static inline float flexsn_emu_rsqrtf(float x) { return 1.0f / sqrtf(x); }
 #define __powf flexsn_emu_powf
 #define __fdividef flexsn_emu_fdividef
 #define rsqrtf flexsn_emu_rsqrtf
+
+// Fast math compiles with --ftz=true: the device flushes subnormal inputs and results of float
+// arithmetic to zero. For such sources (FLEXSN_EMU_FTZ 1) the emulation sets the SSE flush-to-zero
+// and denormals-are-zero bits while a kernel runs, so the host does the same. (Other hosts than
+// x86-64 keep subnormals: there the emulated fast tier is not exact about them.)
+#ifndef FLEXSN_EMU_FTZ
+#define FLEXSN_EMU_FTZ 0
+#endif
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+struct flexsn_ftz_scope {
+    unsigned int saved;
+    flexsn_ftz_scope() : saved(_mm_getcsr()) { if (FLEXSN_EMU_FTZ) _mm_setcsr(saved | 0x8040u); }
+    ~flexsn_ftz_scope() { _mm_setcsr(saved); }
+};
+#else
+struct flexsn_ftz_scope {};
+#endif
 
 // A reusable barrier for the threads of one emulated block.
 struct flexsn_barrier {
@@ -103,6 +130,7 @@ typedef void (*flexsn_emu_body)(void* ctx);
 // Runs body(ctx) for every thread of a (gx, gy) grid of `block`-thread blocks, one thread after
 // another (for kernels without barriers).
 static int flexsn_emu_run_sequential(unsigned gx, unsigned gy, unsigned block, flexsn_emu_body body, void* ctx) {
+    flexsn_ftz_scope ftz;
     pthread_mutex_lock(&flexsn_emu_launch_lock);
     flexsn_emu_error = 0;
     for (unsigned by = 0; by < gy && !flexsn_emu_error; ++by)
@@ -137,6 +165,7 @@ static void* flexsn_emu_thread(void* p) {
     gridDim = flexsn_dim3{a->gx, a->gy, 1u}; blockDim = flexsn_dim3{a->block, 1u, 1u};
     blockIdx = flexsn_dim3{a->bx, a->by, 0u}; threadIdx = flexsn_dim3{a->th, 0u, 0u};
     flexsn_emu_block_barrier = a->bar;
+    flexsn_ftz_scope ftz;
     a->body(a->ctx);
     flexsn_emu_block_barrier = 0;
     return 0;
@@ -189,6 +218,14 @@ static int flexsn_emu_run_threaded(unsigned gx, unsigned gy, unsigned block, fle
 }
 // ---- end of shim; generated source follows ----
 "#;
+
+/// Fast-math sources run with subnormals flushed, like the device under `--ftz=true`.
+fn ftz_define(math: MathMode) -> &'static str {
+    match math {
+        MathMode::Precise => "",
+        MathMode::Fast => "#define FLEXSN_EMU_FTZ 1\n",
+    }
+}
 
 /// C++ cast of `args[idx]` to the pointer type of argument `ty` in `src`.
 fn arg_cast(src: &CudaSource, ty: ArgType, is_output: bool, idx: usize) -> String {
@@ -301,6 +338,7 @@ extern "C" int flexsn_emu_mix_reduce(const float* partial, float* out, long long
 /// and `flexsn_emu_mix_reduce(partial, out, chunks, grid)`, each returning 0 on success.
 pub fn mixing_translation_unit(src: &MixingSource) -> String {
     let mut s = String::with_capacity(SHIM_HEADER.len() + src.code.len() + 4096);
+    s.push_str(ftz_define(src.math));
     s.push_str(SHIM_HEADER);
     s.push_str(&src.code);
     s.push_str(&mixing_entry_points(src));
@@ -310,6 +348,7 @@ pub fn mixing_translation_unit(src: &MixingSource) -> String {
 /// The complete host C++ translation unit for `src`: shim, generated source, host entry points.
 pub fn host_translation_unit(src: &CudaSource) -> String {
     let mut s = String::with_capacity(SHIM_HEADER.len() + src.code.len() + 2048);
+    s.push_str(ftz_define(src.math));
     s.push_str(SHIM_HEADER);
     s.push_str(&src.code);
     s.push_str(&host_entry_points(src));

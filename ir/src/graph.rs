@@ -1,0 +1,199 @@
+//! [`StepGraph`]: one time step of a neuron as a dataflow graph.
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::op::{Op, ParamKind};
+
+/// A value in a step graph: the index of the node that computes it.
+///
+/// Node indices are topologically ordered: every node's operands have smaller indices. Builders
+/// and passes keep this invariant and the verifier checks it, so a plain index-order walk is a
+/// valid evaluation order.
+pub type ValueId = NodeIndex<u32>;
+
+/// One node: an op and its operands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// What the node computes.
+    pub op: Op,
+    /// Operands, in the order the op documents; each defined by an earlier node.
+    pub args: Vec<ValueId>,
+}
+
+/// An input sequence, read one time step at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputDecl {
+    /// The input's name, unique among the graph's names.
+    pub name: String,
+}
+
+/// How a state starts when the caller does not supply an initial value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StateInit {
+    /// Every neuron starts at this value.
+    Const(f32),
+    /// The caller must supply the initial value at run time.
+    Runtime,
+}
+
+/// A state carried from one time step to the next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateDecl {
+    /// The state's name, unique among the graph's names.
+    pub name: String,
+    /// Its value before the first step.
+    pub init: StateInit,
+}
+
+/// A parameter: shared by all time steps (and neurons, for [`ParamKind::Shared`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamDecl {
+    /// The parameter's name, unique among the graph's names.
+    pub name: String,
+    /// Its shape: shared scalar, per neuron or per time step.
+    pub kind: ParamKind,
+    /// Whether backward computes a gradient for it.
+    pub learnable: bool,
+}
+
+/// A named output of the step, stored as a `[T, N]` sequence by the scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputDecl {
+    /// The output's name, unique among the graph's names.
+    pub name: String,
+    /// The node whose value is stored at each step.
+    pub value: ValueId,
+}
+
+/// One time step of a neuron: `(inputs_t, states_{t-1}, params) -> (outputs_t, states_t)`.
+///
+/// Build one with the raw [`GraphBuilder`](crate::builder::GraphBuilder) (or the compiler's
+/// `CoreBuilder` DSL), from text with [`crate::text::parse`], or from Rust syntax with the
+/// frontend.
+#[derive(Clone, Debug)]
+pub struct StepGraph {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    /// Nodes, with an edge `operand -> user` weighted by operand position.
+    pub(crate) graph: DiGraph<Node, u8>,
+    pub(crate) inputs: Vec<InputDecl>,
+    pub(crate) states: Vec<StateDecl>,
+    pub(crate) params: Vec<ParamDecl>,
+    pub(crate) outputs: Vec<OutputDecl>,
+    /// The next value of each state, in the order of `states`.
+    pub(crate) next_states: Vec<ValueId>,
+}
+
+impl StepGraph {
+    /// The neuron's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Free-text description of the neuron (may be empty).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// Replaces the description.
+    pub fn set_description(&mut self, description: impl Into<String>) {
+        self.description = description.into();
+    }
+    /// Renames the neuron; names inside the graph are unchanged.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+    /// Declared inputs; [`Op::Input`] indexes this list.
+    pub fn inputs(&self) -> &[InputDecl] {
+        &self.inputs
+    }
+    /// Declared states; [`Op::State`] indexes this list.
+    pub fn states(&self) -> &[StateDecl] {
+        &self.states
+    }
+    /// Declared parameters; [`Op::Param`] indexes this list.
+    pub fn params(&self) -> &[ParamDecl] {
+        &self.params
+    }
+    /// Declared outputs, in the order the scan stores them.
+    pub fn outputs(&self) -> &[OutputDecl] {
+        &self.outputs
+    }
+    /// The value each state takes after the step, parallel to [`StepGraph::states`].
+    pub fn next_states(&self) -> &[ValueId] {
+        &self.next_states
+    }
+    /// The petgraph graph, for algorithms (edges run operand -> user, weighted by position).
+    pub fn petgraph(&self) -> &DiGraph<Node, u8> {
+        &self.graph
+    }
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+    /// Whether the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+    /// The node computing `v`.
+    pub fn node(&self, v: ValueId) -> &Node {
+        &self.graph[v]
+    }
+    /// All nodes in evaluation (index) order.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = (ValueId, &Node)> + '_ {
+        self.graph.node_indices().map(move |i| (i, &self.graph[i]))
+    }
+    /// Index of the input, state, param or output with this name.
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|d| d.name == name)
+    }
+    /// Index of the state called `name`.
+    pub fn state_index(&self, name: &str) -> Option<usize> {
+        self.states.iter().position(|d| d.name == name)
+    }
+    /// Index of the parameter called `name`.
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|d| d.name == name)
+    }
+    /// Index of the output called `name`.
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|d| d.name == name)
+    }
+    /// Every value the step returns: outputs first, then next states.
+    pub fn roots(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.outputs
+            .iter()
+            .map(|o| o.value)
+            .chain(self.next_states.iter().copied())
+    }
+    /// Whether any spike op in the graph is present.
+    pub fn has_spikes(&self) -> bool {
+        self.nodes().any(|(_, n)| matches!(n.op, Op::Spike(_)))
+    }
+    /// A stable 256-bit hash of the graph (names, decls, ops, constants' bits). Equal hashes
+    /// mean equal graphs; used as the kernel-cache key.
+    pub fn stable_hash(&self) -> [u8; 32] {
+        // Debug forms of the parts, each length-prefixed so that no two graphs share an
+        // encoding; ops through `Op::key`, which holds constants as bits.
+        let mut h = blake3::Hasher::new();
+        let mut put = |part: String| {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        };
+        put(format!("{:?}{:?}", self.name, self.description));
+        put(format!(
+            "{:?}{:?}{:?}",
+            self.inputs, self.states, self.params
+        ));
+        put(format!("{:?}{:?}", self.outputs, self.next_states));
+        for (_, node) in self.nodes() {
+            put(format!("{:?}{:?}", node.op.key(), node.args));
+        }
+        *h.finalize().as_bytes()
+    }
+    /// [`StepGraph::stable_hash`] as lowercase hex.
+    pub fn stable_hash_hex(&self) -> String {
+        self.stable_hash()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}

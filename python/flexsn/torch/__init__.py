@@ -1,0 +1,31 @@
+"""PyTorch modules on flexsn kernels: :class:`FlexSN` and SpikingJelly's built-in neurons, with
+SpikingJelly's constructors, so that ``from flexsn.torch import LIFNode`` replaces
+``from spikingjelly.activation_based.neuron import LIFNode``."""
+
+from .flexsn_module import FlexSN
+from .neurons import (
+    BaseNode,
+    IFNode,
+    LIFNode,
+    NonSpikingIFNode,
+    NonSpikingLIFNode,
+    ParametricLIFNode,
+    SimpleIFNode,
+    SimpleLIFNode,
+)
+from .psn import PSN, MaskedPSN, SlidingPSN
+
+__all__ = [
+    "FlexSN",
+    "BaseNode",
+    "IFNode",
+    "LIFNode",
+    "ParametricLIFNode",
+    "SimpleIFNode",
+    "SimpleLIFNode",
+    "NonSpikingIFNode",
+    "NonSpikingLIFNode",
+    "PSN",
+    "MaskedPSN",
+    "SlidingPSN",
+]

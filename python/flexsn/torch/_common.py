@@ -1,0 +1,82 @@
+"""What the modules share: the compiled-core cache, step-mode checks, shapes."""
+
+import math
+
+from .. import _flexsn
+from ..errors import FlexSNValueError
+from ._scan import check_tensor, resolve_backend
+
+STEP_MODES = ("s", "m")
+
+
+def check_step_mode(step_mode):
+    if step_mode not in STEP_MODES:
+        raise FlexSNValueError(f"`step_mode` must be 's' or 'm', got {step_mode!r}")
+    return step_mode
+
+
+class CompiledCore:
+    """A core description compiled per host backend on demand (kept out of pickles and copies;
+    compiling is milliseconds and the process-wide JIT cache makes repeats free)."""
+
+    def __init__(self, compile_fn):
+        self._compile = compile_fn
+        self._by_backend = {}
+
+    def get(self, backend):
+        core = self._by_backend.get(backend)
+        if core is None:
+            core = self._by_backend[backend] = self._compile(backend)
+        return core
+
+    def __deepcopy__(self, memo):
+        return CompiledCore(self._compile)
+
+    def __reduce__(self):
+        raise TypeError("internal: a CompiledCore is rebuilt by its module, not pickled")
+
+
+def builtin_core(name, settings):
+    """A :class:`CompiledCore` of a Rust built-in neuron."""
+    settings = list(settings)
+    return CompiledCore(lambda backend: _flexsn.Core.builtin(name, settings, backend))
+
+
+def fmt(v):
+    """A setting value as the Rust side parses it."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(float(v))
+
+
+def device_backend(backend, first, others):
+    """Checks that every tensor is float32 on the first one's device; returns the host backend."""
+    name, t = first
+    check_tensor(name, t)
+    for n, x in others:
+        check_tensor(n, x, t.device)
+    return resolve_backend(backend, t.device)
+
+
+def numel(shape):
+    return math.prod(shape)
+
+
+def as_flat(t, n):
+    """A contiguous ``[n]`` view (or copy) of ``t``."""
+    return t.contiguous().reshape(n)
+
+
+def param_flat(name, p, kind, step_shape, n):
+    """A captured or built-in param at the length its kind takes."""
+    if kind == "shared":
+        return p.reshape(1)
+    try:
+        return p.expand(step_shape).contiguous().reshape(n)
+    except RuntimeError:
+        raise FlexSNValueError(
+            f"param `{name}` of shape {list(p.shape)} does not broadcast to the neuron shape "
+            f"{list(step_shape)}"
+        ) from None

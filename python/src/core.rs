@@ -1,0 +1,450 @@
+//! [`Core`]: one compiled neuron, run on caller memory.
+
+use std::sync::OnceLock;
+
+use flexsn_compiler::ir::{StateInit, Surrogate};
+use flexsn_compiler::scan::param_len;
+use flexsn_neurons::Builtin;
+use flexsn_runtime::{
+    Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, RuntimeError, TrainingBuffers,
+    Upstream,
+};
+use pyo3::prelude::*;
+
+use crate::errors::{self, Kind, raise};
+use crate::graph::{self, Node, Trace};
+use crate::host::{Call, HostBuf};
+
+/// One JIT per backend for the whole process, so that equal cores compile once.
+fn jit(py: Python<'_>, backend: &str) -> PyResult<Jit> {
+    static CPU: OnceLock<Jit> = OnceLock::new();
+    static INTERP: OnceLock<Jit> = OnceLock::new();
+    let (cell, b) = match backend {
+        "cpu" => (&CPU, Backend::Cpu),
+        "interp" => (&INTERP, Backend::Interpreter),
+        other => {
+            return Err(raise(
+                py,
+                Kind::Value,
+                format!("`backend`: unknown or unavailable host backend `{other}` (cpu, interp)"),
+            ));
+        }
+    };
+    if let Some(j) = cell.get() {
+        return Ok(j.clone());
+    }
+    let j = Jit::new(b).map_err(|e| errors::runtime(py, e))?;
+    Ok(cell.get_or_init(|| j).clone())
+}
+
+/// A neuron core compiled for a host backend (`cpu` or `interp`).
+#[pyclass(frozen, module = "flexsn._flexsn")]
+pub struct Core {
+    kernel: Kernel,
+    backend: String,
+    builtin: Option<Builtin>,
+}
+
+/// The names of SpikingJelly's surrogate classes that flexsn implements.
+#[pyfunction]
+pub fn surrogate_names() -> Vec<&'static str> {
+    Surrogate::NAMES.to_vec()
+}
+
+impl Core {
+    fn compile(
+        py: Python<'_>,
+        g: flexsn_compiler::ir::StepGraph,
+        backend: &str,
+        builtin: Option<Builtin>,
+    ) -> PyResult<Core> {
+        let jit = jit(py, backend)?;
+        let kernel = py
+            .detach(|| jit.compile(&g))
+            .map_err(|e| errors::runtime(py, e))?;
+        Ok(Core {
+            kernel,
+            backend: backend.to_string(),
+            builtin,
+        })
+    }
+
+    fn count(py: Python<'_>, what: &str, expected: usize, got: usize) -> PyResult<()> {
+        if expected == got {
+            Ok(())
+        } else {
+            Err(raise(
+                py,
+                Kind::Value,
+                format!("expected {expected} {what}, got {got}"),
+            ))
+        }
+    }
+}
+
+#[pymethods]
+impl Core {
+    /// A built-in neuron by CLI or SpikingJelly class name, configured by `key=value` settings.
+    #[staticmethod]
+    fn builtin(py: Python<'_>, name: &str, settings: Vec<String>, backend: &str) -> PyResult<Core> {
+        let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+        let g = b.step_graph().map_err(|e| errors::neuron(py, e))?;
+        Core::compile(py, g, backend, Some(b))
+    }
+
+    /// A traced core (see `graph` for the format).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn from_trace(
+        py: Python<'_>,
+        name: String,
+        inputs: Vec<String>,
+        states: Vec<(String, Option<f32>)>,
+        params: Vec<(String, String, bool)>,
+        nodes: Vec<Node>,
+        outputs: Vec<(String, usize)>,
+        next_states: Vec<usize>,
+        backend: &str,
+    ) -> PyResult<Core> {
+        let t = Trace {
+            name,
+            inputs,
+            states,
+            params,
+            nodes,
+            outputs,
+            next_states,
+        };
+        let g = graph::build(&t).map_err(|e| raise(py, Kind::Value, e.to_string()))?;
+        Core::compile(py, g, backend, None)
+    }
+
+    /// The backend the core was compiled for.
+    #[getter]
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    #[getter]
+    fn inputs(&self) -> Vec<String> {
+        let g = self.kernel.graph();
+        g.inputs().iter().map(|d| d.name.clone()).collect()
+    }
+
+    #[getter]
+    fn outputs(&self) -> Vec<String> {
+        let g = self.kernel.graph();
+        g.outputs().iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// `(name, initial value or None)` per state.
+    #[getter]
+    fn states(&self) -> Vec<(String, Option<f32>)> {
+        let g = self.kernel.graph();
+        g.states()
+            .iter()
+            .map(|d| {
+                let init = match d.init {
+                    StateInit::Const(c) => Some(c),
+                    StateInit::Runtime => None,
+                };
+                (d.name.clone(), init)
+            })
+            .collect()
+    }
+
+    /// `(name, kind, learnable)` per param.
+    #[getter]
+    fn params(&self) -> Vec<(String, &'static str, bool)> {
+        let g = self.kernel.graph();
+        g.params()
+            .iter()
+            .map(|d| (d.name.clone(), d.kind.name(), d.learnable))
+            .collect()
+    }
+
+    /// A built-in's initial param values by name (PLIF: `w`); empty for traced cores.
+    #[getter]
+    fn initial_params(&self) -> Vec<(String, Vec<f32>)> {
+        self.builtin.map_or_else(Vec::new, |b| {
+            b.initial_params()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+    }
+
+    /// The optimised step graph in flexsn's text form.
+    fn text(&self) -> String {
+        flexsn_compiler::text::print(self.kernel.graph())
+    }
+
+    /// The graph's stable hash.
+    #[getter]
+    fn hash(&self) -> &str {
+        self.kernel.hash()
+    }
+
+    /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the
+    /// initial `states` (`[N]`); writes `outputs` (`[T, N]`) and `finals` (`[N]`). With
+    /// `state_bufs` (training), also one `[(T+1), N]` buffer per state for
+    /// [`Core::backward`]: row 0 the initial state, rows `1..=T` the sequence.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (t, n, inputs, params, states, outputs, finals, state_bufs=None))]
+    fn forward(
+        &self,
+        py: Python<'_>,
+        t: usize,
+        n: usize,
+        inputs: Vec<HostBuf>,
+        params: Vec<HostBuf>,
+        states: Vec<HostBuf>,
+        outputs: Vec<HostBuf>,
+        finals: Vec<HostBuf>,
+        state_bufs: Option<Vec<HostBuf>>,
+    ) -> PyResult<()> {
+        let g = self.kernel.graph();
+        let (ns, no) = (g.states().len(), g.outputs().len());
+        let mut call = Call::new();
+        let (tn, param_names) = self.read_args(py, &mut call, t, n, &inputs, &params, &states)?;
+        Core::count(py, "outputs", no, outputs.len())?;
+        Core::count(py, "final states", ns, finals.len())?;
+        for (d, b) in g.outputs().iter().zip(&outputs) {
+            call.write(py, &d.name, *b, tn)?;
+        }
+        for (d, b) in g.states().iter().zip(&finals) {
+            call.write(py, &format!("final {}", d.name), *b, n)?;
+        }
+        if let Some(bufs) = &state_bufs {
+            Core::count(py, "state buffers", ns, bufs.len())?;
+            let len = tn
+                .checked_add(n)
+                .ok_or_else(|| raise(py, Kind::Value, "(T + 1) * N overflows"))?;
+            for (d, b) in g.states().iter().zip(bufs) {
+                call.write(py, &format!("{} buffer", d.name), *b, len)?;
+            }
+        }
+        // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
+        let (reads, mut writes) = unsafe { call.slices(py)? };
+        let run = || -> Result<(), RuntimeError> {
+            let args = kernel_args(t, n, &reads, &param_names, g.inputs().len(), ns);
+            let (outs, rest) = writes.split_at_mut(no);
+            let (fins, bufs) = rest.split_at_mut(ns);
+            let (outputs, final_states) = (reborrow(outs), reborrow(fins));
+            if state_bufs.is_some() {
+                let mut out = TrainingBuffers {
+                    outputs,
+                    state_bufs: reborrow(bufs),
+                    final_states,
+                };
+                self.kernel.forward_host(&args, &mut out)
+            } else {
+                let mut out = InferenceBuffers {
+                    outputs,
+                    final_states,
+                };
+                self.kernel.infer_host(&args, &mut out)
+            }
+        };
+        py.detach(run).map_err(|e| errors::runtime(py, e))
+    }
+
+    /// Backpropagation through time for a training [`Core::forward`]: its arguments and state
+    /// buffers, and the upstream gradients present (`None`: zero); writes the gradients of the
+    /// inputs (`[T, N]`), initial states (`[N]`) and of the learnable params whose buffer is
+    /// given.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        py: Python<'_>,
+        t: usize,
+        n: usize,
+        inputs: Vec<HostBuf>,
+        params: Vec<HostBuf>,
+        states: Vec<HostBuf>,
+        state_bufs: Vec<HostBuf>,
+        grad_outputs: Vec<Option<HostBuf>>,
+        grad_state_seqs: Vec<Option<HostBuf>>,
+        grad_finals: Vec<Option<HostBuf>>,
+        grad_inputs: Vec<HostBuf>,
+        grad_init_states: Vec<HostBuf>,
+        grad_params: Vec<Option<HostBuf>>,
+    ) -> PyResult<()> {
+        let g = self.kernel.graph();
+        let (ni, ns, np, no) = (
+            g.inputs().len(),
+            g.states().len(),
+            g.params().len(),
+            g.outputs().len(),
+        );
+        let mut call = Call::new();
+        let (tn, param_names) = self.read_args(py, &mut call, t, n, &inputs, &params, &states)?;
+        Core::count(py, "state buffers", ns, state_bufs.len())?;
+        Core::count(py, "output gradients", no, grad_outputs.len())?;
+        Core::count(py, "state-sequence gradients", ns, grad_state_seqs.len())?;
+        Core::count(py, "final-state gradients", ns, grad_finals.len())?;
+        Core::count(py, "input-gradient buffers", ni, grad_inputs.len())?;
+        Core::count(
+            py,
+            "initial-state-gradient buffers",
+            ns,
+            grad_init_states.len(),
+        )?;
+        Core::count(py, "param-gradient buffers", np, grad_params.len())?;
+        for (d, b) in g.states().iter().zip(&state_bufs) {
+            call.read(py, &format!("{} buffer", d.name), *b, tn + n)?;
+        }
+        // Upstream gradients, in Upstream order: outputs, state sequences, final states.
+        let mut present = vec![];
+        let upstream = g
+            .outputs()
+            .iter()
+            .map(|d| (format!("grad of {}", d.name), tn))
+            .chain(
+                g.states()
+                    .iter()
+                    .map(|d| (format!("grad of {} sequence", d.name), tn)),
+            )
+            .chain(
+                g.states()
+                    .iter()
+                    .map(|d| (format!("grad of final {}", d.name), n)),
+            );
+        let given = grad_outputs
+            .iter()
+            .chain(&grad_state_seqs)
+            .chain(&grad_finals);
+        for ((name, len), b) in upstream.zip(given) {
+            present.push(b.is_some());
+            if let Some(b) = b {
+                call.read(py, &name, *b, len)?;
+            }
+        }
+        for (d, b) in g.inputs().iter().zip(&grad_inputs) {
+            call.write(py, &format!("grad of {}", d.name), *b, tn)?;
+        }
+        for (d, b) in g.states().iter().zip(&grad_init_states) {
+            call.write(py, &format!("grad of initial {}", d.name), *b, n)?;
+        }
+        let mut param_grad_slot = vec![];
+        for ((d, name), b) in g.params().iter().zip(&param_names).zip(&grad_params) {
+            match b {
+                Some(_) if !d.learnable => {
+                    return Err(raise(
+                        py,
+                        Kind::Value,
+                        format!("param `{name}` is not learnable: it has no gradient"),
+                    ));
+                }
+                Some(b) => {
+                    let len = param_len(d.kind, t, n);
+                    call.write(py, &format!("grad of {name}"), *b, len)?;
+                    param_grad_slot.push(true);
+                }
+                None => param_grad_slot.push(false),
+            }
+        }
+        // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
+        let (reads, mut writes) = unsafe { call.slices(py)? };
+        let run = || -> Result<(), RuntimeError> {
+            let args = kernel_args(t, n, &reads, &param_names, ni, ns);
+            let rest = &reads[ni + np + ns..];
+            let (bufs, mut given) = rest.split_at(ns);
+            let mut ups = present.iter().map(|p| {
+                p.then(|| {
+                    let (first, tail) = given.split_at(1);
+                    given = tail;
+                    first[0]
+                })
+            });
+            let mut take = |k: usize| (0..k).map(|_| ups.next().flatten()).collect::<Vec<_>>();
+            let upstream = Upstream {
+                outputs: take(no),
+                state_seqs: take(ns),
+                final_states: take(ns),
+            };
+            let (gin, rest) = writes.split_at_mut(ni);
+            let (ginit, gparams) = rest.split_at_mut(ns);
+            let mut grads = GradBuffers {
+                inputs: reborrow(gin),
+                init_states: reborrow(ginit),
+            };
+            let pg = self
+                .kernel
+                .backward_host(&args, bufs, &upstream, &mut grads)?;
+            let mut dst = gparams.iter_mut();
+            for (v, slot) in pg.iter().zip(&param_grad_slot) {
+                if *slot && let Some(d) = dst.next() {
+                    match v {
+                        Some(v) => d.copy_from_slice(v),
+                        None => d.fill(0.0),
+                    }
+                }
+            }
+            Ok(())
+        };
+        py.detach(run).map_err(|e| errors::runtime(py, e))
+    }
+}
+
+impl Core {
+    /// Registers the arguments every call reads (inputs `[T, N]`, params, initial states
+    /// `[N]`); returns `T * N` and the param names in graph order.
+    #[allow(clippy::too_many_arguments)]
+    fn read_args(
+        &self,
+        py: Python<'_>,
+        call: &mut Call,
+        t: usize,
+        n: usize,
+        inputs: &[HostBuf],
+        params: &[HostBuf],
+        states: &[HostBuf],
+    ) -> PyResult<(usize, Vec<String>)> {
+        let g = self.kernel.graph();
+        Core::count(py, "inputs", g.inputs().len(), inputs.len())?;
+        Core::count(py, "params", g.params().len(), params.len())?;
+        Core::count(py, "states", g.states().len(), states.len())?;
+        let tn = t
+            .checked_mul(n)
+            .ok_or_else(|| raise(py, Kind::Value, "T * N overflows"))?;
+        for (d, b) in g.inputs().iter().zip(inputs) {
+            call.read(py, &d.name, *b, tn)?;
+        }
+        for (d, b) in g.params().iter().zip(params) {
+            call.read(py, &d.name, *b, param_len(d.kind, t, n))?;
+        }
+        for (d, b) in g.states().iter().zip(states) {
+            call.read(py, &format!("initial {}", d.name), *b, n)?;
+        }
+        Ok((tn, g.params().iter().map(|d| d.name.clone()).collect()))
+    }
+}
+
+/// [`KernelArgs`] over the first `ni + np + ns` read slices (inputs, params, initial states).
+fn kernel_args<'a>(
+    t: usize,
+    n: usize,
+    reads: &[&'a [f32]],
+    param_names: &'a [String],
+    ni: usize,
+    ns: usize,
+) -> KernelArgs<'a> {
+    let np = param_names.len();
+    KernelArgs {
+        t,
+        n,
+        inputs: reads[..ni].to_vec(),
+        init_states: Some(reads[ni + np..ni + np + ns].to_vec()),
+        params: param_names
+            .iter()
+            .map(String::as_str)
+            .zip(reads[ni..ni + np].iter().copied())
+            .collect(),
+    }
+}
+
+/// Shorter-lived `&mut` slices of `v` (for the runtime's buffer structs).
+fn reborrow<'s>(v: &'s mut [&mut [f32]]) -> Vec<&'s mut [f32]> {
+    v.iter_mut().map(|s| &mut **s).collect()
+}

@@ -1,0 +1,204 @@
+//! The `checkpoint:K` save policy on any backend (see [`flexsn_compiler::checkpoint`]).
+//!
+//! Training forward runs the inference scan one segment of `K` steps at a time, writing each
+//! segment's final states into the next checkpoint row. Backward walks the segments from the
+//! last: it recomputes the segment's states into a `[(K+1), N]` buffer per state (first row: the
+//! checkpoint) with the recompute scan, then runs the segment backward scan over them, carrying
+//! the state gradients and the parameter-gradient sums into the previous segment.
+
+use flexsn_compiler::autodiff::BackwardGraph;
+use flexsn_compiler::bptt::{self, Gradients, Upstream};
+use flexsn_compiler::checkpoint::{SavePolicy, SegmentBackward};
+use flexsn_compiler::ir::{ParamKind, StepGraph};
+use flexsn_compiler::scan::{ScanArgs, ScanResult};
+
+use crate::{RuntimeError, ScanExecutor, ScanOutputs};
+
+/// Rows `t0..t0 + len` of a `[T, N]` buffer.
+fn rows(x: &[f32], n: usize, t0: usize, len: usize) -> &[f32] {
+    &x[t0 * n..(t0 + len) * n]
+}
+
+/// The arguments of steps `t0..t0 + len` of `args` (inputs and per-time params sliced),
+/// starting from `init_states`.
+fn segment_args<'a>(
+    g: &StepGraph,
+    args: &ScanArgs<'a, f32>,
+    (t0, len): (usize, usize),
+    init_states: Vec<&'a [f32]>,
+) -> ScanArgs<'a, f32> {
+    let n = args.n;
+    ScanArgs {
+        t: len,
+        n,
+        inputs: args.inputs.iter().map(|x| rows(x, n, t0, len)).collect(),
+        init_states,
+        params: g
+            .params()
+            .iter()
+            .zip(&args.params)
+            .map(|(d, p)| match d.kind {
+                ParamKind::PerTime => &p[t0..t0 + len],
+                ParamKind::Shared | ParamKind::PerNeuron => *p,
+            })
+            .collect(),
+    }
+}
+
+/// Training forward under `checkpoint:K`: `outputs` (`[T, N]` each) and `final_states` (`[N]`)
+/// as the inference scan writes them; `checkpoints[j]` gets `⌈T/K⌉` rows of `N`, the state
+/// before steps `0, K, 2K, …`. `args` are checked by the caller.
+pub(crate) fn forward(
+    inference: &dyn ScanExecutor,
+    g: &StepGraph,
+    args: &ScanArgs<'_, f32>,
+    k: usize,
+    outputs: &mut [Vec<f32>],
+    checkpoints: &mut Vec<Vec<f32>>,
+    final_states: &mut [Vec<f32>],
+) -> Result<(), RuntimeError> {
+    let (t, n) = (args.t, args.n);
+    let segs = SavePolicy::Checkpoint(k).segments(t);
+    crate::jit::shape_buffers(checkpoints, g.states().len(), segs.len() * n);
+    for ((cp, s0), fin) in checkpoints
+        .iter_mut()
+        .zip(&args.init_states)
+        .zip(final_states.iter_mut())
+    {
+        if let Some(row) = cp.get_mut(..n) {
+            row.copy_from_slice(s0);
+        }
+        // What a zero-step scan returns.
+        fin.copy_from_slice(s0);
+    }
+    for (s, &seg) in segs.iter().enumerate() {
+        let last = s + 1 == segs.len();
+        let mut inits = Vec::with_capacity(checkpoints.len());
+        let mut fins = Vec::with_capacity(checkpoints.len());
+        for (cp, fin) in checkpoints.iter_mut().zip(final_states.iter_mut()) {
+            let (before, after) = cp.split_at_mut((s + 1) * n);
+            inits.push(&before[s * n..]);
+            fins.push(if last {
+                fin.as_mut_slice()
+            } else {
+                &mut after[..n]
+            });
+        }
+        let (t0, len) = seg;
+        let mut out = ScanOutputs {
+            outputs: outputs
+                .iter_mut()
+                .map(|o| &mut o[t0 * n..(t0 + len) * n])
+                .collect(),
+            state_seqs: vec![],
+            final_states: fins,
+        };
+        let inits: Vec<&[f32]> = inits.into_iter().map(|r| &*r).collect();
+        inference.run_into(&segment_args(g, args, seg, inits), &mut out)?;
+    }
+    Ok(())
+}
+
+/// The scans backward needs under `checkpoint:K`.
+pub(crate) struct Scans<'a> {
+    /// The forward graph without outputs, storing state sequences.
+    pub recompute: &'a dyn ScanExecutor,
+    /// The backward graph's segment form, and its compiled scan.
+    pub segment: &'a SegmentBackward,
+    pub segment_exec: &'a dyn ScanExecutor,
+}
+
+/// Backward under `checkpoint:K` from the forward call's `args` and `checkpoints` (as
+/// [`forward`] left them). Bit-identical to [`bptt::backward_from_prev`] on the full state
+/// sequences. `args` and `upstream` are checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    scans: &Scans<'_>,
+    fwd: &StepGraph,
+    bwd: &BackwardGraph,
+    args: &ScanArgs<'_, f32>,
+    k: usize,
+    checkpoints: &[Vec<f32>],
+    upstream: &Upstream<'_, f32>,
+    reuse: &mut Gradients<f32>,
+) -> Result<Gradients<f32>, RuntimeError> {
+    let (t, n) = (args.t, args.n);
+    let ns = fwd.states().len();
+    let segs = SavePolicy::Checkpoint(k).segments(t);
+    if checkpoints.len() != ns || checkpoints.iter().any(|c| c.len() != segs.len() * n) {
+        return Err(bptt::ExecError::MissingStateSeqs.into());
+    }
+    let seg_graph = &scans.segment.kernel.graph;
+    let longest = segs.iter().map(|s| s.1).max().unwrap_or(0);
+    // Per state: the checkpoint, then the recomputed states after each step of the segment.
+    let mut states = vec![vec![0.0f32; (longest + 1) * n]; ns];
+    let mut discard = vec![vec![0.0f32; n]; ns];
+    // Carried gradients, then the parameter-gradient sums: in and out of each segment.
+    let zeros = vec![0.0f32; n];
+    let mut carry: Vec<Vec<f32>> = (0..seg_graph.states().len())
+        .map(|j| match upstream.final_states.get(j) {
+            Some(Some(g)) => g.to_vec(),
+            _ => zeros.clone(),
+        })
+        .collect();
+    let mut carry_out = carry.clone();
+    let mut seq_outs = std::mem::take(&mut reuse.inputs);
+    crate::jit::shape_buffers(&mut seq_outs, fwd.inputs().len(), t * n);
+    let seq_count = scans.segment.kernel.output_modes.len();
+    seq_outs.resize_with(seq_count, || vec![0.0; t * n]);
+    for (s, &seg) in segs.iter().enumerate().rev() {
+        let (t0, len) = seg;
+        let cps: Vec<&[f32]> = checkpoints.iter().map(|c| &c[s * n..(s + 1) * n]).collect();
+        for (buf, cp) in states.iter_mut().zip(&cps) {
+            buf[..n].copy_from_slice(cp);
+        }
+        let mut out = ScanOutputs {
+            outputs: vec![],
+            state_seqs: states
+                .iter_mut()
+                .map(|b| &mut b[n..(len + 1) * n])
+                .collect(),
+            final_states: discard.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        scans
+            .recompute
+            .run_into(&segment_args(fwd, args, seg, cps), &mut out)?;
+
+        let mut bargs = segment_args(fwd, args, seg, carry.iter().map(Vec::as_slice).collect());
+        bargs.inputs.extend(states.iter().map(|b| &b[..len * n]));
+        let present = upstream
+            .outputs
+            .iter()
+            .chain(&upstream.state_seqs)
+            .flatten();
+        bargs.inputs.extend(present.map(|x| rows(x, n, t0, len)));
+        let mut out = ScanOutputs {
+            outputs: seq_outs
+                .iter_mut()
+                .map(|o| &mut o[t0 * n..(t0 + len) * n])
+                .collect(),
+            state_seqs: vec![],
+            final_states: carry_out.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        scans.segment_exec.run_into(&bargs, &mut out)?;
+        std::mem::swap(&mut carry, &mut carry_out);
+    }
+    // The backward kernel's results, as one scan over all `T` steps would have returned them.
+    let mut seq_outs = seq_outs.into_iter().map(Some).collect::<Vec<_>>();
+    let outputs = scans
+        .segment
+        .sources
+        .iter()
+        .map(|src| match *src {
+            Ok(o) => seq_outs[o].take().unwrap_or_default(),
+            Err(j) => carry[j].clone(),
+        })
+        .collect();
+    carry.truncate(ns);
+    let r = ScanResult {
+        outputs,
+        state_seqs: vec![],
+        final_states: carry,
+    };
+    Ok(bptt::collect_gradients(fwd, bwd, r, t, n))
+}
