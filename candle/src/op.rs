@@ -19,8 +19,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor};
 use flexsn_compiler::bptt::Upstream;
 use flexsn_compiler::ir::{StateInit, StepGraph};
-use flexsn_compiler::scan::{ScanArgs, param_len};
-use flexsn_runtime::{Kernel, RuntimeError};
+use flexsn_compiler::scan::param_len;
+use flexsn_runtime::{Kernel, KernelArgs};
 
 use crate::error::{Error, check_f32};
 
@@ -304,49 +304,30 @@ impl ScanOp {
         self.kernel.graph()
     }
 
-    /// The kernel's arguments over the packed argument slices; `defaults` holds the declared
-    /// initial states when none are given.
+    /// The kernel's arguments over the packed argument slices (no initial states: the
+    /// core's declared values).
     fn args<'a>(
-        &self,
+        &'a self,
         x: &'a [f32],
         p: Option<&'a [f32]>,
         s: Option<&'a [f32]>,
-        defaults: &'a [Vec<f32>],
-    ) -> ScanArgs<'a, f32> {
+    ) -> KernelArgs<'a> {
         let (t, n, g) = (self.t, self.n, self.graph());
         let mut params = Vec::with_capacity(g.params().len());
         if let Some(mut rest) = p {
             for d in g.params() {
                 let (head, tail) = rest.split_at(param_len(d.kind, t, n));
-                params.push(head);
+                params.push((d.name.as_str(), head));
                 rest = tail;
             }
         }
-        ScanArgs {
+        KernelArgs {
             t,
             n,
             inputs: x.chunks(t * n).collect(),
-            init_states: match s {
-                Some(s) => s.chunks(n).collect(),
-                None => defaults.iter().map(Vec::as_slice).collect(),
-            },
+            init_states: s.map(|s| s.chunks(n).collect()),
             params,
         }
-    }
-
-    fn default_states(&self, given: bool) -> Vec<Vec<f32>> {
-        if given {
-            return vec![];
-        }
-        self.graph()
-            .states()
-            .iter()
-            .map(|d| match d.init {
-                StateInit::Const(c) => vec![c; self.n],
-                // `scan` refuses this case before the op is built.
-                StateInit::Runtime => vec![0.0; self.n],
-            })
-            .collect()
     }
 
     fn forward(
@@ -355,9 +336,7 @@ impl ScanOp {
         p: Option<&[f32]>,
         s: Option<&[f32]>,
     ) -> Result<(CpuStorage, Shape), Error> {
-        let defaults = self.default_states(s.is_some());
-        let args = self.args(x, p, s, &defaults);
-        args.check(self.graph()).map_err(RuntimeError::from)?;
+        let args = self.args(x, p, s);
         let lay = Packing::new(self.graph(), self.t, self.n);
         let mut packed = vec![0f32; lay.len()];
         crate::engine::forward_packed(&self.kernel, &args, &mut packed)?;
@@ -373,8 +352,7 @@ impl ScanOp {
         grad: &[f32],
     ) -> Result<ArgGrads, Error> {
         let (t, n, g) = (self.t, self.n, self.graph());
-        let defaults = self.default_states(s.is_some());
-        let args = self.args(x, p, s, &defaults);
+        let args = self.args(x, p, s);
         let lay = Packing::new(g, t, n);
         let present = |b: &'_ [f32]| b.iter().any(|v| *v != 0.0);
         let block = |at: usize, len: usize| {
@@ -390,10 +368,10 @@ impl ScanOp {
                 .collect(),
             final_states: vec![None; lay.states],
         };
-        let prev: Vec<&[f32]> = (0..lay.states)
-            .map(|j| &res[lay.state(j)..lay.state(j) + t * n])
+        let state_bufs: Vec<&[f32]> = (0..lay.states)
+            .map(|j| &res[lay.state(j)..lay.state(j) + (t + 1) * n])
             .collect();
-        let grads = crate::engine::backward(&self.kernel, &args, &prev, &upstream)?;
+        let grads = crate::engine::backward(&self.kernel, &args, &state_bufs, &upstream)?;
         let inputs = grads.inputs.concat();
         let params = self.has_params.then(|| {
             g.params()
