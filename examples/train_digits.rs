@@ -24,20 +24,20 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 /// Time steps of rate coding.
-pub const T: usize = 8;
+pub(crate) const T: usize = 8;
 const PIXELS: usize = 64;
 const CLASSES: usize = 10;
 const HIDDEN: usize = 128;
 
 /// One image: pixel intensities in `[0, 1]` and the digit.
 #[derive(Clone, Debug)]
-pub struct Sample {
-    pub pixels: [f32; PIXELS],
-    pub label: u8,
+pub(crate) struct Sample {
+    pub(crate) pixels: [f32; PIXELS],
+    pub(crate) label: u8,
 }
 
 /// Reads `digits.txt`: per line a label, a space and 64 characters `0`..`g` (0..16).
-pub fn load_digits(path: &Path) -> anyhow::Result<Vec<Sample>> {
+pub(crate) fn load_digits(path: &Path) -> anyhow::Result<Vec<Sample>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: {e} (see data/digits/README.md)", path.display()))?;
     text.lines()
@@ -60,17 +60,17 @@ pub fn load_digits(path: &Path) -> anyhow::Result<Vec<Sample>> {
 
 /// What a run does.
 #[derive(Clone, Debug)]
-pub struct Options {
-    pub data: PathBuf,
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f64,
+pub(crate) struct Options {
+    pub(crate) data: PathBuf,
+    pub(crate) epochs: usize,
+    pub(crate) batch: usize,
+    pub(crate) lr: f64,
     /// Use only the first this many training images (after shuffling); `None`: all.
-    pub train_subset: Option<usize>,
+    pub(crate) train_subset: Option<usize>,
     /// Where to write the plots; `None`: no plots.
-    pub out: Option<PathBuf>,
-    pub progress: bool,
-    pub seed: u64,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) progress: bool,
+    pub(crate) seed: u64,
 }
 
 impl Default for Options {
@@ -90,20 +90,20 @@ impl Default for Options {
 
 /// Per-epoch figures of a run.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Mean training loss over the training set before the first step.
-    pub initial_loss: f32,
+    pub(crate) initial_loss: f32,
     /// Mean training loss during each epoch (while the weights change).
-    pub epoch_loss: Vec<f32>,
+    pub(crate) epoch_loss: Vec<f32>,
     /// Mean training loss over the training set after each epoch.
-    pub train_loss: Vec<f32>,
-    pub train_accuracy: Vec<f32>,
-    pub test_accuracy: Vec<f32>,
-    pub seconds_per_epoch: Vec<f64>,
+    pub(crate) train_loss: Vec<f32>,
+    pub(crate) train_accuracy: Vec<f32>,
+    pub(crate) test_accuracy: Vec<f32>,
+    pub(crate) seconds_per_epoch: Vec<f64>,
 }
 
 /// The network: two linear layers, each followed by a LIF layer.
-pub struct Net {
+pub(crate) struct Net {
     fc1: Linear,
     lif1: LIFNode,
     fc2: Linear,
@@ -111,7 +111,7 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn new(vb: VarBuilder) -> candle_core::Result<Net> {
+    pub(crate) fn new(vb: VarBuilder) -> candle_core::Result<Net> {
         Ok(Net {
             fc1: linear(PIXELS, HIDDEN, vb.pp("fc1"))?,
             lif1: LIFNode::new(Default::default(), vb.pp("lif1"))?,
@@ -121,14 +121,14 @@ impl Net {
     }
 
     /// Hidden and output spikes `[T, B, *]` for input spikes `[T, B, 64]`.
-    pub fn spikes(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    pub(crate) fn spikes(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let h = self.lif1.forward(&self.fc1.forward(x)?)?;
         let o = self.lif2.forward(&self.fc2.forward(&h)?)?;
         Ok((h, o))
     }
 
     /// Output firing rates `[B, 10]`.
-    pub fn rates(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn rates(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.spikes(x)?.1.mean(0)
     }
 }
@@ -185,7 +185,7 @@ fn evaluate(
 }
 
 /// Trains and evaluates; writes plots to `opts.out` when set.
-pub fn run(opts: &Options) -> anyhow::Result<Report> {
+pub(crate) fn run(opts: &Options) -> anyhow::Result<Report> {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut all = load_digits(&opts.data)?;
