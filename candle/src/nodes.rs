@@ -1,0 +1,132 @@
+//! SpikingJelly's scan neurons as candle layers: [`IFNode`], [`LIFNode`],
+//! [`ParametricLIFNode`], [`NonSpikingIFNode`], [`NonSpikingLIFNode`] and [`SlidingPSN`].
+//!
+//! Each is built from the `flexsn-neurons` config of the same name (its `Default` is
+//! SpikingJelly's defaults) and a `VarBuilder`; learnable params (PLIF's `w`, SlidingPSN's
+//! weights and bias) are `Var`s named as in the core, initialised as SpikingJelly does. Input
+//! `[T, *shape]`, multi-step; every call starts from the reset state (use
+//! [`ScanLayer::forward_all`] through `layer()` to pass initial states and read the voltages).
+
+use candle_core::Tensor;
+use candle_nn::{Init, Module, VarBuilder};
+use flexsn_neurons::{Builtin, psn};
+
+use crate::decode::decode;
+use crate::error::Error;
+use crate::layer::{ParamDims, ScanLayer, default_jit, first_output};
+
+/// The scan layer of a built-in neuron, its params initialised from the neuron's defaults.
+fn builtin_layer(b: &Builtin, vb: VarBuilder) -> candle_core::Result<ScanLayer> {
+    let g = b.step_graph().map_err(|e| Error::Neuron(e.to_string()))?;
+    let inits = b
+        .initial_params()
+        .into_iter()
+        .map(|(name, v)| match v.as_slice() {
+            [x] => Ok((name, Init::Const(f64::from(*x)))),
+            _ => Err(Error::Neuron(format!(
+                "param `{name}` of {} is not a scalar",
+                b.class_name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let inits: Vec<(&str, Init)> = inits.iter().map(|(k, i)| (k.as_ref(), *i)).collect();
+    ScanLayer::new(&default_jit()?, &g, vb, &inits, ParamDims::default())
+}
+
+macro_rules! scan_node {
+    ($(#[$doc:meta])* $name:ident, $cfg:ty, $variant:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            layer: ScanLayer,
+            config: $cfg,
+        }
+
+        impl $name {
+            /// The layer for `config`; its learnable params (if any) come from `vb`.
+            pub fn new(config: $cfg, vb: VarBuilder) -> candle_core::Result<Self> {
+                let layer = builtin_layer(&Builtin::$variant(config), vb)?;
+                Ok($name { layer, config })
+            }
+
+            /// The hyperparameters.
+            pub fn config(&self) -> &$cfg {
+                &self.config
+            }
+
+            /// The underlying scan layer (params, kernel, all outputs and states).
+            pub fn layer(&self) -> &ScanLayer {
+                &self.layer
+            }
+        }
+    };
+}
+
+macro_rules! spiking_module {
+    ($($name:ident),*) => {
+        $(
+            /// Spikes `[T, *shape]` for input `[T, *shape]`.
+            impl Module for $name {
+                fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+                    self.layer.forward(x)
+                }
+            }
+        )*
+    };
+}
+
+macro_rules! nonspiking_module {
+    ($($name:ident),*) => {
+        $(
+            /// The decoded voltage (the sequence `[T, *shape]` or `[*shape]`) for `[T, *shape]`.
+            impl Module for $name {
+                fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+                    let mem = first_output(self.layer.forward_all(&[x], None)?)?;
+                    decode(self.config.decode, &mem)
+                }
+            }
+        )*
+    };
+}
+
+scan_node!(
+    /// SpikingJelly's `IFNode`: `h = v + x`, fire at `v_threshold`, reset.
+    IFNode,
+    flexsn_neurons::IFNode,
+    If
+);
+scan_node!(
+    /// SpikingJelly's `LIFNode`: `h = v + (x - (v - v_reset)) / tau` (with `decay_input`).
+    LIFNode,
+    flexsn_neurons::LIFNode,
+    Lif
+);
+scan_node!(
+    /// SpikingJelly's `ParametricLIFNode`: LIF with `1/tau = sigmoid(w)`, `w` a learnable `Var`
+    /// (`w = -ln(init_tau - 1)`).
+    ParametricLIFNode,
+    flexsn_neurons::ParametricLIFNode,
+    Plif
+);
+scan_node!(
+    /// SpikingJelly's `NonSpikingIFNode`: `v = v + x`, then the config's decoding over time.
+    NonSpikingIFNode,
+    flexsn_neurons::NonSpikingIFNode,
+    NonSpikingIf
+);
+scan_node!(
+    /// SpikingJelly's `NonSpikingLIFNode`: leaky integration, then the config's decoding.
+    NonSpikingLIFNode,
+    flexsn_neurons::NonSpikingLIFNode,
+    NonSpikingLif
+);
+scan_node!(
+    /// SpikingJelly's `SlidingPSN`: spikes of a learnable mix of the last `k` inputs plus a
+    /// bias, as a scan; `k` weight `Var`s and a bias `Var`.
+    SlidingPSN,
+    psn::SlidingPSNConfig,
+    SlidingPsn
+);
+
+spiking_module!(IFNode, LIFNode, ParametricLIFNode, SlidingPSN);
+nonspiking_module!(NonSpikingIFNode, NonSpikingLIFNode);
