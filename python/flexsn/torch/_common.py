@@ -36,6 +36,26 @@ class CompiledCore:
         raise TypeError("internal: a CompiledCore is rebuilt by its module, not pickled")
 
 
+class HoldsCore:
+    """Mixin of the modules that run a :class:`CompiledCore`: `_make_core()` describes it,
+    `_build()` compiles it (for the CPU at once, so that errors surface at construction, not on
+    the first call), and pickles and copies leave it out and build it again."""
+
+    def _build(self):
+        self._core = self._make_core()
+        if self.backend in ("auto", "cpu"):
+            self._core.get("cpu")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_core", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
+
+
 def builtin_core(name, settings):
     """A :class:`CompiledCore` of a Rust built-in neuron."""
     settings = list(settings)

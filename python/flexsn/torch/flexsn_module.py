@@ -10,7 +10,7 @@ from ._scan import normalize_backend, run
 from ._trace import trace
 
 
-class FlexSN(nn.Module):
+class FlexSN(C.HoldsCore, nn.Module):
     """A multi-step neuron from a single-step ``core`` (SpikingJelly's constructor).
 
     ``core(*inputs, *states) -> (*outputs, *updated_states)`` is traced once, here, into a step
@@ -58,21 +58,9 @@ class FlexSN(nn.Module):
         self.state_seqs = None
         self._build()
 
-    def _build(self):
+    def _make_core(self):
         spec = self._trace_spec
-        self._core = C.CompiledCore(lambda backend: _flexsn.Core.from_trace(*spec, backend))
-        # Compiled now for the CPU so that errors surface at construction, not on first call.
-        if self.backend in ("auto", "cpu"):
-            self._core.get("cpu")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_core", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
+        return C.CompiledCore(lambda backend: _flexsn.Core.from_trace(*spec, backend))
 
     @property
     def store_state_seqs(self):

@@ -24,7 +24,7 @@ def _surrogate_settings(sg):
     return out
 
 
-class _Node(nn.Module):
+class _Node(C.HoldsCore, nn.Module):
     """A stateful neuron with one input, one state ``v`` and one output."""
 
     _builtin = ""
@@ -49,19 +49,8 @@ class _Node(nn.Module):
     def _v_init(self):
         return 0.0
 
-    def _build(self):
-        self._core = C.builtin_core(self._builtin, self._settings())
-        if self.backend in ("auto", "cpu"):
-            self._core.get("cpu")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_core", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
+    def _make_core(self):
+        return C.builtin_core(self._builtin, self._settings())
 
     @property
     def store_v_seq(self):

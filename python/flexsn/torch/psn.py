@@ -19,7 +19,7 @@ from ._scan import normalize_backend, run
 from ._trace import trace
 
 
-class _Spiking(nn.Module):
+class _Spiking(C.HoldsCore, nn.Module):
     """The flexsn spike kernel ``sg(h)`` for a surrogate, and how to apply it to ``[T, ...]``."""
 
     def _init_spike(self, surrogate_function, backend):
@@ -29,22 +29,11 @@ class _Spiking(nn.Module):
         self.backend = normalize_backend(backend)
         self._build()
 
-    def _build(self):
+    def _make_core(self):
         sg = self.surrogate_function
         t = trace(lambda h: (sg(h),), 1, 0, 1)
         spec = ("psn_spike", t.inputs, t.states, t.params, t.nodes, t.outputs, t.next_states)
-        self._core = C.CompiledCore(lambda backend: _flexsn.Core.from_trace(*spec, backend))
-        if self.backend in ("auto", "cpu"):
-            self._core.get("cpu")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_core", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
+        return C.CompiledCore(lambda backend: _flexsn.Core.from_trace(*spec, backend))
 
     def _spike(self, h):
         backend = C.device_backend(self.backend, ("h", h), [])
