@@ -5,12 +5,13 @@
 # torch is PyPI's wheel with its dependencies: its libtorch links the nvidia-* CUDA libraries
 # at import time, even on a machine without a GPU, so `--no-deps` leaves it unimportable.
 # SpikingJelly comes without its declared dependencies (its import needs only the few listed).
-# The pip cache lives under target/, so a second setup downloads nothing.
+# The venv under target/ is the cache: a second setup downloads nothing. pip's own wheel cache
+# is off, since it would hold a second copy of torch's ~4 GB of wheels on a small CI disk.
 set -euo pipefail
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _py_dir="$_root/target/py"
 _venv="$_py_dir/venv"
-export PIP_CACHE_DIR="$_py_dir/pip-cache"
+export PIP_NO_CACHE_DIR=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ ! -x "$_venv/bin/python" ]; then
