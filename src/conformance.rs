@@ -34,6 +34,7 @@ use flexsn_compiler::interp;
 use flexsn_compiler::ir::{Op, StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, param_len};
 use flexsn_neurons::{Builtin, Decode};
+use flexsn_runtime::memory::{self, MemoryLimit};
 use flexsn_runtime::{Backend as RuntimeBackend, Jit};
 
 mod psn;
@@ -716,6 +717,9 @@ pub struct Harness<'a> {
     pub backend: &'a mut dyn ScanBackend,
     pub cores: &'a Cores,
     pub tol: Tolerance,
+    /// The most memory a case may allocate: a case whose `[T, N]` sequence and `[N]` state
+    /// alone exceed it fails before anything is allocated.
+    pub max_memory: MemoryLimit,
 }
 
 /// Why a run failed inside a backend or a driver.
@@ -734,6 +738,7 @@ impl<'a> Harness<'a> {
             backend,
             cores,
             tol: Tolerance::default(),
+            max_memory: MemoryLimit::default(),
         }
     }
 
@@ -750,19 +755,45 @@ impl<'a> Harness<'a> {
             stats: vec![],
         };
         let kind = case.neuron.as_str();
-        let result = match kind {
-            "IFNode" | "LIFNode" | "ParametricLIFNode" => spiking_case(case)
-                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
-            "NonSpikingIFNode" | "NonSpikingLIFNode" => nonspiking_case(case)
-                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
+        // Every case holds at least one `[T, N]` sequence and one `[N]` state (or final value).
+        let too_big = case.t_n().ok().and_then(|(t, n)| {
+            memory::Estimate::new()
+                .add(1, &[t, n], 4)
+                .add(1, &[n], 4)
+                .check(self.max_memory, "this case")
+                .err()
+        });
+        let result = match too_big {
+            Some(e) => Err(e.to_string()),
+            None => self.dispatch(kind, case, &mut checker),
+        };
+        CaseReport {
+            name: case.name.clone(),
+            neuron: case.neuron.clone(),
+            failure: result.err(),
+            tensors: checker.stats,
+        }
+    }
+
+    /// Builds and runs the scan case of `case` by its neuron kind.
+    fn dispatch(&mut self, kind: &str, case: &Case, checker: &mut Checker) -> Result<(), String> {
+        let checker = &mut *checker;
+        match kind {
+            "IFNode" | "LIFNode" | "ParametricLIFNode" => {
+                spiking_case(case).and_then(|sc| run_scan_case(&sc, &mut *self.backend, checker))
+            }
+            "NonSpikingIFNode" | "NonSpikingLIFNode" => {
+                nonspiking_case(case).and_then(|sc| run_scan_case(&sc, &mut *self.backend, checker))
+            }
             "SlidingPSN" => psn::sliding_psn_case(case)
-                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
-            "PSN" | "MaskedPSN" => psn::mixing_psn_case(case, self.backend.name(), &mut checker),
-            k if zoo::CLASSES.contains(&k) => zoo::zoo_case(case)
-                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
+                .and_then(|sc| run_scan_case(&sc, &mut *self.backend, checker)),
+            "PSN" | "MaskedPSN" => psn::mixing_psn_case(case, self.backend.name(), checker),
+            k if zoo::CLASSES.contains(&k) => {
+                zoo::zoo_case(case).and_then(|sc| run_scan_case(&sc, &mut *self.backend, checker))
+            }
             _ => match kind.strip_prefix("FlexSN:") {
                 Some(core) => flexsn_case(case, core, self.cores)
-                    .and_then(|sc| run_scan_case(&sc, &mut *self.backend, &mut checker)),
+                    .and_then(|sc| run_scan_case(&sc, &mut *self.backend, checker)),
                 None => Err(format!(
                     "unknown neuron kind `{kind}` (known: IFNode, LIFNode, ParametricLIFNode, \
                      NonSpikingIFNode, NonSpikingLIFNode, PSN, MaskedPSN, SlidingPSN, {}, \
@@ -770,12 +801,6 @@ impl<'a> Harness<'a> {
                     zoo::CLASSES.join(", ")
                 )),
             },
-        };
-        CaseReport {
-            name: case.name.clone(),
-            neuron: case.neuron.clone(),
-            failure: result.err(),
-            tensors: checker.stats,
         }
     }
 }

@@ -87,6 +87,10 @@ struct ConformanceArgs {
     /// Absolute tolerance for non-spike values.
     #[arg(long, default_value_t = Tolerance::default().atol, value_parser = parse_tolerance, allow_hyphen_values = true)]
     atol: f64,
+    /// The most memory a case may allocate (e.g. 512M, 8G): larger cases fail before anything
+    /// is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = memory::parse_size)]
+    max_memory: u64,
     /// Print every compared tensor under each case.
     #[arg(long, short)]
     verbose: bool,
@@ -379,6 +383,7 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
         rtol: a.rtol,
         atol: a.atol,
     };
+    h.max_memory = MemoryLimit(a.max_memory);
     let mut summary = Summary::default();
     for cases in &files {
         for case in cases {
@@ -627,15 +632,19 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .collect();
-    let initial: Vec<(String, Vec<f32>)> = target
+    // By name: a neuron may have many params (SlidingPSN's k weights).
+    let initial: std::collections::HashMap<String, Vec<f32>> = target
         .builtin
         .map(|b| b.initial_params())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .collect();
     let params: Vec<Vec<f32>> = g
         .params()
         .iter()
-        .map(|d| match initial.iter().find(|(name, _)| *name == d.name) {
-            Some((_, v)) if v.len() == 1 => Ok(vec![v[0]; param_len(d.kind, a.t, a.n)]),
+        .map(|d| match initial.get(&d.name) {
+            Some(v) if v.len() == 1 => Ok(vec![v[0]; param_len(d.kind, a.t, a.n)]),
             _ => Err(anyhow!("param `{}` has no default value", d.name)),
         })
         .collect::<Result<_>>()?;
@@ -682,9 +691,9 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
     for (d, seq) in g.outputs().iter().zip(&outputs) {
         let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         use flexsn::compiler::ir::{Op, Surrogate};
-        let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
-            Some(Op::Spike(Surrogate::MultiLevelSpikeCount { .. })) => "mean spike count",
-            Some(Op::Spike(_)) => "firing rate",
+        let what = match g.node(d.value).op {
+            Op::Spike(Surrogate::MultiLevelSpikeCount { .. }) => "mean spike count",
+            Op::Spike(_) => "firing rate",
             _ => "mean",
         };
         writeln!(out, "  {:<12} {what} {mean:.4}", d.name)?;

@@ -632,3 +632,35 @@ fn list_prints_json() {
             .any(|p| p["key"] == "tau")
     );
 }
+
+#[test]
+fn a_declared_nan_initial_state_is_refused_with_its_place() {
+    let path = scratch("nan_state.rs");
+    std::fs::write(
+        &path,
+        "fn f(x: Input, v: State<{ f32::NAN }>) -> (Output, State) {\n    let h = v + x;\n    (h, h)\n}\n",
+    )
+    .unwrap();
+    let o = flexsn(&["run", path.to_str().unwrap(), "--t", "2", "--n", "4"]);
+    rejected(&o, "NaN initial value");
+    assert!(stderr(&o).contains(":1:"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_zero_step_case_over_ten_billion_neurons_fails_at_once() {
+    let text = std::fs::read_to_string(golden("lifnode.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = v.as_array_mut().unwrap();
+    cases.truncate(1);
+    cases[0]["shape"] = serde_json::json!([0, 10_000_000_000u64]);
+    let path = scratch("zero_steps.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let start = std::time::Instant::now();
+    let o = flexsn(&["conformance", path.to_str().unwrap()]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("needs about 37.3 GiB"), "{out}");
+    assert!(start.elapsed().as_secs() < 20);
+    // The limit can be raised past it (and then the case's own data is checked).
+    let o = flexsn(&["conformance", path.to_str().unwrap(), "--max-memory", "1T"]);
+    assert!(!(stdout(&o) + &stderr(&o)).contains("needs about"));
+}

@@ -26,6 +26,8 @@ pub struct GraphBuilder {
     next_states: Vec<Option<ValueId>>,
     /// What each declared name is (one lookup per new name, however many there are).
     kinds: HashMap<String, &'static str>,
+    /// Position of each state by name.
+    state_positions: HashMap<String, usize>,
 }
 
 pub(crate) fn valid_name(name: &str) -> bool {
@@ -57,6 +59,7 @@ impl GraphBuilder {
             outputs: vec![],
             next_states: vec![],
             kinds: HashMap::new(),
+            state_positions: HashMap::new(),
         }
     }
 
@@ -69,6 +72,9 @@ impl GraphBuilder {
         b.states = g.states.clone();
         b.params = g.params.clone();
         b.next_states = vec![None; g.states.len()];
+        for (i, d) in g.states.iter().enumerate() {
+            b.state_positions.entry(d.name.clone()).or_insert(i);
+        }
         let names = [
             (
                 g.inputs.iter().map(|d| &d.name).collect::<Vec<_>>(),
@@ -119,6 +125,7 @@ impl GraphBuilder {
     pub fn add_state(&mut self, name: &str, init: StateInit) -> Result<ValueId, BuildError> {
         self.check_new_name(name, "a state")?;
         check_state_init(name, init)?;
+        self.state_positions.insert(name.into(), self.states.len());
         self.states.push(StateDecl {
             name: name.into(),
             init,
@@ -229,9 +236,9 @@ impl GraphBuilder {
 
     /// Index of the state called `name`, or an error listing the declared states.
     pub fn state_index(&self, name: &str) -> Result<usize, BuildError> {
-        self.states
-            .iter()
-            .position(|s| s.name == name)
+        self.state_positions
+            .get(name)
+            .copied()
             .ok_or_else(|| BuildError::UnknownState {
                 name: name.into(),
                 declared: self
@@ -261,6 +268,7 @@ impl GraphBuilder {
             params: self.params,
             outputs: self.outputs,
             next_states,
+            names: Default::default(),
         };
         crate::verify::verify(&g)?;
         Ok(g)
@@ -302,6 +310,7 @@ pub fn assemble(
         params,
         outputs,
         next_states,
+        names: Default::default(),
     };
     crate::verify::verify(&g)?;
     Ok(g)

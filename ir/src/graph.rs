@@ -1,5 +1,8 @@
 //! [`StepGraph`]: one time step of a neuron as a dataflow graph.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::op::{Op, ParamKind};
@@ -82,6 +85,30 @@ pub struct StepGraph {
     pub(crate) outputs: Vec<OutputDecl>,
     /// The next value of each state, in the order of `states`.
     pub(crate) next_states: Vec<ValueId>,
+    /// Positions of the declared names, built on the first lookup.
+    pub(crate) names: NameIndex,
+}
+
+/// Positions of the inputs, states, params and outputs by name, built on first use: graphs may
+/// declare hundreds of thousands of names, and callers look each one up. Entries are checked
+/// against the declarations at each lookup (a miss scans them), so an index built before a
+/// declaration changed still answers right.
+#[derive(Clone, Default)]
+pub(crate) struct NameIndex(OnceLock<[HashMap<String, usize>; 4]>);
+
+impl std::fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameIndex")
+    }
+}
+
+/// The kinds of declarations [`NameIndex`] holds.
+#[derive(Clone, Copy)]
+enum DeclKind {
+    Input = 0,
+    State = 1,
+    Param = 2,
+    Output = 3,
 }
 
 impl StepGraph {
@@ -143,19 +170,58 @@ impl StepGraph {
     }
     /// Index of the input, state, param or output with this name.
     pub fn input_index(&self, name: &str) -> Option<usize> {
-        self.inputs.iter().position(|d| d.name == name)
+        self.index_of(DeclKind::Input, name)
     }
     /// Index of the state called `name`.
     pub fn state_index(&self, name: &str) -> Option<usize> {
-        self.states.iter().position(|d| d.name == name)
+        self.index_of(DeclKind::State, name)
     }
     /// Index of the parameter called `name`.
     pub fn param_index(&self, name: &str) -> Option<usize> {
-        self.params.iter().position(|d| d.name == name)
+        self.index_of(DeclKind::Param, name)
     }
     /// Index of the output called `name`.
     pub fn output_index(&self, name: &str) -> Option<usize> {
-        self.outputs.iter().position(|d| d.name == name)
+        self.index_of(DeclKind::Output, name)
+    }
+
+    /// The names of one kind of declaration, in order.
+    fn decl_names(&self, kind: DeclKind) -> Vec<&str> {
+        match kind {
+            DeclKind::Input => self.inputs.iter().map(|d| d.name.as_str()).collect(),
+            DeclKind::State => self.states.iter().map(|d| d.name.as_str()).collect(),
+            DeclKind::Param => self.params.iter().map(|d| d.name.as_str()).collect(),
+            DeclKind::Output => self.outputs.iter().map(|d| d.name.as_str()).collect(),
+        }
+    }
+
+    /// The first declaration of `kind` called `name`.
+    fn index_of(&self, kind: DeclKind, name: &str) -> Option<usize> {
+        let maps = self.names.0.get_or_init(|| {
+            [
+                DeclKind::Input,
+                DeclKind::State,
+                DeclKind::Param,
+                DeclKind::Output,
+            ]
+            .map(|k| {
+                let mut m = HashMap::new();
+                for (i, n) in self.decl_names(k).into_iter().enumerate() {
+                    m.entry(n.to_string()).or_insert(i);
+                }
+                m
+            })
+        });
+        let name_at = |i: usize| match kind {
+            DeclKind::Input => self.inputs.get(i).map(|d| d.name.as_str()),
+            DeclKind::State => self.states.get(i).map(|d| d.name.as_str()),
+            DeclKind::Param => self.params.get(i).map(|d| d.name.as_str()),
+            DeclKind::Output => self.outputs.get(i).map(|d| d.name.as_str()),
+        };
+        match maps[kind as usize].get(name) {
+            Some(&i) if name_at(i) == Some(name) => Some(i),
+            _ => self.decl_names(kind).iter().position(|n| *n == name),
+        }
     }
     /// Every value the step returns: outputs first, then next states.
     pub fn roots(&self) -> impl Iterator<Item = ValueId> + '_ {

@@ -777,8 +777,9 @@ fn build(parsed: Parsed) -> Result<StepGraph, ParseError> {
         params: vec![],
         outputs: vec![],
         next_states: vec![],
+        names: Default::default(),
     };
-    let mut declared: Vec<(String, &'static str)> = vec![];
+    let mut declared: HashMap<String, &'static str> = HashMap::new();
     let mut state_pos: Vec<Pos> = vec![];
     for stmt in &stmts {
         let (name, kind) = match stmt {
@@ -787,14 +788,14 @@ fn build(parsed: Parsed) -> Result<StepGraph, ParseError> {
             Stmt::Param(n, _, _) => (n, "a param"),
             _ => continue,
         };
-        if let Some((_, first)) = declared.iter().find(|(d, _)| *d == name.value) {
+        if let Some(&first) = declared.get(&name.value) {
             return Err(name.pos.err(BuildError::DuplicateName {
                 name: name.value.clone(),
                 first,
                 second: kind,
             }));
         }
-        declared.push((name.value.clone(), kind));
+        declared.insert(name.value.clone(), kind);
         match stmt {
             Stmt::Input(n) => decls.inputs.push(InputDecl {
                 name: n.value.clone(),

@@ -45,6 +45,7 @@
 use flexsn_compiler::BuildError;
 use flexsn_compiler::bptt::{ExecError, Upstream};
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph};
+use flexsn_runtime::memory::Estimate;
 use flexsn_runtime::{
     Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, Neuron, RuntimeError,
     TrainingBuffers,
@@ -668,9 +669,21 @@ impl Node {
         if self.restart_each_call {
             self.reset();
         }
-        self.materialize(n)?;
         let record = self.training;
         let want_seqs = record || self.store_state_seqs;
+        {
+            // States, outputs, final states, the state buffers and what the tape keeps.
+            let g = &self.graph;
+            let (o, s) = (g.outputs().len(), g.states().len());
+            let rows = if want_seqs { t + 1 } else { 0 };
+            let taped = if record { inputs.len() + s } else { 0 };
+            let e = Estimate::new()
+                .add(o + taped, &[t, n], 4)
+                .add(s, &[rows, n], 4)
+                .add(2 * s, &[n], 4);
+            self.kernel.check_memory(e, "this step")?;
+        }
+        self.materialize(n)?;
         let g = &self.graph;
         let states = self.states.as_ref().expect("materialised above");
         let args = KernelArgs {

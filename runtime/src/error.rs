@@ -19,6 +19,8 @@ pub enum RuntimeError {
     Codegen(#[from] CodegenError),
     #[error(transparent)]
     Optimize(#[from] flexsn_compiler::passes::OptimizeError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     #[error("JIT compilation failed: {0}")]
     Jit(String),
     #[error("no param named `{name}`; the kernel's params: {known}")]

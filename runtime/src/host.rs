@@ -24,6 +24,7 @@ use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanResult, ShapeError};
 
 use crate::executor::ScanOutputs;
+use crate::memory::Estimate;
 use crate::{Kernel, RuntimeError};
 
 /// The arguments of one call: `T`, `N`, inputs in graph order, initial states in graph order
@@ -333,6 +334,10 @@ impl Kernel {
         let (t, n) = (r.t, r.n);
         let s0 = r.init_states.as_deref();
         check_init_states(g, n, s0)?;
+        if s0.is_none() {
+            let e = Estimate::new().add(g.states().len(), &[n], 4);
+            self.check_memory(e, "the initial states")?;
+        }
         let init: Vec<Cow<'_, [f32]>> = match s0 {
             Some(s) => s.iter().map(|x| Cow::Borrowed(*x)).collect(),
             None => (0..g.states().len())
@@ -416,6 +421,10 @@ impl Kernel {
                 b.len(),
             )?;
         }
+        // The param contributions (at most `[T, N]` each) and the zero final-state gradient.
+        let learnable = g.params().iter().filter(|d| d.learnable).count();
+        let e = Estimate::new().add(learnable, &[t, n], 4).add(1, &[n], 4);
+        self.check_memory(e, "the parameter gradients")?;
         // Compiled (or taken from the cache) only after every shape is known to be right.
         let bk = self.backward_kernel(&upstream.spec())?;
         let prev: Vec<&[f32]> = state_bufs.iter().map(|b| &b[..tn]).collect();

@@ -33,6 +33,7 @@ use ndarray::{ArrayView1, ArrayView2};
 use crate::cpu::{CpuCompiler, CpuOptions};
 use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
 use crate::host::{GradBuffers, InferenceBuffers, Resolved, TrainingBuffers};
+use crate::memory::{Estimate, MemoryLimit};
 use crate::{Neuron, RuntimeError};
 
 /// The backends [`Jit::new`] knows.
@@ -108,6 +109,7 @@ pub struct Jit {
     compiler: Arc<dyn BackendCompiler>,
     cache: Cache,
     optimize: bool,
+    memory_limit: MemoryLimit,
 }
 
 impl std::fmt::Debug for Jit {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for Jit {
         f.debug_struct("Jit")
             .field("backend", &self.compiler.name())
             .field("optimize", &self.optimize)
+            .field("memory_limit", &self.memory_limit)
             .finish()
     }
 }
@@ -146,7 +149,20 @@ impl Jit {
             compiler,
             cache: Arc::default(),
             optimize: true,
+            memory_limit: MemoryLimit::default(),
         }
+    }
+
+    /// The most memory a kernel call may allocate (default [`crate::memory::DEFAULT_MAX_MEMORY`]):
+    /// each entry point of the kernels compiled afterwards estimates what it allocates for its
+    /// `T` and `N` and returns [`RuntimeError::Memory`] past it, before allocating anything.
+    pub fn set_memory_limit(&mut self, limit: MemoryLimit) {
+        self.memory_limit = limit;
+    }
+
+    /// See [`Jit::set_memory_limit`].
+    pub fn memory_limit(&self) -> MemoryLimit {
+        self.memory_limit
     }
 
     /// Whether graphs go through `passes::optimize` before compilation (default: yes).
@@ -340,6 +356,18 @@ impl Kernel {
         &self.jit
     }
 
+    /// Sets this kernel's memory limit (initially its [`Jit`]'s; see [`Jit::set_memory_limit`]).
+    pub fn set_memory_limit(&mut self, limit: MemoryLimit) {
+        self.jit.memory_limit = limit;
+    }
+
+    /// Checks `estimate` (what a call is about to allocate) against the memory limit; `what`
+    /// names the call in the error. For callers that allocate buffers for this kernel.
+    pub fn check_memory(&self, estimate: Estimate, what: &str) -> Result<(), RuntimeError> {
+        estimate.check(self.jit.memory_limit, what)?;
+        Ok(())
+    }
+
     /// The inference scan (no state sequences).
     pub fn inference_scan(&self) -> &Arc<dyn ScanExecutor> {
         &self.inference
@@ -395,6 +423,17 @@ impl Kernel {
     ) -> Result<(), RuntimeError> {
         let r = self.resolve(t, n, inputs, init_states, params)?;
         let g = &self.graph;
+        let (outs, states) = (g.outputs().len(), g.states().len());
+        let kept_rows = match self.save_policy {
+            SavePolicy::States => t,
+            SavePolicy::Checkpoint(k) => t.div_ceil(k.max(1)),
+        };
+        // Outputs, final states, the kept state rows and the initial states.
+        let e = Estimate::new()
+            .add(outs, &[t, n], 4)
+            .add(states, &[kept_rows, n], 4)
+            .add(3 * states, &[n], 4);
+        self.check_memory(e, "this forward call")?;
         fwd.t = t;
         fwd.n = n;
         // Without states or steps there is nothing to save either way.
@@ -477,6 +516,11 @@ impl Kernel {
     ) -> Result<(), RuntimeError> {
         let r = self.resolve(t, n, inputs, init_states, params)?;
         let g = &self.graph;
+        let e =
+            Estimate::new()
+                .add(g.outputs().len(), &[t, n], 4)
+                .add(2 * g.states().len(), &[n], 4);
+        self.check_memory(e, "this inference call")?;
         out.t = t;
         out.n = n;
         shape_buffers(&mut out.outputs, g.outputs().len(), t * n);
@@ -738,6 +782,10 @@ impl Kernel {
         if fwd.seq_bufs.len() != g.states().len() || fwd.inputs.len() != g.inputs().len() {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }
+        let e = Estimate::new()
+            .add(g.inputs().len(), &[t, n], 4)
+            .add(g.states().len(), &[n], 4);
+        self.check_memory(e, "this backward call")?;
         let r = Resolved {
             t,
             n,

@@ -24,7 +24,7 @@ impl Default for MemoryLimit {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MemoryError {
     #[error(
-        "{what} needs about {} of memory, more than the limit of {}; raise the limit (`--max-memory`) if this is intended",
+        "{what} needs about {} of memory, more than the limit of {}; raise the limit (`--max-memory` on the command line, `Jit::set_memory_limit` in the library) if this is intended",
         Bytes(*needed),
         Bytes(*limit)
     )]

@@ -132,6 +132,11 @@ pub struct CpuScan {
     threads: usize,
     chunk: usize,
     unroll: usize,
+    /// Bytes of scratch memory each call of the function needs.
+    scratch_bytes: usize,
+    /// For functions register-allocated in a single pass: the stack their calls run on (a
+    /// spill slot per value can outgrow any thread's default stack); 0 for the caller's.
+    stack_bytes: usize,
     compile_time: Duration,
     code: MachineCode,
 }
@@ -159,6 +164,12 @@ impl CpuScan {
         copts.unroll = opts.unroll;
         let scan = clif::codegen_scan(kernel, &copts)?;
         let big = scan.func.dfg.num_insts() > SINGLE_PASS_REGALLOC_ABOVE;
+        // Up to 16 bytes of spill slot per value, and room for the caller's frames.
+        let stack_bytes = if big {
+            scan.func.dfg.num_values().saturating_mul(16) + (4 << 20)
+        } else {
+            0
+        };
         let isa = if big { isa_for(true)? } else { isa };
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let mut ctx = module.make_context();
@@ -196,6 +207,8 @@ impl CpuScan {
             threads: opts.thread_count(),
             chunk: scan.chunk,
             unroll: scan.unroll,
+            scratch_bytes: scan.scratch_bytes,
+            stack_bytes,
             compile_time: start.elapsed(),
             code,
         })
@@ -281,7 +294,10 @@ impl CpuScan {
         let fins: Vec<usize> = out.final_states.iter_mut().map(addr_mut).collect();
 
         let ranges = split(n, threads.max(1));
+        let scratch_bytes = self.scratch_bytes;
         let call = |(b, e): (usize, usize)| {
+            // 16-byte aligned, as the generated code's vector accesses expect.
+            let mut scratch = vec![0u128; scratch_bytes.div_ceil(16)];
             let frame = ScanFrame {
                 t: t as u64,
                 n: n as u64,
@@ -294,6 +310,11 @@ impl CpuScan {
                 state_seqs: seqs.as_ptr() as *const *mut f32,
                 final_states: fins.as_ptr() as *const *mut f32,
                 tables: TWO_OVER_PI_CHUNKS.as_ptr(),
+                scratch: if scratch_bytes == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    scratch.as_mut_ptr() as *mut u8
+                },
             };
             // SAFETY: `entry` is the finalized code of this kernel (kept alive by
             // `self.module`), with the signature `extern "C" fn(*const ScanFrame)` that
@@ -303,12 +324,32 @@ impl CpuScan {
             // mutably for the whole call. The generated code touches only neurons `b..e` (< n)
             // of each buffer, at steps `< t`, and ranges given to concurrent calls are disjoint,
             // so no two threads write the same element and nothing reads what another writes.
+            // `scratch` holds the `scratch_bytes` the function was generated for, owned by
+            // this call alone.
             unsafe {
                 let f: extern "C" fn(*const ScanFrame) = std::mem::transmute(self.entry);
                 f(&frame);
             }
         };
-        if ranges.len() == 1 {
+        if self.stack_bytes > 0 {
+            // Every range on a thread whose stack holds the function's frame.
+            std::thread::scope(|s| {
+                let handles = ranges
+                    .iter()
+                    .map(|&r| {
+                        std::thread::Builder::new()
+                            .stack_size(self.stack_bytes)
+                            .spawn_scoped(s, move || call(r))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| RuntimeError::Jit(format!("starting a kernel thread: {e}")))?;
+                for h in handles {
+                    h.join()
+                        .map_err(|_| RuntimeError::Jit("a kernel thread panicked".into()))?;
+                }
+                Ok::<(), RuntimeError>(())
+            })?;
+        } else if ranges.len() == 1 {
             call(ranges[0]);
         } else {
             std::thread::scope(|s| {

@@ -95,6 +95,9 @@ pub struct ScanFrame {
     pub final_states: *const *mut f32,
     /// Must be `math::TWO_OVER_PI_CHUNKS.as_ptr()`.
     pub tables: *const [f64; 4],
+    /// [`ClifScan::scratch_bytes`] bytes of memory for this call alone (null when that is 0):
+    /// where kernels too big for a thread's stack keep their uniform values and state buffers.
+    pub scratch: *mut u8,
 }
 
 /// Code generation options.
@@ -148,6 +151,10 @@ pub enum CodegenError {
     Option(String),
     #[error("unsupported target: {0}")]
     Target(String),
+    #[error(
+        "the kernel needs {bytes} bytes of working memory per call, more than a 32-bit offset reaches"
+    )]
+    TooBig { bytes: usize },
 }
 
 /// A generated scan function with its annotations.
@@ -160,6 +167,9 @@ pub struct ClifScan {
     pub chunk: usize,
     /// f32x4 copies per iteration of the main neuron loop.
     pub unroll: usize,
+    /// Bytes of scratch memory each call needs ([`ScanFrame::scratch`]); 0 when everything fits
+    /// in the stack frame.
+    pub scratch_bytes: usize,
 }
 
 /// Generates the Cranelift function of `kernel`.

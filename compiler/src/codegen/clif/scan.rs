@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::mem::offset_of;
 
+use cranelift_codegen::ir::Type;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{
@@ -154,6 +155,51 @@ fn exact_reciprocal(g: &StepGraph, node: &crate::ir::Node) -> Option<f32> {
     (pow2(c) && pow2(r)).then_some(r)
 }
 
+/// The most bytes of uniform values and state buffers kept in the function's stack frame;
+/// more (graphs with hundreds of states or shared params) go to the scratch memory the runtime
+/// passes in [`ScanFrame::scratch`], since worker threads have small stacks.
+pub(super) const MAX_STACK_AREA: usize = 256 * 1024;
+
+/// Where the uniform values or the state buffers live: a stack slot, or scratch memory at a
+/// byte offset.
+#[derive(Clone, Copy)]
+enum Area {
+    Stack(StackSlot),
+    Scratch(Value, i32),
+}
+
+/// Scratch memory is valid for the whole call (no trap) and only 16-byte aligned.
+fn scratch_mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl Area {
+    fn addr(self, b: &mut FunctionBuilder<'_>, off: i32) -> Value {
+        match self {
+            Area::Stack(s) => b.ins().stack_addr(I64, s, off),
+            Area::Scratch(p, base) => b.ins().iadd_imm_s(p, (base + off) as i64),
+        }
+    }
+
+    fn load(self, b: &mut FunctionBuilder<'_>, ty: Type, off: i32) -> Value {
+        match self {
+            Area::Stack(s) => b.ins().stack_load(I64, ty, s, off),
+            Area::Scratch(p, base) => b.ins().load(ty, scratch_mem(), p, base + off),
+        }
+    }
+
+    fn store(self, b: &mut FunctionBuilder<'_>, v: Value, off: i32) {
+        match self {
+            Area::Stack(s) => {
+                b.ins().stack_store(I64, v, s, off);
+            }
+            Area::Scratch(p, base) => {
+                b.ins().store(scratch_mem(), v, p, base + off);
+            }
+        }
+    }
+}
+
 /// Which way [`Emitter::copy_states`] copies.
 #[derive(Clone, Copy)]
 enum StateCopy {
@@ -184,7 +230,7 @@ struct Emitter<'k> {
     mem: MemFlagsData,
     /// Stack slot holding the per-call and per-step values the neuron loops use (see
     /// [`Emitter::spill_uniforms`]), with each node's byte offset.
-    uniforms: Option<(StackSlot, Vec<Option<i32>>)>,
+    uniforms: Option<(Area, Vec<Option<i32>>)>,
     /// Copies interleaved instruction by instruction.
     group: usize,
     /// Emission order of the neuron-level nodes ([`neuron_order`]).
@@ -264,7 +310,7 @@ impl Emitter<'_> {
                     // the uniform slot) are loaded where they are used, not kept in registers
                     // across the loops.
                     let uniform = |a: ValueId| match (&self.uniforms, level) {
-                        (Some((slot, offs)), Level::Neuron) => offs[a.index()].map(|o| (*slot, o)),
+                        (Some((area, offs)), Level::Neuron) => offs[a.index()].map(|o| (*area, o)),
                         _ => None,
                     };
                     let args: Vec<[Value; G]> = node
@@ -272,9 +318,7 @@ impl Emitter<'_> {
                         .iter()
                         .map(|&a| match (self.g.node(a).op, uniform(a)) {
                             (Op::Const(c), _) if level != Level::Call => l.fc(c),
-                            (_, Some((slot, off))) => {
-                                [l.l.b.ins().stack_load(I64, F32X4, slot, off); G]
-                            }
+                            (_, Some((area, off))) => [area.load(l.l.b, F32X4, off); G],
                             _ => cv[a.index()].expect("operands are emitted first"),
                         })
                         .collect();
@@ -344,13 +388,13 @@ impl Emitter<'_> {
     /// hold registers across the loops (and at `opt_level = speed`, Cranelift's elaboration may
     /// sink their computation, a whole `sigmoid` say, into the innermost loop).
     fn spill_uniforms(&self, b: &mut FunctionBuilder<'_>, level: Level, vals: &[Option<Value>]) {
-        let Some((slot, offs)) = &self.uniforms else {
+        let Some((area, offs)) = &self.uniforms else {
             return;
         };
         for (i, off) in offs.iter().enumerate() {
             if let (Some(off), true) = (off, self.levels[i] == level) {
                 let v = vals[i].expect("uniform value emitted");
-                b.ins().stack_store(I64, v, *slot, *off);
+                area.store(b, v, *off);
             }
         }
     }
@@ -420,14 +464,14 @@ impl Emitter<'_> {
     fn copy_states(
         &self,
         b: &mut FunctionBuilder<'_>,
-        slot: Option<StackSlot>,
+        area: Option<Area>,
         ptrs: Value,
         c0_4: Value,
         len_bytes: Value,
         dir: StateCopy,
     ) {
         let states = self.g.states().len() as i64;
-        let Some(slot) = slot.filter(|_| states > 0) else {
+        let Some(area) = area.filter(|_| states > 0) else {
             return;
         };
         let zero = b.ins().iconst(I64, 0);
@@ -441,7 +485,7 @@ impl Emitter<'_> {
                 .ins()
                 .load(I64, MemFlagsData::trusted().with_readonly(), p, 0);
             let array = b.ins().iadd(array, c0_4);
-            let base = b.ins().stack_addr(I64, slot, 0);
+            let base = area.addr(b, 0);
             let rel = b.ins().imul_imm_s(off, chunk_half);
             let buf = b.ins().iadd(base, rel);
             match dir {
@@ -634,6 +678,8 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     };
     e.order = neuron_order(g, &e.levels, &e.live);
     let mem = e.mem;
+    let mut uniform_offs = vec![None; g.len()];
+    let uniform_bytes;
     {
         // Uniform (per-call / per-step, non-constant) values used by neuron-level nodes or
         // stored directly as outputs / next states.
@@ -648,33 +694,39 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         for r in g.roots() {
             used[r.index()] = true;
         }
-        let mut offs = vec![None; g.len()];
-        let mut next = 0;
+        let mut next = 0usize;
         for (v, node) in g.nodes() {
             let i = v.index();
             if used[i] && e.levels[i] != Level::Neuron && !matches!(node.op, Op::Const(_)) {
-                offs[i] = Some(next);
+                uniform_offs[i] = Some(next);
                 next += 16;
             }
         }
-        if next > 0 {
-            let slot = b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                next as u32,
-                4,
-            ));
-            e.uniforms = Some((slot, offs));
-        }
+        uniform_bytes = next;
     }
-    let slot = if buffers > 0 {
-        Some(b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            (buffers * chunk * 4) as u32,
-            4,
-        )))
-    } else {
-        None
+    let buffer_bytes = buffers * chunk * 4;
+    let area_bytes = uniform_bytes + buffer_bytes;
+    if area_bytes > i32::MAX as usize {
+        return Err(CodegenError::TooBig { bytes: area_bytes });
+    }
+    let on_stack = area_bytes <= MAX_STACK_AREA;
+    let stack_slot = |b: &mut FunctionBuilder<'_>, bytes: usize| {
+        (on_stack && bytes > 0).then(|| {
+            Area::Stack(b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                bytes as u32,
+                4,
+            )))
+        })
     };
+    let uniform_offs: Vec<Option<i32>> = uniform_offs
+        .into_iter()
+        .map(|o| o.map(|o| o as i32))
+        .collect();
+    if let Some(area) = stack_slot(&mut b, uniform_bytes) {
+        e.uniforms = Some((area, uniform_offs.clone()));
+    }
+    let mut slot = stack_slot(&mut b, buffer_bytes);
 
     // entry: read the frame.
     let entry = b.create_block();
@@ -693,6 +745,15 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             off as i32,
         )
     };
+    if !on_stack {
+        let scratch = ld(&mut b, frame, offset_of!(ScanFrame, scratch));
+        if uniform_bytes > 0 {
+            e.uniforms = Some((Area::Scratch(scratch, 0), uniform_offs));
+        }
+        if buffer_bytes > 0 {
+            slot = Some(Area::Scratch(scratch, uniform_bytes as i32));
+        }
+    }
     let t_len = ld(&mut b, frame, offset_of!(ScanFrame, t));
     let n_len = ld(&mut b, frame, offset_of!(ScanFrame, n));
     let n_begin = ld(&mut b, frame, offset_of!(ScanFrame, n_begin));
@@ -750,8 +811,8 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     let clen4 = b.ins().ishl_imm_u(clen, 2);
     let c0_4 = b.ins().ishl_imm_u(c0, 2);
     let buf = |b: &mut FunctionBuilder<'_>, i: usize| {
-        let s = slot.expect("a buffer slot exists when buffers are used");
-        b.ins().stack_addr(I64, s, (i * chunk * 4) as i32)
+        let area = slot.expect("a buffer area exists when buffers are used");
+        area.addr(b, (i * chunk * 4) as i32)
     };
     let state_bufs: Vec<Value> = (0..g.states().len()).map(|j| buf(&mut b, j)).collect();
     let mut sum_bufs: Vec<Option<Value>> = vec![None; g.outputs().len()];
@@ -883,5 +944,6 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         annotations,
         chunk,
         unroll,
+        scratch_bytes: if on_stack { 0 } else { area_bytes },
     })
 }
