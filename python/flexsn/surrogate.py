@@ -94,7 +94,6 @@ Rect = _make("Rect", (("alpha", 1.0),), "sg'(x) = alpha * (|x| < 1/(2 alpha)).")
 DeterministicPass = _make("DeterministicPass", (), "sg'(x) = 1 (straight-through).")
 
 
-
 class MultiLevelSpikeCount(SurrogateFunctionBase):
     """Integer spike counts (``ILIFNode``'s): forward ``round(clamp(x, 0, max_spike_count))``,
     backward 1 inside ``grad_window = (grad_min, grad_max)`` (default ``(0, max_spike_count)``),

@@ -62,7 +62,21 @@ pub fn builtin_states(
 ) -> PyResult<Vec<(String, Option<f32>)>> {
     let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
     let g = b.step_graph().map_err(|e| errors::neuron(py, e))?;
-    Ok(g.states().iter().map(|d| (d.name.clone(), init_value(d.init))).collect())
+    Ok(g.states()
+        .iter()
+        .map(|d| (d.name.clone(), init_value(d.init)))
+        .collect())
+}
+
+/// A built-in neuron's learnable params and their initial values (KLIF: `k`), by name.
+#[pyfunction]
+pub fn builtin_initial_params(
+    py: Python<'_>,
+    name: &str,
+    settings: Vec<String>,
+) -> PyResult<Vec<(String, Vec<f32>)>> {
+    let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+    Ok(b.initial_params())
 }
 
 /// A state's constant initial value (`None`: given at run time).

@@ -187,7 +187,9 @@ def test_every_surrogate_in_a_core(name, spiking):
     if required:
         env_f["SG"] = getattr(fsg, name)(*required, spiking=spiking)
     else:
-        env_f["SG"] = getattr(fsg, name)(**{k: getattr(sg, k) for k in sg._sg_params}, spiking=spiking)
+        env_f["SG"] = getattr(fsg, name)(
+            **{k: getattr(sg, k) for k in sg._sg_params}, spiking=spiking
+        )
     exec(src, env_f)
     flexsn_core = env_f["core"]
     a = F.FlexSN(core, 1, 1, 1)

@@ -56,6 +56,11 @@ class _Node(C.HoldsCore, nn.Module):
     def _init_of(self, name):
         return self._v_init() if name == "v" else dict(self._states)[name]
 
+    def _initial_param(self, name):
+        """A learnable param's initial value, from the built-in (a scalar)."""
+        values = dict(_flexsn.builtin_initial_params(self._builtin, self._settings()))[name]
+        return values[0] if len(values) == 1 else values
+
     def _make_core(self):
         return C.builtin_core(self._builtin, self._settings())
 
@@ -175,11 +180,12 @@ class BaseNode(_Node):
     def _v_init(self):
         return self.v_reset if self.v_reset is not None else 0.0
 
+    #: The threshold and reset settings the built-in takes (its SpikingJelly constructor's).
+    _fire_keys = ("v_threshold", "v_reset", "detach_reset")
+
     def _settings(self):
         return [
-            f"v_threshold={C.fmt(self.v_threshold)}",
-            f"v_reset={C.fmt(self.v_reset)}",
-            f"detach_reset={C.fmt(self.detach_reset)}",
+            *(f"{k}={C.fmt(getattr(self, k))}" for k in self._fire_keys),
             *_surrogate_settings(self.surrogate_function),
         ]
 
