@@ -141,6 +141,12 @@ def test_zoo_bad_arguments_are_typed_errors():
     with pytest.raises(TypeError, match="float32"):
         F.CUBALIFNode()(torch.zeros(3, dtype=torch.float64))
     assert issubclass(flexsn.FlexSNValueError, ValueError)
+    from flexsn import _flexsn
+
+    with pytest.raises(ValueError, match="unknown"):
+        _flexsn.builtin_states("QIFNod", [])
+    with pytest.raises(ValueError, match="tau"):
+        _flexsn.builtin_initial_params("KLIFNode", ["tau=0.5"])
 
 
 def test_zoo_copies_pickles_and_backends():
