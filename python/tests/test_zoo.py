@@ -193,3 +193,9 @@ def test_single_step_matches_multi_step_and_appends_v_seq():
     clif(x)
     assert [q.shape for q in clif.state_seqs] == [x.shape, x.shape]
     close(clif.state_seqs[1][-1], clif.m, "m_seq ends at m")
+    # As SpikingJelly's CLIF, no `v_seq` whatever `store_v_seq` says.
+    clif = F.ComplementaryLIFNode()
+    clif.store_v_seq = True
+    clif(x[0])
+    clif.multi_step_forward(x)
+    assert clif.v_seq is None

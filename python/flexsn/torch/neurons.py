@@ -31,6 +31,8 @@ class _Node(C.HoldsCore, nn.Module):
     SpikingJelly's memory names: a float until the first call, then a tensor."""
 
     _builtin = ""
+    #: Whether single steps append ``v`` to ``v_seq`` when ``store_v_seq`` is set.
+    _appends_v_seq = True
 
     def __init__(self, step_mode, backend, store_v_seq):
         if "_parameters" not in self.__dict__:
@@ -97,7 +99,7 @@ class _Node(C.HoldsCore, nn.Module):
 
     def single_step_forward(self, x):
         y = self._step(x.unsqueeze(0), single=True)[0]
-        if self._store_v_seq:
+        if self._store_v_seq and self._appends_v_seq:
             # As SpikingJelly: a single step appends `v` to `v_seq` until `reset()`.
             v = self.v.unsqueeze(0)
             seq = self.v_seq

@@ -166,6 +166,7 @@ class ComplementaryLIFNode(_ZooNode):
     _builtin = "ComplementaryLIFNode"
     _own = ("tau",)
     _fire_keys = ("v_threshold",)
+    _appends_v_seq = False
 
     def __init__(self, tau=2.0, v_threshold=1.0, surrogate_function=None, step_mode="s",
                  store_state_seqs=False, *, backend="auto"):  # fmt: skip
