@@ -28,11 +28,14 @@ use super::host::HostBuf;
 use super::launch::{SyncMode, launch_raw};
 use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 
-/// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
+/// Gradients of a mixing: `x` `[cols, N]`, `weight` `[rows, cols]`, `bias` `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixGradients {
+    /// `d loss / d x`, `[cols, N]`.
     pub x: Vec<f32>,
+    /// `d loss / d W`, `[rows, cols]`.
     pub weight: Vec<f32>,
+    /// `d loss / d b`, `[rows]`.
     pub bias: Vec<f32>,
 }
 
@@ -94,7 +97,7 @@ fn mix_sizes(dims: (usize, usize), n: usize) -> Result<(usize, usize), CudaError
 /// length; both within the compiled spec.
 fn dims_of(src: &MixingSource, weight: &[f32], bias: &[f32]) -> Result<(usize, usize), CudaError> {
     let rows = bias.len();
-    let cols = if rows == 0 { 0 } else { weight.len() / rows };
+    let cols = weight.len().checked_div(rows).unwrap_or(0);
     if !src.fits((rows, cols)) || rows * cols != weight.len() {
         return Err(CudaError::Buffer {
             name: "weight".into(),
@@ -172,6 +175,7 @@ type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, i64, u32) -> i32
 /// One mixing compiled for the emulated backend.
 #[derive(Debug)]
 pub struct EmulatedMixing {
+    /// The generated source (its `partial_floats` may be lowered to test the bound).
     pub source: MixingSource,
     _lib: Arc<HostLibrary>,
     fwd: FwdFn,
@@ -390,6 +394,7 @@ pub struct MixScratch {
 /// One mixing's kernels loaded on a device.
 #[derive(Debug)]
 pub struct DeviceMixing {
+    /// The generated source.
     pub source: MixingSource,
     _module: Arc<CudaModule>,
     fwd: CudaFunction,
