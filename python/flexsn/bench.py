@@ -10,6 +10,12 @@ import time
 # torch's OpenMP threads otherwise spin after each op and take the cores from flexsn's kernel
 # threads (and from each other) on a small machine; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Both sides run the same torch ops around the neuron (`y * g`, its backward), whose [T, N]
+# results torch takes from fresh mmap pages: faulting them in 4 KiB at a time costs more than
+# the neurons at T = 64. PyTorch's own switch backs them with huge pages, for both sides alike
+# (flexsn's kernels advise huge pages for their own buffers in any case). Set it to 0 to compare
+# without.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch  # noqa: E402
 
@@ -69,7 +75,8 @@ def main(argv=None):
     theirs = spikingjelly_nodes(device)
     print(
         f"# LIF (tau=2, Sigmoid surrogate), N = {args.n}, float32, {args.threads} torch threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')};"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')};"
     )
     print("# best of repeated runs; ratio = SpikingJelly time / flexsn time (> 1: flexsn faster)")
     print(
