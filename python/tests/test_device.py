@@ -99,7 +99,7 @@ def test_raw_launch_path_matches_the_interpreter(name):
     for k, (a, b) in enumerate(zip(g_got, g_want)):
         close(a, b, f"{name} gradient {k}", rtol=1e-4, atol=1e-4)
     # A second call continues from the states; without grad it runs the inference scan.
-    first = lambda y: y[0] if isinstance(y, list) else y  # noqa: E731
+    first = lambda y: y[0] if isinstance(y, list) else y
     with torch.no_grad():
         close(first(raw(x)), first(ref(x)), f"{name} second call")
     if not isinstance(raw, FlexSN):
