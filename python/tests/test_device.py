@@ -1,8 +1,6 @@
 """Devices and dtypes: the raw-launch path that runs CUDA tensors (tested here through the
 generated CUDA kernels emulated as host C++, and on a GPU when one is present), float16/bfloat16
-inputs, multi-state built-ins, and clear errors without a CUDA driver."""
-
-import copy
+inputs, and clear errors without a CUDA driver."""
 
 import pytest
 import torch
@@ -12,7 +10,6 @@ import flexsn.surrogate as fsg
 from flexsn import _flexsn
 from flexsn.torch import FlexSN, LIFNode, ParametricLIFNode
 from flexsn.torch._scan import Compiled
-from flexsn.torch.neurons import _Node
 
 from .conftest import close
 
@@ -31,25 +28,12 @@ def two_state_core(x, c, v):
 TAU = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 3))
 
 
-class IzhikevichLike(_Node):
-    """A two-state built-in (``v`` and ``w``) on the generic node."""
-
-    _builtin = "izhikevich"
-
-    def __init__(self, step_mode="m", backend="auto"):
-        super().__init__(step_mode, backend, False)
-
-    def _v_init(self):
-        return -0.1
-
-
 def modules():
     """Fresh module pairs to compare; each gets a second copy that runs on the interpreter."""
     return {
         "lif": lambda: LIFNode(step_mode="m", store_v_seq=True),
         "plif": lambda: ParametricLIFNode(init_tau=3.0, step_mode="m", store_v_seq=True),
         "two_state": lambda: FlexSN(two_state_core, 1, 2, 2, store_state_seqs=True),
-        "izhikevich": lambda: IzhikevichLike(),
     }
 
 
@@ -74,7 +58,7 @@ def grads_of(m, x, weights):
     ys = y if isinstance(y, (list, tuple)) else [y]
     seqs = (m.state_seqs or []) if isinstance(m, FlexSN) else [getattr(m, "v_seq", None)]
     seqs = [s for s in seqs if s is not None]
-    states = m.states if isinstance(m, FlexSN) else [getattr(m, n) for n in m._state_names]
+    states = m.states if isinstance(m, FlexSN) else [m.v]
     loss = sum((o * w).sum() for o, w in zip(ys, weights))
     loss = loss + sum((s**2).sum() * 0.1 for s in seqs) + sum(s.sum() * 0.3 for s in states)
     params = [p for p in m.parameters()] + ([TAU] if isinstance(m, FlexSN) else [])
@@ -146,22 +130,6 @@ def test_float16_and_bfloat16_inputs_on_the_cpu():
         )
 
 
-def test_multi_state_nodes_expose_and_reset_every_state():
-    m, ref = IzhikevichLike(), IzhikevichLike(backend="interp")
-    assert m._state_names == ["v", "w"] and m.v == -0.1 and m.w == 0.0
-    x = torch.randn(5, 2, 3) + 1.0
-    close(m(x), ref(x), "spikes")
-    for name in ("v", "w"):
-        assert getattr(m, name).shape == (2, 3)
-        close(getattr(m, name), getattr(ref, name), name)
-    c = copy.deepcopy(m)
-    close(c(x), m(x), "copy continues from both states")
-    m.detach()
-    m.reset()
-    assert m.v == -0.1 and m.w == 0.0
-    close(m(x), IzhikevichLike()(x), "after reset")
-
-
 def test_huge_page_advice_keeps_contents():
     x = torch.arange(float(1 << 22))
     want = x.clone()
@@ -212,4 +180,11 @@ def test_cuda_tensors_match_the_interpreter(dtype):
             assert a.device.type == "cuda" and a.dtype == dtype
             close(a.float().cpu(), b, f"{name} {dtype} result {k}", rtol=tol, atol=tol)
         for k, (a, b) in enumerate(zip(g_got, g_want)):
-            close(a.float().cpu(), b, f"{name} {dtype} gradient {k}", rtol=tol, atol=tol)
+            a = a.float().cpu()
+            if dtype == torch.float32:
+                close(a, b, f"{name} gradient {k}", rtol=tol, atol=tol)
+            else:
+                # 16-bit state sequences move a surrogate's input by a rounding step: compare
+                # the whole gradient, not every element.
+                err = ((a - b).norm() / b.norm().clamp_min(1e-6)).item()
+                assert err < tol, f"{name} {dtype} gradient {k}: relative error {err}"

@@ -25,8 +25,7 @@ def _surrogate_settings(sg):
 
 
 class _Node(C.HoldsCore, nn.Module):
-    """A stateful neuron with one input and one (spike) output, and every state of its Rust
-    built-in as an attribute of the same name (``v``; multi-state neurons also e.g. ``w``)."""
+    """A stateful neuron with one input, one state ``v`` and one output."""
 
     _builtin = ""
 
@@ -36,14 +35,9 @@ class _Node(C.HoldsCore, nn.Module):
         self.step_mode = C.check_step_mode(step_mode)
         self.backend = normalize_backend(backend)
         self._store_v_seq = bool(store_v_seq)
-        self._build()
-        # The built-in's states, in graph order (compiled for the interpreter when the module
-        # does not run on the CPU backend: that needs no code generation).
-        key = "cpu" if self.backend in ("auto", "cpu") else "interp"
-        self._state_inits = dict(self._core.get(key).states)
-        self._state_names = list(self._state_inits)
-        self._reset_states()
+        self.v = self._v_init()
         self.v_seq = None
+        self._build()
 
     # Subclasses: settings for the Rust built-in and the params it reads, by graph name.
     def _settings(self):
@@ -54,18 +48,6 @@ class _Node(C.HoldsCore, nn.Module):
 
     def _v_init(self):
         return 0.0
-
-    def _state_init(self, name):
-        """A state's value after ``reset()``: ``_v_init()`` for ``v``, else the built-in's
-        declared initial value (0.0 when it has none)."""
-        if name == "v":
-            return self._v_init()
-        init = self._state_inits.get(name)
-        return 0.0 if init is None else init
-
-    def _reset_states(self):
-        for name in self._state_names:
-            setattr(self, name, self._state_init(name))
 
     def _make_core(self):
         return C.builtin_core(self._builtin, self._settings())
@@ -80,16 +62,14 @@ class _Node(C.HoldsCore, nn.Module):
         self.v_seq = None
 
     def reset(self):
-        """Every state back to its initial value (a float, re-shaped on the next call)."""
-        self._reset_states()
+        """Back to the initial membrane potential (a float, re-shaped on the next call)."""
+        self.v = self._v_init()
         self.v_seq = None
 
     def detach(self):
-        """Cuts the autograd history of the states (truncated BPTT)."""
-        for name in self._state_names:
-            s = getattr(self, name)
-            if isinstance(s, torch.Tensor):
-                setattr(self, name, s.detach())
+        """Cuts the autograd history of ``v`` (truncated BPTT)."""
+        if isinstance(self.v, torch.Tensor):
+            self.v = self.v.detach()
 
     def forward(self, x):
         if not isinstance(x, torch.Tensor):
@@ -106,43 +86,37 @@ class _Node(C.HoldsCore, nn.Module):
             raise FlexSNValueError("`x_seq` must be [T, *shape]")
         return self._step(x_seq, single=False)
 
-    def _materialize(self, name, x0):
-        s = self.__dict__[name]
-        if not isinstance(s, torch.Tensor):
-            return torch.full_like(x0, float(s))
-        if s.shape != x0.shape:
+    def _materialize(self, x0):
+        v = self.v
+        if not isinstance(v, torch.Tensor):
+            return torch.full_like(x0, float(v))
+        if v.shape != x0.shape:
             # SpikingJelly re-initialises a state of another shape (e.g. a new batch size).
-            return torch.full_like(x0, float(self._state_init(name)))
-        return s
+            return torch.full_like(x0, float(self._v_init()))
+        return v
 
     def _step(self, x_seq, single):
         t, shape = x_seq.shape[0], x_seq.shape[1:]
         n = C.numel(shape)
         x0 = x_seq[0] if t > 0 else x_seq.new_zeros(shape)
-        names = self._state_names
-        states = [self._materialize(name, x0) for name in names]
+        v = self._materialize(x0)
         params = self._params()
-        backend = C.device_backend(
-            self.backend, ("x", x_seq), [*zip(names, states), *params.items()]
-        )
-        cc = self._core.get(backend)
-        # Plain attributes, set past nn.Module.__setattr__ (they are no params or buffers).
-        d = self.__dict__
-        seqs = self._store_v_seq and not single
-        v_at = names.index("v") if "v" in names else 0
+        backend = C.device_backend(self.backend, ("x", x_seq), [("v", v), *params.items()])
+        core = self._core.get(backend)
         if t == 0 or n == 0:
-            if seqs:
-                d["v_seq"] = x_seq.new_empty((t, *shape))
-            d.update(zip(names, states))
+            if self._store_v_seq and not single:
+                self.v_seq = x_seq.new_empty((t, *shape))
+            self.v = v
             return x_seq.new_empty((t, *shape))
-        flat_p = [C.param_flat(k, params[k], kind, shape, n) for k, kind, _ in cc.params]
-        outs, state_seqs, finals = run(
-            cc, t, n, [C.as_flat(x_seq, t * n)], [C.as_flat(s, n) for s in states], flat_p, seqs
+        kinds = {p[0]: p[1] for p in core.params}
+        flat_p = [C.param_flat(k, params[k], kinds[k], shape, n) for k in kinds]
+        seqs = self._store_v_seq and not single
+        outs, v_seqs, finals = run(
+            core, t, n, [C.as_flat(x_seq, t * n)], [C.as_flat(v, n)], flat_p, seqs
         )
-        for name, f in zip(names, finals):
-            d[name] = f.reshape(shape)
+        self.v = finals[0].reshape(shape)
         if seqs:
-            d["v_seq"] = state_seqs[v_at].reshape(t, *shape)
+            self.v_seq = v_seqs[0].reshape(t, *shape)
         return outs[0].reshape(t, *shape)
 
 
@@ -285,7 +259,7 @@ class _NonSpiking(_Node):
     def forward(self, x_seq):
         if not isinstance(x_seq, torch.Tensor) or x_seq.dim() < 1:
             raise FlexSNValueError("`x_seq` must be a tensor [T, *shape]")
-        self._reset_states()
+        self.v = 0.0
         mem = self._step(x_seq, single=False)
         d = self.decode
         if d == "max-mem":
