@@ -89,6 +89,42 @@ pub fn surrogate_names() -> Vec<&'static str> {
     Surrogate::NAMES.to_vec()
 }
 
+/// A built-in neuron's states as `(name, initial value)`, in the order its cores take them,
+/// without compiling it (the modules of `flexsn.torch` keep one attribute per state and reset
+/// them to these values).
+#[pyfunction]
+pub fn builtin_states(
+    py: Python<'_>,
+    name: &str,
+    settings: Vec<String>,
+) -> PyResult<Vec<(String, Option<f32>)>> {
+    let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+    let g = b.step_graph().map_err(|e| errors::neuron(py, e))?;
+    Ok(g.states()
+        .iter()
+        .map(|d| (d.name.clone(), init_value(d.init)))
+        .collect())
+}
+
+/// A built-in neuron's learnable params and their initial values (KLIF: `k`), by name.
+#[pyfunction]
+pub fn builtin_initial_params(
+    py: Python<'_>,
+    name: &str,
+    settings: Vec<String>,
+) -> PyResult<Vec<(String, Vec<f32>)>> {
+    let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+    Ok(b.initial_params())
+}
+
+/// A state's constant initial value (`None`: given at run time).
+fn init_value(init: StateInit) -> Option<f32> {
+    match init {
+        StateInit::Const(c) => Some(c),
+        StateInit::Runtime => None,
+    }
+}
+
 impl Core {
     fn compile(
         py: Python<'_>,
@@ -181,13 +217,7 @@ impl Core {
         let g = self.kernel.graph();
         g.states()
             .iter()
-            .map(|d| {
-                let init = match d.init {
-                    StateInit::Const(c) => Some(c),
-                    StateInit::Runtime => None,
-                };
-                (d.name.clone(), init)
-            })
+            .map(|d| (d.name.clone(), init_value(d.init)))
             .collect()
     }
 

@@ -19,6 +19,8 @@ use pyo3::prelude::*;
 fn _flexsn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::Core>()?;
     m.add_function(wrap_pyfunction!(core::surrogate_names, m)?)?;
+    m.add_function(wrap_pyfunction!(core::builtin_states, m)?)?;
+    m.add_function(wrap_pyfunction!(core::builtin_initial_params, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(memory::advise_huge_pages, m)?)?;
     Ok(())
