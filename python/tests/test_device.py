@@ -8,7 +8,7 @@ import torch
 import flexsn
 import flexsn.surrogate as fsg
 from flexsn import _flexsn
-from flexsn.torch import FlexSN, LIFNode, ParametricLIFNode
+from flexsn.torch import FlexSN, IzhikevichNode, KLIFNode, LIFNode, ParametricLIFNode
 from flexsn.torch._scan import Compiled
 
 from .conftest import close
@@ -34,6 +34,8 @@ def modules():
         "lif": lambda: LIFNode(step_mode="m", store_v_seq=True),
         "plif": lambda: ParametricLIFNode(init_tau=3.0, step_mode="m", store_v_seq=True),
         "two_state": lambda: FlexSN(two_state_core, 1, 2, 2, store_state_seqs=True),
+        "izhikevich": lambda: IzhikevichNode(step_mode="m"),  # states v and w
+        "klif": lambda: KLIFNode(step_mode="m"),  # learnable k
     }
 
 
@@ -58,7 +60,7 @@ def grads_of(m, x, weights):
     ys = y if isinstance(y, (list, tuple)) else [y]
     seqs = (m.state_seqs or []) if isinstance(m, FlexSN) else [getattr(m, "v_seq", None)]
     seqs = [s for s in seqs if s is not None]
-    states = m.states if isinstance(m, FlexSN) else [m.v]
+    states = m.states if isinstance(m, FlexSN) else [getattr(m, k) for k, _ in m._states]
     loss = sum((o * w).sum() for o, w in zip(ys, weights))
     loss = loss + sum((s**2).sum() * 0.1 for s in seqs) + sum(s.sum() * 0.3 for s in states)
     params = [p for p in m.parameters()] + ([TAU] if isinstance(m, FlexSN) else [])
