@@ -148,8 +148,7 @@ def run(cc, t, n, inputs, states, params, seqs):
     dtype = flat[0].dtype
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in flat)
     if needs_grad or seqs:
-        with torch.set_grad_enabled(needs_grad):
-            res = DeviceScan.apply(cc, t, n, seqs, *flat)
+        res = DeviceScan.apply(cc, t, n, seqs, *flat)
         res = [r.to(dtype) for r in res]
         outs = [o.reshape(t, n) for o in res[:no]]
         state_seqs = list(res[no : no + ns]) if seqs else None

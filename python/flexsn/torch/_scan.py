@@ -183,8 +183,9 @@ def run(cc, t, n, inputs, states, params, seqs):
     ni, ns, no = len(inputs), len(states), len(cc.outputs)
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in flat)
     if needs_grad or seqs:
-        with torch.set_grad_enabled(needs_grad):
-            res = Scan.apply(cc, t, n, seqs, *flat)
+        # No grad mode to set: without an argument that requires grad (or in no_grad mode),
+        # apply records nothing.
+        res = Scan.apply(cc, t, n, seqs, *flat)
         outs = list(res[:no])
         state_seqs = list(res[no : no + ns]) if seqs else None
         return outs, state_seqs, list(res[len(res) - ns :])
