@@ -337,29 +337,34 @@ fn bind_core_file(cores: &mut Cores, name: &str, path: PathBuf) -> Result<()> {
         .filter(|(_, kind, _)| kind.is_none())
         .map(|(p, _, _)| p.clone())
         .collect();
-    cores.bind(name, move |a: &CoreArgs| {
-        let mut b = Bindings::new();
-        for (k, v) in &a.hyper {
-            b = b.hyper(k, *v);
-        }
-        for (k, shape) in &a.param_shapes {
-            if dynamic.contains(k) {
-                let kind = frontend::param_kind_from_shape(shape, a.t, a.n).ok_or_else(|| {
-                    format!("static input `{k}` has shape {shape:?}, which fits no param kind")
-                })?;
-                b = b.param_kind(k, kind);
+    cores.bind(
+        name,
+        move |a: &CoreArgs| -> Result<StepGraph, conformance::BoxError> {
+            let mut b = Bindings::new();
+            for (k, v) in &a.hyper {
+                b = b.hyper(k, *v);
             }
-        }
-        frontend::load_core_file_with(&path, &b).map_err(|e| e.to_string())
-    });
+            for (k, shape) in &a.param_shapes {
+                if dynamic.contains(k) {
+                    let kind =
+                        frontend::param_kind_from_shape(shape, a.t, a.n).ok_or_else(|| {
+                            format!(
+                                "static input `{k}` has shape {shape:?}, which fits no param kind"
+                            )
+                        })?;
+                    b = b.param_kind(k, kind);
+                }
+            }
+            Ok(frontend::load_core_file_with(&path, &b)?)
+        },
+    );
     Ok(())
 }
 
 fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
-    let mut backend = conformance::backend_by_name(&a.backend)?;
-    if let Some(why) = backend.unavailable() {
-        bail!("backend `{}` is not available: {why}", backend.name());
-    }
+    // An unknown or unavailable backend fails here, before anything runs.
+    let backend = Backend::from_name(&a.backend)?;
+    let jit = Jit::new(backend)?;
     let mut cores = Cores::default();
     for (name, path) in a.cores {
         bind_core_file(&mut cores, &name, path)?;
@@ -374,7 +379,7 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut h = Harness::new(backend.as_mut(), &cores);
+    let mut h = Harness::with_jit(jit, backend.into(), &cores);
     h.tol = Tolerance {
         rtol: a.rtol,
         atol: a.atol,

@@ -13,8 +13,8 @@ use candle_nn::{Module, VarBuilder, VarMap};
 use flexsn::compiler::frontend::{Bindings, load_core_file_with, param_kind_from_shape};
 use flexsn::compiler::ir::Surrogate;
 use flexsn::conformance::{
-    Case, Cores, Expect, ScanCase, flexsn_case, load_cases, nonspiking_case, sliding_psn_case,
-    spiking_case,
+    Case, CaseError, Cores, Expect, ScanCase, flexsn_case, load_cases, nonspiking_case,
+    sliding_psn_case, spiking_case,
 };
 use flexsn::neurons::psn::{MaskedPSNConfig, PSNConfig};
 use flexsn_candle::{ScanLayer, decode, default_jit, psn};
@@ -193,7 +193,7 @@ fn run_scan_case(sc: &ScanCase) -> Compare {
 }
 
 /// Asserts every case of `file` passes (mapped by `map`), comparing outputs and gradients.
-fn assert_scan_file(file: &str, count: usize, map: impl Fn(&Case) -> Result<ScanCase, String>) {
+fn assert_scan_file(file: &str, count: usize, map: impl Fn(&Case) -> Result<ScanCase, CaseError>) {
     let cases = cases(file);
     assert_eq!(cases.len(), count, "{file}: case count");
     let mut failed = vec![];
@@ -249,7 +249,7 @@ fn flexsn_cores() {
         let core = case
             .neuron
             .strip_prefix("FlexSN:")
-            .ok_or("not a FlexSN case")?
+            .ok_or_else(|| CaseError::invalid("neuron", "is not a FlexSN case"))?
             .to_string();
         let path = repo(&format!("tests/cores/{core}.rs"));
         let mut cores = Cores::default();
