@@ -47,7 +47,7 @@ pub use error::{BoxError, CaseError, LoadError};
 pub use flexsn::flexsn_case;
 pub use harness::{DecodeCheck, Harness, ScanCase, run_scan_case};
 pub use psn::{mixing_psn_case, sliding_psn_case};
-pub use report::{CaseReport, Summary};
+pub use report::{CaseReport, RunReport, Summary};
 pub use zoo::{CLASSES as ZOO_CLASSES, zoo_case};
 
 #[cfg(test)]

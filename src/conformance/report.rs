@@ -13,13 +13,14 @@
 //!   "mismatches", "first_mismatch"}`.
 //!
 //! A non-finite number (an infinite error, a NaN value) is `null`. A [`Summary`] is
-//! `{"passed", "failed"}`.
+//! `{"passed", "failed"}`, and a [`RunReport`] (`flexsn conformance --json`) is
+//! `{"backend", "tolerance": {"rtol", "atol"}, "cases": [...], "summary"}`.
 
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use super::compare::{TensorStat, Worst};
+use super::compare::{TensorStat, Tolerance, Worst};
 use super::error::CaseError;
 
 /// The result of one case.
@@ -138,4 +139,17 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} passed, {} failed", self.passed, self.failed)
     }
+}
+
+/// A run of golden cases on one backend: what `flexsn conformance --json` prints.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The backend's name (`interpreter`, `cpu`, ...).
+    pub backend: String,
+    /// The tolerance non-spike values were compared with.
+    pub tolerance: Tolerance,
+    /// Every case run, in order.
+    pub cases: Vec<CaseReport>,
+    /// The counts of passed and failed cases.
+    pub summary: Summary,
 }
