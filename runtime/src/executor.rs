@@ -7,7 +7,6 @@ use flexsn_compiler::interp;
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, ShapeError};
 
 use crate::RuntimeError;
-use crate::host::{count, len};
 
 /// Caller-provided result buffers of a scan (same shapes as [`ScanResult`]'s): lets a caller
 /// reuse allocations and lay buffers out as it likes (e.g. a state sequence inside a larger
@@ -29,6 +28,7 @@ impl ScanOutputs<'_> {
         } else {
             0
         };
+        let count = ShapeError::check_count;
         count("output buffers", g.outputs().len(), self.outputs.len())?;
         count("state-sequence buffers", nseq, self.state_seqs.len())?;
         count(
@@ -36,7 +36,9 @@ impl ScanOutputs<'_> {
             g.states().len(),
             self.final_states.len(),
         )?;
-        let len = |name, expected: usize, got| len(name, format!("[{expected}]"), expected, got);
+        let len = |name, expected: usize, got| {
+            ShapeError::check_len(name, format!("[{expected}]"), expected, got)
+        };
         for (o, (d, b)) in g.outputs().iter().zip(&self.outputs).enumerate() {
             len(
                 format!("output buffer {}", d.name),
