@@ -12,10 +12,15 @@ pub struct CudaBenchPlan {
     pub neurons: Vec<(String, flexsn_compiler::ir::StepGraph)>,
     /// Also the PSN time mixing (`[T, T]` weight, SpikingJelly's default ATan surrogate).
     pub psn: bool,
+    /// Storage types of the sequences, one table block each.
     pub dtypes: Vec<flexsn_compiler::codegen::cuda::StorageDtype>,
+    /// Precise or fast math.
     pub math: flexsn_compiler::codegen::cuda::MathMode,
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
+    /// Timed repetitions per row.
     pub reps: usize,
 }
 
@@ -139,11 +144,17 @@ pub fn target_lines(rows: &[flexsn_runtime::cuda::bench::BenchRow]) -> Vec<Strin
 /// neurons of [`crate::bench::NEURONS`], T = 64, N = 16 777 216, f32 and bf16).
 #[derive(Clone, Debug, Default)]
 pub struct CudaBenchArgs {
+    /// Neuron names (empty: the defaults).
     pub neurons: Vec<String>,
+    /// Time steps (empty: 64).
     pub ts: Vec<usize>,
+    /// Neuron counts (empty: 16 777 216).
     pub ns: Vec<usize>,
+    /// Storage types by name (empty: f32 and bf16).
     pub dtypes: Vec<String>,
+    /// `precise` or `fast` (empty: precise).
     pub math: String,
+    /// One JSON object per row instead of the table.
     pub json: bool,
 }
 
