@@ -13,9 +13,11 @@ use crate::RuntimeError;
 /// buffer).
 #[derive(Debug)]
 pub struct ScanOutputs<'a> {
+    /// Per output: its sequence.
     pub outputs: Vec<&'a mut [f32]>,
     /// Empty unless the kernel stores state sequences.
     pub state_seqs: Vec<&'a mut [f32]>,
+    /// Per state: its final value `[N]`.
     pub final_states: Vec<&'a mut [f32]>,
 }
 
@@ -59,6 +61,7 @@ impl ScanOutputs<'_> {
 /// A compiled scan kernel: runs the kernel ABI of [`flexsn_compiler::scan`] for any `T`, `N`.
 /// Implementations check `args` against the kernel before running generated code.
 pub trait ScanExecutor: Send + Sync {
+    /// Runs the scan and returns fresh buffers (checks `args` first).
     fn run(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, RuntimeError>;
     /// Runs into caller-provided buffers (checked first). The default runs [`ScanExecutor::run`]
     /// and copies; backends override it to write in place.
@@ -90,6 +93,7 @@ pub trait ScanExecutor: Send + Sync {
 pub trait BackendCompiler: Send + Sync {
     /// Identifies the backend and its options; part of the kernel-cache key.
     fn name(&self) -> String;
+    /// Compiles one scan kernel.
     fn compile_scan(&self, kernel: &ScanKernel) -> Result<Arc<dyn ScanExecutor>, RuntimeError>;
 }
 
