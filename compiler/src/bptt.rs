@@ -15,12 +15,16 @@ use crate::scan::{ScanArgs, ScanKernel, ScanResult, ShapeError};
 /// Errors of running a forward or backward pass.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ExecError {
+    /// Wrong argument counts or lengths.
     #[error(transparent)]
     Shape(#[from] ShapeError),
+    /// The graph is invalid.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A `runtime` state without a given initial value.
     #[error("state `{0}` has no default initial value (declared `runtime`): supply it")]
     MissingInitialState(String),
+    /// Backward without the forward's state sequences.
     #[error(
         "backward needs the state sequences of the forward pass; run forward with state sequences"
     )]

@@ -21,7 +21,9 @@ use crate::ir::{Op, ParamKind, StepGraph};
 /// Which way time runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
+    /// Steps `0, 1, ..., T-1`.
     Forward,
+    /// Steps `T-1, ..., 0` (backward scans).
     Reverse,
 }
 
@@ -37,7 +39,9 @@ pub enum OutputMode {
 /// A step graph scheduled as a scan.
 #[derive(Clone, Debug)]
 pub struct ScanKernel {
+    /// The step graph run at each step.
     pub graph: StepGraph,
+    /// Which way time runs.
     pub direction: Direction,
     /// One mode per graph output.
     pub output_modes: Vec<OutputMode>,
@@ -158,19 +162,26 @@ impl ShapeError {
 /// Run-time arguments of one scan. All buffers are dense and row-major (time-major).
 #[derive(Clone, Debug)]
 pub struct ScanArgs<'a, F> {
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
+    /// Per input: `[T, N]`.
     pub inputs: Vec<&'a [F]>,
+    /// Per state: `[N]`.
     pub init_states: Vec<&'a [F]>,
+    /// Per param: its values (length by its kind).
     pub params: Vec<&'a [F]>,
 }
 
 /// What a scan returns (see the [module docs](self) for shapes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScanResult<F> {
+    /// Per output: its values (by its output mode).
     pub outputs: Vec<Vec<F>>,
     /// Empty unless the kernel stores state sequences.
     pub state_seqs: Vec<Vec<F>>,
+    /// Per state: its value after the last step, `[N]`.
     pub final_states: Vec<Vec<F>>,
 }
 
