@@ -30,8 +30,11 @@ use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 /// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixGradients {
+    /// Gradient of the input `[cols, N]`.
     pub x: Vec<f32>,
+    /// Gradient of the weight `[rows, cols]`.
     pub weight: Vec<f32>,
+    /// Gradient of the bias `[rows]`.
     pub bias: Vec<f32>,
 }
 
@@ -133,6 +136,7 @@ type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, u32) -> i32;
 /// One mixing compiled for the emulated backend.
 #[derive(Debug)]
 pub struct EmulatedMixing {
+    /// The generated mixing kernels.
     pub source: MixingSource,
     _lib: Arc<HostLibrary>,
     fwd: FwdFn,
@@ -329,6 +333,7 @@ pub struct MixScratch {
 /// One mixing's kernels loaded on a device.
 #[derive(Debug)]
 pub struct DeviceMixing {
+    /// The generated mixing kernels.
     pub source: MixingSource,
     _module: Arc<CudaModule>,
     fwd: CudaFunction,

@@ -55,22 +55,39 @@ const SHARED_BYTES: usize = 48 * 1024;
 /// The shape of a time mixing: `R` output steps, `C` input steps, the surrogate of backward.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MixingSpec {
+    /// Output steps `R`.
     pub rows: usize,
+    /// Input steps `C`.
     pub cols: usize,
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
 }
 
 /// Why mixing source could not be generated.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum MixingCodegenError {
+    /// `R` or `C` is zero.
     #[error("a time mixing needs R >= 1 and C >= 1 steps, got R = {rows}, C = {cols}")]
-    Empty { rows: usize, cols: usize },
+    Empty {
+        /// Output steps.
+        rows: usize,
+        /// Input steps.
+        cols: usize,
+    },
+    /// More steps than the generated kernels handle.
     #[error(
         "R = {rows}, C = {cols}: CUDA mixing kernels are generated for at most {MAX_MIX_STEPS} steps"
     )]
-    TooLong { rows: usize, cols: usize },
+    TooLong {
+        /// Output steps.
+        rows: usize,
+        /// Input steps.
+        cols: usize,
+    },
+    /// A block size CUDA cannot launch.
     #[error("block size {0} is invalid: use a multiple of 32 between 32 and 1024")]
     BlockSize(u32),
+    /// The surrogate's derivative could not be built.
     #[error("the surrogate derivative could not be built: {0}")]
     Surrogate(#[from] BuildError),
 }
@@ -78,13 +95,21 @@ pub enum MixingCodegenError {
 /// Generated source of one mixing, with what a launcher needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixingSource {
+    /// The CUDA C source.
     pub code: String,
+    /// `extern "C"` name of the forward kernel.
     pub forward_entry: String,
+    /// `extern "C"` name of the input-gradient kernel.
     pub backward_entry: String,
+    /// `extern "C"` name of the split-K weight-gradient kernel.
     pub wgrad_entry: String,
+    /// `extern "C"` name of the ordered reduction kernel.
     pub reduce_entry: String,
+    /// The mixing's shape and surrogate.
     pub spec: MixingSpec,
+    /// Storage type of the sequences.
     pub dtype: StorageDtype,
+    /// Precise or fast math.
     pub math: MathMode,
     /// Threads per block of forward and backward (one neuron each).
     pub block_size: u32,
