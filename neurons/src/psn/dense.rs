@@ -813,9 +813,10 @@ impl MaskedPSN {
         }
         xs.extend_from_slice(x);
         let core = &self.core;
+        // Every step's window runs on the whole T x T mixing's CUDA module (compiled once).
         let s = core
             .mixing(1, row.len(), row, &core.bias[step..step + 1])
-            .forward(&xs, n, core.backend)?;
+            .forward_within(&xs, n, core.backend, (t, t))?;
         self.n = Some(n);
         self.history.push(x.to_vec());
         if !self.core.training {
@@ -862,12 +863,9 @@ impl MaskedPSN {
                     xs.extend_from_slice(h);
                 }
                 let core = &mut self.core;
-                let g = core.mixing(rows, cols, &w, &core.bias[from..to]).backward(
-                    &xs,
-                    n,
-                    grad_spike,
-                    core.backend,
-                )?;
+                let g = core
+                    .mixing(rows, cols, &w, &core.bias[from..to])
+                    .backward_within(&xs, n, grad_spike, core.backend, (t, t))?;
                 for (ri, r) in (from..to).enumerate() {
                     for (ci, c) in (lo..to).enumerate() {
                         core.weight_grad[r * t + c] +=
