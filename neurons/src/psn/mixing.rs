@@ -34,7 +34,11 @@ pub enum MixBackend {
     Reference,
     /// Blocked GEMM (`matrixmultiply`) fused with the spike step, on `threads` threads
     /// (0 = every available core).
-    Cpu { threads: usize },
+    /// Blocked GEMM (`matrixmultiply`) fused with the spike step.
+    Cpu {
+        /// Threads (0 = every available core).
+        threads: usize,
+    },
     /// CUDA device 0: the generated mixing kernels (NVRTC), f32, precise math; host slices are
     /// copied in and out per call.
     Cuda,
@@ -81,18 +85,26 @@ impl From<Backend> for MixBackend {
 /// derivative backward uses.
 #[derive(Clone, Copy, Debug)]
 pub struct Mixing<'a> {
+    /// Output steps `R`.
     pub rows: usize,
+    /// Input steps `C`.
     pub cols: usize,
+    /// The weight `[R, C]`, row-major.
     pub weight: &'a [f32],
+    /// The bias `[R]`.
     pub bias: &'a [f32],
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
 }
 
 /// Gradients of a mixing: `x` `[cols, N]`, `weight` `[rows, cols]`, `bias` `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixGrads {
+    /// Gradient of the input `[C, N]`.
     pub x: Vec<f32>,
+    /// Gradient of the weight `[R, C]`.
     pub weight: Vec<f32>,
+    /// Gradient of the bias `[R]`.
     pub bias: Vec<f32>,
 }
 
