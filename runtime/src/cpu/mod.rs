@@ -116,9 +116,11 @@ fn isa_for(big: bool) -> Result<OwnedTargetIsa, RuntimeError> {
 /// Machine code of a compiled kernel, kept for inspection.
 #[derive(Clone, Debug)]
 pub struct MachineCode {
+    /// The machine code.
     pub bytes: Vec<u8>,
     /// `(start, end, annotation index)` of each source-location range.
     pub srclocs: Vec<(u32, u32, SourceLoc)>,
+    /// The annotations the source locations index: the step-graph node of each group.
     pub annotations: Vec<String>,
 }
 
@@ -422,6 +424,7 @@ impl crate::ScanExecutor for CpuScan {
 /// The CPU backend as a [`crate::BackendCompiler`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuCompiler {
+    /// Code generation options (chunk, unroll, threads).
     pub opts: CpuOptions,
 }
 
