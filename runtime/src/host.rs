@@ -80,7 +80,7 @@ impl<'a> KernelArgs<'a> {
 }
 
 /// Where a training forward writes: per output its sequence, per state its `[T + 1, N]` buffer
-/// (see the [module docs](self)) and its final value.
+/// (row 0 the initial state, rows `1..=T` the state after each step) and its final value.
 #[derive(Debug, Default)]
 pub struct TrainingBuffers<'b> {
     /// Per output: `[T, N]` (`[N]` when summed over time).

@@ -202,7 +202,8 @@ impl Jit {
         Ok(passes::optimize_checked(g)?)
     }
 
-    /// Compiles `neuron`'s forward scans (see the [module docs](self)).
+    /// Compiles `neuron`'s forward scans now (its backward scans on first use), optimised when the
+    /// JIT optimises ([`Jit::set_optimize`]; off for the interpreter).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;

@@ -170,10 +170,14 @@ pub enum CodegenError {
     /// Cranelift cannot target this machine.
     #[error("unsupported target: {0}")]
     Target(String),
+    /// The kernel's working memory does not fit the 32-bit offsets of the generated code.
     #[error(
         "the kernel needs {bytes} bytes of working memory per call, more than a 32-bit offset reaches"
     )]
-    TooBig { bytes: usize },
+    TooBig {
+        /// Bytes the kernel would need.
+        bytes: usize,
+    },
 }
 
 /// A generated scan function with its annotations.
