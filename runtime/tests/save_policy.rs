@@ -5,6 +5,7 @@
 use flexsn_compiler::codegen::cuda::samples;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::random::{RandomGraphConfig, SplitMix64, random_graph, random_inputs};
+use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::{Backend, Gradients, Jit, SavePolicy, Upstream};
 
@@ -48,8 +49,11 @@ fn same_grads(what: &str, a: &Gradients<f32>, b: &Gradients<f32>) {
 
 /// `graphs` of [`graphs`] on `backend`, `T` in `ts`, `K` in `ks`.
 fn check_backend(backend: Backend, graphs: &[StepGraph], ts: &[usize], ks: &[usize]) {
-    let jit = Jit::new(backend).unwrap();
-    let n = 37;
+    check_jit(&Jit::new(backend).unwrap(), 37, graphs, ts, ks);
+}
+
+/// `graphs` on `jit` with `n` neurons, `T` in `ts`, `K` in `ks`.
+fn check_jit(jit: &Jit, n: usize, graphs: &[StepGraph], ts: &[usize], ks: &[usize]) {
     for (gi, g) in graphs.iter().enumerate() {
         let mut kernel = jit.compile(g).unwrap();
         for &t in ts {
@@ -79,7 +83,11 @@ fn check_backend(backend: Backend, graphs: &[StepGraph], ts: &[usize], ks: &[usi
             let fs = kernel.forward(t, n, &xs, Some(&s0), &ps).unwrap();
             let want = kernel.backward(&fs, &up).unwrap();
             for &k in ks {
-                let what = format!("{} graph {gi} ({}), T={t}, K={k}", backend.name(), g.name());
+                let what = format!(
+                    "{} graph {gi} ({}), N={n}, T={t}, K={k}",
+                    jit.backend_name(),
+                    g.name()
+                );
                 kernel.set_save_policy(SavePolicy::Checkpoint(k)).unwrap();
                 let fc = kernel.forward(t, n, &xs, Some(&s0), &ps).unwrap();
                 // Without states or steps there is nothing to save: `states` runs.
@@ -124,6 +132,18 @@ fn checkpoint_equals_states_on_the_interpreter() {
 #[test]
 fn checkpoint_equals_states_on_the_cpu() {
     check_backend(Backend::Cpu, &graphs(), &[0, 1, 5, 7], &[1, 2, 3, 7, 8]);
+}
+
+/// Enough neurons for two threads of several chunks each (the CPU recomputes each segment one
+/// chunk of neurons at a time, in cache), and a last chunk shorter than the others.
+#[test]
+fn checkpoint_equals_states_on_the_cpu_over_threads_and_chunks() {
+    let jit = Jit::cpu(CpuOptions {
+        threads: 2,
+        ..CpuOptions::default()
+    })
+    .unwrap();
+    check_jit(&jit, 20_011, &graphs()[..6], &[7], &[3, 7]);
 }
 
 #[test]

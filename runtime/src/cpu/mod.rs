@@ -12,6 +12,7 @@
 //! per thread) use fewer threads.
 
 mod inspect;
+pub(crate) mod recompute;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
