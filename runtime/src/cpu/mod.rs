@@ -99,6 +99,19 @@ pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
     Ok(isa)
 }
 
+/// Whether `isa` lowers an `f32x4` `fma` to one instruction (the condition of
+/// [`clif::host_fma`], which the bit-exact model follows).
+fn has_fma(isa: &dyn cranelift_codegen::isa::TargetIsa) -> bool {
+    match isa.triple().architecture.to_string().as_str() {
+        "aarch64" => true,
+        a if a.starts_with("x86") => isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+        _ => false,
+    }
+}
+
 /// Machine code of a compiled kernel, kept for inspection.
 #[derive(Clone, Debug)]
 pub struct MachineCode {
@@ -118,6 +131,7 @@ pub struct CpuScan {
     threads: usize,
     chunk: usize,
     unroll: usize,
+    fused: bool,
     compile_time: Duration,
     code: MachineCode,
 }
@@ -143,6 +157,7 @@ impl CpuScan {
         let mut copts = ClifOptions::new(isa.frontend_config());
         copts.chunk = opts.chunk;
         copts.unroll = opts.unroll;
+        copts.fused = has_fma(&*isa);
         let scan = clif::codegen_scan(kernel, &copts)?;
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let mut ctx = module.make_context();
@@ -180,6 +195,7 @@ impl CpuScan {
             threads: opts.thread_count(),
             chunk: scan.chunk,
             unroll: scan.unroll,
+            fused: copts.fused,
             compile_time: start.elapsed(),
             code,
         })
@@ -198,6 +214,12 @@ impl CpuScan {
     /// The generated machine code (for disassembly).
     pub fn machine_code(&self) -> &MachineCode {
         &self.code
+    }
+
+    /// Whether the math library's polynomials use fused multiply-adds (see
+    /// [`ClifOptions::fused`]).
+    pub fn fused(&self) -> bool {
+        self.fused
     }
 
     /// Threads a run uses at most.
@@ -474,6 +496,15 @@ mod tests {
             assert_eq!(got.outputs, want.outputs, "unroll {unroll}");
             assert_eq!(got.final_states, want.final_states, "unroll {unroll}");
         }
+    }
+
+    /// Kernels fuse exactly when the model of this machine does, so `model::run_scan` is the
+    /// model of what runs.
+    #[test]
+    fn kernels_fuse_as_the_host_model() {
+        let g = random_graph(1, &RandomGraphConfig::all());
+        let cpu = CpuScan::compile(&ScanKernel::forward(g, false), &CpuOptions::default()).unwrap();
+        assert_eq!(cpu.fused(), flexsn_compiler::codegen::clif::host_fma());
     }
 
     #[test]
