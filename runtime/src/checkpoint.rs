@@ -46,21 +46,52 @@ fn segment_args<'a>(
     }
 }
 
-/// Training forward under `checkpoint:K`: `outputs` (`[T, N]` each) and `final_states` (`[N]`)
-/// as the inference scan writes them; `checkpoints[j]` gets `⌈T/K⌉` rows of `N`, the state
-/// before steps `0, K, 2K, …`. `args` are checked by the caller.
+/// Where a training forward under `checkpoint:K` writes.
+pub(crate) struct Saved<'a, 'b> {
+    /// Per output: `[T, N]`.
+    pub outputs: &'a mut [&'b mut [f32]],
+    /// Per state: `⌈T/K⌉` rows of `N`, the state before steps `0, K, 2K, …`.
+    pub checkpoints: &'a mut [&'b mut [f32]],
+    /// Per state: `[N]`.
+    pub final_states: &'a mut [&'b mut [f32]],
+}
+
+/// Checks that `bufs` hold one `⌈T/K⌉ × N` checkpoint buffer per state of `g`.
+pub(crate) fn check_checkpoints(
+    g: &StepGraph,
+    t: usize,
+    n: usize,
+    k: usize,
+    lens: &[usize],
+) -> Result<(), RuntimeError> {
+    let rows = SavePolicy::Checkpoint(k).saved_rows(t);
+    crate::host::count("checkpoint buffers", g.states().len(), lens.len())?;
+    for (d, &l) in g.states().iter().zip(lens) {
+        crate::host::len(
+            format!("checkpoint buffer {}", d.name),
+            format!("[ceil(T/K)={rows}, N={n}]"),
+            rows * n,
+            l,
+        )?;
+    }
+    Ok(())
+}
+
+/// Training forward under `checkpoint:K`: outputs and final states as the inference scan
+/// writes them, and the checkpoints. `args` and the buffers' shapes are checked by the caller.
 pub(crate) fn forward(
     inference: &dyn ScanExecutor,
     g: &StepGraph,
     args: &ScanArgs<'_, f32>,
     k: usize,
-    outputs: &mut [Vec<f32>],
-    checkpoints: &mut Vec<Vec<f32>>,
-    final_states: &mut [Vec<f32>],
+    saved: Saved<'_, '_>,
 ) -> Result<(), RuntimeError> {
-    let (t, n) = (args.t, args.n);
-    let segs = SavePolicy::Checkpoint(k).segments(t);
-    crate::jit::shape_buffers(checkpoints, g.states().len(), segs.len() * n);
+    let (n, segs) = (args.n, SavePolicy::Checkpoint(k).segments(args.t));
+    let Saved {
+        outputs,
+        checkpoints,
+        final_states,
+    } = saved;
     for ((cp, s0), fin) in checkpoints
         .iter_mut()
         .zip(&args.init_states)
@@ -79,11 +110,7 @@ pub(crate) fn forward(
         for (cp, fin) in checkpoints.iter_mut().zip(final_states.iter_mut()) {
             let (before, after) = cp.split_at_mut((s + 1) * n);
             inits.push(&before[s * n..]);
-            fins.push(if last {
-                fin.as_mut_slice()
-            } else {
-                &mut after[..n]
-            });
+            fins.push(if last { &mut **fin } else { &mut after[..n] });
         }
         let (t0, len) = seg;
         let mut out = ScanOutputs {
@@ -114,7 +141,7 @@ pub(crate) struct Shared<'a> {
     pub fwd: &'a StepGraph,
     pub args: &'a ScanArgs<'a, f32>,
     pub segs: &'a [(usize, usize)],
-    pub checkpoints: &'a [Vec<f32>],
+    pub checkpoints: &'a [&'a [f32]],
     pub upstream: &'a Upstream<'a, f32>,
 }
 
@@ -128,7 +155,7 @@ pub(crate) fn backward(
     bwd: &BackwardGraph,
     args: &ScanArgs<'_, f32>,
     k: usize,
-    checkpoints: &[Vec<f32>],
+    checkpoints: &[&[f32]],
     upstream: &Upstream<'_, f32>,
     reuse: &mut Gradients<f32>,
 ) -> Result<Gradients<f32>, RuntimeError> {
