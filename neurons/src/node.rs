@@ -727,7 +727,9 @@ impl Node {
             SavePolicy::Checkpoint(k) if record && !g.states().is_empty() => Some(k),
             _ => None,
         };
-        if let Some(k) = policy.filter(|k| !self.store_state_seqs && self.tape.steps.is_multiple_of(*k)) {
+        if let Some(k) =
+            policy.filter(|k| !self.store_state_seqs && self.tape.steps.is_multiple_of(*k))
+        {
             // The call starts a segment: the kernel writes the checkpoints itself.
             let mut cps = vec![vec![0.0; t.div_ceil(k) * n]; g.states().len()];
             self.kernel.forward_checkpointed_host(
