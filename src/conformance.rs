@@ -39,6 +39,7 @@ use flexsn_runtime::{Backend as RuntimeBackend, Jit};
 mod psn;
 mod zoo;
 pub use psn::{mix_backend_for, mixing_psn_case, sliding_psn_case};
+pub use zoo::zoo_case;
 
 // ---------------------------------------------------------------------------------------------
 // Backends
@@ -968,9 +969,9 @@ impl CompareSink for Checker {
 // ---------------------------------------------------------------------------------------------
 // Families
 
-/// `params` of a built-in case as `key=value` settings (skipping keys that do not change the
-/// numbers: `store_v_seq`, `step_mode`).
-fn builtin_from_case(case: &Case) -> Result<Builtin, String> {
+/// The built-in of a case: its `neuron` configured by its `params` as `key=value` settings
+/// (skipping keys that do not change the numbers: `store_v_seq`, `step_mode`).
+pub fn builtin_from_case(case: &Case) -> Result<Builtin, String> {
     let mut settings: Vec<(String, String)> = vec![];
     if let Some(params) = case.get(&["params"]) {
         let params = params.as_object().ok_or("`params` is not an object")?;

@@ -9,19 +9,30 @@ use flexsn_runtime::RuntimeError;
 pub enum Error {
     /// flexsn kernels compute in float32.
     #[error("`{what}`: flexsn kernels take float32 tensors, got {got:?}")]
-    DType { what: String, got: DType },
+    DType {
+        /// The argument.
+        what: String,
+        /// Its dtype.
+        got: DType,
+    },
     /// A tensor of the wrong shape.
     #[error("`{what}`: expected shape {expected}, got {got:?}")]
     Shape {
+        /// The argument.
         what: String,
+        /// The shape it must have, in words.
         expected: String,
+        /// The shape it has.
         got: Vec<usize>,
     },
     /// The wrong number of inputs, initial states or params.
     #[error("{what}: expected {expected}, got {got}")]
     Count {
+        /// What was counted.
         what: &'static str,
+        /// How many the core takes.
         expected: usize,
+        /// How many were given.
         got: usize,
     },
     /// A `Var` was given for a param the core does not differentiate.
@@ -31,10 +42,20 @@ pub enum Error {
     NotLearnable(String),
     /// A param has no value: neither given nor a built-in default.
     #[error("param `{param}` has no initial value; give one (the core's params: {known})")]
-    MissingParam { param: String, known: String },
+    MissingParam {
+        /// The param without a value.
+        param: String,
+        /// The core's params, listed.
+        known: String,
+    },
     /// A value given for a param the core does not have.
     #[error("the core has no param `{param}`; its params: {known}")]
-    UnknownParam { param: String, known: String },
+    UnknownParam {
+        /// The name given.
+        param: String,
+        /// The core's params, listed.
+        known: String,
+    },
     /// Tensors on different devices, or a device without a flexsn path.
     #[error("{0}")]
     Device(String),

@@ -11,7 +11,9 @@
 //! - [`ScanLayer`]: a core as a [`candle_nn::Module`], each learnable param a `Var` of the
 //!   `VarBuilder`'s map.
 //! - [`nodes`]: `IFNode`, `LIFNode`, `ParametricLIFNode`, `NonSpikingIFNode`,
-//!   `NonSpikingLIFNode`, `SlidingPSN`; [`psn`]: `PSN`, `MaskedPSN` — SpikingJelly's defaults.
+//!   `NonSpikingLIFNode`, `SlidingPSN`, `QIFNode`, `EIFNode`, `IzhikevichNode`, `KLIFNode`,
+//!   `CUBALIFNode`, `ComplementaryLIFNode`, `ILIFNode`, `HalfThresholdIFNode`, `TernaryIFNode`,
+//!   `TernaryLIFNode`; [`psn`]: `PSN`, `MaskedPSN` — SpikingJelly's defaults.
 //!
 //! ## How backward gets the state sequences
 //!

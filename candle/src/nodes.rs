@@ -1,9 +1,14 @@
 //! SpikingJelly's scan neurons as candle layers: [`IFNode`], [`LIFNode`],
-//! [`ParametricLIFNode`], [`NonSpikingIFNode`], [`NonSpikingLIFNode`] and [`SlidingPSN`].
+//! [`ParametricLIFNode`], [`NonSpikingIFNode`], [`NonSpikingLIFNode`], [`SlidingPSN`], and the
+//! wider zoo: [`QIFNode`], [`EIFNode`], [`IzhikevichNode`], [`KLIFNode`], [`CUBALIFNode`],
+//! [`ComplementaryLIFNode`], [`ILIFNode`], [`HalfThresholdIFNode`], [`TernaryIFNode`],
+//! [`TernaryLIFNode`].
 //!
 //! Each is built from the `flexsn-neurons` config of the same name (its `Default` is
-//! SpikingJelly's defaults) and a `VarBuilder`; learnable params (PLIF's `w`, SlidingPSN's
-//! weights and bias) are `Var`s named as in the core, initialised as SpikingJelly does. Input
+//! SpikingJelly's defaults) and a `VarBuilder`; learnable params (PLIF's `w`, KLIF's `k`,
+//! SlidingPSN's weights and bias) are `Var`s named as in the core, initialised as SpikingJelly
+//! does. Multi-state neurons (Izhikevich's `w`, CUBA-LIF's `c`, CLIF's `m`) start from their
+//! SpikingJelly initial values; `layer().forward_all` takes and returns every state. Input
 //! `[T, *shape]`, multi-step; every call starts from the reset state (use
 //! [`ScanLayer::forward_all`] through `layer()` to pass initial states and read the voltages).
 
@@ -128,5 +133,87 @@ scan_node!(
     SlidingPsn
 );
 
-spiking_module!(IFNode, LIFNode, ParametricLIFNode, SlidingPSN);
+scan_node!(
+    /// SpikingJelly's `QIFNode`: `h = v + (x + a0 (v - v_rest)(v - v_c)) / tau`.
+    QIFNode,
+    flexsn_neurons::QIFNode,
+    Qif
+);
+scan_node!(
+    /// SpikingJelly's `EIFNode`:
+    /// `h = v + (x - (v - v_rest) + delta_T exp((v - theta_rh) / delta_T)) / tau`.
+    EIFNode,
+    flexsn_neurons::EIFNode,
+    Eif
+);
+scan_node!(
+    /// SpikingJelly's `IzhikevichNode`: QIF with the adaptation state `w`
+    /// (`w = w + (a (h - v_rest) - w) / tau_w + b s`, starting at `w_rest`).
+    IzhikevichNode,
+    flexsn_neurons::IzhikevichNode,
+    Izhikevich
+);
+scan_node!(
+    /// SpikingJelly's `KLIFNode`: `h = relu(k * charge)` with LIF's charge; `k` a learnable
+    /// `Var` (initially 1).
+    KLIFNode,
+    flexsn_neurons::KLIFNode,
+    Klif
+);
+scan_node!(
+    /// SpikingJelly's `CUBALIFNode`: `c = c c_decay + x`, `h = v v_decay + c` (states `v`, `c`).
+    CUBALIFNode,
+    flexsn_neurons::CUBALIFNode,
+    CubaLif
+);
+scan_node!(
+    /// SpikingJelly's `ComplementaryLIFNode`: states `v` and `m`, soft reset by
+    /// `v_threshold + sigmoid(m)`.
+    ComplementaryLIFNode,
+    flexsn_neurons::ComplementaryLIFNode,
+    Clif
+);
+scan_node!(
+    /// SpikingJelly's `ILIFNode`: spike counts `round(clamp(h / v_threshold, 0, max))`,
+    /// `h = (1 - 1/tau) v + x`, soft reset by the count.
+    ILIFNode,
+    flexsn_neurons::ILIFNode,
+    Ilif
+);
+scan_node!(
+    /// SpikingJelly's `HalfThresholdIFNode`: IF with soft reset, `v` starting at
+    /// `v_threshold / 2`.
+    HalfThresholdIFNode,
+    flexsn_neurons::HalfThresholdIFNode,
+    HalfThresholdIf
+);
+scan_node!(
+    /// SpikingJelly's `TernaryIFNode`: IF with spikes -1/0/1 at `±v_threshold`.
+    TernaryIFNode,
+    flexsn_neurons::TernaryIFNode,
+    TernaryIf
+);
+scan_node!(
+    /// SpikingJelly's `TernaryLIFNode`: LIF with spikes -1/0/1 at `±v_threshold`.
+    TernaryLIFNode,
+    flexsn_neurons::TernaryLIFNode,
+    TernaryLif
+);
+
+spiking_module!(
+    IFNode,
+    LIFNode,
+    ParametricLIFNode,
+    SlidingPSN,
+    QIFNode,
+    EIFNode,
+    IzhikevichNode,
+    KLIFNode,
+    CUBALIFNode,
+    ComplementaryLIFNode,
+    ILIFNode,
+    HalfThresholdIFNode,
+    TernaryIFNode,
+    TernaryLIFNode
+);
 nonspiking_module!(NonSpikingIFNode, NonSpikingLIFNode);

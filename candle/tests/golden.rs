@@ -2,8 +2,9 @@
 //! candle layers, forward and backward: each scan case through a [`ScanLayer`] (the layer the
 //! built-in nodes wrap) with the case's params as `Var`s, the loss `Σ upstream · output` and
 //! `loss.backward()`; `PSN`/`MaskedPSN` through [`psn::PSN`]/[`psn::MaskedPSN`] with their
-//! `weight`/`bias` set in the `VarMap`. Spikes must be equal, everything else within rtol 1e-5,
-//! atol 1e-6 (the conformance harness's tolerance).
+//! `weight`/`bias` set in the `VarMap`; the zoo's cases through its modules in [`nodes`].
+//! Spikes must be equal, everything else within rtol 1e-5, atol 1e-6 (the conformance
+//! harness's tolerance).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +14,12 @@ use candle_nn::{Module, VarBuilder, VarMap};
 use flexsn::compiler::frontend::{Bindings, load_core_file_with, param_kind_from_shape};
 use flexsn::compiler::ir::Surrogate;
 use flexsn::conformance::{
-    Case, Cores, Expect, ScanCase, flexsn_case, load_cases, nonspiking_case, sliding_psn_case,
-    spiking_case,
+    Case, Cores, Expect, ScanCase, builtin_from_case, flexsn_case, load_cases, nonspiking_case,
+    sliding_psn_case, spiking_case, zoo_case,
 };
+use flexsn::neurons::Builtin;
 use flexsn::neurons::psn::{MaskedPSNConfig, PSNConfig};
-use flexsn_candle::{ScanLayer, decode, default_jit, psn};
+use flexsn_candle::{ScanLayer, decode, default_jit, nodes, psn};
 
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
@@ -90,7 +92,7 @@ fn dot(x: &Tensor, up: Option<&Vec<f32>>) -> Option<Tensor> {
 
 /// Runs a scan case through a [`ScanLayer`] and compares everything it gives.
 fn run_scan_case(sc: &ScanCase) -> Compare {
-    let (t, n, g) = (sc.t, sc.n, &sc.graph);
+    let g = &sc.graph;
     let kernel = Arc::new(default_jit().unwrap().compile(g).unwrap());
     // Learnable params as Vars (they get gradients), the others as constants.
     let param_vars: Vec<Option<Var>> = sc
@@ -109,6 +111,13 @@ fn run_scan_case(sc: &ScanCase) -> Compare {
         })
         .collect();
     let layer = ScanLayer::from_kernel(kernel, params).unwrap();
+    run_layer(sc, &layer, &param_vars)
+}
+
+/// Runs `sc` through `layer`, whose learnable params are `param_vars` (graph order; `None` for
+/// the constants), and compares everything it gives.
+fn run_layer(sc: &ScanCase, layer: &ScanLayer, param_vars: &[Option<Var>]) -> Compare {
+    let (t, n) = (sc.t, sc.n);
     let xs: Vec<Var> = sc
         .inputs
         .iter()
@@ -179,7 +188,7 @@ fn run_scan_case(sc: &ScanCase) -> Compare {
             cmp.check(e, &grad_of(s));
         }
     }
-    for (e, p) in sc.grad_params.iter().zip(&param_vars) {
+    for (e, p) in sc.grad_params.iter().zip(param_vars) {
         if let Some(e) = e {
             match p {
                 Some(p) => cmp.check(e, &grad_of(p)),
@@ -199,22 +208,26 @@ fn assert_scan_file(file: &str, count: usize, map: impl Fn(&Case) -> Result<Scan
     let mut failed = vec![];
     for case in &cases {
         let sc = map(case).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let cmp = run_scan_case(&sc);
-        assert!(
-            cmp.compared.iter().any(|l| l.starts_with("outputs.")),
-            "{}: no output compared",
-            case.name
-        );
-        assert!(
-            cmp.compared.iter().any(|l| l.starts_with("grads.")),
-            "{}: no gradient compared",
-            case.name
-        );
-        if !cmp.failures.is_empty() {
-            failed.push(format!("{}: {}", case.name, cmp.failures.join("; ")));
-        }
+        record(case, run_scan_case(&sc), &mut failed);
     }
     assert!(failed.is_empty(), "{file}:\n{}", failed.join("\n"));
+}
+
+/// Asserts that `cmp` compared outputs and gradients; keeps its failures in `failed`.
+fn record(case: &Case, cmp: Compare, failed: &mut Vec<String>) {
+    assert!(
+        cmp.compared.iter().any(|l| l.starts_with("outputs.")),
+        "{}: no output compared",
+        case.name
+    );
+    assert!(
+        cmp.compared.iter().any(|l| l.starts_with("grads.")),
+        "{}: no gradient compared",
+        case.name
+    );
+    if !cmp.failures.is_empty() {
+        failed.push(format!("{}: {}", case.name, cmp.failures.join("; ")));
+    }
 }
 
 #[test]
@@ -240,6 +253,76 @@ fn nonspiking() {
 #[test]
 fn sliding_psn() {
     assert_scan_file("sliding_psn.json", 12, sliding_psn_case);
+}
+
+/// The candle module of a zoo neuron's config, and its scan layer.
+fn zoo_module(b: Builtin, vb: VarBuilder) -> (Box<dyn Module>, ScanLayer) {
+    macro_rules! node {
+        ($t:ident, $c:expr) => {{
+            let m = nodes::$t::new($c, vb).unwrap();
+            let layer = m.layer().clone();
+            (Box::new(m) as Box<dyn Module>, layer)
+        }};
+    }
+    match b {
+        Builtin::Qif(c) => node!(QIFNode, c),
+        Builtin::Eif(c) => node!(EIFNode, c),
+        Builtin::Izhikevich(c) => node!(IzhikevichNode, c),
+        Builtin::Klif(c) => node!(KLIFNode, c),
+        Builtin::CubaLif(c) => node!(CUBALIFNode, c),
+        Builtin::Clif(c) => node!(ComplementaryLIFNode, c),
+        Builtin::Ilif(c) => node!(ILIFNode, c),
+        Builtin::HalfThresholdIf(c) => node!(HalfThresholdIFNode, c),
+        Builtin::TernaryIf(c) => node!(TernaryIFNode, c),
+        Builtin::TernaryLif(c) => node!(TernaryLIFNode, c),
+        other => panic!("{} is not a zoo neuron", other.class_name()),
+    }
+}
+
+/// The ten zoo neurons through their candle modules (`nodes::QIFNode` ...): the module's layer
+/// with every memory's initial value as a `Var`, KLIF's `k` the module's own `Var` (set to the
+/// case's value); without `state_init`, the module's `forward` too.
+#[test]
+fn zoo_modules() {
+    let cases = cases("zoo.json");
+    assert_eq!(cases.len(), 60, "zoo.json: case count");
+    let mut failed = vec![];
+    for case in &cases {
+        let sc = zoo_case(case).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let (module, layer) = zoo_module(builtin_from_case(case).unwrap(), vb);
+        let vars = varmap.data().lock().unwrap().clone();
+        let param_vars: Vec<Option<Var>> = layer
+            .graph()
+            .params()
+            .iter()
+            .zip(&sc.params)
+            .map(|(d, v)| {
+                d.learnable.then(|| {
+                    let var = vars[&d.name].clone();
+                    var.set(&Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    var
+                })
+            })
+            .collect();
+        assert_eq!(
+            vars.len(),
+            param_vars.iter().flatten().count(),
+            "{}: one Var per learnable param",
+            case.name
+        );
+        let mut cmp = run_layer(&sc, &layer, &param_vars);
+        if case.get(&["state_init"]).is_none()
+            && let Some(e) = &sc.outputs[0]
+        {
+            let x = Tensor::from_slice(&sc.inputs[0], (sc.t, sc.n), &Device::Cpu).unwrap();
+            cmp.check(e, &module.forward(&x).unwrap());
+        }
+        record(case, cmp, &mut failed);
+    }
+    assert!(failed.is_empty(), "zoo.json:\n{}", failed.join("\n"));
 }
 
 /// The FlexSN cores, read by the text frontend from `tests/cores/NAME.rs`.

@@ -1,7 +1,7 @@
 """``python -m flexsn.bench``: LIF forward and forward+backward, flexsn against SpikingJelly's
 ``LIFNode`` (torch backend on the CPU; its CuPy/Triton backends too when a GPU is present), at
-T = 4, 16, 64 and N = 2^20 float32, with their ratio in the same run; then flexsn's Python-side
-overhead per call at N = 1024."""
+T = 4, 16, 64 and N = 2^20 float32, with their ratio in the same run (on the CPU, and on the GPU
+when one is present); then flexsn's Python-side overhead per call at N = 1024."""
 
 import argparse
 import os
@@ -10,6 +10,12 @@ import time
 # torch's OpenMP threads otherwise spin after each op and take the cores from flexsn's kernel
 # threads (and from each other) on a small machine; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Both sides run the same torch ops around the neuron (`y * g`, its backward), whose [T, N]
+# results torch takes from fresh mmap pages: faulting them in 4 KiB at a time costs more than
+# the neurons at T = 64. PyTorch's own switch backs them with huge pages, for both sides alike
+# (flexsn's kernels advise huge pages for their own buffers in any case). Set it to 0 to compare
+# without.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch  # noqa: E402
 
@@ -36,6 +42,8 @@ def workload(node, x, g, backward):
         else:
             with torch.no_grad():
                 node(x)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)  # kernels are queued: time them, not the launch
 
     return run
 
@@ -56,20 +64,15 @@ def spikingjelly_nodes(device):
     return nodes
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=1 << 20, help="neurons (default 2^20)")
-    ap.add_argument("--t", type=int, nargs="*", default=[4, 16, 64], help="time steps")
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--min-s", type=float, default=1.0, help="measure each row this long")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = "cpu"
+def table(device, args):
+    """LIF forward and forward+backward rows on ``device``, flexsn beside SpikingJelly."""
     ours = LIFNode(step_mode="m")
     theirs = spikingjelly_nodes(device)
     print(
-        f"# LIF (tau=2, Sigmoid surrogate), N = {args.n}, float32, {args.threads} torch threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')};"
+        f"# {device}: LIF (tau=2, Sigmoid surrogate), N = {args.n}, float32, "
+        f"{args.threads} torch threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')};"
     )
     print("# best of repeated runs; ratio = SpikingJelly time / flexsn time (> 1: flexsn faster)")
     print(
@@ -86,7 +89,24 @@ def main(argv=None):
                 sj_ms = best_seconds(workload(node, x, g, backward), args.min_s) * 1e3
                 row += f"{sj_ms:>14.2f} {sj_ms / ms:>7.2f}"
             print(row, flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1 << 20, help="neurons (default 2^20)")
+    ap.add_argument("--t", type=int, nargs="*", default=[4, 16, 64], help="time steps")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    ap.add_argument("--min-s", type=float, default=1.0, help="measure each row this long")
+    ap.add_argument(
+        "--devices", nargs="*", default=["cpu", "cuda"], help="cuda rows run when a GPU is present"
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]
+    for device in devices:
+        table(device, args)
     # Python-side overhead: a call at N = 1024, T = 1, where the kernel itself is negligible.
+    ours = LIFNode(step_mode="m")
     x = torch.randn(1, 1024) + 0.5
     g = torch.randn(1, 1024)
     for backward in (False, True):

@@ -7,7 +7,9 @@ the Heaviside step ``Θ(x)`` (``Θ(0) = 1``), backward the surrogate's derivativ
 accepted too (recognised by class name and attributes).
 """
 
-from .errors import FlexSNTypeError
+import numbers
+
+from .errors import FlexSNTypeError, FlexSNValueError
 
 
 class SurrogateFunctionBase:
@@ -91,12 +93,37 @@ LogTailedReLU = _make("LogTailedReLU", (("alpha", 0.0),), "Log-tailed ReLU.")
 Rect = _make("Rect", (("alpha", 1.0),), "sg'(x) = alpha * (|x| < 1/(2 alpha)).")
 DeterministicPass = _make("DeterministicPass", (), "sg'(x) = 1 (straight-through).")
 
+
+class MultiLevelSpikeCount(SurrogateFunctionBase):
+    """Integer spike counts (``ILIFNode``'s): forward ``round(clamp(x, 0, max_spike_count))``,
+    backward 1 inside ``grad_window = (grad_min, grad_max)`` (default ``(0, max_spike_count)``),
+    else 0; ``spiking=False`` gives ``clamp(x, 0, max_spike_count)``. SpikingJelly's
+    constructor: ``max_spike_count`` (an integer >= 1) is required."""
+
+    defaults = (("max_spike_count", 4), ("grad_min", 0.0), ("grad_max", 4.0))
+
+    def __init__(self, max_spike_count, spiking=True, grad_window=None):
+        if isinstance(max_spike_count, bool) or not isinstance(max_spike_count, numbers.Integral):
+            raise FlexSNTypeError(f"`max_spike_count` must be an integer, got {max_spike_count!r}")
+        if max_spike_count < 1:
+            raise FlexSNValueError(f"`max_spike_count` must be >= 1, got {max_spike_count}")
+        if grad_window is None:
+            grad_min, grad_max = 0.0, float(max_spike_count)
+        else:
+            grad_min, grad_max = grad_window
+            if grad_min > grad_max:
+                raise FlexSNValueError(
+                    f"`grad_window` must satisfy grad_min <= grad_max, got {grad_window!r}"
+                )
+        super().__init__(int(max_spike_count), grad_min, grad_max, spiking=spiking)
+
+
 #: Class names flexsn implements (the same as SpikingJelly's catalogue).
 NAMES = (
     "Sigmoid", "ATan", "PiecewiseQuadratic", "PiecewiseExp", "SoftSign", "SuperSpike",
     "NonzeroSignLogAbs", "Erf", "PiecewiseLeakyReLU", "SquarewaveFourierSeries", "S2NN",
     "QPseudoSpike", "LeakyKReLU", "FakeNumericalGradient", "LogTailedReLU", "Rect",
-    "DeterministicPass",
+    "DeterministicPass", "MultiLevelSpikeCount",
 )  # fmt: skip
 
 # SpikingJelly's attribute names that the Rust catalogue spells differently.

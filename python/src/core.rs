@@ -1,10 +1,14 @@
 //! [`Core`]: one compiled neuron, run on caller memory.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use flexsn_compiler::codegen::cuda::{CudaOptions, StorageDtype};
 use flexsn_compiler::ir::{StateInit, Surrogate};
 use flexsn_compiler::scan::param_len;
 use flexsn_neurons::Builtin;
+use flexsn_runtime::cuda::backend::{CudaCompiler, emulated_jit};
+use flexsn_runtime::cuda::shared_device_on;
 use flexsn_runtime::{
     Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, RuntimeError, TrainingBuffers,
     Upstream,
@@ -14,30 +18,64 @@ use pyo3::prelude::*;
 use crate::errors::{self, Kind, raise};
 use crate::graph::{self, Node, Trace};
 use crate::host::{Call, HostBuf};
+use crate::launch;
 
-/// One JIT per backend for the whole process, so that equal cores compile once.
+/// One JIT per backend key for the whole process, so that equal cores compile once. Keys:
+/// `cpu`, `interp`, `cuda:<ordinal>:<dtype>` (real CUDA on that device with f32/f16/bf16
+/// storage) and `cuda-emulated:<dtype>` (the same generated CUDA source run as host C++).
 fn jit(py: Python<'_>, backend: &str) -> PyResult<Jit> {
-    static CPU: OnceLock<Jit> = OnceLock::new();
-    static INTERP: OnceLock<Jit> = OnceLock::new();
-    let (cell, b) = match backend {
-        "cpu" => (&CPU, Backend::Cpu),
-        "interp" => (&INTERP, Backend::Interpreter),
-        other => {
-            return Err(raise(
-                py,
-                Kind::Value,
-                format!("`backend`: unknown or unavailable host backend `{other}` (cpu, interp)"),
-            ));
-        }
-    };
-    if let Some(j) = cell.get() {
+    static JITS: OnceLock<Mutex<HashMap<String, Jit>>> = OnceLock::new();
+    let jits = JITS.get_or_init(Default::default);
+    if let Some(j) = jits.lock().unwrap_or_else(|e| e.into_inner()).get(backend) {
         return Ok(j.clone());
     }
-    let j = Jit::new(b).map_err(|e| errors::runtime(py, e))?;
-    Ok(cell.get_or_init(|| j).clone())
+    let j = py
+        .detach(|| make_jit(backend))
+        .map_err(|e| errors::runtime(py, e))?
+        .ok_or_else(|| {
+            raise(
+                py,
+                Kind::Value,
+                format!(
+                    "`backend`: unknown backend `{backend}` (cpu, interp, cuda:<device>:<f32|f16|bf16>, \
+                     cuda-emulated:<f32|f16|bf16>)"
+                ),
+            )
+        })?;
+    let mut jits = jits.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(jits.entry(backend.to_string()).or_insert(j).clone())
 }
 
-/// A neuron core compiled for a host backend (`cpu` or `interp`).
+/// The JIT a backend key names (`None`: not a backend key).
+fn make_jit(backend: &str) -> Result<Option<Jit>, RuntimeError> {
+    let opts = |dtype: &str| {
+        StorageDtype::from_name(dtype).map(|dtype| CudaOptions {
+            dtype,
+            ..Default::default()
+        })
+    };
+    let parts: Vec<&str> = backend.split(':').collect();
+    Ok(match parts.as_slice() {
+        ["cpu"] => Some(Jit::new(Backend::Cpu)?),
+        ["interp"] => Some(Jit::new(Backend::Interpreter)?),
+        ["cuda-emulated", dtype] => match opts(dtype) {
+            Some(o) => Some(emulated_jit(o)?),
+            None => None,
+        },
+        ["cuda", ordinal, dtype] => match (ordinal.parse::<usize>(), opts(dtype)) {
+            (Ok(ordinal), Some(o)) => {
+                let device = shared_device_on(ordinal)?;
+                Some(Jit::with_compiler(Arc::new(CudaCompiler::with_device(
+                    device, o,
+                ))))
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// A neuron core compiled for one backend (see [`jit`] for the keys).
 #[pyclass(frozen, module = "flexsn._flexsn")]
 pub struct Core {
     kernel: Kernel,
@@ -49,6 +87,42 @@ pub struct Core {
 #[pyfunction]
 pub fn surrogate_names() -> Vec<&'static str> {
     Surrogate::NAMES.to_vec()
+}
+
+/// A built-in neuron's states as `(name, initial value)`, in the order its cores take them,
+/// without compiling it (the modules of `flexsn.torch` keep one attribute per state and reset
+/// them to these values).
+#[pyfunction]
+pub fn builtin_states(
+    py: Python<'_>,
+    name: &str,
+    settings: Vec<String>,
+) -> PyResult<Vec<(String, Option<f32>)>> {
+    let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+    let g = b.step_graph().map_err(|e| errors::neuron(py, e))?;
+    Ok(g.states()
+        .iter()
+        .map(|d| (d.name.clone(), init_value(d.init)))
+        .collect())
+}
+
+/// A built-in neuron's learnable params and their initial values (KLIF: `k`), by name.
+#[pyfunction]
+pub fn builtin_initial_params(
+    py: Python<'_>,
+    name: &str,
+    settings: Vec<String>,
+) -> PyResult<Vec<(String, Vec<f32>)>> {
+    let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
+    Ok(b.initial_params())
+}
+
+/// A state's constant initial value (`None`: given at run time).
+fn init_value(init: StateInit) -> Option<f32> {
+    match init {
+        StateInit::Const(c) => Some(c),
+        StateInit::Runtime => None,
+    }
 }
 
 impl Core {
@@ -143,13 +217,7 @@ impl Core {
         let g = self.kernel.graph();
         g.states()
             .iter()
-            .map(|d| {
-                let init = match d.init {
-                    StateInit::Const(c) => Some(c),
-                    StateInit::Runtime => None,
-                };
-                (d.name.clone(), init)
-            })
+            .map(|d| (d.name.clone(), init_value(d.init)))
             .collect()
     }
 
@@ -183,6 +251,43 @@ impl Core {
     #[getter]
     fn hash(&self) -> &str {
         self.kernel.hash()
+    }
+
+    /// The argument list of a raw [`Core::launch`] of scan `which` (`infer`, `train` or
+    /// `backward` for the upstream gradients flagged present) over `[t, n]`:
+    /// `(name, element type, length)` per buffer, in order.
+    #[pyo3(signature = (which, t, n, grad_outputs=None, grad_state_seqs=None))]
+    fn scan_arguments(
+        &self,
+        py: Python<'_>,
+        which: &str,
+        t: usize,
+        n: usize,
+        grad_outputs: Option<Vec<bool>>,
+        grad_state_seqs: Option<Vec<bool>>,
+    ) -> PyResult<Vec<(String, &'static str, usize)>> {
+        let exec = launch::executor(py, &self.kernel, which, grad_outputs, grad_state_seqs)?;
+        launch::arguments(exec.as_ref(), t, n).map_err(|e| errors::runtime(py, e))
+    }
+
+    /// Runs scan `which` over `[t, n]` on `bufs` (`(address, length, element type)` in the
+    /// order of [`Core::scan_arguments`]). CUDA cores queue it on `stream` (torch's current
+    /// stream of the tensors' device) and return at once; host cores run it now.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (which, t, n, stream, bufs, grad_outputs=None, grad_state_seqs=None))]
+    fn launch(
+        &self,
+        py: Python<'_>,
+        which: &str,
+        t: usize,
+        n: usize,
+        stream: u64,
+        bufs: Vec<launch::RawBuf>,
+        grad_outputs: Option<Vec<bool>>,
+        grad_state_seqs: Option<Vec<bool>>,
+    ) -> PyResult<()> {
+        let exec = launch::executor(py, &self.kernel, which, grad_outputs, grad_state_seqs)?;
+        launch::launch(py, exec.as_ref(), t, n, stream, &bufs)
     }
 
     /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the

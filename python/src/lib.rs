@@ -9,6 +9,8 @@ mod core;
 mod errors;
 mod graph;
 mod host;
+mod launch;
+mod memory;
 
 use pyo3::prelude::*;
 
@@ -17,6 +19,9 @@ use pyo3::prelude::*;
 fn _flexsn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::Core>()?;
     m.add_function(wrap_pyfunction!(core::surrogate_names, m)?)?;
+    m.add_function(wrap_pyfunction!(core::builtin_states, m)?)?;
+    m.add_function(wrap_pyfunction!(core::builtin_initial_params, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(memory::advise_huge_pages, m)?)?;
     Ok(())
 }

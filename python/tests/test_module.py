@@ -210,3 +210,25 @@ def test_cuda_backend_is_a_clear_error():
     m = FlexSN(lif_core, 1, 1, 1, backend="cuda")
     with pytest.raises(flexsn.FlexSNError, match="CUDA"):
         m(torch.randn(3, 2))
+
+
+def test_ops_on_captured_params_follow_the_params():
+    """`torch.sigmoid(w)` on a captured Parameter is part of the kernel: after an optimizer
+    step the core sees the new `w`, and a second backward works."""
+    w = torch.nn.Parameter(torch.tensor([0.2, -0.4]))
+    m = FlexSN(lambda x, v: (v * torch.sigmoid(w) + x, v * torch.sigmoid(w) + x), 1, 1, 1)
+    opt = torch.optim.SGD([w], lr=0.5)
+    x = torch.randn(3, 2)
+    for _ in range(2):
+        m.reset()
+        y = m(x)
+        v, want = torch.zeros(2), []
+        for t in range(3):
+            v = v * torch.sigmoid(w) + x[t]
+            want.append(v)
+        close(y, torch.stack(want), "outputs with the current w")
+        opt.zero_grad()
+        y.sum().backward()
+        g = torch.autograd.grad(torch.stack(want).sum(), w)[0]
+        close(w.grad, g, "w.grad")
+        opt.step()

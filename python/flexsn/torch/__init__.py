@@ -1,4 +1,5 @@
-"""PyTorch modules on flexsn kernels: :class:`FlexSN` and SpikingJelly's built-in neurons, with
+"""PyTorch modules on flexsn kernels: :class:`FlexSN` and SpikingJelly's built-in neurons (its
+wider zoo too: QIF, EIF, Izhikevich, KLIF, CUBA-LIF, CLIF, ILIF, half-threshold and ternary), with
 SpikingJelly's constructors, so that ``from flexsn.torch import LIFNode`` replaces
 ``from spikingjelly.activation_based.neuron import LIFNode``."""
 
@@ -14,6 +15,18 @@ from .neurons import (
     SimpleLIFNode,
 )
 from .psn import PSN, MaskedPSN, SlidingPSN
+from .zoo import (
+    ComplementaryLIFNode,
+    CUBALIFNode,
+    EIFNode,
+    HalfThresholdIFNode,
+    ILIFNode,
+    IzhikevichNode,
+    KLIFNode,
+    QIFNode,
+    TernaryIFNode,
+    TernaryLIFNode,
+)
 
 __all__ = [
     "FlexSN",
@@ -28,4 +41,14 @@ __all__ = [
     "PSN",
     "MaskedPSN",
     "SlidingPSN",
+    "QIFNode",
+    "EIFNode",
+    "IzhikevichNode",
+    "KLIFNode",
+    "CUBALIFNode",
+    "ComplementaryLIFNode",
+    "ILIFNode",
+    "HalfThresholdIFNode",
+    "TernaryIFNode",
+    "TernaryLIFNode",
 ]

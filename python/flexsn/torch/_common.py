@@ -4,7 +4,7 @@ import math
 
 from .. import _flexsn
 from ..errors import FlexSNValueError
-from ._scan import check_tensor, resolve_backend
+from ._scan import Compiled, check_tensor, resolve_backend
 
 STEP_MODES = ("s", "m")
 
@@ -16,8 +16,9 @@ def check_step_mode(step_mode):
 
 
 class CompiledCore:
-    """A core description compiled per host backend on demand (kept out of pickles and copies;
-    compiling is milliseconds and the process-wide JIT cache makes repeats free)."""
+    """A core description compiled per backend key on demand (``cpu``, ``interp``,
+    ``cuda:<device>:<storage type>``; kept out of pickles and copies: compiling is milliseconds
+    and the process-wide JIT cache makes repeats free)."""
 
     def __init__(self, compile_fn):
         self._compile = compile_fn
@@ -26,7 +27,7 @@ class CompiledCore:
     def get(self, backend):
         core = self._by_backend.get(backend)
         if core is None:
-            core = self._by_backend[backend] = self._compile(backend)
+            core = self._by_backend[backend] = Compiled(self._compile(backend), backend)
         return core
 
     def __deepcopy__(self, memo):
@@ -71,13 +72,16 @@ def fmt(v):
     return repr(float(v))
 
 
-def device_backend(backend, first, others):
-    """Checks that every tensor is float32 on the first one's device; returns the host backend."""
+def device_backend(backend, first, others, same_dtype=()):
+    """Checks that every tensor is a float tensor on the first one's device (the tensors of
+    ``same_dtype`` also of its dtype); returns the compiled-core key that runs them."""
     name, t = first
     check_tensor(name, t)
+    for n, x in same_dtype:
+        check_tensor(n, x, t.device, t.dtype)
     for n, x in others:
         check_tensor(n, x, t.device)
-    return resolve_backend(backend, t.device)
+    return resolve_backend(backend, t.device, t.dtype)
 
 
 def numel(shape):

@@ -1,13 +1,24 @@
 """Running a compiled core on torch tensors: argument checks, the zero-copy hand-over of CPU
-float32 memory, and the ``torch.autograd.Function`` that connects forward and backward."""
+float32 memory, and the ``torch.autograd.Function`` that connects forward and backward.
+
+CPU tensors go to the host kernels (float16/bfloat16 ones are computed in float32 and come back
+in their own dtype); CUDA tensors go to :mod:`._device`."""
 
 import torch
 
-from ..errors import FlexSNError, FlexSNTypeError, FlexSNValueError
+from .. import _flexsn
+from ..errors import FlexSNTypeError, FlexSNValueError
 
 #: SpikingJelly's backend names, accepted and run as ``'auto'`` (the inputs' device).
 SPIKINGJELLY_BACKENDS = ("triton", "inductor", "torch", "hop", "cupy")
 BACKENDS = ("auto", "cpu", "cuda", "interp")
+
+#: Floating dtypes the modules take, by the name of the CUDA kernels' storage type.
+STORAGE = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+
+#: Buffers at least this large get huge-page advice before their first write (see
+#: ``_flexsn.advise_huge_pages``): smaller ones come from malloc's reused heap anyway.
+HUGE_ADVICE_BYTES = 8 << 20
 
 
 def normalize_backend(backend):
@@ -22,16 +33,24 @@ def normalize_backend(backend):
     return backend
 
 
-def resolve_backend(backend, device):
-    """The host backend that runs tensors on ``device`` for the module setting ``backend``."""
-    if device.type == "cuda" or backend == "cuda":
-        raise FlexSNError(
-            "CUDA tensors are not supported by this build of flexsn.torch: the CUDA backend "
-            "has no entry point on torch's device memory and stream yet; move the tensors "
-            "to the CPU (float32)"
-        )
+def resolve_backend(backend, device, dtype=torch.float32):
+    """The compiled-core key that runs tensors of ``dtype`` on ``device`` for the module setting
+    ``backend``: ``'cpu'``, ``'interp'`` or ``'cuda:<device index>:<storage type>'``."""
+    if device.type == "cuda":
+        if backend in ("cpu", "interp"):
+            raise FlexSNValueError(
+                f"`backend` {backend!r} runs on the CPU, but the inputs are on {device}: move "
+                "them with .cpu(), or use backend 'auto' or 'cuda'"
+            )
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index}:{STORAGE[dtype]}"
     if device.type != "cpu":
-        raise FlexSNTypeError(f"tensors on device `{device}` are not supported (cpu only)")
+        raise FlexSNTypeError(f"tensors on device `{device}` are not supported (cpu or cuda)")
+    if backend == "cuda":
+        raise FlexSNValueError(
+            "`backend` 'cuda' needs CUDA tensors, but the inputs are on the CPU: move them with "
+            ".cuda(), or use backend 'auto' or 'cpu'"
+        )
     return "interp" if backend == "interp" else "cpu"
 
 
@@ -41,36 +60,67 @@ def buf(t):
     return (t.data_ptr(), t.numel())
 
 
-def check_tensor(name, t, device=None):
-    """Checks one argument: a float32 tensor on ``device``."""
+def empty(shape, like):
+    """An uninitialised float32 tensor on ``like``'s device; large ones on huge pages."""
+    out = torch.empty(shape, dtype=torch.float32, device=like.device)
+    nbytes = out.numel() * 4
+    if nbytes >= HUGE_ADVICE_BYTES and out.device.type == "cpu":
+        _flexsn.advise_huge_pages(out.data_ptr(), nbytes)
+    return out
+
+
+def check_tensor(name, t, device=None, dtype=None):
+    """Checks one argument: a float32/float16/bfloat16 tensor on ``device`` (of ``dtype``)."""
     if not isinstance(t, torch.Tensor):
         raise FlexSNTypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.float32:
-        raise FlexSNTypeError(f"`{name}` must be float32, got {t.dtype}")
+    if t.dtype not in STORAGE:
+        raise FlexSNTypeError(f"`{name}` must be float32 (or float16/bfloat16), got {t.dtype}")
+    if dtype is not None and t.dtype != dtype:
+        raise FlexSNTypeError(f"`{name}` is {t.dtype}, but the first input is {dtype}")
     if device is not None and t.device != device:
         raise FlexSNValueError(f"`{name}` is on {t.device}, but the first input is on {device}")
 
 
-class Scan(torch.autograd.Function):
-    """Forward and backward of one compiled core over ``[T, N]`` sequences.
+class Compiled:
+    """A compiled core with what every call asks of it (read once from the native object)."""
 
-    Arguments after ``(core, t, n, ni, ns, seqs)``: the inputs ``[T*N]``, initial states
-    ``[N]`` and params (flattened to their kind's length). Returns the outputs ``[T, N]``, then
-    with ``seqs`` the state sequences ``[T, N]``, then the final states ``[N]``.
+    __slots__ = ("core", "device", "key", "learnable", "outputs", "params", "states")
+
+    def __init__(self, core, key):
+        self.core = core
+        self.key = key
+        # CUDA cores, and the host-emulated CUDA kernels tests run them as, take raw launches.
+        self.device = key.startswith("cuda")
+        self.outputs = core.outputs
+        self.states = core.states
+        self.params = core.params
+        self.learnable = [p[2] for p in self.params]
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+
+class Scan(torch.autograd.Function):
+    """Forward and backward of one compiled core over ``[T, N]`` sequences (host memory).
+
+    Arguments after ``(compiled, t, n, seqs)``: the inputs ``[T*N]``, initial states ``[N]`` and
+    params (flattened to their kind's length). Returns the outputs ``[T, N]``, then with
+    ``seqs`` the state sequences ``[T, N]``, then the final states ``[N]``.
     """
 
     @staticmethod
-    def forward(ctx, core, t, n, ni, ns, seqs, *flat):
+    def forward(ctx, cc, t, n, seqs, *flat):
+        ni, ns, no = len(flat) - len(cc.params) - len(cc.states), len(cc.states), len(cc.outputs)
         inputs, s0, params = flat[:ni], flat[ni : ni + ns], flat[ni + ns :]
-        like = inputs[0] if inputs else s0[0]
-        outs = [like.new_empty((t, n)) for _ in core.outputs]
-        bufs = [like.new_empty((t + 1, n)) for _ in range(ns)]
+        like = flat[0]
+        outs = [empty((t, n), like) for _ in range(no)]
+        bufs = [empty((t + 1, n), like) for _ in range(ns)]
         finals = [like.new_empty((n,)) for _ in range(ns)]
-        core.forward(
+        cc.core.forward(
             t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(s) for s in s0],
             [buf(o) for o in outs], [buf(f) for f in finals], [buf(b) for b in bufs],
         )  # fmt: skip
-        ctx.core, ctx.t, ctx.n, ctx.ni, ctx.ns, ctx.seqs = core, t, n, ni, ns, seqs
+        ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs = cc, t, n, ni, seqs
         ctx.save_for_backward(*inputs, *params, *s0, *bufs)
         ctx.set_materialize_grads(False)
         seq_views = [b[1:] for b in bufs] if seqs else []
@@ -78,14 +128,14 @@ class Scan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        core, t, n, ni, ns = ctx.core, ctx.t, ctx.n, ctx.ni, ctx.ns
+        cc, t, n, ni = ctx.cc, ctx.t, ctx.n, ctx.ni
+        ns, no = len(cc.states), len(cc.outputs)
         saved = ctx.saved_tensors
         inputs, params = saved[:ni], saved[ni : len(saved) - 2 * ns]
         s0, bufs = saved[len(saved) - 2 * ns : len(saved) - ns], saved[len(saved) - ns :]
-        no = len(core.outputs)
-        g_out = list(grads[:no])
-        g_seq = list(grads[no : no + ns]) if ctx.seqs else [None] * ns
-        g_fin = list(grads[len(grads) - ns :])
+        g_out = grads[:no]
+        g_seq = grads[no : no + ns] if ctx.seqs else (None,) * ns
+        g_fin = grads[len(grads) - ns :]
         keep = []
 
         def arg(g):
@@ -95,41 +145,54 @@ class Scan(torch.autograd.Function):
             keep.append(g)
             return buf(g)
 
-        like = bufs[0] if bufs else inputs[0]
-        g_in = [like.new_empty((t, n)) for _ in range(ni)]
+        like = saved[0]
+        g_in = [empty((t, n), like) for _ in range(ni)]
         g_s0 = [like.new_empty((n,)) for _ in range(ns)]
-        needs = ctx.needs_input_grad[6 + ni + ns :]
-        learnable = [p[2] for p in core.params]
+        needs = ctx.needs_input_grad[4 + ni + ns :]
         g_p = [p.new_empty(p.shape) if need and ok else None
-               for p, need, ok in zip(params, needs, learnable)]  # fmt: skip
-        core.backward(
+               for p, need, ok in zip(params, needs, cc.learnable)]  # fmt: skip
+        cc.core.backward(
             t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(s) for s in s0],
             [buf(b) for b in bufs],
             [arg(g) for g in g_out], [arg(g) for g in g_seq], [arg(g) for g in g_fin],
             [buf(g) for g in g_in], [buf(g) for g in g_s0],
             [None if g is None else buf(g) for g in g_p],
         )  # fmt: skip
-        return (None, None, None, None, None, None, *g_in, *g_s0, *g_p)
+        return (None, None, None, None, *g_in, *g_s0, *g_p)
 
 
-def run(core, t, n, inputs, states, params, seqs):
-    """Runs ``core`` on flat tensors (inputs ``[T*N]``-sized, states ``[N]``, params at their
-    kind's length). Returns ``(outputs, state_seqs or None, finals)`` as ``[T, N]``/``[N]``
-    tensors, through autograd when any argument requires grad."""
+def run(cc, t, n, inputs, states, params, seqs):
+    """Runs compiled core ``cc`` on flat tensors (inputs ``[T*N]``-sized, states ``[N]``,
+    params at their kind's length). Returns ``(outputs, state_seqs or None, finals)`` as
+    ``[T, N]``/``[N]`` tensors in the inputs' dtype, through autograd when any argument requires
+    grad."""
+    if cc.device:
+        from . import _device
+
+        return _device.run(cc, t, n, inputs, states, params, seqs)
+    dtype = (inputs[0] if inputs else states[0]).dtype
+    if dtype != torch.float32:
+        # The host kernels compute in float32: convert (differentiably) and convert back.
+        f = [x.float() for x in inputs], [s.float() for s in states], [p.float() for p in params]
+        outs, state_seqs, finals = run(cc, t, n, *f, seqs)
+        back = lambda xs: None if xs is None else [x.to(dtype) for x in xs]
+        return back(outs), back(state_seqs), back(finals)
+    params = [p if p.dtype == torch.float32 else p.float() for p in params]
+    states = [s if s.dtype == torch.float32 else s.float() for s in states]
     flat = [x.reshape(t, n) for x in inputs] + list(states) + list(params)
-    ni, ns = len(inputs), len(states)
+    ni, ns, no = len(inputs), len(states), len(cc.outputs)
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in flat)
     if needs_grad or seqs:
-        with torch.set_grad_enabled(needs_grad):
-            res = Scan.apply(core, t, n, ni, ns, seqs, *flat)
-        no = len(core.outputs)
+        # No grad mode to set: without an argument that requires grad (or in no_grad mode),
+        # apply records nothing.
+        res = Scan.apply(cc, t, n, seqs, *flat)
         outs = list(res[:no])
         state_seqs = list(res[no : no + ns]) if seqs else None
         return outs, state_seqs, list(res[len(res) - ns :])
     like = flat[0]
-    outs = [like.new_empty((t, n)) for _ in core.outputs]
+    outs = [empty((t, n), like) for _ in range(no)]
     finals = [like.new_empty((n,)) for _ in range(ns)]
-    core.forward(
+    cc.core.forward(
         t, n, [buf(x) for x in flat[:ni]], [buf(p) for p in params], [buf(s) for s in states],
         [buf(o) for o in outs], [buf(f) for f in finals],
     )  # fmt: skip

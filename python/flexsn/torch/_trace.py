@@ -15,6 +15,7 @@ import sys
 import threading
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .. import surrogate as _sg
 from ..errors import FlexSNTypeError, FlexSNValueError, UnsupportedOpError
@@ -390,6 +391,43 @@ class Traced:
         self.captured = captured
 
 
+_TRACEABLE = (
+    set(_UNARY) | set(_BINARY) | set(_REFLECTED) | _IDENTITY
+    | {"to", "type", "clamp", "clip", "clamp_min", "clamp_max", "where", "square"}
+)  # fmt: skip
+
+
+def _has_value(args, kwargs):
+    for a in list(args) + list((kwargs or {}).values()):
+        if isinstance(a, Value) or (
+            isinstance(a, (list, tuple)) and any(isinstance(b, Value) for b in a)
+        ):
+            return True
+    return False
+
+
+class _CapturedOps(TorchFunctionMode):
+    """While a core is traced: a torch op on captured tensors alone, one of which requires grad
+    (``torch.sigmoid(w)`` for an ``nn.Parameter`` w), is traced like an op on proxies, so the
+    kernel recomputes it from the param on every call and its gradient reaches the param;
+    evaluated once here, it would be a stale constant after the first optimizer step."""
+
+    def __init__(self, tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if (
+            name in _TRACEABLE
+            and not _has_value(args, kwargs)
+            and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+        ):
+            return self.tracer.call(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
 def trace(core, num_inputs, num_states, num_outputs):
     """Runs ``core`` once on proxies and returns a :class:`Traced`."""
     if not callable(core):
@@ -407,7 +445,7 @@ def trace(core, num_inputs, num_states, num_outputs):
     arg_names = _names(core, num_inputs + num_states)
     args = [t.leaf("input", i) for i in range(num_inputs)]
     args += [t.leaf("state", j) for j in range(num_states)]
-    with _LOCK, _surrogate_modules(t):
+    with _LOCK, _surrogate_modules(t), _CapturedOps(t):
         result = core(*args)
     if isinstance(result, (Value, torch.Tensor, int, float)):
         result = (result,)

@@ -136,7 +136,8 @@ class FlexSN(C.HoldsCore, nn.Module):
         backend = C.device_backend(
             self.backend,
             (names[0], x0),
-            [*zip(names, inputs), *zip(state_names, states), *zip(pnames, params)],
+            [*zip(state_names, states), *zip(pnames, params)],
+            same_dtype=zip(names[1:], inputs[1:]),
         )
         core = self._core.get(backend)
         if t == 0 or n == 0:

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from .. import _flexsn
 from .. import surrogate as _sg
 from ..errors import FlexSNTypeError, FlexSNValueError
 from . import _common as C
@@ -25,9 +26,13 @@ def _surrogate_settings(sg):
 
 
 class _Node(C.HoldsCore, nn.Module):
-    """A stateful neuron with one input, one state ``v`` and one output."""
+    """A stateful neuron with one input and one output. Its states (``v``, and e.g.
+    Izhikevich's ``w``) are attributes named as the Rust built-in's states, which are
+    SpikingJelly's memory names: a float until the first call, then a tensor."""
 
     _builtin = ""
+    #: Whether single steps append ``v`` to ``v_seq`` when ``store_v_seq`` is set.
+    _appends_v_seq = True
 
     def __init__(self, step_mode, backend, store_v_seq):
         if "_parameters" not in self.__dict__:
@@ -35,8 +40,9 @@ class _Node(C.HoldsCore, nn.Module):
         self.step_mode = C.check_step_mode(step_mode)
         self.backend = normalize_backend(backend)
         self._store_v_seq = bool(store_v_seq)
-        self.v = self._v_init()
-        self.v_seq = None
+        # `(name, initial value)` per state, from the built-in itself.
+        self._states = tuple(_flexsn.builtin_states(self._builtin, self._settings()))
+        self.reset()
         self._build()
 
     # Subclasses: settings for the Rust built-in and the params it reads, by graph name.
@@ -47,7 +53,15 @@ class _Node(C.HoldsCore, nn.Module):
         return {}
 
     def _v_init(self):
-        return 0.0
+        return dict(self._states)["v"]
+
+    def _init_of(self, name):
+        return self._v_init() if name == "v" else dict(self._states)[name]
+
+    def _initial_param(self, name):
+        """A learnable param's initial value, from the built-in (a scalar)."""
+        values = dict(_flexsn.builtin_initial_params(self._builtin, self._settings()))[name]
+        return values[0] if len(values) == 1 else values
 
     def _make_core(self):
         return C.builtin_core(self._builtin, self._settings())
@@ -62,14 +76,19 @@ class _Node(C.HoldsCore, nn.Module):
         self.v_seq = None
 
     def reset(self):
-        """Back to the initial membrane potential (a float, re-shaped on the next call)."""
-        self.v = self._v_init()
+        """Back to the initial states (floats, re-shaped on the next call)."""
+        for name, _ in self._states:
+            setattr(self, name, self._init_of(name))
         self.v_seq = None
 
     def detach(self):
-        """Cuts the autograd history of ``v`` (truncated BPTT)."""
-        if isinstance(self.v, torch.Tensor):
-            self.v = self.v.detach()
+        """Cuts the autograd history of the states (truncated BPTT)."""
+        for name, _ in self._states:
+            s = getattr(self, name)
+            if isinstance(s, torch.Tensor):
+                setattr(self, name, s.detach())
+        if isinstance(self.v_seq, torch.Tensor):
+            self.v_seq = self.v_seq.detach()
 
     def forward(self, x):
         if not isinstance(x, torch.Tensor):
@@ -79,44 +98,63 @@ class _Node(C.HoldsCore, nn.Module):
         return self.multi_step_forward(x)
 
     def single_step_forward(self, x):
-        return self._step(x.unsqueeze(0), single=True)[0]
+        y = self._step(x.unsqueeze(0), single=True)[0]
+        if self._store_v_seq and self._appends_v_seq:
+            # As SpikingJelly: a single step appends `v` to `v_seq` until `reset()`.
+            v = self.v.unsqueeze(0)
+            seq = self.v_seq
+            fits = isinstance(seq, torch.Tensor) and seq.shape[1:] == v.shape[1:]
+            self.v_seq = torch.cat((seq, v)) if fits else v.clone()
+        return y
 
     def multi_step_forward(self, x_seq):
         if x_seq.dim() < 1:
             raise FlexSNValueError("`x_seq` must be [T, *shape]")
         return self._step(x_seq, single=False)
 
-    def _materialize(self, x0):
-        v = self.v
-        if not isinstance(v, torch.Tensor):
-            return torch.full_like(x0, float(v))
-        if v.shape != x0.shape:
+    def _materialize(self, name, x0):
+        s = getattr(self, name)
+        if not isinstance(s, torch.Tensor):
+            return torch.full_like(x0, float(s))
+        if s.shape != x0.shape:
             # SpikingJelly re-initialises a state of another shape (e.g. a new batch size).
-            return torch.full_like(x0, float(self._v_init()))
-        return v
+            return torch.full_like(x0, float(self._init_of(name)))
+        return s
+
+    def _wants_seqs(self, single):
+        return self._store_v_seq and not single
+
+    def _keep_seqs(self, seqs):
+        """Keeps the state sequences (``[T, *shape]`` each, in state order)."""
+        self.v_seq = seqs[[k for k, _ in self._states].index("v")]
 
     def _step(self, x_seq, single):
         t, shape = x_seq.shape[0], x_seq.shape[1:]
         n = C.numel(shape)
         x0 = x_seq[0] if t > 0 else x_seq.new_zeros(shape)
-        v = self._materialize(x0)
+        names = [k for k, _ in self._states]
+        states = [self._materialize(k, x0) for k in names]
         params = self._params()
-        backend = C.device_backend(self.backend, ("x", x_seq), [("v", v), *params.items()])
+        backend = C.device_backend(
+            self.backend, ("x", x_seq), [*zip(names, states), *params.items()]
+        )
         core = self._core.get(backend)
+        seqs = self._wants_seqs(single)
         if t == 0 or n == 0:
-            if self._store_v_seq and not single:
-                self.v_seq = x_seq.new_empty((t, *shape))
-            self.v = v
+            if seqs:
+                self._keep_seqs([x_seq.new_empty((t, *shape)) for _ in names])
+            for k, s in zip(names, states):
+                setattr(self, k, s)
             return x_seq.new_empty((t, *shape))
         kinds = {p[0]: p[1] for p in core.params}
         flat_p = [C.param_flat(k, params[k], kinds[k], shape, n) for k in kinds]
-        seqs = self._store_v_seq and not single
-        outs, v_seqs, finals = run(
-            core, t, n, [C.as_flat(x_seq, t * n)], [C.as_flat(v, n)], flat_p, seqs
+        outs, state_seqs, finals = run(
+            core, t, n, [C.as_flat(x_seq, t * n)], [C.as_flat(s, n) for s in states], flat_p, seqs
         )
-        self.v = finals[0].reshape(shape)
+        for k, f in zip(names, finals):
+            setattr(self, k, f.reshape(shape))
         if seqs:
-            self.v_seq = v_seqs[0].reshape(t, *shape)
+            self._keep_seqs([q.reshape(t, *shape) for q in state_seqs])
         return outs[0].reshape(t, *shape)
 
 
@@ -144,11 +182,12 @@ class BaseNode(_Node):
     def _v_init(self):
         return self.v_reset if self.v_reset is not None else 0.0
 
+    #: The threshold and reset settings the built-in takes (its SpikingJelly constructor's).
+    _fire_keys = ("v_threshold", "v_reset", "detach_reset")
+
     def _settings(self):
         return [
-            f"v_threshold={C.fmt(self.v_threshold)}",
-            f"v_reset={C.fmt(self.v_reset)}",
-            f"detach_reset={C.fmt(self.detach_reset)}",
+            *(f"{k}={C.fmt(getattr(self, k))}" for k in self._fire_keys),
             *_surrogate_settings(self.surrogate_function),
         ]
 

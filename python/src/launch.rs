@@ -1,0 +1,234 @@
+//! Raw launches of a core's scans on caller memory, in the kernels' own argument order: inputs,
+//! initial states, params, then the outputs, state sequences and final states they write.
+//!
+//! This is how `flexsn.torch` runs CUDA tensors: it asks for the argument list of a scan
+//! ([`arguments`]: name, element type, length), allocates what the scan writes on the tensors'
+//! device, and hands every address with torch's current stream to [`launch`], which queues the
+//! kernel there through the runtime's borrowed-memory entry point (`DeviceKernel::launch_on`:
+//! element types, lengths, alignment and the owning device are checked before anything is
+//! queued). Host backends (`cpu`, `interp`, `cuda-emulated:*`) take the same list on host
+//! memory, which is how the CUDA argument handling is tested on machines without a GPU.
+
+use std::sync::Arc;
+
+use flexsn_compiler::codegen::cuda::StorageDtype;
+use flexsn_compiler::scan::{ScanArgs, ScanKernel, param_len};
+use flexsn_runtime::cuda::backend::CudaScan;
+use flexsn_runtime::cuda::{BorrowedBuf, CallerStream};
+use flexsn_runtime::{GradSpec, Kernel, RuntimeError, ScanExecutor, ScanOutputs};
+use pyo3::prelude::*;
+
+use crate::errors::{self, Kind, raise};
+use crate::host::{Call, HostBuf};
+
+/// One buffer of a raw launch: `(address, element count, element type name)`.
+pub type RawBuf = (u64, usize, String);
+
+/// The scan of a core that a raw launch runs: `infer` (outputs and final states), `train`
+/// (also the state sequences) or `backward` (for the upstream gradients present: one flag per
+/// output, one per state sequence).
+pub fn executor(
+    py: Python<'_>,
+    kernel: &Kernel,
+    which: &str,
+    grad_outputs: Option<Vec<bool>>,
+    grad_state_seqs: Option<Vec<bool>>,
+) -> PyResult<Arc<dyn ScanExecutor>> {
+    let g = kernel.graph();
+    match which {
+        "infer" => Ok(kernel.inference_scan().clone()),
+        "train" => Ok(kernel.training_scan().clone()),
+        "backward" => {
+            let spec = GradSpec {
+                output_grads: grad_outputs.unwrap_or_else(|| vec![true; g.outputs().len()]),
+                state_seq_grads: grad_state_seqs.unwrap_or_else(|| vec![false; g.states().len()]),
+            };
+            if spec.output_grads.len() != g.outputs().len()
+                || spec.state_seq_grads.len() != g.states().len()
+            {
+                return Err(raise(
+                    py,
+                    Kind::Value,
+                    format!(
+                        "backward: expected {} output and {} state-sequence gradient flags",
+                        g.outputs().len(),
+                        g.states().len()
+                    ),
+                ));
+            }
+            py.detach(|| kernel.prepare_backward(&spec))
+                .map_err(|e| errors::runtime(py, e))
+        }
+        other => Err(raise(
+            py,
+            Kind::Value,
+            format!("unknown scan `{other}` (infer, train, backward)"),
+        )),
+    }
+}
+
+/// The argument list of a `[t, n]` run of `exec`: `(name, element type, length)` in order.
+pub fn arguments(
+    exec: &dyn ScanExecutor,
+    t: usize,
+    n: usize,
+) -> Result<Vec<(String, &'static str, usize)>, RuntimeError> {
+    if let Some(c) = exec.as_any().downcast_ref::<CudaScan>() {
+        let args = c.device_kernel().arguments(t, n)?;
+        return Ok(args.into_iter().map(|(s, d, l)| (s, d.name(), l)).collect());
+    }
+    Ok(host_arguments(exec.kernel(), t, n)
+        .into_iter()
+        .map(|(s, l)| (s, StorageDtype::F32.name(), l))
+        .collect())
+}
+
+/// The argument order of a scan on the host (float32 throughout): what the CUDA kernels take.
+fn host_arguments(k: &ScanKernel, t: usize, n: usize) -> Vec<(String, usize)> {
+    let g = &k.graph;
+    let tn = t.saturating_mul(n);
+    let mut v: Vec<(String, usize)> = vec![];
+    v.extend(g.inputs().iter().map(|d| (d.name.clone(), tn)));
+    v.extend(
+        g.states()
+            .iter()
+            .map(|d| (format!("initial {}", d.name), n)),
+    );
+    v.extend(
+        g.params()
+            .iter()
+            .map(|d| (d.name.clone(), param_len(d.kind, t, n))),
+    );
+    v.extend(
+        g.outputs()
+            .iter()
+            .enumerate()
+            .map(|(o, d)| (d.name.clone(), k.output_len(o, t, n))),
+    );
+    if k.state_seqs {
+        v.extend(
+            g.states()
+                .iter()
+                .map(|d| (format!("{} sequence", d.name), tn)),
+        );
+    }
+    v.extend(g.states().iter().map(|d| (format!("final {}", d.name), n)));
+    v
+}
+
+/// Runs `exec` over `[t, n]` on `bufs` (argument order of [`arguments`]). CUDA scans launch
+/// asynchronously on the caller's `stream` of their device; host scans run here, without the
+/// GIL.
+pub fn launch(
+    py: Python<'_>,
+    exec: &dyn ScanExecutor,
+    t: usize,
+    n: usize,
+    stream: u64,
+    bufs: &[RawBuf],
+) -> PyResult<()> {
+    let dtypes = bufs
+        .iter()
+        .map(|(_, _, d)| {
+            StorageDtype::from_name(d).ok_or_else(|| {
+                raise(
+                    py,
+                    Kind::Value,
+                    format!("unknown element type `{d}` (f32, f16, bf16)"),
+                )
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    if let Some(c) = exec.as_any().downcast_ref::<CudaScan>() {
+        let dk = c.device_kernel();
+        // SAFETY: flexsn.torch passes `torch.cuda.current_stream(device).cuda_stream` of the
+        // kernel's device, a stream torch keeps alive; the driver checks it belongs to the
+        // device's primary context before anything is queued.
+        let caller = unsafe { CallerStream::from_raw(dk.ordinal(), stream) };
+        let borrowed: Vec<BorrowedBuf> = bufs
+            .iter()
+            .zip(&dtypes)
+            // SAFETY: the addresses are the data of contiguous CUDA tensors that flexsn.torch
+            // holds (and torch's caching allocator keeps until the stream's work is done);
+            // written buffers are tensors allocated for this call. `launch_on` checks element
+            // type, length, alignment and the owning device of each before queuing.
+            .map(|((p, l, _), d)| unsafe { BorrowedBuf::from_raw(*p, *l, *d) })
+            .collect();
+        return py
+            .detach(|| dk.launch_on(&caller, &borrowed, t, n))
+            .map_err(|e| errors::runtime(py, e.into()));
+    }
+    launch_host(py, exec, t, n, bufs, &dtypes)
+}
+
+/// [`launch`] for host scans: float32 buffers, checked and sliced like the host entry points.
+fn launch_host(
+    py: Python<'_>,
+    exec: &dyn ScanExecutor,
+    t: usize,
+    n: usize,
+    bufs: &[RawBuf],
+    dtypes: &[StorageDtype],
+) -> PyResult<()> {
+    let k = exec.kernel();
+    let g = &k.graph;
+    let want = host_arguments(k, t, n);
+    if want.len() != bufs.len() {
+        return Err(raise(
+            py,
+            Kind::Value,
+            format!(
+                "`{}`: expected {} buffers, got {}",
+                g.name(),
+                want.len(),
+                bufs.len()
+            ),
+        ));
+    }
+    let (ni, ns, np) = (g.inputs().len(), g.states().len(), g.params().len());
+    let nread = ni + ns + np;
+    let mut call = Call::new();
+    for (i, (((name, len), (addr, got, _)), d)) in want.iter().zip(bufs).zip(dtypes).enumerate() {
+        if *d != StorageDtype::F32 {
+            return Err(raise(
+                py,
+                Kind::Value,
+                format!("`{name}`: host backends take f32 buffers, got {}", d.name()),
+            ));
+        }
+        let b = HostBuf {
+            addr: *addr as usize,
+            len: *got,
+        };
+        if i < nread {
+            call.read(py, name, b, *len)?;
+        } else {
+            call.write(py, name, b, *len)?;
+        }
+    }
+    // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
+    let (reads, mut writes) = unsafe { call.slices(py)? };
+    let run = || -> Result<(), RuntimeError> {
+        let args = ScanArgs {
+            t,
+            n,
+            inputs: reads[..ni].to_vec(),
+            init_states: reads[ni..ni + ns].to_vec(),
+            params: reads[ni + ns..nread].to_vec(),
+        };
+        let no = g.outputs().len();
+        let nseq = if k.state_seqs { ns } else { 0 };
+        let mut it = writes.iter_mut().map(|s| &mut **s);
+        let outputs = it.by_ref().take(no).collect();
+        let state_seqs = it.by_ref().take(nseq).collect();
+        let final_states = it.collect();
+        let mut out = ScanOutputs {
+            outputs,
+            state_seqs,
+            final_states,
+        };
+        args.check(g)?;
+        exec.run_into(&args, &mut out)
+    };
+    py.detach(run).map_err(|e| errors::runtime(py, e))
+}
