@@ -48,11 +48,12 @@ build_bundle() {
     cargo build --release --locked --bin flexsn || return 1
     local json
     json="$(cargo test --release --locked -p flexsn-runtime --test cuda_device --test cuda_borrowed \
-        --test cuda_mixing --no-run --message-format=json 2>/dev/null)" || return 1
+        --test cuda_mixing --test cuda_kernel_device --no-run --message-format=json 2>/dev/null)" \
+        || return 1
     rm -rf "$dest" && mkdir -p "$dest" || return 1
     cp target/release/flexsn "$dest/flexsn" || return 1
     local name exe
-    for name in cuda_device cuda_borrowed cuda_mixing; do
+    for name in cuda_device cuda_borrowed cuda_mixing cuda_kernel_device; do
         exe="$(printf '%s\n' "$json" | grep '"executable":"[^"]*' | grep "/$name-" \
             | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -n 1)"
         [ -n "$exe" ] || { log "no test executable for $name"; return 1; }
@@ -155,9 +156,10 @@ if ! run_tests cuda_borrowed 30 smoke; then
     record "gpu-check" "FAIL (the allocation smoke test failed; nothing else was run)"
     exit 1
 fi
-run_tests cuda_borrowed 45 || status=1
+run_tests cuda_borrowed 35 || status=1
 run_tests cuda_device 100 || status=1
-run_tests cuda_mixing 45 || status=1
+run_tests cuda_mixing 40 || status=1
+run_tests cuda_kernel_device 15 || status=1
 
 # ---- golden cases on real CUDA -----------------------------------------------------------------
 start=$SECONDS

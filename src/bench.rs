@@ -46,8 +46,9 @@ pub use psn::{psn_work, sliding_flops};
 /// The neurons `flexsn bench` knows (`psn`, `sliding-psn`: see [`psn`]; their rows add the
 /// GFLOP/s of the time mixing).
 pub const NEURONS: &[&str] = &["if", "lif", "plif", "alif", "psn", "sliding-psn"];
-/// Default sizes.
+/// Default time steps.
 pub const DEFAULT_T: &[usize] = &[4, 16, 64];
+/// Default neuron counts.
 pub const DEFAULT_N: &[usize] = &[4096, 65536, 1048576];
 
 /// A benchmark phase.
@@ -60,6 +61,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The name rows print (`forward`, `forward_backward`).
     pub fn name(self) -> &'static str {
         match self {
             Phase::Forward => "forward",
@@ -71,11 +73,15 @@ impl Phase {
 /// What to run. Empty lists mean the defaults.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
+    /// Neurons by bench name (`if`, `lif`, ...; see [`NEURONS`]). Default: all.
     pub neurons: Vec<String>,
+    /// Time steps. Default: [`DEFAULT_T`].
     pub ts: Vec<usize>,
+    /// Neuron counts. Default: [`DEFAULT_N`].
     pub ns: Vec<usize>,
     /// Thread counts; 0 means all available cores. Default: 1 and all.
     pub threads: Vec<usize>,
+    /// Phases. Default: both.
     pub phases: Vec<Phase>,
     /// `cpu` or `interpreter`.
     pub backend: String,
@@ -85,8 +91,9 @@ pub struct BenchOptions {
     pub min_time: Duration,
     /// Minimum number of timed runs per row.
     pub min_runs: usize,
-    /// CPU code generation: neurons per chunk and unroll (0 = automatic).
+    /// CPU code generation: neurons per chunk (multiple of 16; 0 = automatic).
     pub chunk: usize,
+    /// f32x4 copies per loop iteration (1-4; 0 = automatic).
     pub unroll: usize,
     /// What the training forward keeps for backward.
     pub save_policy: SavePolicy,
@@ -114,15 +121,25 @@ impl Default for BenchOptions {
 /// One result row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
+    /// The neuron's bench name.
     pub neuron: String,
+    /// What was timed.
     pub phase: Phase,
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
+    /// Threads the kernel ran on.
     pub threads: usize,
+    /// Median time of one call, in milliseconds.
     pub median_ms: f64,
+    /// Bytes one call reads and writes.
     pub bytes: u64,
+    /// `bytes` per median time, in GB/s.
     pub gbps: f64,
+    /// A plain memory copy of the same bytes in the same run, in GB/s.
     pub copy_gbps: f64,
+    /// `gbps / copy_gbps`: the fraction of copy bandwidth the kernel reaches.
     pub ratio: f64,
     /// `forward_backward` rows of scan neurons: bytes the forward kept for backward.
     pub saved_bytes: Option<u64>,
@@ -251,7 +268,9 @@ fn write_row(
 /// JIT compile times of one neuron's kernels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompileTimes {
+    /// The neuron's bench name.
     pub neuron: String,
+    /// Threads the kernels were compiled for.
     pub threads: usize,
     /// Forward (inference and training scans together).
     pub forward: Duration,

@@ -1,90 +1,9 @@
-//! The CUDA backends as conformance-harness backends (`--backend cuda-emulated`, `--backend
-//! cuda`), and the CUDA part of `flexsn bench`.
-
-use std::sync::Arc;
+//! The CUDA part of `flexsn bench` (`--backend cuda`: kernels timed on device buffers against a
+//! same-run device copy). The CUDA backends themselves run through the runtime's `Jit`, like
+//! every other backend.
 
 use flexsn_compiler::codegen::cuda::CudaOptions;
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
-use flexsn_runtime::cuda::{CudaDevice, CudaError, EmulatedCuda};
-
-use crate::conformance::{BackendError, MaybeAvailable, ScanBackend};
-
-/// The backend names, as in [`crate::conformance::BACKENDS`].
-const EMULATED: &str = "cuda-emulated";
-const DEVICE: &str = "cuda";
-
-/// The generated CUDA source run as host C++ (no GPU needed). Construction never fails; when no
-/// C++ compiler exists, [`ScanBackend::unavailable`] and every run say so plainly.
-pub type CudaEmulatedBackend = MaybeAvailable<EmulatedCuda>;
-
-impl CudaEmulatedBackend {
-    pub fn new(opts: CudaOptions) -> Self {
-        MaybeAvailable::from_setup(EMULATED, EmulatedCuda::with_options(opts))
-    }
-}
-
-impl Default for CudaEmulatedBackend {
-    fn default() -> Self {
-        CudaEmulatedBackend::new(CudaOptions::default())
-    }
-}
-
-impl ScanBackend for EmulatedCuda {
-    fn name(&self) -> &str {
-        EMULATED
-    }
-
-    fn run_scan(
-        &mut self,
-        kernel: &ScanKernel,
-        args: &ScanArgs<'_, f32>,
-    ) -> Result<ScanResult<f32>, BackendError> {
-        // The runtime's own (inherent) `run_scan`.
-        Ok(EmulatedCuda::run_scan(self, kernel, args)?)
-    }
-}
-
-/// Real CUDA on device 0. Construction never fails; without a driver, device or NVRTC,
-/// [`ScanBackend::unavailable`] and every run say which is missing.
-pub type CudaBackend = MaybeAvailable<CudaDeviceBackend>;
-
-impl CudaBackend {
-    pub fn new(opts: CudaOptions) -> Self {
-        let device = CudaDevice::new(0).map(|d| CudaDeviceBackend {
-            device: Arc::new(d),
-            opts,
-        });
-        MaybeAvailable::from_setup(DEVICE, device)
-    }
-}
-
-impl Default for CudaBackend {
-    fn default() -> Self {
-        CudaBackend::new(CudaOptions::default())
-    }
-}
-
-/// The CUDA device a [`CudaBackend`] found, and the options it compiles each kernel with.
-#[derive(Debug)]
-pub struct CudaDeviceBackend {
-    device: Arc<CudaDevice>,
-    opts: CudaOptions,
-}
-
-impl ScanBackend for CudaDeviceBackend {
-    fn name(&self) -> &str {
-        DEVICE
-    }
-
-    fn run_scan(
-        &mut self,
-        kernel: &ScanKernel,
-        args: &ScanArgs<'_, f32>,
-    ) -> Result<ScanResult<f32>, BackendError> {
-        let k = self.device.compile(kernel, &self.opts)?;
-        Ok(k.run_host(args)?)
-    }
-}
+use flexsn_runtime::cuda::{CudaDevice, CudaError};
 
 /// What `flexsn bench --backend cuda` measures.
 #[derive(Clone, Debug)]
@@ -93,10 +12,15 @@ pub struct CudaBenchPlan {
     pub neurons: Vec<(String, flexsn_compiler::ir::StepGraph)>,
     /// Also the PSN time mixing (`[T, T]` weight, SpikingJelly's default ATan surrogate).
     pub psn: bool,
+    /// Storage types of the sequences, one table block each.
     pub dtypes: Vec<flexsn_compiler::codegen::cuda::StorageDtype>,
+    /// Precise or fast math.
     pub math: flexsn_compiler::codegen::cuda::MathMode,
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
+    /// Timed repetitions per row.
     pub reps: usize,
 }
 
@@ -220,11 +144,17 @@ pub fn target_lines(rows: &[flexsn_runtime::cuda::bench::BenchRow]) -> Vec<Strin
 /// neurons of [`crate::bench::NEURONS`], T = 64, N = 16 777 216, f32 and bf16).
 #[derive(Clone, Debug, Default)]
 pub struct CudaBenchArgs {
+    /// Neuron names (empty: the defaults).
     pub neurons: Vec<String>,
+    /// Time steps (empty: 64).
     pub ts: Vec<usize>,
+    /// Neuron counts (empty: 16 777 216).
     pub ns: Vec<usize>,
+    /// Storage types by name (empty: f32 and bf16).
     pub dtypes: Vec<String>,
+    /// `precise` or `fast` (empty: precise).
     pub math: String,
+    /// One JSON object per row instead of the table.
     pub json: bool,
 }
 

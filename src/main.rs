@@ -90,6 +90,10 @@ struct ConformanceArgs {
     /// Print every compared tensor under each case.
     #[arg(long, short)]
     verbose: bool,
+    /// Print one JSON object (backend, tolerance, every case with its compared tensors, the
+    /// summary; see `flexsn::conformance::RunReport`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A tolerance: finite and not negative (NaN would fail every comparison).
@@ -195,6 +199,9 @@ struct RunArgs {
     /// before anything is allocated.
     #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = memory::parse_size)]
     max_memory: u64,
+    /// Print one JSON object (see `RunReport`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -337,29 +344,34 @@ fn bind_core_file(cores: &mut Cores, name: &str, path: PathBuf) -> Result<()> {
         .filter(|(_, kind, _)| kind.is_none())
         .map(|(p, _, _)| p.clone())
         .collect();
-    cores.bind(name, move |a: &CoreArgs| {
-        let mut b = Bindings::new();
-        for (k, v) in &a.hyper {
-            b = b.hyper(k, *v);
-        }
-        for (k, shape) in &a.param_shapes {
-            if dynamic.contains(k) {
-                let kind = frontend::param_kind_from_shape(shape, a.t, a.n).ok_or_else(|| {
-                    format!("static input `{k}` has shape {shape:?}, which fits no param kind")
-                })?;
-                b = b.param_kind(k, kind);
+    cores.bind(
+        name,
+        move |a: &CoreArgs| -> Result<StepGraph, conformance::BoxError> {
+            let mut b = Bindings::new();
+            for (k, v) in &a.hyper {
+                b = b.hyper(k, *v);
             }
-        }
-        frontend::load_core_file_with(&path, &b).map_err(|e| e.to_string())
-    });
+            for (k, shape) in &a.param_shapes {
+                if dynamic.contains(k) {
+                    let kind =
+                        frontend::param_kind_from_shape(shape, a.t, a.n).ok_or_else(|| {
+                            format!(
+                                "static input `{k}` has shape {shape:?}, which fits no param kind"
+                            )
+                        })?;
+                    b = b.param_kind(k, kind);
+                }
+            }
+            Ok(frontend::load_core_file_with(&path, &b)?)
+        },
+    );
     Ok(())
 }
 
 fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
-    let mut backend = conformance::backend_by_name(&a.backend)?;
-    if let Some(why) = backend.unavailable() {
-        bail!("backend `{}` is not available: {why}", backend.name());
-    }
+    // An unknown or unavailable backend fails here, before anything runs.
+    let backend = Backend::from_name(&a.backend)?;
+    let jit = Jit::new(backend)?;
     let mut cores = Cores::default();
     for (name, path) in a.cores {
         bind_core_file(&mut cores, &name, path)?;
@@ -374,12 +386,13 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut h = Harness::new(backend.as_mut(), &cores);
+    let mut h = Harness::with_jit(jit, backend.into(), &cores);
     h.tol = Tolerance {
         rtol: a.rtol,
         atol: a.atol,
     };
     let mut summary = Summary::default();
+    let mut reports = vec![];
     for cases in &files {
         for case in cases {
             if let Some(f) = &a.filter
@@ -388,6 +401,11 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
                 continue;
             }
             let r = h.run_case(case);
+            summary.add(&r);
+            if a.json {
+                reports.push(r);
+                continue;
+            }
             writeln!(out, "{r}")?;
             if a.verbose {
                 for t in &r.tensors {
@@ -411,10 +429,19 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
                     )?;
                 }
             }
-            summary.add(&r);
         }
     }
-    writeln!(out, "{summary}")?;
+    if a.json {
+        let run = conformance::RunReport {
+            backend: backend.name().to_string(),
+            tolerance: h.tol,
+            cases: reports,
+            summary,
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&run)?)?;
+    } else {
+        writeln!(out, "{summary}")?;
+    }
     Ok(summary.failed == 0)
 }
 
@@ -647,17 +674,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         .map(|(d, v)| (d.name.as_str(), v.as_slice()))
         .collect();
 
-    writeln!(
-        out,
-        "{}  T={} N={}  backend {}  input x = {} + {} * randn (seed {})",
-        g.name(),
-        a.t,
-        a.n,
-        a.backend,
-        a.mean,
-        a.std,
-        a.seed
-    )?;
+    let mut report = RunReport::new(&a, g.name());
     let start = Instant::now();
     // Training forward (state sequences kept for backward) only when backward follows.
     let fwd = if a.backward {
@@ -669,32 +686,32 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         Some(f) => f.outputs.clone(),
         None => kernel.infer(a.t, a.n, &xs, None, &named)?.outputs,
     };
-    let fwd_time = start.elapsed();
-    report_time(out, "forward", fwd_time, tn)?;
+    report.forward = Timing::new(start.elapsed(), tn);
     if let (Some(f), Some(_)) = (&fwd, a.save_policy) {
-        writeln!(
-            out,
-            "  kept for backward: {} bytes ({})",
-            f.saved_bytes(),
-            f.save_policy()
-        )?;
+        report.saved_bytes = Some(f.saved_bytes());
+        report.save_policy = Some(f.save_policy().to_string());
     }
     for (d, seq) in g.outputs().iter().zip(&outputs) {
-        let mean = seq.iter().map(|&v| v as f64).sum::<f64>() / seq.len() as f64;
         use flexsn::compiler::ir::{Op, Surrogate};
-        let what = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
+        let stat = match g.nodes().find(|(v, _)| *v == d.value).map(|(_, n)| n.op) {
             Some(Op::Spike(Surrogate::MultiLevelSpikeCount { .. })) => "mean spike count",
             Some(Op::Spike(_)) => "firing rate",
             _ => "mean",
         };
-        writeln!(out, "  {:<12} {what} {mean:.4}", d.name)?;
+        report.outputs.push(OutputStat {
+            name: d.name.clone(),
+            stat,
+            value: mean(seq.iter().copied()),
+        });
     }
     if let Some(decode) = target.builtin.and_then(|b| b.decode())
         && decode != neurons::Decode::Sequence
     {
         let decoded = decode.forward(&outputs[0], a.t, a.n)?;
-        let mean = decoded.iter().map(|&v| v as f64).sum::<f64>() / decoded.len() as f64;
-        writeln!(out, "  decoded ({}) mean {mean:.4}", decode.name())?;
+        report.decoded = Some(DecodedStat {
+            decode: decode.name(),
+            mean: mean(decoded.iter().copied()),
+        });
     }
 
     if let Some(fwd) = &fwd {
@@ -713,18 +730,176 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         };
         let start = Instant::now();
         let grads = kernel.backward(fwd, &upstream)?;
-        report_time(out, "backward", start.elapsed(), tn)?;
+        report.backward = Some(Timing::new(start.elapsed(), tn));
         for (d, gx) in g.inputs().iter().zip(&grads.inputs) {
-            let m = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
-            writeln!(out, "  grad {:<7} mean |g| {m:.4e}", d.name)?;
+            report.grads.push(GradStat::new(&d.name, "input", gx));
         }
         for (d, gp) in g.params().iter().zip(&grads.params) {
             if let Some(gp) = gp {
-                writeln!(out, "  grad {:<7} {:?}", d.name, &gp[..gp.len().min(4)])?;
+                report.grads.push(GradStat::new(&d.name, "param", gp));
             }
         }
     }
-    Ok(())
+    report.write(a.json, out)
+}
+
+/// The mean of `values` (in f64).
+fn mean(values: impl ExactSizeIterator<Item = f32>) -> f64 {
+    let len = values.len().max(1) as f64;
+    values.map(f64::from).sum::<f64>() / len
+}
+
+/// What `flexsn run` reports. With `--json` it prints as one JSON object with these fields:
+/// `neuron`, `backend`, `t`, `n`, `input` (`mean`, `std`, `seed` of x = mean + std * randn),
+/// `forward` (`ms`, `neuron_steps_per_s`), `saved_bytes` and `save_policy` (with
+/// `--save-policy`, else null), `outputs` (per output: `name`, `stat` — `firing rate`,
+/// `mean spike count` or `mean` — and `value`), `decoded` (`decode`, `mean`; null unless the
+/// neuron decodes its output over time), `backward` (like `forward`; null without
+/// `--backward`) and `grads` (per input and learnable param: `name`, `of` — `input` or
+/// `param` — `mean_abs` and `head`, the first four values).
+#[derive(serde::Serialize)]
+struct RunReport {
+    neuron: String,
+    backend: String,
+    t: usize,
+    n: usize,
+    input: InputSpec,
+    forward: Timing,
+    saved_bytes: Option<usize>,
+    save_policy: Option<String>,
+    outputs: Vec<OutputStat>,
+    decoded: Option<DecodedStat>,
+    backward: Option<Timing>,
+    grads: Vec<GradStat>,
+}
+
+/// `x = mean + std * randn` from `seed`.
+#[derive(serde::Serialize)]
+struct InputSpec {
+    mean: f32,
+    std: f32,
+    seed: u64,
+}
+
+/// How long a phase took.
+#[derive(Default, serde::Serialize)]
+struct Timing {
+    ms: f64,
+    neuron_steps_per_s: f64,
+}
+
+impl Timing {
+    fn new(d: std::time::Duration, tn: usize) -> Self {
+        let s = d.as_secs_f64();
+        Timing {
+            ms: s * 1e3,
+            neuron_steps_per_s: if s > 0.0 { tn as f64 / s } else { 0.0 },
+        }
+    }
+}
+
+/// One output's summary.
+#[derive(serde::Serialize)]
+struct OutputStat {
+    name: String,
+    stat: &'static str,
+    value: f64,
+}
+
+/// The decoded output's mean.
+#[derive(serde::Serialize)]
+struct DecodedStat {
+    decode: &'static str,
+    mean: f64,
+}
+
+/// One gradient's summary.
+#[derive(serde::Serialize)]
+struct GradStat {
+    name: String,
+    of: &'static str,
+    mean_abs: f64,
+    head: Vec<f32>,
+}
+
+impl GradStat {
+    fn new(name: &str, of: &'static str, g: &[f32]) -> Self {
+        GradStat {
+            name: name.to_string(),
+            of,
+            mean_abs: mean(g.iter().map(|v| v.abs())),
+            head: g[..g.len().min(4)].to_vec(),
+        }
+    }
+}
+
+impl RunReport {
+    fn new(a: &RunArgs, neuron: &str) -> Self {
+        RunReport {
+            neuron: neuron.to_string(),
+            backend: a.backend.clone(),
+            t: a.t,
+            n: a.n,
+            input: InputSpec {
+                mean: a.mean,
+                std: a.std,
+                seed: a.seed,
+            },
+            forward: Timing::default(),
+            saved_bytes: None,
+            save_policy: None,
+            outputs: vec![],
+            decoded: None,
+            backward: None,
+            grads: vec![],
+        }
+    }
+
+    /// Prints the report as JSON or as text.
+    fn write(&self, json: bool, out: &mut dyn Write) -> Result<()> {
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(self)?)?;
+            return Ok(());
+        }
+        let i = &self.input;
+        writeln!(
+            out,
+            "{}  T={} N={}  backend {}  input x = {} + {} * randn (seed {})",
+            self.neuron, self.t, self.n, self.backend, i.mean, i.std, i.seed
+        )?;
+        self.forward.write(out, "forward")?;
+        if let (Some(bytes), Some(policy)) = (self.saved_bytes, &self.save_policy) {
+            writeln!(out, "  kept for backward: {bytes} bytes ({policy})")?;
+        }
+        for o in &self.outputs {
+            writeln!(out, "  {:<12} {} {:.4}", o.name, o.stat, o.value)?;
+        }
+        if let Some(d) = &self.decoded {
+            writeln!(out, "  decoded ({}) mean {:.4}", d.decode, d.mean)?;
+        }
+        if let Some(b) = &self.backward {
+            b.write(out, "backward")?;
+        }
+        for g in &self.grads {
+            match g.of {
+                "input" => writeln!(out, "  grad {:<7} mean |g| {:.4e}", g.name, g.mean_abs)?,
+                _ => writeln!(out, "  grad {:<7} {:?}", g.name, g.head)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Timing {
+    fn write(&self, out: &mut dyn Write, phase: &str) -> Result<()> {
+        writeln!(
+            out,
+            "{phase:<9} {:>10.3} ms  {:>8.2} M neuron-steps/s",
+            self.ms,
+            self.neuron_steps_per_s / 1e6
+        )?;
+        Ok(())
+    }
 }
 
 /// The memory a `[t, n]` run of `g` allocates (f32 buffers): inputs, outputs and states; with
@@ -804,26 +979,24 @@ fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Wri
     let x: Vec<f32> = (0..tn)
         .map(|_| (a.mean as f64 + a.std as f64 * rng.sample()) as f32)
         .collect();
-    writeln!(
-        out,
-        "{label}  T={} N={}  backend {}  input x = {} + {} * randn (seed {})",
-        a.t, a.n, a.backend, a.mean, a.std, a.seed
-    )?;
+    let mut report = RunReport::new(a, label);
     let start = Instant::now();
     let s = m.run_forward(&x, a.n)?;
-    report_time(out, "forward", start.elapsed(), tn)?;
-    let rate = s.iter().map(|&v| v as f64).sum::<f64>() / s.len() as f64;
-    writeln!(out, "  {:<12} firing rate {rate:.4}", "spike")?;
+    report.forward = Timing::new(start.elapsed(), tn);
+    report.outputs.push(OutputStat {
+        name: "spike".into(),
+        stat: "firing rate",
+        value: mean(s.iter().copied()),
+    });
     if a.backward {
         let start = Instant::now();
         let (gx, gw, gb) = m.run_backward(&vec![1.0f32; tn])?;
-        report_time(out, "backward", start.elapsed(), tn)?;
-        let mean = gx.iter().map(|v| v.abs() as f64).sum::<f64>() / gx.len() as f64;
-        writeln!(out, "  grad {:<7} mean |g| {mean:.4e}", "x_seq")?;
-        writeln!(out, "  grad {:<7} {:?}", "weight", &gw[..gw.len().min(4)])?;
-        writeln!(out, "  grad {:<7} {:?}", "bias", &gb[..gb.len().min(4)])?;
+        report.backward = Some(Timing::new(start.elapsed(), tn));
+        report.grads.push(GradStat::new("x_seq", "input", &gx));
+        report.grads.push(GradStat::new("weight", "param", &gw));
+        report.grads.push(GradStat::new("bias", "param", &gb));
     }
-    Ok(())
+    report.write(a.json, out)
 }
 
 fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
@@ -861,17 +1034,6 @@ fn run_masked_psn(
     let mut m = c.build(mix_backend(a)?)?;
     m.set_training(a.backward);
     run_mixing(a, "MaskedPSN", &mut m, out)
-}
-
-fn report_time(out: &mut dyn Write, phase: &str, d: std::time::Duration, tn: usize) -> Result<()> {
-    let s = d.as_secs_f64();
-    writeln!(
-        out,
-        "{phase:<9} {:>10.3} ms  {:>8.2} M neuron-steps/s",
-        s * 1e3,
-        if s > 0.0 { tn as f64 / s / 1e6 } else { 0.0 }
-    )?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

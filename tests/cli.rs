@@ -632,3 +632,123 @@ fn list_prints_json() {
             .any(|p| p["key"] == "tau")
     );
 }
+
+#[test]
+fn run_prints_json_with_the_text_figures() {
+    let args = [
+        "run",
+        "plif",
+        "--t",
+        "8",
+        "--n",
+        "64",
+        "--backward",
+        "--seed",
+        "3",
+    ];
+    let text = flexsn(&args);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let o = flexsn(&[&args[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["neuron"], "ParametricLIFNode");
+    assert_eq!((v["t"].as_u64(), v["n"].as_u64()), (Some(8), Some(64)));
+    assert_eq!(v["input"]["seed"], 3);
+    assert!(v["forward"]["ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["backward"]["ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["saved_bytes"].is_null() && v["decoded"].is_null());
+    // The same seed gives the same figures as the text output.
+    let out = &v["outputs"][0];
+    assert_eq!(out["stat"], "firing rate");
+    let rate = format!("firing rate {:.4}", out["value"].as_f64().unwrap());
+    assert!(
+        stdout(&text).contains(&rate),
+        "{rate} in\n{}",
+        stdout(&text)
+    );
+    let grads = v["grads"].as_array().unwrap();
+    let x = grads.iter().find(|g| g["name"] == "x").unwrap();
+    assert_eq!(x["of"], "input");
+    let mean_abs = format!("mean |g| {:.4e}", x["mean_abs"].as_f64().unwrap());
+    assert!(stdout(&text).contains(&mean_abs), "{mean_abs}");
+    let w = grads.iter().find(|g| g["name"] == "w").unwrap();
+    assert_eq!(
+        (w["of"].as_str(), w["head"].as_array().unwrap().len()),
+        (Some("param"), 1)
+    );
+}
+
+#[test]
+fn run_of_a_psn_prints_json() {
+    let o = flexsn(&[
+        "run",
+        "psn",
+        "--t",
+        "4",
+        "--n",
+        "16",
+        "--backward",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["neuron"], "PSN");
+    let names: Vec<&str> = v["grads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["x_seq", "weight", "bias"]);
+    assert_eq!(v["grads"][1]["head"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn conformance_prints_json() {
+    let o = flexsn(&["conformance", &golden("ifnode.json"), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["backend"], "interpreter");
+    assert_eq!(v["tolerance"]["rtol"], 1e-5);
+    assert_eq!(
+        (
+            v["summary"]["passed"].as_u64(),
+            v["summary"]["failed"].as_u64()
+        ),
+        (Some(21), Some(0))
+    );
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 21);
+    for c in cases {
+        assert_eq!(
+            (c["passed"].as_bool(), c["neuron"].as_str()),
+            (Some(true), Some("IFNode"))
+        );
+        assert!(c["failure"].is_null());
+        let tensors = c["tensors"].as_array().unwrap();
+        assert!(
+            tensors
+                .iter()
+                .any(|t| t["label"] == "outputs.spike_seq" && t["exact"] == true)
+        );
+        assert!(
+            tensors
+                .iter()
+                .all(|t| t["mismatches"] == 0 && t["len"].as_u64() > Some(0))
+        );
+    }
+
+    // A failed case carries its reason; the exit status is still 1.
+    let cases = serde_json::json!([{"name": "odd", "neuron": "DSRIFNode", "shape": [1, 1]}]);
+    let path = scratch("odd_kind_json.json");
+    std::fs::write(&path, cases.to_string()).unwrap();
+    let o = flexsn(&["conformance", path.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let failure = v["cases"][0]["failure"].as_str().unwrap();
+    assert!(
+        failure.starts_with("unknown neuron kind `DSRIFNode`"),
+        "{failure}"
+    );
+    assert_eq!(v["summary"]["failed"], 1);
+}

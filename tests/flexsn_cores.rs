@@ -12,10 +12,9 @@ use flexsn::compiler::interp::run_scan;
 use flexsn::compiler::ir::{ParamKind, StepGraph};
 use flexsn::compiler::scan::{ScanArgs, ScanKernel};
 use flexsn::compiler::text::print;
-use flexsn::conformance::{
-    Case, CaseReport, CoreArgs, Cores, Harness, Interpreter, ScanBackend, load_cases,
-};
+use flexsn::conformance::{Case, CaseReport, CoreArgs, Cores, Harness, load_cases};
 use flexsn::neuron;
+use flexsn::runtime::{Backend, Jit};
 
 include!("cores/lif_soft.rs");
 include!("cores/complicated_lif_core.rs");
@@ -103,7 +102,9 @@ fn static_kind(args: &CoreArgs) -> Option<ParamKind> {
 
 type Factory = fn(&str, &[(String, f64)], Option<ParamKind>) -> Result<StepGraph, String>;
 
-fn golden_cases_pass(make: Factory, backend: &mut dyn ScanBackend) {
+fn golden_cases_pass(make: Factory, backend: Backend) {
+    // One JIT (and kernel cache) for every case.
+    let jit = Jit::new(backend).expect("backend available");
     let cases = load_cases(path("tests/golden/flexsn.json")).expect("golden file loads");
     let mut reports: Vec<CaseReport> = vec![];
     for core in CORES {
@@ -115,7 +116,7 @@ fn golden_cases_pass(make: Factory, backend: &mut dyn ScanBackend) {
         for case in mine {
             let mut cores = Cores::default();
             cores.bind(core, move |args| make(core, &args.hyper, static_kind(args)));
-            let mut harness = Harness::new(&mut *backend, &cores);
+            let mut harness = Harness::with_jit(jit.clone(), backend.into(), &cores);
             let r = harness.run_case(case);
             println!("{r}");
             assert!(
@@ -136,7 +137,7 @@ fn golden_cases_pass(make: Factory, backend: &mut dyn ScanBackend) {
 }
 
 /// Golden tests of the macro cores and the text cores on one backend. Other backends add one
-/// line each: `golden_core_tests!(cpu, <backend expression>);`.
+/// line each: `golden_core_tests!(cpu, Backend::Cpu);`.
 macro_rules! golden_core_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -144,20 +145,20 @@ macro_rules! golden_core_tests {
 
             #[test]
             fn macro_cores_pass_the_golden_cases() {
-                golden_cases_pass(macro_core, &mut $backend);
+                golden_cases_pass(macro_core, $backend);
             }
 
             #[test]
             fn text_cores_pass_the_golden_cases() {
-                golden_cases_pass(text_core, &mut $backend);
+                golden_cases_pass(text_core, $backend);
             }
         }
     };
 }
 
-golden_core_tests!(interp, Interpreter);
-golden_core_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
-golden_core_tests!(cuda_emulated, flexsn::cuda::CudaEmulatedBackend::default());
+golden_core_tests!(interp, Backend::Interpreter);
+golden_core_tests!(cpu, Backend::Cpu);
+golden_core_tests!(cuda_emulated, Backend::CudaEmulated);
 
 #[test]
 fn macro_and_text_frontends_give_the_same_ir() {

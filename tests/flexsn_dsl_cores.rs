@@ -9,19 +9,18 @@ use std::path::PathBuf;
 
 use flexsn::compiler::dsl::CoreBuilder;
 use flexsn::compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
-use flexsn::conformance::{
-    CaseReport, CoreArgs, Cores, Harness, Interpreter, ScanBackend, load_cases,
-};
+use flexsn::conformance::{BoxError, CaseError, CaseReport, CoreArgs, Cores, Harness, load_cases};
+use flexsn::runtime::Backend;
 
 const SIG4: Surrogate = Surrogate::Sigmoid { alpha: 4.0 };
 const ATAN2: Surrogate = Surrogate::ATan { alpha: 2.0 };
 
-fn finish(b: CoreBuilder) -> Result<StepGraph, String> {
-    b.build().map_err(|e| e.to_string())
+fn finish(b: CoreBuilder) -> Result<StepGraph, BoxError> {
+    Ok(b.build()?)
 }
 
 /// `h = (1 - 1/tau) * v + x; s = SIG4(h - v_th); v = h - s * v_th`.
-fn lif_soft(a: &CoreArgs) -> Result<StepGraph, String> {
+fn lif_soft(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let (tau, v_th) = (a.hyper("tau")?, a.hyper("v_th")? as f32);
     let b = CoreBuilder::new("lif_soft");
     let x = b.input("x");
@@ -34,7 +33,7 @@ fn lif_soft(a: &CoreArgs) -> Result<StepGraph, String> {
 }
 
 /// Two inputs, two states, two outputs; threshold adaptation and a modulated reset.
-fn complicated_lif_core(a: &CoreArgs) -> Result<StepGraph, String> {
+fn complicated_lif_core(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let (beta, gamma) = (a.hyper("beta")? as f32, a.hyper("gamma")? as f32);
     let b = CoreBuilder::new("complicated_lif_core");
     let x = b.input("x");
@@ -57,7 +56,7 @@ fn complicated_lif_core(a: &CoreArgs) -> Result<StepGraph, String> {
 }
 
 /// Adaptive LIF: LIF charge, threshold `b0 + beta * a`, soft reset by it, `a` decays.
-fn alif(a: &CoreArgs) -> Result<StepGraph, String> {
+fn alif(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let tau = a.hyper("tau")? as f32;
     let (b0, beta) = (a.hyper("b0")? as f32, a.hyper("beta")? as f32);
     let decay_a = (-1.0 / a.hyper("tau_a")?).exp();
@@ -77,7 +76,7 @@ fn alif(a: &CoreArgs) -> Result<StepGraph, String> {
 /// exp, tanh, maximum, minimum, clamp (one- and two-sided) and where. At t = 0 of
 /// `FlexSN_006` the `w` clamp sits exactly on its lower bound: PyTorch 2.15 gives a scalar-bound
 /// clamp no gradient there (pytorch/pytorch#191142), and so does `autodiff`'s `Clamp` rule.
-fn exotic(a: &CoreArgs) -> Result<StepGraph, String> {
+fn exotic(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let v_th = a.hyper("v_th")? as f32;
     let b = CoreBuilder::new("exotic_exp_tanh_min_max_clamp_where");
     let x = b.input("x");
@@ -99,7 +98,7 @@ fn exotic(a: &CoreArgs) -> Result<StepGraph, String> {
 
 /// LIF whose `inv_tau` is a static input: a learnable param, shared or per neuron depending on
 /// the shape of the value the case binds.
-fn lif_static_inv_tau(a: &CoreArgs) -> Result<StepGraph, String> {
+fn lif_static_inv_tau(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let shape = a
         .param_shapes
         .iter()
@@ -109,7 +108,7 @@ fn lif_static_inv_tau(a: &CoreArgs) -> Result<StepGraph, String> {
     let kind = match *shape {
         [] | [1] => ParamKind::Shared,
         [len] if len == a.n => ParamKind::PerNeuron,
-        _ => return Err(format!("inv_tau: unsupported shape {shape:?}")),
+        _ => return Err(format!("inv_tau: unsupported shape {shape:?}").into()),
     };
     let b = CoreBuilder::new("lif_static_tau_core");
     let x = b.input("x");
@@ -139,9 +138,9 @@ fn golden(file: &str) -> PathBuf {
         .join(file)
 }
 
-fn assert_flexsn_passes(backend: &mut dyn ScanBackend) {
+fn assert_flexsn_passes(backend: Backend) {
     let cores = dsl_cores();
-    let mut h = Harness::new(backend, &cores);
+    let mut h = Harness::new(backend, &cores).expect("backend available");
     let reports = h
         .run_file(golden("flexsn.json"))
         .expect("golden file loads");
@@ -195,21 +194,20 @@ macro_rules! flexsn_tests {
 
             #[test]
             fn flexsn_cores_pass_golden() {
-                assert_flexsn_passes(&mut $backend);
+                assert_flexsn_passes($backend);
             }
         }
     };
 }
 
-flexsn_tests!(interp, Interpreter);
-flexsn_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
+flexsn_tests!(interp, Backend::Interpreter);
+flexsn_tests!(cpu, Backend::Cpu);
 
 /// Spike outputs are compared exactly (the harness detects them from the graph).
 #[test]
 fn spike_outputs_are_exact_comparisons() {
     let cores = dsl_cores();
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     let case = &load_cases(golden("flexsn.json")).unwrap()[2];
     let r = h.run_case(case);
     for name in ["outputs.s1", "outputs.s2"] {
@@ -225,7 +223,7 @@ fn spike_outputs_are_exact_comparisons() {
 }
 
 /// `complicated_lif_core` built from `lif_soft`'s hyperparameters: the wrong interface.
-fn complicated_lif_core_with_lif_soft_hyper(a: &CoreArgs) -> Result<StepGraph, String> {
+fn complicated_lif_core_with_lif_soft_hyper(a: &CoreArgs) -> Result<StepGraph, BoxError> {
     let b = CoreArgs {
         hyper: vec![("beta".into(), a.hyper("tau")?), ("gamma".into(), 0.5)],
         ..a.clone()
@@ -238,20 +236,21 @@ fn complicated_lif_core_with_lif_soft_hyper(a: &CoreArgs) -> Result<StepGraph, S
 fn mismatched_core_fails_with_reason() {
     let mut cores = Cores::default();
     cores.bind("lif_soft", complicated_lif_core_with_lif_soft_hyper);
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     let case = &load_cases(golden("flexsn.json")).unwrap()[0];
     let r = h.run_case(case);
     assert!(!r.passed());
     let why = r.failure.unwrap();
     assert!(
-        why.contains("declares inputs") && why.contains("\"y\""),
+        matches!(&why, CaseError::Interface { what: "inputs", declared, .. }
+            if declared.iter().any(|d| d == "y")),
         "{why}"
     );
+    assert!(why.to_string().contains("declares inputs"), "{why}");
     // A missing hyperparameter is named too.
     let mut cores = Cores::default();
     cores.bind("lif_soft", alif);
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     let why = h.run_case(case).failure.unwrap();
-    assert!(why.contains("hyperparameter `"), "{why}");
+    assert!(matches!(why, CaseError::MissingHyper(_)), "{why}");
 }

@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use flexsn::conformance::{CaseReport, Cores, Harness, Interpreter, ScanBackend, load_cases};
+use flexsn::conformance::{CaseReport, Cores, Harness, load_cases};
+use flexsn::runtime::Backend;
 
 fn golden(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,9 +18,9 @@ fn golden(file: &str) -> PathBuf {
 }
 
 /// Runs every case of `file` on `backend` and asserts they all pass, printing each report.
-pub fn assert_file_passes(file: &str, backend: &mut dyn ScanBackend, expected_cases: usize) {
+pub fn assert_file_passes(file: &str, backend: Backend, expected_cases: usize) {
     let cores = Cores::default();
-    let mut h = Harness::new(backend, &cores);
+    let mut h = Harness::new(backend, &cores).expect("backend available");
     let reports = h.run_file(golden(file)).expect("golden file loads");
     for r in &reports {
         println!("{r}");
@@ -59,43 +60,42 @@ macro_rules! golden_tests {
 
             #[test]
             fn ifnode() {
-                assert_file_passes("ifnode.json", &mut $backend, 21);
+                assert_file_passes("ifnode.json", $backend, 21);
             }
 
             #[test]
             fn lifnode() {
-                assert_file_passes("lifnode.json", &mut $backend, 33);
+                assert_file_passes("lifnode.json", $backend, 33);
             }
 
             #[test]
             fn plif() {
-                assert_file_passes("plif.json", &mut $backend, 16);
+                assert_file_passes("plif.json", $backend, 16);
             }
 
             #[test]
             fn nonspiking() {
-                assert_file_passes("nonspiking.json", &mut $backend, 15);
+                assert_file_passes("nonspiking.json", $backend, 15);
             }
 
             #[test]
             fn zoo() {
-                assert_file_passes("zoo.json", &mut $backend, 60);
+                assert_file_passes("zoo.json", $backend, 60);
             }
         }
     };
 }
 
-golden_tests!(interp, Interpreter);
-golden_tests!(cpu, flexsn::conformance::Cpu::new().expect("CPU backend"));
-golden_tests!(cuda_emulated, flexsn::cuda::CudaEmulatedBackend::default());
+golden_tests!(interp, Backend::Interpreter);
+golden_tests!(cpu, Backend::Cpu);
+golden_tests!(cuda_emulated, Backend::CudaEmulated);
 
 /// FlexSN cases with no core bound are reported as failures that name the missing core, not
 /// skipped.
 #[test]
 fn unbound_flexsn_cases_fail_naming_the_core() {
     let cores = Cores::default();
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     let reports = h.run_file(golden("flexsn.json")).unwrap();
     assert_eq!(reports.len(), 10);
     for r in reports {
@@ -105,6 +105,7 @@ fn unbound_flexsn_cases_fail_naming_the_core() {
             r.failure
                 .as_ref()
                 .unwrap()
+                .to_string()
                 .contains(&format!("no core bound for FlexSN core `{core}`")),
             "{r}"
         );
@@ -115,8 +116,7 @@ fn unbound_flexsn_cases_fail_naming_the_core() {
 #[test]
 fn initialisation_rules_are_checked() {
     let cores = Cores::default();
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     for case in load_cases(golden("plif.json")).unwrap() {
         let r = h.run_case(&case);
         assert!(r.tensors.iter().any(|t| t.label == "parameters.w"), "{r}");
@@ -138,8 +138,7 @@ fn initialisation_rules_are_checked() {
 #[test]
 fn zoo_cases_check_every_memory_and_k() {
     let cores = Cores::default();
-    let mut be = Interpreter;
-    let mut h = Harness::new(&mut be, &cores);
+    let mut h = Harness::new(Backend::Interpreter, &cores).unwrap();
     let mut memories_checked = 0;
     for case in load_cases(golden("zoo.json")).unwrap() {
         let r = h.run_case(&case);

@@ -14,8 +14,8 @@ use candle_nn::{Module, VarBuilder, VarMap};
 use flexsn::compiler::frontend::{Bindings, load_core_file_with, param_kind_from_shape};
 use flexsn::compiler::ir::Surrogate;
 use flexsn::conformance::{
-    Case, Cores, Expect, ScanCase, builtin_from_case, flexsn_case, load_cases, nonspiking_case,
-    sliding_psn_case, spiking_case, zoo_case,
+    Case, CaseError, Cores, Expect, ScanCase, builtin_from_case, flexsn_case, load_cases,
+    nonspiking_case, sliding_psn_case, spiking_case, zoo_case,
 };
 use flexsn::neurons::Builtin;
 use flexsn::neurons::psn::{MaskedPSNConfig, PSNConfig};
@@ -202,7 +202,7 @@ fn run_layer(sc: &ScanCase, layer: &ScanLayer, param_vars: &[Option<Var>]) -> Co
 }
 
 /// Asserts every case of `file` passes (mapped by `map`), comparing outputs and gradients.
-fn assert_scan_file(file: &str, count: usize, map: impl Fn(&Case) -> Result<ScanCase, String>) {
+fn assert_scan_file(file: &str, count: usize, map: impl Fn(&Case) -> Result<ScanCase, CaseError>) {
     let cases = cases(file);
     assert_eq!(cases.len(), count, "{file}: case count");
     let mut failed = vec![];
@@ -332,7 +332,7 @@ fn flexsn_cores() {
         let core = case
             .neuron
             .strip_prefix("FlexSN:")
-            .ok_or("not a FlexSN case")?
+            .ok_or_else(|| CaseError::invalid("neuron", "is not a FlexSN case"))?
             .to_string();
         let path = repo(&format!("tests/cores/{core}.rs"));
         let mut cores = Cores::default();

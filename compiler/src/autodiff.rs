@@ -57,7 +57,9 @@ impl GradSpec {
 ///   (summed over time for shared and per-neuron params, a sequence for per-time params).
 #[derive(Clone, Debug)]
 pub struct BackwardGraph {
+    /// The reverse scan.
     pub kernel: ScanKernel,
+    /// Which upstream gradients it takes.
     pub spec: GradSpec,
     /// Backward-graph input index of each output's upstream gradient.
     pub grad_output_inputs: Vec<Option<usize>>,

@@ -15,12 +15,16 @@ use crate::scan::{ScanArgs, ScanKernel, ScanResult, ShapeError};
 /// Errors of running a forward or backward pass.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ExecError {
+    /// Wrong argument counts or lengths.
     #[error(transparent)]
     Shape(#[from] ShapeError),
+    /// The graph is invalid.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A `runtime` state without a given initial value.
     #[error("state `{0}` has no default initial value (declared `runtime`): supply it")]
     MissingInitialState(String),
+    /// Backward without the forward's state sequences.
     #[error(
         "backward needs the state sequences of the forward pass; run forward with state sequences"
     )]
@@ -58,17 +62,7 @@ impl<'a, F> Upstream<'a, F> {
 
     /// Checks counts and lengths for a `[T, N]` run of `g`.
     pub fn check(&self, g: &StepGraph, t: usize, n: usize) -> Result<(), ShapeError> {
-        let count = |what, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ShapeError::Count {
-                    what,
-                    expected,
-                    got,
-                })
-            }
-        };
+        let count = ShapeError::check_count;
         count("output gradients", g.outputs().len(), self.outputs.len())?;
         count(
             "state-sequence gradients",
@@ -80,14 +74,10 @@ impl<'a, F> Upstream<'a, F> {
             g.states().len(),
             self.final_states.len(),
         )?;
+        // An absent gradient is zero: nothing to check.
         let len = |name: String, shape: String, expected: usize, got: Option<&[F]>| match got {
-            Some(x) if x.len() != expected => Err(ShapeError::Len {
-                name,
-                shape,
-                expected,
-                got: x.len(),
-            }),
-            _ => Ok(()),
+            Some(x) => ShapeError::check_len(name, shape, expected, x.len()),
+            None => Ok(()),
         };
         for (d, x) in g.outputs().iter().zip(&self.outputs) {
             len(
@@ -270,7 +260,9 @@ mod tests {
     use crate::autodiff;
     use crate::dsl::CoreBuilder;
     use crate::interp::run_scan;
-    use crate::random::{RandomGraphConfig, SplitMix64, random_graph, random_inputs, scan_args};
+    use crate::random::{
+        RandomGraphConfig, random_graph, random_inputs, random_upstream, scan_args,
+    };
 
     fn interp(k: &ScanKernel, a: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, ExecError> {
         Ok(run_scan(k, a)?)
@@ -339,19 +331,8 @@ mod tests {
             let args = scan_args(t, n, &data);
             let f = run_scan(&ScanKernel::forward(g.clone(), true), &args).unwrap();
             // Upstream gradients for some outputs, state sequences and final states.
-            let mut rng = SplitMix64::new(seed);
-            let mut draw = |len: usize| -> Option<Vec<f32>> {
-                rng.chance(0.7)
-                    .then(|| (0..len).map(|_| rng.uniform_symmetric(1.0)).collect())
-            };
-            let gy: Vec<_> = g.outputs().iter().map(|_| draw(t * n)).collect();
-            let gseq: Vec<_> = g.states().iter().map(|_| draw(t * n)).collect();
-            let gfin: Vec<_> = g.states().iter().map(|_| draw(n)).collect();
-            let up = Upstream {
-                outputs: gy.iter().map(Option::as_deref).collect(),
-                state_seqs: gseq.iter().map(Option::as_deref).collect(),
-                final_states: gfin.iter().map(Option::as_deref).collect(),
-            };
+            let drawn = random_upstream(seed, &g, t, n);
+            let up = drawn.upstream();
             let bwd = autodiff::backward(&g, &up.spec()).unwrap();
             let seqs: Vec<&[f32]> = f.state_seqs.iter().map(Vec::as_slice).collect();
             let want = backward(&g, &bwd, &args, &seqs, &up, interp).unwrap();

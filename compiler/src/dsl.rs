@@ -41,6 +41,7 @@ pub struct Expr<'b> {
 }
 
 impl CoreBuilder {
+    /// An empty core named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         CoreBuilder {
             inner: RefCell::new(GraphBuilder::new(name)),
@@ -164,6 +165,7 @@ impl CoreBuilder {
 
 /// Anything that can stand where an expression is expected: an [`Expr`] or a literal.
 pub trait IntoExpr<'b> {
+    /// The expression in `b` (a literal becomes a constant node).
     fn into_expr(self, b: &'b CoreBuilder) -> Expr<'b>;
 }
 
@@ -187,13 +189,18 @@ impl<'b> IntoExpr<'b> for f64 {
 
 macro_rules! unary_methods {
     ($($(#[$m:meta])* $name:ident => $op:expr;)*) => {
-        $( $(#[$m])* pub fn $name(self) -> Expr<'b> { self.b.apply($op, &[self]) } )*
+        $(
+            #[doc = concat!("`", stringify!($op), "` of `self`.")]
+            $(#[$m])* pub fn $name(self) -> Expr<'b> { self.b.apply($op, &[self]) }
+        )*
     };
 }
 
 macro_rules! binary_methods {
     ($($(#[$m:meta])* $name:ident => $op:expr;)*) => {
-        $( $(#[$m])* pub fn $name(self, o: impl IntoExpr<'b>) -> Expr<'b> {
+        $(
+            #[doc = concat!("`", stringify!($op), "` of `self` and `o`.")]
+            $(#[$m])* pub fn $name(self, o: impl IntoExpr<'b>) -> Expr<'b> {
             let o = o.into_expr(self.b);
             self.b.apply($op, &[self, o])
         } )*

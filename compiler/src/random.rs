@@ -37,6 +37,7 @@ use std::ops::RangeInclusive;
 
 use proptest::prelude::*;
 
+use crate::bptt::Upstream;
 use crate::ir::builder::GraphBuilder;
 use crate::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate, ValueId};
 pub use crate::rng::SplitMix64;
@@ -428,6 +429,44 @@ pub fn scan_args(t: usize, n: usize, data: &RandomInputs) -> ScanArgs<'_, f32> {
         inputs: data.0.iter().map(Vec::as_slice).collect(),
         init_states: data.1.iter().map(Vec::as_slice).collect(),
         params: data.2.iter().map(Vec::as_slice).collect(),
+    }
+}
+
+/// Random upstream gradients of one run: per output, state sequence and final state, values
+/// or `None` (a zero gradient).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandomUpstream {
+    /// Per output: `[T, N]` or none.
+    pub outputs: Vec<Option<Vec<f32>>>,
+    /// Per state sequence: `[T, N]` or none.
+    pub state_seqs: Vec<Option<Vec<f32>>>,
+    /// Per final state: `[N]` or none.
+    pub final_states: Vec<Option<Vec<f32>>>,
+}
+
+impl RandomUpstream {
+    /// Borrows the gradients as an [`Upstream`].
+    pub fn upstream(&self) -> Upstream<'_, f32> {
+        Upstream {
+            outputs: self.outputs.iter().map(Option::as_deref).collect(),
+            state_seqs: self.state_seqs.iter().map(Option::as_deref).collect(),
+            final_states: self.final_states.iter().map(Option::as_deref).collect(),
+        }
+    }
+}
+
+/// Random upstream gradients for a `[t, n]` run of `g`: each one present with probability 0.7,
+/// uniform in `[-1, 1]`. Deterministic in its arguments.
+pub fn random_upstream(seed: u64, g: &StepGraph, t: usize, n: usize) -> RandomUpstream {
+    let mut rng = SplitMix64::new(seed);
+    let mut draw = |len: usize| -> Option<Vec<f32>> {
+        rng.chance(0.7)
+            .then(|| (0..len).map(|_| rng.uniform_symmetric(1.0)).collect())
+    };
+    RandomUpstream {
+        outputs: g.outputs().iter().map(|_| draw(t * n)).collect(),
+        state_seqs: g.states().iter().map(|_| draw(t * n)).collect(),
+        final_states: g.states().iter().map(|_| draw(n)).collect(),
     }
 }
 

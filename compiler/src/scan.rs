@@ -21,7 +21,9 @@ use crate::ir::{Op, ParamKind, StepGraph};
 /// Which way time runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
+    /// Steps `0, 1, ..., T-1`.
     Forward,
+    /// Steps `T-1, ..., 0` (backward scans).
     Reverse,
 }
 
@@ -37,7 +39,9 @@ pub enum OutputMode {
 /// A step graph scheduled as a scan.
 #[derive(Clone, Debug)]
 pub struct ScanKernel {
+    /// The step graph run at each step.
     pub graph: StepGraph,
+    /// Which way time runs.
     pub direction: Direction,
     /// One mode per graph output.
     pub output_modes: Vec<OutputMode>,
@@ -83,41 +87,101 @@ impl ScanKernel {
 /// A shape or arity mismatch in a call, naming the argument, what was expected and what came.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
+    /// The wrong number of arguments of one kind.
     #[error("expected {expected} {what}, got {got}")]
     Count {
+        /// The kind of argument (`input sequences`, `params`, ...).
         what: &'static str,
+        /// How many the graph asks for.
         expected: usize,
+        /// How many came.
         got: usize,
     },
+    /// A buffer of the wrong length.
     #[error("`{name}`: expected {expected} elements ({shape}), got {got}")]
     Len {
+        /// The buffer.
         name: String,
+        /// Its expected shape, for the message (`[T=4, N=8]`).
         shape: String,
+        /// The expected length.
         expected: usize,
+        /// Its length.
         got: usize,
     },
+    /// `N = 0`.
     #[error("N = 0: a scan needs at least one neuron")]
     NoNeurons,
+    /// `T * N` does not fit a `usize`.
     #[error("`{name}`: T * N = {t} * {n} overflows")]
-    Overflow { name: String, t: usize, n: usize },
+    Overflow {
+        /// The buffer whose length overflows.
+        name: String,
+        /// Time steps.
+        t: usize,
+        /// Neurons.
+        n: usize,
+    },
+}
+
+impl ShapeError {
+    /// `Ok` if `got` is the `expected` number of `what`, else [`ShapeError::Count`].
+    pub fn check_count(what: &'static str, expected: usize, got: usize) -> Result<(), ShapeError> {
+        if expected == got {
+            Ok(())
+        } else {
+            Err(ShapeError::Count {
+                what,
+                expected,
+                got,
+            })
+        }
+    }
+
+    /// `Ok` if buffer `name` has the `expected` length, else [`ShapeError::Len`] (`shape`: the
+    /// expected shape, for the message).
+    pub fn check_len(
+        name: impl Into<String>,
+        shape: impl Into<String>,
+        expected: usize,
+        got: usize,
+    ) -> Result<(), ShapeError> {
+        if expected == got {
+            Ok(())
+        } else {
+            Err(ShapeError::Len {
+                name: name.into(),
+                shape: shape.into(),
+                expected,
+                got,
+            })
+        }
+    }
 }
 
 /// Run-time arguments of one scan. All buffers are dense and row-major (time-major).
 #[derive(Clone, Debug)]
 pub struct ScanArgs<'a, F> {
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
+    /// Per input: `[T, N]`.
     pub inputs: Vec<&'a [F]>,
+    /// Per state: `[N]`.
     pub init_states: Vec<&'a [F]>,
+    /// Per param: its values (length by its kind).
     pub params: Vec<&'a [F]>,
 }
 
 /// What a scan returns (see the [module docs](self) for shapes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScanResult<F> {
+    /// Per output: its values (by its output mode).
     pub outputs: Vec<Vec<F>>,
     /// Empty unless the kernel stores state sequences.
     pub state_seqs: Vec<Vec<F>>,
+    /// Per state: its value after the last step, `[N]`.
     pub final_states: Vec<Vec<F>>,
 }
 
@@ -138,17 +202,7 @@ impl<F> ScanArgs<'_, F> {
         if n == 0 {
             return Err(ShapeError::NoNeurons);
         }
-        let count = |what, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ShapeError::Count {
-                    what,
-                    expected,
-                    got,
-                })
-            }
-        };
+        let count = ShapeError::check_count;
         count("input sequences", g.inputs().len(), self.inputs.len())?;
         count("initial states", g.states().len(), self.init_states.len())?;
         count("params", g.params().len(), self.params.len())?;
@@ -157,18 +211,7 @@ impl<F> ScanArgs<'_, F> {
             t,
             n,
         })?;
-        let len = |name: &str, shape: String, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ShapeError::Len {
-                    name: name.into(),
-                    shape,
-                    expected,
-                    got,
-                })
-            }
-        };
+        let len = ShapeError::check_len;
         for (d, x) in g.inputs().iter().zip(&self.inputs) {
             len(&d.name, format!("[T={t}, N={n}]"), tn, x.len())?;
         }

@@ -28,10 +28,19 @@ pub struct GraphBuilder {
     kinds: HashMap<String, &'static str>,
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A declared initial value follows the rule for numbers a user writes: not NaN (infinities
+/// are written with the named constants and stay allowed).
+pub(crate) fn check_state_init(name: &str, init: StateInit) -> Result<(), BuildError> {
+    match init {
+        StateInit::Const(c) if c.is_nan() => Err(BuildError::NanStateInit(name.into())),
+        _ => Ok(()),
+    }
 }
 
 impl GraphBuilder {
@@ -109,6 +118,7 @@ impl GraphBuilder {
     /// Declares a state and returns its value after the previous step.
     pub fn add_state(&mut self, name: &str, init: StateInit) -> Result<ValueId, BuildError> {
         self.check_new_name(name, "a state")?;
+        check_state_init(name, init)?;
         self.states.push(StateDecl {
             name: name.into(),
             init,
@@ -295,4 +305,31 @@ pub fn assemble(
     };
     crate::verify::verify(&g)?;
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_nan_initial_value_is_refused() {
+        let mut b = GraphBuilder::new("k");
+        assert_eq!(
+            b.add_state("v", StateInit::Const(f32::NAN)),
+            Err(BuildError::NanStateInit("v".into()))
+        );
+        // Infinities (written with the named constants) and runtime values stay allowed.
+        assert!(b.add_state("w", StateInit::Const(f32::INFINITY)).is_ok());
+        assert!(b.add_state("u", StateInit::Runtime).is_ok());
+        // A graph made some other way is refused by the verifier too.
+        let mut b = GraphBuilder::new("k");
+        let v = b.add_state("v", StateInit::Const(0.0)).unwrap();
+        b.set_next_state(0, v).unwrap();
+        let mut g = b.finish().unwrap();
+        g.states[0].init = StateInit::Const(f32::NAN);
+        assert_eq!(
+            crate::verify::verify(&g),
+            Err(BuildError::NanStateInit("v".into()))
+        );
+    }
 }

@@ -79,6 +79,13 @@ pub enum BuildError {
     /// A constant is NaN or infinite.
     #[error("constant {0} is not finite")]
     NonFiniteConst(f32),
+    /// A state (named here) is declared with a NaN initial value. Declared values follow the
+    /// rule for numbers a user writes ([`crate::num::user_f32`]); values passed at run time are
+    /// data and may be NaN.
+    #[error(
+        "state `{0}` is declared with a NaN initial value: NaN is not a value (pass NaN initial states at run time if that is intended)"
+    )]
+    NanStateInit(String),
     /// The petgraph edges into a node (index here) disagree with its `args`.
     #[error("graph edges disagree with node operands at node %{0}")]
     EdgeMismatch(u32),

@@ -249,15 +249,13 @@ impl Surrogate {
             (LeakyKReLU { k, .. }, "k") => k,
             (SquarewaveFourierSeries { t_period, .. }, "T" | "t_period") => t_period,
             (SquarewaveFourierSeries { n, .. }, "n") => {
-                if value.fract() != 0.0 || !(1.0..=1024.0).contains(&value) {
-                    return Err(SurrogateError::Invalid {
-                        surrogate,
-                        param: "n",
-                        value,
-                        why: "must be an integer in 1..=1024",
-                    });
-                }
-                *n = value as u32;
+                *n = whole(
+                    surrogate,
+                    "n",
+                    value,
+                    1024.0,
+                    "must be an integer in 1..=1024",
+                )?;
                 return Ok(());
             }
             (
@@ -268,19 +266,18 @@ impl Surrogate {
                 },
                 "max_spike_count",
             ) => {
-                if value.fract() != 0.0 || !(1.0..=16_777_216.0).contains(&value) {
-                    return Err(SurrogateError::Invalid {
-                        surrogate,
-                        param: "max_spike_count",
-                        value,
-                        why: "must be an integer >= 1 (and exact in f32)",
-                    });
-                }
+                let count = whole(
+                    surrogate,
+                    "max_spike_count",
+                    value,
+                    16_777_216.0,
+                    "must be an integer >= 1 (and exact in f32)",
+                )?;
                 // The default window [0, max_spike_count] follows the count.
                 if *grad_min == 0.0 && *grad_max == *max_spike_count as f32 {
-                    *grad_max = value as f32;
+                    *grad_max = count as f32;
                 }
-                *max_spike_count = value as u32;
+                *max_spike_count = count;
                 return Ok(());
             }
             (MultiLevelSpikeCount { grad_min, .. }, "grad_min") => grad_min,
@@ -578,5 +575,26 @@ impl std::fmt::Display for Surrogate {
             }
         }
         write!(f, " }}")
+    }
+}
+
+/// `value` as a whole number in `1..=max` for the integer parameter `param`, else
+/// [`SurrogateError::Invalid`] saying `why`.
+fn whole(
+    surrogate: &'static str,
+    param: &'static str,
+    value: f64,
+    max: f64,
+    why: &'static str,
+) -> Result<u32, SurrogateError> {
+    if value.fract() == 0.0 && (1.0..=max).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(SurrogateError::Invalid {
+            surrogate,
+            param,
+            value,
+            why,
+        })
     }
 }

@@ -1,5 +1,8 @@
 //! The verifier: structural invariants every pass and backend relies on.
 
+use std::collections::HashMap;
+
+use crate::builder::{check_state_init, valid_name};
 use crate::error::BuildError;
 use crate::graph::StepGraph;
 use crate::op::Op;
@@ -10,7 +13,8 @@ use petgraph::visit::EdgeRef;
 /// indices in range, edges matching operands, unique valid names, and outputs and next states
 /// that refer to existing nodes (one next value per state).
 pub fn verify(g: &StepGraph) -> Result<(), BuildError> {
-    let mut names: Vec<(&str, &'static str)> = vec![];
+    // By name: graphs may declare hundreds of thousands of names.
+    let mut names: HashMap<&str, &'static str> = HashMap::new();
     let decls = g
         .inputs
         .iter()
@@ -19,22 +23,20 @@ pub fn verify(g: &StepGraph) -> Result<(), BuildError> {
         .chain(g.params.iter().map(|d| (d.name.as_str(), "a param")))
         .chain(g.outputs.iter().map(|d| (d.name.as_str(), "an output")));
     for (name, kind) in decls {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !valid_name(name) {
             return Err(BuildError::InvalidName(name.into()));
         }
-        if let Some((_, first)) = names.iter().find(|(n, _)| *n == name) {
+        if let Some(&first) = names.get(name) {
             return Err(BuildError::DuplicateName {
                 name: name.into(),
                 first,
                 second: kind,
             });
         }
-        names.push((name, kind));
+        names.insert(name, kind);
+    }
+    for d in &g.states {
+        check_state_init(&d.name, d.init)?;
     }
 
     for (v, node) in g.nodes() {

@@ -213,7 +213,10 @@ macro_rules! builtins {
         /// One configured built-in neuron.
         #[derive(Clone, Copy, Debug, PartialEq)]
         pub enum Builtin {
-            $($variant($t),)*
+            $(
+                #[doc = concat!("A [`", stringify!($t), "`].")]
+                $variant($t),
+            )*
         }
         $(
             impl From<$t> for Builtin {

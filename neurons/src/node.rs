@@ -98,62 +98,110 @@ pub enum StateInitRule {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
+    /// The step graph is invalid.
     Build(#[from] BuildError),
     #[error(transparent)]
+    /// A forward/backward driver error.
     Exec(#[from] ExecError),
     #[error(transparent)]
+    /// The decode failed.
     Decode(#[from] DecodeError),
     #[error(transparent)]
+    /// The neuron's settings are invalid.
     Neuron(#[from] NeuronError),
     #[error(
         "the node holds states for N = {expected} neurons but the call has N = {got}; call reset() first (flexsn does not re-initialise states silently)"
     )]
-    ShapeChanged { expected: usize, got: usize },
-    #[error("expected {expected} input sequence(s) (the core's inputs: {names}), got {got}")]
-    InputCount {
+    /// `N` changed without `reset()`.
+    ShapeChanged {
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
+    },
+    #[error("expected {expected} input sequence(s) (the core's inputs: {names}), got {got}")]
+    /// The wrong number of input sequences.
+    InputCount {
+        /// What the call needs.
+        expected: usize,
+        /// What it got.
+        got: usize,
+        /// The core's input names.
         names: String,
     },
     #[error("input `{name}`: {len} elements is not {what} for N = {n}")]
+    /// An input of the wrong length.
     InputLen {
+        /// The name given.
         name: String,
+        /// Its number of values.
         len: usize,
+        /// Neurons.
         n: usize,
+        /// What was checked.
         what: &'static str,
     },
     #[error("N = 0: a call needs at least one neuron")]
+    /// `N = 0`.
     NoNeurons,
     #[error("`{0}` is multi-step only (step_mode \"m\")")]
+    /// A multi-step-only module called single-step.
     MultiStepOnly(String),
     #[error("no state named `{name}`; the core's states: {declared}")]
-    UnknownState { name: String, declared: String },
-    #[error("no parameter named `{name}`; the core's parameters: {declared}")]
-    UnknownParam { name: String, declared: String },
-    #[error("parameter `{name}` ({kind}): expected {expected} values, got {got}")]
-    ParamLen {
+    /// A state name the core does not have.
+    UnknownState {
+        /// The name given.
         name: String,
+        /// The names the core declares.
+        declared: String,
+    },
+    #[error("no parameter named `{name}`; the core's parameters: {declared}")]
+    /// A parameter name the core does not have.
+    UnknownParam {
+        /// The name given.
+        name: String,
+        /// The names the core declares.
+        declared: String,
+    },
+    #[error("parameter `{name}` ({kind}): expected {expected} values, got {got}")]
+    /// A parameter value of the wrong length.
+    ParamLen {
+        /// The name given.
+        name: String,
+        /// Its kind (shared, per neuron, per time).
         kind: &'static str,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
     #[error("parameter `{0}` has no value: set it with set_param before the first call")]
+    /// A parameter without a value.
     ParamNotSet(String),
     #[error("per-time parameter `{name}` has {len} values but the call reaches time step {needed}")]
+    /// A per-time parameter shorter than the steps run.
     PerTimeTooShort {
+        /// The name given.
         name: String,
+        /// Its number of values.
         len: usize,
+        /// The time step the call reaches.
         needed: usize,
     },
     #[error("state `{name}`: expected {expected} values (N), got {got}")]
+    /// A state value of the wrong length.
     StateLen {
+        /// The name given.
         name: String,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
     #[error(
         "parameters cannot change while steps are recorded for backward: call backward(), detach() or reset() first"
     )]
+    /// Parameters changed while steps are recorded for backward.
     TapeInProgress,
     #[error(
         "the save policy cannot change while steps are recorded for backward: call backward(), detach() or reset() first"
@@ -162,13 +210,19 @@ pub enum NodeError {
     #[error("checkpoint:0: the checkpoint interval must be at least 1")]
     ZeroCheckpointInterval,
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
+    /// Backward with nothing recorded.
     NothingRecorded,
     #[error(transparent)]
+    /// The runtime failed to compile or run the kernel.
     Runtime(#[from] RuntimeError),
     #[error("backward: {what}: expected {expected} elements, got {got}")]
+    /// An upstream gradient of the wrong length.
     GradLen {
+        /// What was checked.
         what: String,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
 }
@@ -361,6 +415,7 @@ impl Node {
         Ok(self)
     }
 
+    /// The step graph the node runs.
     pub fn graph(&self) -> &StepGraph {
         &self.graph
     }
@@ -368,6 +423,7 @@ impl Node {
     pub fn backend_name(&self) -> String {
         self.kernel.jit().backend_name()
     }
+    /// Single-step (`s`) or multi-step (`m`).
     pub fn step_mode(&self) -> StepMode {
         self.mode
     }
@@ -380,6 +436,7 @@ impl Node {
         self.mode = mode;
         Ok(())
     }
+    /// Whether calls record steps for backward.
     pub fn training(&self) -> bool {
         self.training
     }
@@ -422,6 +479,7 @@ impl Node {
         Ok(())
     }
 
+    /// Whether multi-step calls keep every state's sequence.
     pub fn store_state_seqs(&self) -> bool {
         self.store_state_seqs
     }

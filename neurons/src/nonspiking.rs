@@ -35,12 +35,21 @@ pub enum Decode {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("decode `{decode}` needs at least one time step (T = 0)")]
-    EmptyTime { decode: &'static str },
-    #[error("decode `{decode}`: `{what}` has {got} elements, expected {expected}")]
-    Len {
+    /// `T = 0`: nothing to decode.
+    EmptyTime {
+        /// The decode's name.
         decode: &'static str,
+    },
+    #[error("decode `{decode}`: `{what}` has {got} elements, expected {expected}")]
+    /// A buffer of the wrong length.
+    Len {
+        /// The decode's name.
+        decode: &'static str,
+        /// What was checked.
         what: &'static str,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
 }
@@ -208,12 +217,15 @@ fn arg_extreme<F: Real>(
 /// Non-spiking integrate: `v = v + x`, `v` starting at 0 on every call.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct NonSpikingIFNode {
+    /// How the voltage sequence is reduced over time.
     pub decode: Decode,
 }
 
 impl NonSpikingIFNode {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "NonSpikingIFNode";
 
+    /// The default configuration (no decode).
     pub fn new() -> Self {
         Self::default()
     }
@@ -241,6 +253,7 @@ impl NonSpikingIFNode {
         b.build()
     }
 
+    /// Sets one setting by key (`decode`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
         match key {
             "decode" => self.decode = parse_decode(Self::CLASS, value)?,
@@ -255,6 +268,7 @@ impl NonSpikingIFNode {
         Ok(())
     }
 
+    /// The settings with their current values.
     pub fn param_values(&self) -> Vec<ParamValue> {
         vec![decode_value(self.decode)]
     }
@@ -265,6 +279,7 @@ impl NonSpikingIFNode {
 pub struct NonSpikingLIFNode {
     /// Membrane time constant (default 2.0).
     pub tau: f32,
+    /// How the voltage sequence is reduced over time.
     pub decode: Decode,
 }
 
@@ -278,8 +293,10 @@ impl Default for NonSpikingLIFNode {
 }
 
 impl NonSpikingLIFNode {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "NonSpikingLIFNode";
 
+    /// SpikingJelly's defaults (no decode).
     pub fn new() -> Self {
         Self::default()
     }
@@ -314,6 +331,7 @@ impl NonSpikingLIFNode {
         b.build()
     }
 
+    /// Sets one setting by key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
         match key {
             "decode" => self.decode = parse_decode(Self::CLASS, value)?,
@@ -335,6 +353,7 @@ impl NonSpikingLIFNode {
         Ok(())
     }
 
+    /// The settings with their current values.
     pub fn param_values(&self) -> Vec<ParamValue> {
         vec![
             ParamValue::new("tau", fmt_f32(self.tau), "membrane time constant"),

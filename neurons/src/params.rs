@@ -11,33 +11,56 @@ use flexsn_compiler::ir::{Surrogate, SurrogateError};
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum NeuronError {
     #[error("unknown neuron `{name}`{hint}; built-in neurons: {known}", hint = did_you_mean(.name, .known.split(", ").flat_map(|k| k.split(" (")).map(|k| k.trim_end_matches(')'))))]
-    UnknownNeuron { name: String, known: String },
+    /// A neuron name no built-in has.
+    UnknownNeuron {
+        /// The name given.
+        name: String,
+        /// The neurons known.
+        known: String,
+    },
     #[error("{neuron} has no parameter `{key}`{hint}; its parameters: {allowed}", hint = did_you_mean(.key, .allowed.split(", ")))]
+    /// A key the neuron does not have.
     UnknownParam {
+        /// The neuron's class.
         neuron: &'static str,
+        /// The setting's key.
         key: String,
+        /// The keys it takes.
         allowed: String,
     },
     #[error("{neuron}: `{key}={value}` is invalid: {why}")]
+    /// A value the setting does not take.
     InvalidValue {
+        /// The neuron's class.
         neuron: &'static str,
+        /// The setting's key.
         key: String,
+        /// The value given.
         value: String,
+        /// What is wrong.
         why: String,
     },
     #[error("`{0}` is not a setting: write key=value (for example tau=3.5)")]
+    /// A setting that is not `key=value`.
     MalformedSetting(String),
     #[error("{neuron}: {source}")]
+    /// The surrogate is invalid.
     Surrogate {
+        /// The neuron's class.
         neuron: &'static str,
         #[source]
+        /// The surrogate's error.
         source: SurrogateError,
     },
     #[error(transparent)]
+    /// The step graph could not be built.
     Build(#[from] BuildError),
     #[error("{neuron} has no step graph: {why}")]
+    /// The neuron is not a scan (no step graph).
     NotAScan {
+        /// The neuron's class.
         neuron: &'static str,
+        /// What is wrong.
         why: &'static str,
     },
 }
@@ -119,8 +142,11 @@ pub(crate) fn fmt_f32(v: f32) -> String {
 /// One parameter of a neuron with its current value, for `flexsn list` and diagnostics.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamValue {
+    /// The setting's key.
     pub key: &'static str,
+    /// Its current value as text.
     pub value: String,
+    /// What it does.
     pub help: &'static str,
 }
 

@@ -188,10 +188,12 @@ fn leaky_param_values(
 /// Integrate-and-fire: `h = v + x`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct IFNode {
+    /// Threshold, reset and surrogate.
     pub fire: FireReset,
 }
 
 impl IFNode {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "IFNode";
 
     /// SpikingJelly's defaults.
@@ -232,6 +234,7 @@ pub struct LIFNode {
     pub tau: f32,
     /// Whether the input is divided by `tau` too (default true).
     pub decay_input: bool,
+    /// Threshold, reset and surrogate.
     pub fire: FireReset,
 }
 
@@ -246,6 +249,7 @@ impl Default for LIFNode {
 }
 
 impl LIFNode {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "LIFNode";
     const KEYS: &'static [&'static str] = &["tau", "decay_input"];
 
@@ -319,6 +323,7 @@ pub struct ParametricLIFNode {
     pub init_tau: f64,
     /// Whether the input is scaled by `1/tau` too (default true).
     pub decay_input: bool,
+    /// Threshold, reset and surrogate.
     pub fire: FireReset,
 }
 
@@ -336,6 +341,7 @@ impl Default for ParametricLIFNode {
 pub const PLIF_W: &str = "w";
 
 impl ParametricLIFNode {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "ParametricLIFNode";
     const KEYS: &'static [&'static str] = &["init_tau", "decay_input"];
 

@@ -10,7 +10,7 @@ use flexsn_compiler::autodiff::BackwardGraph;
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
 use flexsn_compiler::checkpoint::{SavePolicy, SegmentBackward};
 use flexsn_compiler::ir::{ParamKind, StepGraph};
-use flexsn_compiler::scan::{ScanArgs, ScanResult};
+use flexsn_compiler::scan::{ScanArgs, ScanResult, ShapeError};
 
 use crate::cpu::{CpuScan, recompute};
 use crate::{RuntimeError, ScanExecutor, ScanOutputs};
@@ -65,9 +65,9 @@ pub(crate) fn check_checkpoints(
     lens: &[usize],
 ) -> Result<(), RuntimeError> {
     let rows = SavePolicy::Checkpoint(k).saved_rows(t);
-    crate::host::count("checkpoint buffers", g.states().len(), lens.len())?;
+    ShapeError::check_count("checkpoint buffers", g.states().len(), lens.len())?;
     for (d, &l) in g.states().iter().zip(lens) {
-        crate::host::len(
+        ShapeError::check_len(
             format!("checkpoint buffer {}", d.name),
             format!("[ceil(T/K)={rows}, N={n}]"),
             rows * n,

@@ -7,16 +7,17 @@ use flexsn_compiler::interp;
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult, ShapeError};
 
 use crate::RuntimeError;
-use crate::host::{count, len};
 
 /// Caller-provided result buffers of a scan (same shapes as [`ScanResult`]'s): lets a caller
 /// reuse allocations and lay buffers out as it likes (e.g. a state sequence inside a larger
 /// buffer).
 #[derive(Debug)]
 pub struct ScanOutputs<'a> {
+    /// Per output: its sequence.
     pub outputs: Vec<&'a mut [f32]>,
     /// Empty unless the kernel stores state sequences.
     pub state_seqs: Vec<&'a mut [f32]>,
+    /// Per state: its final value `[N]`.
     pub final_states: Vec<&'a mut [f32]>,
 }
 
@@ -29,6 +30,7 @@ impl ScanOutputs<'_> {
         } else {
             0
         };
+        let count = ShapeError::check_count;
         count("output buffers", g.outputs().len(), self.outputs.len())?;
         count("state-sequence buffers", nseq, self.state_seqs.len())?;
         count(
@@ -36,7 +38,9 @@ impl ScanOutputs<'_> {
             g.states().len(),
             self.final_states.len(),
         )?;
-        let len = |name, expected: usize, got| len(name, format!("[{expected}]"), expected, got);
+        let len = |name, expected: usize, got| {
+            ShapeError::check_len(name, format!("[{expected}]"), expected, got)
+        };
         for (o, (d, b)) in g.outputs().iter().zip(&self.outputs).enumerate() {
             len(
                 format!("output buffer {}", d.name),
@@ -57,6 +61,7 @@ impl ScanOutputs<'_> {
 /// A compiled scan kernel: runs the kernel ABI of [`flexsn_compiler::scan`] for any `T`, `N`.
 /// Implementations check `args` against the kernel before running generated code.
 pub trait ScanExecutor: Send + Sync {
+    /// Runs the scan and returns fresh buffers (checks `args` first).
     fn run(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, RuntimeError>;
     /// Runs into caller-provided buffers (checked first). The default runs [`ScanExecutor::run`]
     /// and copies; backends override it to write in place.
@@ -88,6 +93,7 @@ pub trait ScanExecutor: Send + Sync {
 pub trait BackendCompiler: Send + Sync {
     /// Identifies the backend and its options; part of the kernel-cache key.
     fn name(&self) -> String;
+    /// Compiles one scan kernel.
     fn compile_scan(&self, kernel: &ScanKernel) -> Result<Arc<dyn ScanExecutor>, RuntimeError>;
 }
 

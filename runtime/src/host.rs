@@ -131,38 +131,6 @@ pub(crate) struct Resolved<'a> {
     pub params: Vec<&'a [f32]>,
 }
 
-/// `Ok` if `got` is the `expected` number of `what`.
-pub(crate) fn count(what: &'static str, expected: usize, got: usize) -> Result<(), ShapeError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(ShapeError::Count {
-            what,
-            expected,
-            got,
-        })
-    }
-}
-
-/// `Ok` if `name` has the `expected` length (`shape`, for the message).
-pub(crate) fn len(
-    name: String,
-    shape: String,
-    expected: usize,
-    got: usize,
-) -> Result<(), ShapeError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(ShapeError::Len {
-            name,
-            shape,
-            expected,
-            got,
-        })
-    }
-}
-
 /// `(T + 1) * N`, the length of a state buffer.
 fn state_buf_len(t: usize, n: usize) -> Result<usize, ShapeError> {
     t.checked_add(1)
@@ -176,10 +144,10 @@ fn state_buf_len(t: usize, n: usize) -> Result<usize, ShapeError> {
 
 /// Checks that `bufs` hold one `[T + 1, N]` buffer per state of `g`.
 fn check_state_bufs(g: &StepGraph, t: usize, n: usize, lens: &[usize]) -> Result<(), ShapeError> {
-    count("state buffers", g.states().len(), lens.len())?;
+    ShapeError::check_count("state buffers", g.states().len(), lens.len())?;
     let expected = state_buf_len(t, n)?;
     for (d, &l) in g.states().iter().zip(lens) {
-        len(
+        ShapeError::check_len(
             format!("state buffer {}", d.name),
             format!("[T+1={}, N={n}]", t + 1),
             expected,
@@ -196,26 +164,26 @@ fn check_grad_bufs(
     n: usize,
     grads: &GradBuffers<'_>,
 ) -> Result<(), ShapeError> {
-    count(
+    ShapeError::check_count(
         "input-gradient buffers",
         g.inputs().len(),
         grads.inputs.len(),
     )?;
     for (d, b) in g.inputs().iter().zip(&grads.inputs) {
-        len(
+        ShapeError::check_len(
             format!("input-gradient buffer {}", d.name),
             format!("[T={t}, N={n}]"),
             t * n,
             b.len(),
         )?;
     }
-    count(
+    ShapeError::check_count(
         "initial-state-gradient buffers",
         g.states().len(),
         grads.init_states.len(),
     )?;
     for (d, b) in g.states().iter().zip(&grads.init_states) {
-        len(
+        ShapeError::check_len(
             format!("initial-state-gradient buffer {}", d.name),
             format!("[N={n}]"),
             n,
@@ -230,9 +198,9 @@ fn check_grad_bufs(
 fn check_init_states(g: &StepGraph, n: usize, s0: Option<&[&[f32]]>) -> Result<(), RuntimeError> {
     match s0 {
         Some(s) => {
-            count("initial states", g.states().len(), s.len())?;
+            ShapeError::check_count("initial states", g.states().len(), s.len())?;
             for (d, x) in g.states().iter().zip(s) {
-                len(d.name.clone(), format!("[N={n}]"), n, x.len())?;
+                ShapeError::check_len(d.name.clone(), format!("[N={n}]"), n, x.len())?;
             }
         }
         None => {

@@ -23,7 +23,7 @@ use flexsn_compiler::dsl::GraphBuilder;
 use flexsn_compiler::interp;
 use flexsn_compiler::ir::{Op, ParamKind, StateInit, StepGraph, Surrogate};
 use flexsn_compiler::random::{
-    RandomGraphConfig, SplitMix64, random_graph, random_inputs, scan_args,
+    RandomGraphConfig, SplitMix64, graph_strategy, random_graph, random_inputs, scan_args,
 };
 use flexsn_compiler::scan::{Direction, OutputMode, ScanArgs, ScanKernel, ScanResult};
 use flexsn_runtime::cpu::{CpuOptions, CpuScan};
@@ -305,8 +305,9 @@ fn exact_config() -> RandomGraphConfig {
     }
 }
 
-fn run_case(seed: u64, cfg: &RandomGraphConfig) -> (ScanKernel, CpuScan) {
-    let g = random_graph(seed, cfg);
+/// `g` as a kernel and its CPU compilation, with direction, output modes and CPU options drawn
+/// from `seed`.
+fn run_case(g: StepGraph, seed: u64) -> (ScanKernel, CpuScan) {
     let dir = if seed.is_multiple_of(2) {
         Direction::Forward
     } else {
@@ -332,9 +333,11 @@ proptest! {
 
     /// Random graphs of exactly lowered ops: the CPU equals the interpreter bit for bit.
     #[test]
-    fn exact_random_graphs_equal_the_interpreter(seed in any::<u64>(), ni in 0..NS.len()) {
+    fn exact_random_graphs_equal_the_interpreter(
+        g in graph_strategy(exact_config()), seed in any::<u64>(), ni in 0..NS.len()
+    ) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, &exact_config());
+        let (k, cpu) = run_case(g, seed);
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
@@ -345,9 +348,11 @@ proptest! {
 
     /// Random graphs of every op: the CPU equals the model bit for bit.
     #[test]
-    fn random_graphs_equal_the_model(seed in any::<u64>(), ni in 0..NS.len()) {
+    fn random_graphs_equal_the_model(
+        g in graph_strategy(RandomGraphConfig::all()), seed in any::<u64>(), ni in 0..NS.len()
+    ) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, &RandomGraphConfig::all());
+        let (k, cpu) = run_case(g, seed);
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
@@ -358,9 +363,11 @@ proptest! {
 
     /// Smooth random graphs: within 1e-4 relative of the interpreter.
     #[test]
-    fn smooth_random_graphs_are_close_to_the_interpreter(seed in any::<u64>(), ni in 0..NS.len()) {
+    fn smooth_random_graphs_are_close_to_the_interpreter(
+        g in graph_strategy(RandomGraphConfig::smooth()), seed in any::<u64>(), ni in 0..NS.len()
+    ) {
         let (t, n) = (t_of(seed), NS[ni].min(300));
-        let (k, cpu) = run_case(seed, &RandomGraphConfig::smooth());
+        let (k, cpu) = run_case(g, seed);
         let data = random_inputs(seed, &k.graph, t, n);
         let args = scan_args(t, n, &data);
         let got = cpu.run(&args).unwrap();
@@ -374,12 +381,15 @@ proptest! {
     }
 }
 
-/// Different thread counts split the neurons differently (and put different neurons in the
-/// scalar tail); results are bit-identical.
-#[test]
-fn thread_counts_give_identical_results() {
-    for seed in 0..12u64 {
-        let g = random_graph(seed, &RandomGraphConfig::all());
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// Different thread counts split the neurons differently (and put different neurons in the
+    /// scalar tail); results are bit-identical.
+    #[test]
+    fn thread_counts_give_identical_results(
+        g in graph_strategy(RandomGraphConfig::all()), seed in any::<u64>()
+    ) {
         let k = kernel(g, Direction::Forward, 2, true);
         let cpu = CpuScan::compile(&k, &CpuOptions::default()).unwrap();
         for (t, n) in [(3, 4099), (1, 1), (5, 17), (2, 40_000)] {
@@ -388,8 +398,9 @@ fn thread_counts_give_identical_results() {
             let one = cpu.run_with_threads(&args, 1).unwrap();
             for threads in [2, 3, 5] {
                 let r = cpu.run_with_threads(&args, threads).unwrap();
-                identical(&r, &one)
-                    .unwrap_or_else(|e| panic!("seed {seed} T={t} N={n} threads={threads}: {e}"));
+                let same = identical(&r, &one);
+                prop_assert!(same.is_ok(), "T={t} N={n} threads={threads}: {}\n{}",
+                    same.unwrap_err(), k.graph);
             }
         }
     }

@@ -326,6 +326,30 @@ fn device_reduction_is_deterministic_and_bitwise_equal_to_its_reference() {
         assert_eq!(a.to_bits(), b.to_bits(), "len {len}: not deterministic");
         assert_eq!(a.to_bits(), reduce_reference(&xs).to_bits(), "len {len}");
     }
+    // Shorter again: the kernel's pass workspace (grown to the largest) is reused.
+    let xs: Vec<f32> = (0..4097).map(|i| (i as f32 * 0.11).cos()).collect();
+    let buf = d.upload_f32(&xs).unwrap();
+    let a = dk.reduce_sum(&buf, xs.len()).unwrap();
+    assert_eq!(a.to_bits(), reduce_reference(&xs).to_bits());
+}
+
+#[test]
+fn host_runs_reuse_their_device_buffers_across_shapes() {
+    let Some(d) = gpu() else {
+        return;
+    };
+    let g = samples::plif(1.0, 0.0).unwrap();
+    let k = ScanKernel::forward(g.clone(), true);
+    let dk = d.compile(&k, &CudaOptions::default()).unwrap();
+    let small = random_inputs(3, &g, 4, 1000);
+    let big = random_inputs(4, &g, 9, 5000);
+    let first = dk.run_host(&scan_args(4, 1000, &small)).unwrap();
+    let big_a = dk.run_host(&scan_args(9, 5000, &big)).unwrap();
+    // Smaller after larger: the same buffers, and no stale values in the results.
+    let again = dk.run_host(&scan_args(4, 1000, &small)).unwrap();
+    let big_b = dk.run_host(&scan_args(9, 5000, &big)).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(big_a, big_b);
 }
 
 #[test]

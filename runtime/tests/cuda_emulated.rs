@@ -12,12 +12,14 @@ use flexsn_compiler::codegen::cuda::{
 };
 use flexsn_compiler::interp;
 use flexsn_compiler::ir::StepGraph;
-use flexsn_compiler::random::{RandomGraphConfig, random_graph, random_inputs, scan_args};
+use flexsn_compiler::random::{RandomGraphConfig, graph_strategy, random_inputs, scan_args};
 use flexsn_compiler::scan::{ScanArgs, ScanKernel};
 use flexsn_runtime::cuda::compare::{Tolerance, compare, compare_results, interpreter_reference};
 use flexsn_runtime::cuda::emulated::{EmulatedCuda, compile_host_library, find_cxx};
 use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{CudaError, host::round_to_storage};
+use proptest::prelude::any;
+use proptest::test_runner::{Config, TestRunner};
 
 /// The emulated backend, or `None` (skip) where no C++ compiler exists and none is required.
 fn emu(opts: CudaOptions) -> Option<EmulatedCuda> {
@@ -104,9 +106,14 @@ fn random_graphs_forward_and_backward_match_the_interpreter() {
     }) else {
         return;
     };
-    let cfg = RandomGraphConfig::all();
-    for seed in 0..24u64 {
-        let g = random_graph(seed, &cfg);
+    // The compiler's strategy: a failing graph shrinks to a small one.
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = (graph_strategy(RandomGraphConfig::all()), any::<u64>());
+    let result = runner.run(&cases, |(g, seed)| {
         let (t, n) = (7, 70);
         let e = if seed % 4 == 3 { &ebf } else { &e32 };
         let k = ScanKernel::forward(g.clone(), seed % 2 == 0);
@@ -119,7 +126,7 @@ fn random_graphs_forward_and_backward_match_the_interpreter() {
         );
         if seed % 2 == 0 {
             let bk = backward_kernel(&g);
-            let d = data(&bk.graph, seed + 1000, t, n);
+            let d = data(&bk.graph, seed.wrapping_add(1000), t, n);
             check_kernel(
                 e,
                 &bk,
@@ -127,6 +134,10 @@ fn random_graphs_forward_and_backward_match_the_interpreter() {
                 &format!("random graph {seed} backward"),
             );
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 

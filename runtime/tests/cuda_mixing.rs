@@ -4,7 +4,7 @@
 //! Missing tools skip with a message unless required: `FLEXSN_REQUIRE_CXX=1` (or `CI`) for the
 //! C++ compiler, `FLEXSN_REQUIRE_NVRTC=1` for NVRTC, `FLEXSN_REQUIRE_GPU=1` for the device.
 
-use flexsn_compiler::codegen::cuda::mixing::{MixingSpec, WGRAD_CHUNK, codegen_mixing};
+use flexsn_compiler::codegen::cuda::mixing::{MixingSpec, WGRAD_CHUNK, codegen_mixing, grad_len};
 use flexsn_compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype};
 use flexsn_compiler::ir::Surrogate;
 use flexsn_compiler::random::SplitMix64;
@@ -187,8 +187,8 @@ fn bounded_partials_grow_the_chunks_and_keep_the_gradients() {
         12,
     );
     let mut m = EmulatedMixing::compile(&c.spec, &CudaOptions::default()).unwrap();
-    m.source.partial_floats = 3 * m.source.grad_len() as u64;
-    assert_eq!(m.source.wgrad_grid(c.n as u64).0, 3);
+    m.source.partial_floats = 3 * grad_len((6, 6)) as u64;
+    assert_eq!(m.source.wgrad_grid((6, 6), c.n as u64).0, 3);
     check(&c, &m);
     assert_eq!(backward(&c, &m), backward(&c, &m));
 }
@@ -288,5 +288,53 @@ fn device_mixing_matches_plain_loops() {
             backward(&c, &*m),
             "device gradients are deterministic"
         );
+    }
+}
+
+#[test]
+fn one_compiled_shape_serves_every_window() {
+    let Some(emu) = emulated(CudaOptions::default()) else {
+        return;
+    };
+    // Register columns (C <= 64) and memory columns, W staged whole and in row blocks.
+    for (big, windows) in [
+        ((6, 9), vec![(1, 3), (4, 9), (6, 2), (6, 9)]),
+        ((80, 80), vec![(1, 5), (80, 80), (33, 70)]),
+    ] {
+        let spec = MixingSpec {
+            rows: big.0,
+            cols: big.1,
+            surrogate: Surrogate::ATan { alpha: 2.0 },
+        };
+        let m = emu.mixing(&spec).unwrap();
+        for (i, &(rows, cols)) in windows.iter().enumerate() {
+            let c = case(rows, cols, 300, spec.surrogate, 40 + i as u64);
+            check(&c, &*m);
+        }
+        // Past the compiled maximum: a typed error.
+        let c = case(big.0 + 1, big.1, 10, spec.surrogate, 1);
+        assert!(matches!(
+            m.forward(&c.weight, &c.bias, &c.x, c.n),
+            Err(CudaError::Buffer { .. })
+        ));
+    }
+}
+
+#[test]
+fn short_sequences_spread_the_weight_gradient_over_slices() {
+    let Some(emu) = emulated(CudaOptions::default()) else {
+        return;
+    };
+    // T = 2 and 5: 256 and 36 slices of one shared tile each; N spans several chunks and tiles.
+    for (t, seed) in [(2, 21), (5, 22)] {
+        let c = case(
+            t,
+            t,
+            WGRAD_CHUNK as usize + 300,
+            Surrogate::Sigmoid { alpha: 4.0 },
+            seed,
+        );
+        let m = emu.mixing(&c.spec).unwrap();
+        check(&c, &*m);
     }
 }

@@ -1,26 +1,42 @@
 //! `checkpoint:K` against `states` on every backend that runs here: forward outputs, final
 //! states and every gradient bit-identical, for T a multiple of K or not, K = 1 and K >= T, on
-//! the sample neurons and on random graphs.
+//! the sample neurons and on random graphs (the compiler's proptest strategy: a failing graph
+//! shrinks to a small one).
 
 use flexsn_compiler::codegen::cuda::samples;
 use flexsn_compiler::ir::StepGraph;
-use flexsn_compiler::random::{RandomGraphConfig, SplitMix64, random_graph, random_inputs};
+use flexsn_compiler::random::{RandomGraphConfig, graph_strategy, random_inputs, random_upstream};
 use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::{
     Backend, CheckpointBuffers, GradBuffers, Gradients, Jit, KernelArgs, SavePolicy,
     TrainingBuffers, Upstream,
 };
+use proptest::test_runner::{Config, TestRunner};
 
 fn graphs() -> Vec<StepGraph> {
-    let mut gs = vec![
+    vec![
         samples::lif(2.0, 1.0, 0.0).unwrap(),
         samples::if_soft(1.0).unwrap(),
         samples::plif(1.0, 0.0).unwrap(),
         samples::all_ops().unwrap(),
-    ];
-    gs.extend((0..10).map(|s| random_graph(s, &RandomGraphConfig::all())));
-    gs
+    ]
+}
+
+/// [`check_backend`] on `cases` random graphs of the compiler's strategy.
+fn check_random_graphs(backend: Backend, cases: u32, ts: &[usize], ks: &[usize]) {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&graph_strategy(RandomGraphConfig::all()), |g| {
+        check_backend(backend, &[g], ts, ks);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{}: {e}", backend.name());
+    }
 }
 
 fn same(what: &str, a: &[f32], b: &[f32]) {
@@ -50,7 +66,7 @@ fn same_grads(what: &str, a: &Gradients<f32>, b: &Gradients<f32>) {
     }
 }
 
-/// `graphs` of [`graphs`] on `backend`, `T` in `ts`, `K` in `ks`.
+/// `graphs` on `backend`, `T` in `ts`, `K` in `ks`.
 fn check_backend(backend: Backend, graphs: &[StepGraph], ts: &[usize], ks: &[usize]) {
     check_jit(&Jit::new(backend).unwrap(), 37, graphs, ts, ks);
 }
@@ -69,19 +85,8 @@ fn check_jit(jit: &Jit, n: usize, graphs: &[StepGraph], ts: &[usize], ks: &[usiz
                 .zip(&ps)
                 .map(|(d, p)| (d.name.as_str(), p.as_slice()))
                 .collect();
-            let mut rng = SplitMix64::new(gi as u64 ^ (t as u64) << 8);
-            let mut draw = |len: usize| -> Option<Vec<f32>> {
-                rng.chance(0.7)
-                    .then(|| (0..len).map(|_| rng.uniform_symmetric(1.0)).collect())
-            };
-            let gy: Vec<_> = g.outputs().iter().map(|_| draw(t * n)).collect();
-            let gseq: Vec<_> = g.states().iter().map(|_| draw(t * n)).collect();
-            let gfin: Vec<_> = g.states().iter().map(|_| draw(n)).collect();
-            let up = Upstream {
-                outputs: gy.iter().map(Option::as_deref).collect(),
-                state_seqs: gseq.iter().map(Option::as_deref).collect(),
-                final_states: gfin.iter().map(Option::as_deref).collect(),
-            };
+            let drawn = random_upstream(gi as u64 ^ (t as u64) << 8, g, t, n);
+            let up = drawn.upstream();
             kernel.set_save_policy(SavePolicy::States).unwrap();
             let fs = kernel.forward(t, n, &xs, Some(&s0), &ps).unwrap();
             let want = kernel.backward(&fs, &up).unwrap();
@@ -124,17 +129,16 @@ fn check_jit(jit: &Jit, n: usize, graphs: &[StepGraph], ts: &[usize], ks: &[usiz
 
 #[test]
 fn checkpoint_equals_states_on_the_interpreter() {
-    check_backend(
-        Backend::Interpreter,
-        &graphs(),
-        &[0, 1, 5, 7],
-        &[1, 2, 3, 7, 8],
-    );
+    let (ts, ks) = ([0, 1, 5, 7], [1, 2, 3, 7, 8]);
+    check_backend(Backend::Interpreter, &graphs(), &ts, &ks);
+    check_random_graphs(Backend::Interpreter, 10, &ts, &ks);
 }
 
 #[test]
 fn checkpoint_equals_states_on_the_cpu() {
-    check_backend(Backend::Cpu, &graphs(), &[0, 1, 5, 7], &[1, 2, 3, 7, 8]);
+    let (ts, ks) = ([0, 1, 5, 7], [1, 2, 3, 7, 8]);
+    check_backend(Backend::Cpu, &graphs(), &ts, &ks);
+    check_random_graphs(Backend::Cpu, 10, &ts, &ks);
 }
 
 /// Enough neurons for two threads of several chunks each (the CPU recomputes each segment one
@@ -146,7 +150,7 @@ fn checkpoint_equals_states_on_the_cpu_over_threads_and_chunks() {
         ..CpuOptions::default()
     })
     .unwrap();
-    check_jit(&jit, 20_011, &graphs()[..6], &[7], &[3, 7]);
+    check_jit(&jit, 20_011, &graphs(), &[7], &[3, 7]);
 }
 
 #[test]
@@ -156,7 +160,8 @@ fn checkpoint_equals_states_on_emulated_cuda() {
         return;
     }
     // Each kernel is a C++ compile here: fewer graphs and cases.
-    check_backend(Backend::CudaEmulated, &graphs()[..6], &[7], &[1, 3, 8]);
+    check_backend(Backend::CudaEmulated, &graphs(), &[7], &[1, 3, 8]);
+    check_random_graphs(Backend::CudaEmulated, 2, &[7], &[1, 3, 8]);
 }
 
 #[test]

@@ -10,7 +10,11 @@
 
 use serde_json::Value;
 
-use super::{Case, Expect, ScanCase, bind_params, builtin_from_case, default_init};
+use super::builtin::{bind_params, builtin_from_case, default_init};
+use super::case::Case;
+use super::compare::Expect;
+use super::error::CaseError;
+use super::harness::ScanCase;
 
 /// The SpikingJelly classes this family runs.
 pub const CLASSES: &[&str] = &[
@@ -27,9 +31,9 @@ pub const CLASSES: &[&str] = &[
 ];
 
 /// Maps a zoo case onto a scan of its built-in's step graph.
-pub fn zoo_case(case: &Case) -> Result<ScanCase, String> {
+pub fn zoo_case(case: &Case) -> Result<ScanCase, CaseError> {
     let b = builtin_from_case(case)?;
-    let g = b.step_graph().map_err(|e| e.to_string())?;
+    let g = b.step_graph()?;
     let (t, n) = case.t_n()?;
     let mut sc = ScanCase::new(g, t, n);
     let names: Vec<String> = sc.graph.states().iter().map(|s| s.name.clone()).collect();
@@ -42,7 +46,7 @@ pub fn zoo_case(case: &Case) -> Result<ScanCase, String> {
         let name = name.as_str();
         sc.init_states[j] = match case.tensor(&["state_init", name], n)? {
             Some(v) => v,
-            None if state_init => return Err(format!("`state_init` has no `{name}`")),
+            None if state_init => return Err(CaseError::Missing(format!("state_init.{name}"))),
             None => default_init(&sc.graph, j, n)?,
         };
         sc.final_states[j] = case
@@ -67,7 +71,7 @@ pub fn zoo_case(case: &Case) -> Result<ScanCase, String> {
     let v = sc
         .graph
         .state_index(flexsn_neurons::V_STATE)
-        .ok_or("the graph has no state `v`")?;
+        .ok_or_else(|| CaseError::invalid("outputs.v_seq", "names no state `v` of the graph"))?;
     sc.state_seqs[v] = case
         .tensor(&["outputs", "v_seq"], t * n)?
         .map(|x| Expect::new("outputs.v_seq", seq.clone(), x, false));
@@ -83,7 +87,7 @@ pub fn zoo_case(case: &Case) -> Result<ScanCase, String> {
 }
 
 /// `meta.memories`, when the case lists them, must be the graph's states.
-fn check_memories(case: &Case, states: &[String]) -> Result<(), String> {
+fn check_memories(case: &Case, states: &[String]) -> Result<(), CaseError> {
     let Some(Value::Array(listed)) = case.get(&["meta", "memories"]) else {
         return Ok(());
     };
@@ -94,8 +98,9 @@ fn check_memories(case: &Case, states: &[String]) -> Result<(), String> {
     if listed == ours {
         Ok(())
     } else {
-        Err(format!(
-            "the case's memories {listed:?} are not the graph's states {ours:?}"
+        Err(CaseError::invalid(
+            "meta.memories",
+            format!("{listed:?} are not the graph's states {ours:?}"),
         ))
     }
 }

@@ -62,12 +62,22 @@ pub enum OptimizeError {
     #[error(
         "compiler bug: optimising `{graph}` changed its {what}; please report it with the neuron's IR (`flexsn ir`)"
     )]
-    Interface { graph: String, what: &'static str },
+    Interface {
+        /// The graph's name.
+        graph: String,
+        /// What changed (`inputs`, `states`, `params`, `outputs`).
+        what: &'static str,
+    },
     /// The optimised graph fails the verifier.
     #[error(
         "compiler bug: optimising `{graph}` produced a graph that fails verification: {source}; please report it with the neuron's IR (`flexsn ir`)"
     )]
-    Invalid { graph: String, source: BuildError },
+    Invalid {
+        /// The graph's name.
+        graph: String,
+        /// The verifier's error.
+        source: BuildError,
+    },
 }
 
 /// [`optimize`], checked: the result must keep `g`'s interface (inputs, states, params and

@@ -234,15 +234,19 @@ impl Core {
 macro_rules! shared_methods {
     ($module:ident, $config:ident) => {
         impl $module {
+            /// The configuration the module was built from.
             pub fn config(&self) -> &$config {
                 &self.config
             }
+            /// Time steps `T`.
             pub fn t(&self) -> usize {
                 self.config.t
             }
+            /// Where the time mixing runs.
             pub fn backend(&self) -> MixBackend {
                 self.core.backend
             }
+            /// Moves the time mixing to `backend`.
             pub fn set_backend(&mut self, backend: MixBackend) {
                 self.core.backend = backend;
             }
@@ -274,6 +278,7 @@ macro_rules! shared_methods {
             pub fn bias_grad(&self) -> &[f32] {
                 &self.core.bias_grad
             }
+            /// Zeroes the accumulated weight and bias gradients.
             pub fn zero_grad(&mut self) {
                 self.core.zero_grad();
             }
@@ -290,7 +295,9 @@ macro_rules! shared_methods {
 pub struct PSNConfig {
     /// Sequence length (required by SpikingJelly; 4 when built by name without `T=`).
     pub t: usize,
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
+    /// Seed of the weight and bias initialisation.
     pub seed: u64,
 }
 
@@ -305,19 +312,23 @@ impl Default for PSNConfig {
 }
 
 impl PSNConfig {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "PSN";
     const KEYS: &'static [&'static str] = &["T", "seed", "surrogate", "surrogate.<param>"];
 
+    /// `T` steps, SpikingJelly's defaults otherwise.
     pub fn new(t: usize) -> Self {
         PSNConfig {
             t,
             ..Default::default()
         }
     }
+    /// With surrogate `s`.
     pub fn surrogate(mut self, s: Surrogate) -> Self {
         self.surrogate = s;
         self
     }
+    /// With initialisation seed `seed`.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -329,6 +340,7 @@ impl PSNConfig {
         set_shared((Self::CLASS, Self::KEYS), t, seed, surrogate, key, value)
     }
 
+    /// The settings with their current values.
     pub fn param_values(&self) -> Vec<ParamValue> {
         let mut v = Vec::from(t_and_seed_values(self.t, self.seed));
         v.extend(surrogate_values(&self.surrogate));
@@ -381,6 +393,7 @@ pub struct PSN {
 shared_methods!(PSN, PSNConfig);
 
 impl PSN {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = PSNConfig::CLASS;
 
     /// `PSN(T)` with SpikingJelly's defaults, seed 0, on the CPU GEMM path.
@@ -455,11 +468,15 @@ impl PSN {
 pub struct MaskedPSNConfig {
     /// Width of the band mask: output step `i` sees input steps `i-k+1..=i`.
     pub k: usize,
+    /// Time steps `T`.
     pub t: usize,
     /// Initial λ: 0 = no mask, 1 = the band mask fully applied.
     pub lambda_init: f32,
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
+    /// Single-step (`s`) or multi-step (`m`).
     pub step_mode: Mode,
+    /// Seed of the weight and bias initialisation.
     pub seed: u64,
 }
 
@@ -477,6 +494,7 @@ impl Default for MaskedPSNConfig {
 }
 
 impl MaskedPSNConfig {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "MaskedPSN";
     const KEYS: &'static [&'static str] = &[
         "k",
@@ -488,6 +506,7 @@ impl MaskedPSNConfig {
         "surrogate.<param>",
     ];
 
+    /// Band width `k` over `T` steps, SpikingJelly's defaults otherwise.
     pub fn new(k: usize, t: usize) -> Self {
         MaskedPSNConfig {
             k,
@@ -495,23 +514,28 @@ impl MaskedPSNConfig {
             ..Default::default()
         }
     }
+    /// With initial λ `l`.
     pub fn lambda_init(mut self, l: f32) -> Self {
         self.lambda_init = l;
         self
     }
+    /// With surrogate `s`.
     pub fn surrogate(mut self, s: Surrogate) -> Self {
         self.surrogate = s;
         self
     }
+    /// With step mode `m`.
     pub fn step_mode(mut self, m: Mode) -> Self {
         self.step_mode = m;
         self
     }
+    /// With initialisation seed `seed`.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
 
+    /// Sets one setting by key (`k`, `T`, `lambda_init`, `surrogate`, ...).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), NeuronError> {
         match key {
             "k" => self.k = parse_usize(Self::CLASS, key, value, 1)?,
@@ -533,6 +557,7 @@ impl MaskedPSNConfig {
         Ok(())
     }
 
+    /// The settings with their current values.
     pub fn param_values(&self) -> Vec<ParamValue> {
         let [t, seed] = t_and_seed_values(self.t, self.seed);
         let mut v = vec![
@@ -563,6 +588,7 @@ impl MaskedPSNConfig {
         PSNConfig::new(self.t).seed(self.seed).init_params()
     }
 
+    /// The module, its time mixing on `backend`.
     pub fn build(&self, backend: MixBackend) -> Result<MaskedPSN, PsnError> {
         if self.t == 0 {
             return Err(PsnError::ZeroT {
@@ -619,6 +645,7 @@ pub struct MaskedPSN {
 shared_methods!(MaskedPSN, MaskedPSNConfig);
 
 impl MaskedPSN {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = MaskedPSNConfig::CLASS;
 
     /// `MaskedPSN(k, T)` with SpikingJelly's defaults (λ = 0, multi-step since single-step needs
@@ -629,15 +656,18 @@ impl MaskedPSN {
             .build(MixBackend::cpu())
     }
 
+    /// The band width `k`.
     pub fn k(&self) -> usize {
         self.config.k
     }
+    /// Training mode: forward records what backward needs.
     pub fn set_training(&mut self, training: bool) {
         self.core.set_training(training);
         if !training {
             self.tape_from = self.history.len();
         }
     }
+    /// The current λ (0: no mask, 1: the band mask fully applied).
     pub fn lambda(&self) -> f32 {
         self.lambda
     }
@@ -656,6 +686,7 @@ impl MaskedPSN {
         self.lambda = lambda;
         Ok(())
     }
+    /// Single-step (`s`) or multi-step (`m`).
     pub fn step_mode(&self) -> Mode {
         self.mode
     }
@@ -782,9 +813,10 @@ impl MaskedPSN {
         }
         xs.extend_from_slice(x);
         let core = &self.core;
+        // Every step's window runs on the whole T x T mixing's CUDA module (compiled once).
         let s = core
             .mixing(1, row.len(), row, &core.bias[step..step + 1])
-            .forward(&xs, n, core.backend)?;
+            .forward_within(&xs, n, core.backend, (t, t))?;
         self.n = Some(n);
         self.history.push(x.to_vec());
         if !self.core.training {
@@ -831,12 +863,9 @@ impl MaskedPSN {
                     xs.extend_from_slice(h);
                 }
                 let core = &mut self.core;
-                let g = core.mixing(rows, cols, &w, &core.bias[from..to]).backward(
-                    &xs,
-                    n,
-                    grad_spike,
-                    core.backend,
-                )?;
+                let g = core
+                    .mixing(rows, cols, &w, &core.bias[from..to])
+                    .backward_within(&xs, n, grad_spike, core.backend, (t, t))?;
                 for (ri, r) in (from..to).enumerate() {
                     for (ci, c) in (lo..to).enumerate() {
                         core.weight_grad[r * t + c] +=

@@ -19,7 +19,8 @@
 //! - [`MixBackend::Cuda`] / [`MixBackend::CudaEmulated`]: the generated CUDA kernels of
 //!   [`flexsn_compiler::codegen::cuda::mixing`] (one thread per neuron fused with the spike and
 //!   the surrogate, a split-K weight gradient summed in a fixed order), on device 0 or run as
-//!   host C++; `R` and `C` are compiled in, so each shape is its own (cached) module.
+//!   host C++. A module is compiled (and cached) per largest shape; `MaskedPSN`'s single steps
+//!   run their windows on the module of the whole `T × T` mixing.
 
 use flexsn_compiler::ir::Surrogate;
 use flexsn_runtime::{Backend, UnknownBackend};
@@ -33,7 +34,11 @@ pub enum MixBackend {
     Reference,
     /// Blocked GEMM (`matrixmultiply`) fused with the spike step, on `threads` threads
     /// (0 = every available core).
-    Cpu { threads: usize },
+    /// Blocked GEMM (`matrixmultiply`) fused with the spike step.
+    Cpu {
+        /// Threads (0 = every available core).
+        threads: usize,
+    },
     /// CUDA device 0: the generated mixing kernels (NVRTC), f32, precise math; host slices are
     /// copied in and out per call.
     Cuda,
@@ -80,18 +85,26 @@ impl From<Backend> for MixBackend {
 /// derivative backward uses.
 #[derive(Clone, Copy, Debug)]
 pub struct Mixing<'a> {
+    /// Output steps `R`.
     pub rows: usize,
+    /// Input steps `C`.
     pub cols: usize,
+    /// The weight `[R, C]`, row-major.
     pub weight: &'a [f32],
+    /// The bias `[R]`.
     pub bias: &'a [f32],
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
 }
 
 /// Gradients of a mixing: `x` `[cols, N]`, `weight` `[rows, cols]`, `bias` `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixGrads {
+    /// Gradient of the input `[C, N]`.
     pub x: Vec<f32>,
+    /// Gradient of the weight `[R, C]`.
     pub weight: Vec<f32>,
+    /// Gradient of the bias `[R]`.
     pub bias: Vec<f32>,
 }
 
@@ -109,9 +122,7 @@ impl Mixing<'_> {
 
     /// Spikes `[rows, N]` of input `x` (`[cols, N]`).
     pub fn forward(&self, x: &[f32], n: usize, backend: MixBackend) -> Result<Vec<f32>, PsnError> {
-        let mut s = vec![0.0; self.rows.checked_mul(n).ok_or(PsnError::Overflow)?];
-        self.forward_into(x, n, backend, &mut s)?;
-        Ok(s)
+        self.forward_within(x, n, backend, (self.rows, self.cols))
     }
 
     /// [`Mixing::forward`] into a caller's buffer `spikes` (`[rows, N]`), e.g. reused across
@@ -123,13 +134,38 @@ impl Mixing<'_> {
         backend: MixBackend,
         spikes: &mut [f32],
     ) -> Result<(), PsnError> {
+        self.forward_into_within(x, n, backend, spikes, (self.rows, self.cols))
+    }
+
+    /// [`Mixing::forward`] on CUDA kernels compiled for up to `compiled = (R, C)` steps (a window
+    /// of a longer sequence reuses its module instead of compiling its own shape).
+    pub(crate) fn forward_within(
+        &self,
+        x: &[f32],
+        n: usize,
+        backend: MixBackend,
+        compiled: (usize, usize),
+    ) -> Result<Vec<f32>, PsnError> {
+        let mut s = vec![0.0; self.rows.checked_mul(n).ok_or(PsnError::Overflow)?];
+        self.forward_into_within(x, n, backend, &mut s, compiled)?;
+        Ok(s)
+    }
+
+    fn forward_into_within(
+        &self,
+        x: &[f32],
+        n: usize,
+        backend: MixBackend,
+        spikes: &mut [f32],
+        compiled: (usize, usize),
+    ) -> Result<(), PsnError> {
         self.check(x, n)?;
         check_len("spike output", self.rows * n, spikes.len())?;
         match backend {
             MixBackend::Reference => reference_forward(self, x, n, spikes),
             MixBackend::Cpu { threads } => cpu_forward(self, x, n, threads, spikes),
             MixBackend::Cuda | MixBackend::CudaEmulated => {
-                spikes.copy_from_slice(&cuda::forward(self, x, n, backend)?)
+                spikes.copy_from_slice(&cuda::forward(self, x, n, backend, compiled)?)
             }
         }
         Ok(())
@@ -143,14 +179,7 @@ impl Mixing<'_> {
         grad_s: &[f32],
         backend: MixBackend,
     ) -> Result<MixGrads, PsnError> {
-        self.check(x, n)?;
-        let mut gx = vec![0.0; self.cols * n];
-        let (weight, bias) = self.backward_into(x, n, grad_s, backend, &mut gx)?;
-        Ok(MixGrads {
-            x: gx,
-            weight,
-            bias,
-        })
+        self.backward_within(x, n, grad_s, backend, (self.rows, self.cols))
     }
 
     /// [`Mixing::backward`] writing `d loss / d x` into a caller's buffer `grad_x`
@@ -163,6 +192,38 @@ impl Mixing<'_> {
         backend: MixBackend,
         grad_x: &mut [f32],
     ) -> Result<(Vec<f32>, Vec<f32>), PsnError> {
+        self.backward_into_within(x, n, grad_s, backend, grad_x, (self.rows, self.cols))
+    }
+
+    /// [`Mixing::backward`] on CUDA kernels compiled for up to `compiled = (R, C)` steps (see
+    /// [`Mixing::forward_within`]).
+    pub(crate) fn backward_within(
+        &self,
+        x: &[f32],
+        n: usize,
+        grad_s: &[f32],
+        backend: MixBackend,
+        compiled: (usize, usize),
+    ) -> Result<MixGrads, PsnError> {
+        self.check(x, n)?;
+        let mut gx = vec![0.0; self.cols * n];
+        let (weight, bias) = self.backward_into_within(x, n, grad_s, backend, &mut gx, compiled)?;
+        Ok(MixGrads {
+            x: gx,
+            weight,
+            bias,
+        })
+    }
+
+    fn backward_into_within(
+        &self,
+        x: &[f32],
+        n: usize,
+        grad_s: &[f32],
+        backend: MixBackend,
+        grad_x: &mut [f32],
+        compiled: (usize, usize),
+    ) -> Result<(Vec<f32>, Vec<f32>), PsnError> {
         self.check(x, n)?;
         check_len("spike gradient", self.rows * n, grad_s.len())?;
         check_len("input gradient", self.cols * n, grad_x.len())?;
@@ -170,7 +231,7 @@ impl Mixing<'_> {
             MixBackend::Reference => reference_backward(self, x, n, grad_s, grad_x),
             MixBackend::Cpu { threads } => cpu_backward(self, x, n, grad_s, threads, grad_x),
             MixBackend::Cuda | MixBackend::CudaEmulated => {
-                let g = cuda::backward(self, x, n, grad_s, backend)?;
+                let g = cuda::backward(self, x, n, grad_s, backend, compiled)?;
                 grad_x.copy_from_slice(&g.x);
                 (g.weight, g.bias)
             }
@@ -192,11 +253,16 @@ mod cuda {
 
     use super::{MixBackend, Mixing, PsnError};
 
-    /// The compiled kernels of `m`'s shape on `backend` (cached per process).
-    fn kernels(m: &Mixing, backend: MixBackend) -> Result<Arc<dyn MixingKernels>, CudaError> {
+    /// The compiled kernels for up to `compiled` steps with `m`'s surrogate on `backend` (cached
+    /// per process).
+    fn kernels(
+        m: &Mixing,
+        backend: MixBackend,
+        compiled: (usize, usize),
+    ) -> Result<Arc<dyn MixingKernels>, CudaError> {
         let spec = MixingSpec {
-            rows: m.rows,
-            cols: m.cols,
+            rows: compiled.0.max(m.rows),
+            cols: compiled.1.max(m.cols),
             surrogate: m.surrogate,
         };
         Ok(if backend == MixBackend::Cuda {
@@ -218,8 +284,9 @@ mod cuda {
         x: &[f32],
         n: usize,
         backend: MixBackend,
+        compiled: (usize, usize),
     ) -> Result<Vec<f32>, PsnError> {
-        kernels(m, backend)
+        kernels(m, backend, compiled)
             .and_then(|k| k.forward(m.weight, m.bias, x, n))
             .map_err(err(backend))
     }
@@ -230,8 +297,9 @@ mod cuda {
         n: usize,
         grad_s: &[f32],
         backend: MixBackend,
+        compiled: (usize, usize),
     ) -> Result<MixGradients, PsnError> {
-        kernels(m, backend)
+        kernels(m, backend, compiled)
             .and_then(|k| k.backward(m.weight, m.bias, x, grad_s, n))
             .map_err(err(backend))
     }

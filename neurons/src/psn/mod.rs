@@ -37,56 +37,113 @@ use crate::params::{NeuronError, ParamValue, fmt_f32, invalid, parse_f64};
 #[derive(Debug, thiserror::Error)]
 pub enum PsnError {
     #[error("{module}: T = 0; it needs at least one time step")]
-    ZeroT { module: &'static str },
+    /// `T = 0`.
+    ZeroT {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
+        module: &'static str,
+    },
     #[error("{module}: k = 0; the window needs at least one step")]
-    ZeroK { module: &'static str },
+    /// `k = 0`.
+    ZeroK {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
+        module: &'static str,
+    },
     #[error("`{what}`: expected {expected} elements, got {got}")]
+    /// A buffer of the wrong length.
     Len {
+        /// What was checked.
         what: &'static str,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
     #[error("N = 0: a call needs at least one neuron")]
+    /// `N = 0`.
     NoNeurons,
     #[error("T * N overflows")]
+    /// `T * N` overflows.
     Overflow,
     #[error(
         "{module}: the input has {len} elements, which is not T = {t} steps of N = {n} neurons"
     )]
+    /// An input that is not `T` steps of `N` neurons.
     SeqShape {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
         module: &'static str,
+        /// Its number of values.
         len: usize,
+        /// Time steps.
         t: usize,
+        /// Neurons.
         n: usize,
     },
     #[error("{module} is multi-step only (step_mode \"m\"), as in SpikingJelly")]
-    MultiStepOnly { module: &'static str },
+    /// Called single-step; the module is multi-step only.
+    MultiStepOnly {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
+        module: &'static str,
+    },
     #[error(
         "MaskedPSN: single-step mode needs lambda >= 1 (the band mask fully applied); lambda = {lambda}"
     )]
-    SingleStepLambda { lambda: f32 },
+    /// MaskedPSN single-step with λ < 1.
+    SingleStepLambda {
+        /// The λ given.
+        lambda: f32,
+    },
     #[error("MaskedPSN: step {step} is past T = {t}; call reset() to start a new sequence")]
-    PastT { step: usize, t: usize },
+    /// MaskedPSN single-step past `T`.
+    PastT {
+        /// The step reached.
+        step: usize,
+        /// Time steps.
+        t: usize,
+    },
     #[error(
         "{module}: N changed from {expected} to {got} without reset() (flexsn does not re-initialise silently)"
     )]
+    /// `N` changed without `reset()`.
     ShapeChanged {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
         module: &'static str,
+        /// What the call needs.
         expected: usize,
+        /// What it got.
         got: usize,
     },
     #[error("{module}: backward without a recorded forward (call forward in training mode first)")]
-    NothingRecorded { module: &'static str },
-    #[error("{module}: `{param}` must be finite")]
-    NonFinite {
+    /// Backward without a recorded forward.
+    NothingRecorded {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
         module: &'static str,
+    },
+    #[error("{module}: `{param}` must be finite")]
+    /// A non-finite parameter value.
+    NonFinite {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
+        module: &'static str,
+        /// The parameter.
         param: &'static str,
     },
     #[error("{module}: invalid surrogate: {why}")]
-    Surrogate { module: &'static str, why: String },
+    /// A surrogate the module cannot use.
+    Surrogate {
+        /// The module (`PSN`, `MaskedPSN`, `SlidingPSN`).
+        module: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     #[error("the PSN time mixing could not run on backend `{backend}`: {why}")]
-    MixBackend { backend: &'static str, why: String },
+    /// The time mixing failed on its backend.
+    MixBackend {
+        /// The backend's name.
+        backend: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     #[error(transparent)]
+    /// The SlidingPSN's node failed.
     Node(#[from] Box<NodeError>),
 }
 

@@ -34,11 +34,15 @@ pub fn sliding_weight_name(i: usize) -> String {
 /// `SlidingPSN(k, exp_init=True, surrogate_function=ATan(), step_mode="s")`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlidingPSNConfig {
+    /// Window length: each output sees the last `k` inputs.
     pub k: usize,
     /// `true`: weight `[2^-(k-1), …, 1/2, 1]`; `false`: `U(-1/√k, 1/√k)` from `seed`.
     pub exp_init: bool,
+    /// The spike's surrogate (its derivative is backward's).
     pub surrogate: Surrogate,
+    /// Single-step (`s`) or multi-step (`m`).
     pub step_mode: Mode,
+    /// Seed of the initialisation when `exp_init` is false.
     pub seed: u64,
 }
 
@@ -55,6 +59,7 @@ impl Default for SlidingPSNConfig {
 }
 
 impl SlidingPSNConfig {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = "SlidingPSN";
     const KEYS: &'static [&'static str] = &[
         "k",
@@ -66,24 +71,29 @@ impl SlidingPSNConfig {
         "surrogate.<param>",
     ];
 
+    /// Window `k`, SpikingJelly's defaults otherwise.
     pub fn new(k: usize) -> Self {
         SlidingPSNConfig {
             k,
             ..Default::default()
         }
     }
+    /// With exponential (`true`) or uniform initialisation.
     pub fn exp_init(mut self, e: bool) -> Self {
         self.exp_init = e;
         self
     }
+    /// With surrogate `s`.
     pub fn surrogate(mut self, s: Surrogate) -> Self {
         self.surrogate = s;
         self
     }
+    /// With step mode `m`.
     pub fn step_mode(mut self, m: Mode) -> Self {
         self.step_mode = m;
         self
     }
+    /// With initialisation seed `seed`.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -119,6 +129,7 @@ impl SlidingPSNConfig {
         Ok(())
     }
 
+    /// The settings with their current values.
     pub fn param_values(&self) -> Vec<ParamValue> {
         let mut v = vec![
             ParamValue::new(
@@ -273,6 +284,7 @@ pub struct SlidingPSN {
 }
 
 impl SlidingPSN {
+    /// SpikingJelly's class name.
     pub const CLASS: &'static str = SlidingPSNConfig::CLASS;
 
     /// `SlidingPSN(k)`: exp-init weight, ATan, single-step, on the interpreter.
@@ -280,9 +292,11 @@ impl SlidingPSN {
         SlidingPSNConfig::new(k).build(NodeBackend::Interpreter)
     }
 
+    /// The configuration the module was built from.
     pub fn config(&self) -> &SlidingPSNConfig {
         &self.config
     }
+    /// The window length `k`.
     pub fn k(&self) -> usize {
         self.config.k
     }
@@ -290,24 +304,31 @@ impl SlidingPSN {
     pub fn node(&self) -> &Node {
         &self.node
     }
+    /// The node that runs the scan, mutably.
     pub fn node_mut(&mut self) -> &mut Node {
         &mut self.node
     }
+    /// Single-step (`s`) or multi-step (`m`).
     pub fn step_mode(&self) -> Mode {
         self.node.step_mode()
     }
+    /// Sets the step mode.
     pub fn set_step_mode(&mut self, m: Mode) -> Result<(), PsnError> {
         Ok(self.node.set_step_mode(m)?)
     }
+    /// Training mode: forward records what backward needs.
     pub fn set_training(&mut self, t: bool) {
         self.node.set_training(t);
     }
+    /// Forgets the state and the recorded steps.
     pub fn reset(&mut self) {
         self.node.reset();
     }
+    /// Keeps the state, forgets the recorded steps (truncated backpropagation).
     pub fn detach(&mut self) {
         self.node.detach();
     }
+    /// Zeroes the accumulated weight and bias gradients.
     pub fn zero_grad(&mut self) {
         self.node.zero_grad();
     }
@@ -326,9 +347,11 @@ impl SlidingPSN {
             .map(|i| self.scalar(&sliding_weight_name(i)))
             .collect()
     }
+    /// The bias.
     pub fn bias(&self) -> Result<f32, PsnError> {
         self.scalar(SLIDING_BIAS)
     }
+    /// Sets the weight `[k]`.
     pub fn set_weight(&mut self, w: &[f32]) -> Result<(), PsnError> {
         if w.len() != self.config.k {
             return Err(PsnError::Len {
@@ -348,6 +371,7 @@ impl SlidingPSN {
         }
         Ok(())
     }
+    /// Sets the bias.
     pub fn set_bias(&mut self, b: f32) -> Result<(), PsnError> {
         if !b.is_finite() {
             return Err(PsnError::NonFinite {
@@ -371,6 +395,7 @@ impl SlidingPSN {
             .map(|i| self.grad_scalar(&sliding_weight_name(i)))
             .collect()
     }
+    /// Accumulated gradient of the bias.
     pub fn bias_grad(&self) -> Result<f32, PsnError> {
         self.grad_scalar(SLIDING_BIAS)
     }

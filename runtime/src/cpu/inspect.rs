@@ -46,11 +46,13 @@ pub fn disassemble(code: &MachineCode) -> Result<String, RuntimeError> {
     let _ = writeln!(out, "; {} bytes of x86-64 code", code.bytes.len());
     for ins in &mut decoder {
         let off = ins.ip() as u32;
-        let loc = code
-            .srclocs
-            .iter()
-            .find(|(s, e, _)| *s <= off && off < *e)
-            .map(|(_, _, l)| *l)
+        // The ranges are sorted by start: the last one starting at or before `off`.
+        let i = code.srclocs.partition_point(|(s, _, _)| *s <= off);
+        let loc = i
+            .checked_sub(1)
+            .map(|i| code.srclocs[i])
+            .filter(|(_, e, _)| off < *e)
+            .map(|(_, _, l)| l)
             .filter(|l| !l.is_default());
         if let Some(l) = loc
             && last != Some(l.bits())

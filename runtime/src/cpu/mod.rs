@@ -54,9 +54,18 @@ impl CpuOptions {
     }
 }
 
+/// Functions with more instructions than this are register-allocated in a single pass.
+pub const SINGLE_PASS_REGALLOC_ABOVE: usize = 10_000;
+
 /// The host ISA with the flags kernels are compiled with: no mid-end optimisation, inline stack
 /// probes (the chunk buffers make frames of tens of KiB), the verifier in debug builds only.
 pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
+    isa_for(false)
+}
+
+/// [`host_isa`], with the single-pass register allocator when `big` (a function of more than
+/// [`SINGLE_PASS_REGALLOC_ABOVE`] instructions).
+fn isa_for(big: bool) -> Result<OwnedTargetIsa, RuntimeError> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
@@ -67,6 +76,12 @@ pub(crate) fn host_isa() -> Result<OwnedTargetIsa, RuntimeError> {
     // instruction by instruction), and the e-graph pass would re-schedule it, computing each pure
     // value just before its first use, which puts the copies back one after the other.
     set(&mut flags, "opt_level", "none")?;
+    if big {
+        // The backtracking allocator's time grows faster than linearly with the function size
+        // (seconds for a few hundred thousand instructions); the single-pass one is linear, and
+        // on functions this big its code runs about as fast (they spill either way).
+        set(&mut flags, "regalloc_algorithm", "single_pass")?;
+    }
     // Debug builds (the tests) run Cranelift's verifier on every kernel; release builds skip it.
     let verify = if cfg!(debug_assertions) {
         "true"
@@ -115,9 +130,11 @@ fn has_fma(isa: &dyn cranelift_codegen::isa::TargetIsa) -> bool {
 /// Machine code of a compiled kernel, kept for inspection.
 #[derive(Clone, Debug)]
 pub struct MachineCode {
+    /// The machine code.
     pub bytes: Vec<u8>,
     /// `(start, end, annotation index)` of each source-location range.
     pub srclocs: Vec<(u32, u32, SourceLoc)>,
+    /// The annotations the source locations index: the step-graph node of each group.
     pub annotations: Vec<String>,
 }
 
@@ -159,6 +176,8 @@ impl CpuScan {
         copts.unroll = opts.unroll;
         copts.fused = has_fma(&*isa);
         let scan = clif::codegen_scan(kernel, &copts)?;
+        let big = scan.func.dfg.num_insts() > SINGLE_PASS_REGALLOC_ABOVE;
+        let isa = if big { isa_for(true)? } else { isa };
         let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         let mut ctx = module.make_context();
         ctx.func = scan.func;
@@ -387,6 +406,7 @@ impl crate::ScanExecutor for CpuScan {
 /// The CPU backend as a [`crate::BackendCompiler`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuCompiler {
+    /// Code generation options (chunk, unroll, threads).
     pub opts: CpuOptions,
 }
 

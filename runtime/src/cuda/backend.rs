@@ -65,6 +65,7 @@ impl CudaCompiler {
         CudaCompiler { device, opts }
     }
 
+    /// The device kernels are compiled for.
     pub fn device(&self) -> &Arc<CudaDevice> {
         &self.device
     }

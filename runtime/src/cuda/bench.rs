@@ -24,10 +24,15 @@ use super::{CudaDevice, CudaError, DeviceBuf, DeviceKernel};
 /// One benchmark: a neuron's scans at one size and storage type.
 #[derive(Clone, Debug)]
 pub struct BenchCase {
+    /// The row label (neuron name).
     pub label: String,
+    /// The neuron's step graph.
     pub graph: StepGraph,
+    /// Storage type and math mode.
     pub opts: CudaOptions,
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
     /// Timed repetitions (after one warm-up); the median is reported.
     pub reps: usize,
@@ -36,11 +41,15 @@ pub struct BenchCase {
 /// One measured scan (or the sum of forward and backward).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRow {
+    /// The row label (neuron name).
     pub label: String,
     /// `forward`, `backward` or `fwd+bwd`.
     pub phase: &'static str,
+    /// Storage type of the sequences.
     pub dtype: StorageDtype,
+    /// Time steps.
     pub t: usize,
+    /// Neurons.
     pub n: usize,
     /// Median kernel time.
     pub ms: f64,

@@ -7,7 +7,9 @@ use flexsn_compiler::scan::ScanResult;
 /// `|got - want| <= atol + rtol * |want|`; NaN equals NaN; infinities must be equal.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Absolute tolerance.
     pub atol: f32,
+    /// Relative tolerance.
     pub rtol: f32,
 }
 
@@ -75,12 +77,15 @@ impl Tolerance {
 /// The first differences between two buffers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mismatch {
+    /// The compared buffer.
     pub name: String,
     /// Total number of elements outside the tolerance (or a length difference).
     pub count: usize,
+    /// Values compared.
     pub len: usize,
     /// Up to 8 `(index, got, want)`.
     pub first: Vec<(usize, f32, f32)>,
+    /// `(got, expected)` lengths when they differ.
     pub len_differs: Option<(usize, usize)>,
 }
 

@@ -327,6 +327,8 @@ impl CudaDevice {
                 reduce,
                 stream: self.stream.clone(),
                 sync: self.sync.clone(),
+                host_bufs: Mutex::default(),
+                reduce_ws: Mutex::default(),
             })
         })?;
         let k = Arc::new(k);
@@ -375,6 +377,11 @@ pub struct DeviceKernel {
     reduce: CudaFunction,
     stream: Arc<CudaStream>,
     sync: Arc<SyncMode>,
+    /// Device buffers of host-slice runs ([`DeviceKernel::run_host`]), one per argument, kept
+    /// and reused while large enough (so a repeated call allocates nothing on the device).
+    host_bufs: Mutex<Vec<DeviceBuf>>,
+    /// The pass outputs of [`DeviceKernel::reduce_sum`], reused while large enough.
+    reduce_ws: Mutex<Option<CudaSlice<f32>>>,
 }
 
 impl DeviceKernel {
@@ -518,18 +525,40 @@ impl DeviceKernel {
         self.launch_checked(&caller, &ptrs, cfg, tn)
     }
 
-    /// Runs the scan on host data: copies in, launches, copies out (and converts f16/bf16).
+    /// Runs the scan on host data: copies in, launches, copies out (and converts f16/bf16). The
+    /// device buffers are the kernel's own, kept from the last call while they are large enough:
+    /// a repeated call of the same or a smaller shape allocates nothing on the device.
     pub fn run_host(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, CudaError> {
         args.check(&self.kernel.graph)?;
         let specs = self.buffer_specs(args.t, args.n)?;
         let host = input_buffers(&self.source, &specs, args);
         let _scope = ContextScope::push(self.stream.context())?;
-        let mut bufs = guard("cuMemcpyHtoD", || {
-            host.iter()
-                .zip(&specs)
-                .map(|(h, s)| upload(&self.stream, h, s, self.source.dtype))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
+        let mut bufs = self.host_bufs.lock().unwrap_or_else(|e| e.into_inner());
+        let dtype = self.source.dtype;
+        let out = guard("cuMemcpyHtoD", || {
+            bufs.truncate(specs.len());
+            for (i, s) in specs.iter().enumerate() {
+                let elem = self.elem(s.ty);
+                let fits = bufs
+                    .get(i)
+                    .is_some_and(|b| b.check(&s.name, elem, s.len).is_ok());
+                if !fits {
+                    let fresh = alloc(&self.stream, s.ty, dtype, s.len)?;
+                    if i < bufs.len() {
+                        bufs[i] = fresh;
+                    } else {
+                        bufs.push(fresh);
+                    }
+                }
+            }
+            for ((h, s), b) in host.iter().zip(&specs).zip(bufs.iter_mut()) {
+                if !s.role.is_output() && !h.is_empty() {
+                    upload_into(&self.stream, h, b)?;
+                }
+            }
+            Ok(())
+        });
+        out?;
         self.launch(&mut bufs, args.t, args.n)?;
         let out = guard("cuMemcpyDtoH", || {
             bufs.iter()
@@ -547,7 +576,7 @@ impl DeviceKernel {
     }
 
     /// Sums a device buffer of `len` floats with the deterministic reduction kernel; returns the
-    /// sum (copied to the host).
+    /// sum (copied to the host). The passes write into a workspace the kernel keeps.
     pub fn reduce_sum(&self, values: &CudaSlice<f32>, len: usize) -> Result<f32, CudaError> {
         if values.len() < len {
             return Err(CudaError::Buffer {
@@ -563,56 +592,65 @@ impl DeviceKernel {
                 return Ok(0.0);
             }
             let v = guard("cuMemcpyDtoH", || {
+                let mut one = [0.0f32];
                 self.stream
-                    .clone_dtoh(values)
-                    .map_err(driver_err("cuMemcpyDtoH"))
+                    .memcpy_dtoh(&values.slice(0..1), &mut one)
+                    .map_err(driver_err("cuMemcpyDtoH"))?;
+                Ok(one)
             })?;
             return Ok(v[0]);
         }
+        let total: u64 = passes[1..].iter().sum();
+        let total = usize::try_from(total)
+            .map_err(|_| CudaError::TooLarge(format!("{len} values to reduce")))?;
+        let mut ws = self.reduce_ws.lock().unwrap_or_else(|e| e.into_inner());
         guard("flexsn reduce", || {
-            let mut cur: Option<CudaSlice<f32>> = None;
-            let mut cur_len = len;
+            if ws.as_ref().is_none_or(|w| w.len() < total) {
+                *ws = Some(
+                    self.stream
+                        .alloc_zeros::<f32>(total)
+                        .map_err(driver_err("cuMemAlloc"))?,
+                );
+            }
+            let ws = ws.as_ref().expect("allocated above");
+            let (base, _w) = ws.device_ptr(&self.stream);
+            let (first, _r) = values.device_ptr(&self.stream);
+            // Pass k reads the previous pass's output (the values for the first) and writes its
+            // partials after it in the workspace.
+            let (mut input, mut cur_len, mut off) = (first, len, 0usize);
             for &next_len in &passes[1..] {
                 let grid = u32::try_from(next_len)
                     .map_err(|_| CudaError::TooLarge(format!("{len} values to reduce")))?;
-                let partial = self
-                    .stream
-                    .alloc_zeros::<f32>(next_len as usize)
-                    .map_err(driver_err("cuMemAlloc"))?;
-                let l = to_i64(cur_len, "len")?;
+                let out = base + (off * 4) as u64;
                 let cfg = LaunchConfig {
                     grid_dim: (grid, 1, 1),
                     block_dim: (REDUCE_BLOCK, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                {
-                    let input = cur.as_ref().unwrap_or(values);
-                    let (inp, _r) = input.device_ptr(&self.stream);
-                    let (out, _w) = partial.device_ptr(&self.stream);
-                    // SAFETY: `flexsn_reduce_sum_f32(const float*, float*, long long)`: the
-                    // input holds at least `cur_len` floats, `partial` one per block, block size
-                    // fixed.
-                    unsafe {
-                        launch_raw(
-                            &self.stream,
-                            &self.reduce,
-                            &self.source.reduce_entry,
-                            cfg,
-                            &[inp, out],
-                            &[l],
-                            self.sync.get(),
-                        )
-                    }?;
-                }
-                cur = Some(partial);
+                // SAFETY: `flexsn_reduce_sum_f32(const float*, float*, long long)`: the input
+                // holds at least `cur_len` floats (the values, or the previous pass's partials),
+                // `out` one float per block inside the workspace (`off + next_len <= total`),
+                // block size fixed.
+                unsafe {
+                    launch_raw(
+                        &self.stream,
+                        &self.reduce,
+                        &self.source.reduce_entry,
+                        cfg,
+                        &[input, out],
+                        &[to_i64(cur_len, "len")?],
+                        self.sync.get(),
+                    )
+                }?;
+                input = out;
                 cur_len = next_len as usize;
+                off += next_len as usize;
             }
-            let last = cur.ok_or_else(|| CudaError::TooLarge("empty reduction".into()))?;
-            let v = self
-                .stream
-                .clone_dtoh(&last)
+            let mut one = [0.0f32];
+            self.stream
+                .memcpy_dtoh(&ws.slice(off - 1..off), &mut one)
                 .map_err(driver_err("cuMemcpyDtoH"))?;
-            Ok(v.first().copied().unwrap_or(0.0))
+            Ok(one[0])
         })
     }
 }
@@ -642,35 +680,41 @@ fn alloc(
     })
 }
 
-fn upload(
-    stream: &Arc<CudaStream>,
-    h: &HostBuf,
-    s: &BufferSpec,
-    dtype: StorageDtype,
-) -> Result<DeviceBuf, CudaError> {
-    if h.is_empty() || s.role.is_output() {
-        return alloc(stream, s.ty, dtype, s.len);
+/// Copies host data into the start of a (large enough) device buffer of the same element type.
+fn upload_into(stream: &Arc<CudaStream>, h: &HostBuf, b: &mut DeviceBuf) -> Result<(), CudaError> {
+    let err = driver_err("cuMemcpyHtoD");
+    match (h, b) {
+        (HostBuf::F32(v), DeviceBuf::F32(d)) => stream
+            .memcpy_htod(v, &mut d.slice_mut(0..v.len()))
+            .map_err(err),
+        (HostBuf::U16(v), DeviceBuf::U16(d)) => stream
+            .memcpy_htod(v, &mut d.slice_mut(0..v.len()))
+            .map_err(err),
+        _ => Err(CudaError::Buffer {
+            name: "host data".into(),
+            message: "element type differs from the device buffer's".into(),
+        }),
     }
-    Ok(match h {
-        HostBuf::F32(v) => {
-            DeviceBuf::F32(stream.clone_htod(v).map_err(driver_err("cuMemcpyHtoD"))?)
-        }
-        HostBuf::U16(v) => {
-            DeviceBuf::U16(stream.clone_htod(v).map_err(driver_err("cuMemcpyHtoD"))?)
-        }
-    })
 }
 
+/// The first `len` elements of a device buffer.
 fn download(stream: &Arc<CudaStream>, b: &DeviceBuf, len: usize) -> Result<HostBuf, CudaError> {
+    let err = driver_err("cuMemcpyDtoH");
+    if len == 0 {
+        return Ok(match b {
+            DeviceBuf::F32(_) => HostBuf::F32(vec![]),
+            DeviceBuf::U16(_) => HostBuf::U16(vec![]),
+        });
+    }
     Ok(match b {
         DeviceBuf::F32(x) => {
-            let mut v = stream.clone_dtoh(x).map_err(driver_err("cuMemcpyDtoH"))?;
-            v.truncate(len);
+            let mut v = vec![0.0f32; len];
+            stream.memcpy_dtoh(&x.slice(0..len), &mut v).map_err(err)?;
             HostBuf::F32(v)
         }
         DeviceBuf::U16(x) => {
-            let mut v = stream.clone_dtoh(x).map_err(driver_err("cuMemcpyDtoH"))?;
-            v.truncate(len);
+            let mut v = vec![0u16; len];
+            stream.memcpy_dtoh(&x.slice(0..len), &mut v).map_err(err)?;
             HostBuf::U16(v)
         }
     })

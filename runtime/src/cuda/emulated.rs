@@ -27,8 +27,11 @@ use super::host::{buffer_specs, collect_result, grid_for, input_buffers};
 /// The host C++ compiler: program, extra arguments from `$CXX`, first line of `--version`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cxx {
+    /// The compiler executable.
     pub program: String,
+    /// Arguments it always gets.
     pub extra_args: Vec<String>,
+    /// Its `--version` line (part of the cache key).
     pub version: String,
 }
 
@@ -224,6 +227,7 @@ type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, u32) -> i32;
 /// One compiled emulated kernel.
 #[derive(Debug)]
 pub struct EmulatedKernel {
+    /// The generated CUDA source.
     pub source: CudaSource,
     lib: Arc<HostLibrary>,
     scan: ScanFn,
@@ -330,6 +334,7 @@ impl EmulatedCuda {
         })
     }
 
+    /// The storage type and math mode kernels are generated with.
     pub fn options(&self) -> &CudaOptions {
         &self.opts
     }

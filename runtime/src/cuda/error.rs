@@ -14,7 +14,12 @@ pub enum CudaError {
     NoDriver,
     /// The driver loaded but reports no device (or the requested ordinal does not exist).
     #[error("no CUDA device{}", if *.count == 0 { String::new() } else { format!(" with ordinal {} (this machine has {})", .ordinal, .count) })]
-    NoDevice { ordinal: usize, count: usize },
+    NoDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// The devices the driver reports.
+        count: usize,
+    },
     /// A kernel launch was rejected by the driver.
     #[error("launching CUDA kernel `{kernel}` failed: {message}")]
     Launch {
@@ -70,20 +75,32 @@ pub enum CudaError {
     },
     /// A driver call failed.
     #[error("CUDA driver call `{call}` failed: {message}")]
-    Driver { call: &'static str, message: String },
+    Driver {
+        /// The driver function.
+        call: &'static str,
+        /// The driver's error.
+        message: String,
+    },
     /// NVRTC (`libnvrtc.so`) could not be loaded.
     #[error(
         "NVRTC is not available: {detail}. Install it (e.g. `pip install nvidia-cuda-nvrtc-cu12`) and set FLEXSN_NVRTC_PATH to the library file (site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12), or put its folder on LD_LIBRARY_PATH before starting the program"
     )]
-    NoNvrtc { detail: String },
+    NoNvrtc {
+        /// Where it was looked for and why loading failed.
+        detail: String,
+    },
     /// NVRTC rejected the generated source. Carries NVRTC's log and the numbered source.
     #[error(
         "NVRTC failed to compile `{entry}` (options {options:?}):\n{log}\n--- source ---\n{numbered_source}"
     )]
     Compile {
+        /// The kernel's entry name.
         entry: String,
+        /// The NVRTC options used.
         options: Vec<String>,
+        /// NVRTC's log.
         log: String,
+        /// The source with line numbers.
         numbered_source: String,
     },
     /// `ptxas` (for the static register and spill checks) was not found.
@@ -102,27 +119,48 @@ pub enum CudaError {
     },
     /// An NVRTC call other than compilation failed.
     #[error("NVRTC call `{call}` failed: {message}")]
-    Nvrtc { call: &'static str, message: String },
+    Nvrtc {
+        /// The NVRTC function.
+        call: &'static str,
+        /// NVRTC's error.
+        message: String,
+    },
     /// No host C++ compiler for the emulated backend.
     #[error(
         "no C++ compiler found (tried {tried}): the cuda-emulated backend compiles the generated CUDA source as host C++ and needs one; install g++ or set CXX"
     )]
-    NoCxx { tried: String },
+    NoCxx {
+        /// The compilers tried.
+        tried: String,
+    },
     /// The host C++ compiler rejected the emulation translation unit.
     #[error(
         "the host C++ compiler `{compiler}` failed on the emulated CUDA source:\n{log}\n--- source ---\n{numbered_source}"
     )]
     CxxCompile {
+        /// The compiler run.
         compiler: String,
+        /// Its output.
         log: String,
+        /// The source with line numbers.
         numbered_source: String,
     },
     /// The emulation library could not be loaded or lacks its entry points.
     #[error("could not load the emulated kernel library {path}: {message}")]
-    EmuLoad { path: String, message: String },
+    EmuLoad {
+        /// The library file.
+        path: String,
+        /// The loader's error.
+        message: String,
+    },
     /// The emulated kernel reported a failure of the emulation itself.
     #[error("the emulated kernel `{entry}` failed with code {code} ({})", emu_code_meaning(*.code))]
-    EmuRun { entry: String, code: i32 },
+    EmuRun {
+        /// The kernel's entry name.
+        entry: String,
+        /// The emulation's status code.
+        code: i32,
+    },
     /// Source generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
@@ -140,7 +178,12 @@ pub enum CudaError {
     Exec(#[from] ExecError),
     /// A buffer does not match what the kernel needs.
     #[error("buffer `{name}`: {message}")]
-    Buffer { name: String, message: String },
+    Buffer {
+        /// The buffer.
+        name: String,
+        /// What does not match.
+        message: String,
+    },
     /// The problem is too large for one launch (grid or index limits).
     #[error("{0}")]
     TooLarge(String),

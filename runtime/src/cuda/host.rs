@@ -10,9 +10,13 @@ use super::CudaError;
 /// One kernel buffer: its argument, element type and length for a `[T, N]` run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferSpec {
+    /// The argument's name.
     pub name: String,
+    /// What the argument is (input, state, param, output, ...).
     pub role: ArgRole,
+    /// Its element type on the device.
     pub ty: ArgType,
+    /// Its length in elements.
     pub len: usize,
 }
 
@@ -50,12 +54,14 @@ pub fn buffer_specs(
 /// A host buffer in the element type the kernel expects.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostBuf {
+    /// `f32` values.
     F32(Vec<f32>),
     /// f16 or bf16 bits.
     U16(Vec<u16>),
 }
 
 impl HostBuf {
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             HostBuf::F32(v) => v.len(),
@@ -63,6 +69,7 @@ impl HostBuf {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

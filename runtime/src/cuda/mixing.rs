@@ -1,8 +1,9 @@
 //! The PSN time-mixing kernels ([`flexsn_compiler::codegen::cuda::mixing`]) on the CUDA
 //! backends: emulated (host C++) and real (NVRTC + driver).
 //!
-//! Both take host slices: `weight` `[R, C]`, `bias` `[R]`, `x` `[C, N]` (and backward `grad_spike`
-//! `[R, N]`), and give spikes `[R, N]` or [`MixGradients`]. [`DeviceMixing`] also runs on device
+//! Both take host slices: `weight` `[rows, cols]`, `bias` `[rows]`, `x` `[cols, N]` (and backward
+//! `grad_spike` `[rows, N]`), and give spikes `[rows, N]` or [`MixGradients`]. `rows` (the bias
+//! length) and `cols` may be anything up to the compiled `R × C`: one module serves every window. [`DeviceMixing`] also runs on device
 //! buffers, for training loops that keep data on the GPU and for benchmarks. Shapes are checked
 //! before any kernel runs.
 
@@ -14,7 +15,7 @@ use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, result,
 };
 use flexsn_compiler::codegen::cuda::mixing::{
-    MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing, mixing_key,
+    MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing, grad_len, mixing_key,
 };
 use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, shim};
 use flexsn_compiler::scan::ShapeError;
@@ -27,16 +28,20 @@ use super::host::HostBuf;
 use super::launch::{SyncMode, launch_raw};
 use super::{CudaDevice, CudaError, DeviceBuf, EmulatedCuda};
 
-/// Gradients of a mixing: `x` `[C, N]`, `weight` `[R, C]`, `bias` `[R]`.
+/// Gradients of a mixing: `x` `[cols, N]`, `weight` `[rows, cols]`, `bias` `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixGradients {
+    /// `d loss / d x`, `[cols, N]`.
     pub x: Vec<f32>,
+    /// `d loss / d W`, `[rows, cols]`.
     pub weight: Vec<f32>,
+    /// `d loss / d b`, `[rows]`.
     pub bias: Vec<f32>,
 }
 
-/// A mixing's kernels on one of the CUDA backends, on host slices: `weight` `[R, C]`, `bias`
-/// `[R]`, `x` `[C, N]`, `grad_spike` `[R, N]`. Shapes are checked before anything runs.
+/// A mixing's kernels on one of the CUDA backends, on host slices: `weight` `[rows, cols]`,
+/// `bias` `[rows]`, `x` `[cols, N]`, `grad_spike` `[rows, N]`, with `rows ≤ R` and `cols ≤ C`
+/// of the compiled spec (`rows` is the bias length). Shapes are checked before anything runs.
 pub trait MixingKernels {
     /// The generated source the kernels come from.
     fn source(&self) -> &MixingSource;
@@ -76,31 +81,55 @@ fn check_len(name: &str, expected: usize, got: usize) -> Result<(), CudaError> {
     }
 }
 
-/// `(R·N, C·N)`, checked for overflow (`n > 0`).
-fn mix_sizes(spec: &MixingSpec, n: usize) -> Result<(usize, usize), CudaError> {
+/// `(rows·N, cols·N)` of a launch of `dims = (rows, cols)`, checked for overflow (`n > 0`).
+fn mix_sizes(dims: (usize, usize), n: usize) -> Result<(usize, usize), CudaError> {
     if n == 0 {
         return Err(ShapeError::NoNeurons.into());
     }
-    let too_large = || CudaError::TooLarge(format!("{} steps of N = {n} neurons", spec.rows));
-    let rn = spec.rows.checked_mul(n).ok_or_else(too_large)?;
-    let cn = spec.cols.checked_mul(n).ok_or_else(too_large)?;
+    let too_large = || CudaError::TooLarge(format!("{} steps of N = {n} neurons", dims.0));
+    let rn = dims.0.checked_mul(n).ok_or_else(too_large)?;
+    let cn = dims.1.checked_mul(n).ok_or_else(too_large)?;
     i64::try_from(rn.max(cn)).map_err(|_| too_large())?;
     Ok((rn, cn))
 }
 
-/// Checks the parameters and an `[steps, N]` buffer; returns `(R·N, C·N)`.
+/// The `(rows, cols)` of host parameters: `rows` the bias length, `cols` the weight's row
+/// length; both within the compiled spec.
+fn dims_of(src: &MixingSource, weight: &[f32], bias: &[f32]) -> Result<(usize, usize), CudaError> {
+    let rows = bias.len();
+    let cols = weight.len().checked_div(rows).unwrap_or(0);
+    if !src.fits((rows, cols)) || rows * cols != weight.len() {
+        return Err(CudaError::Buffer {
+            name: "weight".into(),
+            message: format!(
+                "{} weights and {rows} biases are not a [rows, cols] mixing with rows <= {}, \
+                 cols <= {} (the compiled maximum)",
+                weight.len(),
+                src.spec.rows,
+                src.spec.cols
+            ),
+        });
+    }
+    Ok((rows, cols))
+}
+
+/// Checks the parameters and an `[cols, N]` buffer; returns `(dims, rows·N, cols·N)`.
 fn check_shapes(
-    spec: &MixingSpec,
+    src: &MixingSource,
     weight: &[f32],
     bias: &[f32],
     x_len: usize,
     n: usize,
-) -> Result<(usize, usize), CudaError> {
-    let (rn, cn) = mix_sizes(spec, n)?;
-    check_len("weight", spec.rows * spec.cols, weight.len())?;
-    check_len("bias", spec.rows, bias.len())?;
+) -> Result<((usize, usize), usize, usize), CudaError> {
+    let dims = dims_of(src, weight, bias)?;
+    let (rn, cn) = mix_sizes(dims, n)?;
     check_len("x", cn, x_len)?;
-    Ok((rn, cn))
+    Ok((dims, rn, cn))
+}
+
+/// Floats of the chunk partials of a launch of `dims` on `n` neurons.
+fn partial_len(src: &MixingSource, dims: (usize, usize), n: usize) -> usize {
+    src.wgrad_grid(dims, n as u64).0 as usize * grad_len(dims)
 }
 
 fn grid_u32(blocks: u64, what: &str) -> Result<u32, CudaError> {
@@ -110,10 +139,20 @@ fn grid_u32(blocks: u64, what: &str) -> Result<u32, CudaError> {
 // =============================================================================================
 // Emulated
 
-/// `int (W, b, x, spike, N, grid, block)`; storage pointers are `void*` (f32 or u16 bits).
-type FwdFn =
-    unsafe extern "C" fn(*const f32, *const f32, *const c_void, *mut c_void, i64, u32, u32) -> i32;
-/// `int (W, b, x, grad_spike, grad_x, grad_h, N, grid, block)`.
+/// `int (W, b, x, spike, N, rows, cols, grid, block)`; storage pointers are `void*` (f32 or u16
+/// bits).
+type FwdFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const c_void,
+    *mut c_void,
+    i64,
+    i64,
+    i64,
+    u32,
+    u32,
+) -> i32;
+/// `int (W, b, x, grad_spike, grad_x, grad_h, N, rows, cols, grid, block)`.
 type BwdFn = unsafe extern "C" fn(
     *const f32,
     *const f32,
@@ -122,17 +161,21 @@ type BwdFn = unsafe extern "C" fn(
     *mut c_void,
     *mut f32,
     i64,
+    i64,
+    i64,
     u32,
     u32,
 ) -> i32;
-/// `int (grad_h, x, partial, N, chunks, groups)`.
-type WgradFn = unsafe extern "C" fn(*const f32, *const c_void, *mut f32, i64, u32, u32) -> i32;
-/// `int (partial, out, chunks, grid)`.
-type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, u32) -> i32;
+/// `int (grad_h, x, partial, N, rows, cols, chunks, tiles)`.
+type WgradFn =
+    unsafe extern "C" fn(*const f32, *const c_void, *mut f32, i64, i64, i64, u32, u32) -> i32;
+/// `int (partial, out, chunks, len, grid)`.
+type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, i64, u32) -> i32;
 
 /// One mixing compiled for the emulated backend.
 #[derive(Debug)]
 pub struct EmulatedMixing {
+    /// The generated source (its `partial_floats` may be lowered to test the bound).
     pub source: MixingSource,
     _lib: Arc<HostLibrary>,
     fwd: FwdFn,
@@ -194,14 +237,13 @@ impl MixingKernels for EmulatedMixing {
         x: &[f32],
         n: usize,
     ) -> Result<Vec<f32>, CudaError> {
-        let spec = &self.source.spec;
-        let (rn, _) = check_shapes(spec, weight, bias, x.len(), n)?;
+        let (dims, rn, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
         let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
         let mut s = HostBuf::zeros(ArgType::Storage, self.dtype(), rn);
         let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
-        // SAFETY: `check_shapes` sized W ([R, C]), b ([R]) and x ([C, N]); `s` holds R·N
-        // elements of the storage type; the grid covers N with the source's block size, and the
-        // kernel indexes only below those sizes.
+        // SAFETY: `check_shapes` sized W ([rows, cols]), b ([rows]) and x ([cols, N]) within the
+        // compiled maximum; `s` holds rows·N elements of the storage type; the grid covers N with
+        // the source's block size, and the kernel indexes only below those sizes.
         let code = unsafe {
             (self.fwd)(
                 weight.as_ptr(),
@@ -209,6 +251,8 @@ impl MixingKernels for EmulatedMixing {
                 xs.as_mut_ptr(),
                 s.as_mut_ptr(),
                 n as i64,
+                dims.0 as i64,
+                dims.1 as i64,
                 grid,
                 self.source.block_size,
             )
@@ -226,8 +270,9 @@ impl MixingKernels for EmulatedMixing {
         n: usize,
     ) -> Result<MixGradients, CudaError> {
         let src = &self.source;
-        let (rn, cn) = check_shapes(&src.spec, weight, bias, x.len(), n)?;
+        let (dims, rn, cn) = check_shapes(src, weight, bias, x.len(), n)?;
         check_len("grad_spike", rn, grad_spike.len())?;
+        let (ri, ci) = (dims.0 as i64, dims.1 as i64);
         let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
         let mut gs = HostBuf::encode(ArgType::Storage, self.dtype(), grad_spike);
         let mut gx = HostBuf::zeros(ArgType::Storage, self.dtype(), cn);
@@ -244,24 +289,28 @@ impl MixingKernels for EmulatedMixing {
                 gx.as_mut_ptr(),
                 gh.as_mut_ptr(),
                 n as i64,
+                ri,
+                ci,
                 grid,
                 src.block_size,
             )
         };
         self.status(&src.backward_entry, code)?;
-        let (chunks, groups) = src.wgrad_grid(n as u64);
-        let len = src.grad_len();
+        let (chunks, tiles) = src.wgrad_grid(dims, n as u64);
+        let len = grad_len(dims);
         let mut partial = vec![0.0f32; chunks as usize * len];
-        // SAFETY: grad_h is [R, N] f32, x [C, N] storage, `partial` holds `chunks` rows of
-        // `grad_len` floats: exactly what blocks (chunk, group) write.
+        // SAFETY: grad_h is [rows, N] f32, x [cols, N] storage, `partial` holds `chunks` rows of
+        // `grad_len(dims)` floats: exactly what blocks (chunk, tile) write.
         let code = unsafe {
             (self.wgrad)(
                 gh.as_ptr(),
                 xs.as_mut_ptr(),
                 partial.as_mut_ptr(),
                 n as i64,
+                ri,
+                ci,
                 grid_u32(chunks, "the weight gradient")?,
-                grid_u32(groups, "the weight gradient")?,
+                grid_u32(tiles, "the weight gradient")?,
             )
         };
         self.status(&src.wgrad_entry, code)?;
@@ -272,11 +321,12 @@ impl MixingKernels for EmulatedMixing {
                 partial.as_ptr(),
                 out.as_mut_ptr(),
                 chunks as i64,
-                grid_u32(src.reduce_grid(), "the gradient reduction")?,
+                len as i64,
+                grid_u32(src.reduce_grid(dims), "the gradient reduction")?,
             )
         };
         self.status(&src.reduce_entry, code)?;
-        let bias_grad = out.split_off(src.spec.rows * src.spec.cols);
+        let bias_grad = out.split_off(dims.0 * dims.1);
         Ok(MixGradients {
             x: gx.decode(self.dtype()),
             weight: out,
@@ -289,9 +339,8 @@ impl EmulatedCuda {
     /// The compiled mixing kernels for `spec` with this backend's storage type and math mode
     /// (cached per process).
     pub fn mixing(&self, spec: &MixingSpec) -> Result<Arc<EmulatedMixing>, CudaError> {
-        static CACHE: OnceLock<Mutex<HashMap<String, Arc<EmulatedMixing>>>> = OnceLock::new();
         let key = mixing_key(spec, self.options());
-        let cache = CACHE.get_or_init(Default::default);
+        let cache = emulated_mixings();
         if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(m.clone());
         }
@@ -302,6 +351,21 @@ impl EmulatedCuda {
             .insert(key, m.clone());
         Ok(m)
     }
+}
+
+/// The emulated mixing modules compiled in this process, by [`mixing_key`].
+fn emulated_mixings() -> &'static Mutex<HashMap<String, Arc<EmulatedMixing>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<EmulatedMixing>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// How many emulated mixing modules this process has compiled (each shape, surrogate and
+/// storage type once).
+pub fn emulated_mixing_count() -> usize {
+    emulated_mixings()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
 }
 
 /// The process-wide emulated backend with default options (f32, precise), created on first use.
@@ -317,10 +381,11 @@ pub fn shared_emulated() -> Result<&'static EmulatedCuda, CudaError> {
 // =============================================================================================
 // Device
 
-/// Scratch device buffers of a backward run, kept between calls of the same `N`.
+/// Scratch device buffers of a backward run, kept between calls of the same `N` and shape.
 #[derive(Debug)]
 pub struct MixScratch {
     n: usize,
+    dims: (usize, usize),
     grad_h: CudaSlice<f32>,
     partial: CudaSlice<f32>,
     grads: CudaSlice<f32>,
@@ -329,6 +394,7 @@ pub struct MixScratch {
 /// One mixing's kernels loaded on a device.
 #[derive(Debug)]
 pub struct DeviceMixing {
+    /// The generated source.
     pub source: MixingSource,
     _module: Arc<CudaModule>,
     fwd: CudaFunction,
@@ -362,6 +428,11 @@ impl DeviceMixing {
             block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         }
+    }
+
+    /// The compiled maximum `(R, C)`: the shape of the device-buffer entry points.
+    fn full(&self) -> (usize, usize) {
+        (self.source.spec.rows, self.source.spec.cols)
     }
 
     fn check_params(
@@ -398,10 +469,11 @@ impl DeviceMixing {
         ptrs: [u64; 4],
         grid: u32,
         n: usize,
+        dims: (usize, usize),
     ) -> Result<(), CudaError> {
         let cfg = self.config((grid, 1), self.source.block_size);
-        // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N)`, sized
-        // by the caller.
+        // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N,
+        // long long rows, long long cols)`, sized by the caller.
         unsafe {
             launch_raw(
                 stream,
@@ -409,7 +481,7 @@ impl DeviceMixing {
                 &self.source.forward_entry,
                 cfg,
                 &ptrs,
-                &[n as i64],
+                &[n as i64, dims.0 as i64, dims.1 as i64],
                 self.sync.get(),
             )
         }
@@ -435,7 +507,7 @@ impl DeviceMixing {
         let ((w, _w), (b, _b)) = (weight.device_ptr(st), bias.device_ptr(st));
         let ((xp, _x), (sp, _s)) = (x.raw(st), spike.raw(st));
         // SAFETY: every buffer was checked above for this N and the storage type.
-        unsafe { self.forward_raw(st, [w, b, xp, sp], grid, n) }
+        unsafe { self.forward_raw(st, [w, b, xp, sp], grid, n, self.full()) }
     }
 
     /// Forward on the caller's memory and stream: `weight` `[R, C]` and `bias` `[R]` f32, `x`
@@ -452,7 +524,7 @@ impl DeviceMixing {
     ) -> Result<(), CudaError> {
         let spec = &self.source.spec;
         let grid = self.forward_grid(n)?;
-        let (rn, cn) = mix_sizes(spec, n)?;
+        let (rn, cn) = mix_sizes(self.full(), n)?;
         let f32_ = StorageDtype::F32;
         let want = [
             ("weight", f32_, spec.rows * spec.cols),
@@ -470,13 +542,17 @@ impl DeviceMixing {
         )?;
         let caller = stream.wrap(ctx)?;
         // SAFETY: checked above (element types, lengths, device).
-        unsafe { self.forward_raw(&caller, [p[0], p[1], p[2], p[3]], grid, n) }
+        unsafe { self.forward_raw(&caller, [p[0], p[1], p[2], p[3]], grid, n, self.full()) }
     }
 
-    /// Scratch buffers for backward runs of `n` neurons.
+    /// Scratch buffers for backward runs of `n` neurons at the compiled shape.
     pub fn scratch(&self, n: usize) -> Result<MixScratch, CudaError> {
+        self.scratch_for(self.full(), n)
+    }
+
+    fn scratch_for(&self, dims: (usize, usize), n: usize) -> Result<MixScratch, CudaError> {
         let src = &self.source;
-        let (chunks, _) = src.wgrad_grid(n as u64);
+        let (rn, _) = mix_sizes(dims, n)?;
         let _scope = ContextScope::push(self.stream.context())?;
         guard("cuMemAlloc", || {
             let alloc = |len: usize| {
@@ -486,9 +562,10 @@ impl DeviceMixing {
             };
             Ok(MixScratch {
                 n,
-                grad_h: alloc(src.spec.rows * n)?,
-                partial: alloc(chunks as usize * src.grad_len())?,
-                grads: alloc(src.grad_len())?,
+                dims,
+                grad_h: alloc(rn)?,
+                partial: alloc(partial_len(src, dims, n))?,
+                grads: alloc(grad_len(dims))?,
             })
         })
     }
@@ -497,49 +574,52 @@ impl DeviceMixing {
     /// ([`DeviceMixing::backward_on`]): `grad_h` `[R, N]`, the chunk partials and the summed
     /// gradients.
     pub fn workspace_len(&self, n: usize) -> Result<usize, CudaError> {
-        let src = &self.source;
-        let (chunks, _) = src.wgrad_grid(n as u64);
-        let (rn, _) = mix_sizes(&src.spec, n)?;
-        (chunks as usize)
-            .checked_mul(src.grad_len())
-            .and_then(|p| p.checked_add(rn))
-            .and_then(|p| p.checked_add(src.grad_len()))
+        let dims = self.full();
+        let (rn, _) = mix_sizes(dims, n)?;
+        partial_len(&self.source, dims, n)
+            .checked_add(rn)
+            .and_then(|p| p.checked_add(grad_len(dims)))
             .ok_or_else(|| CudaError::TooLarge(format!("workspace for N = {n}")))
     }
 
     /// The backward launch grids: `(per-neuron grid, weight-gradient grid, reduce grid, chunks)`.
-    fn backward_grids(&self, n: usize) -> Result<(u32, (u32, u32), u32, i64), CudaError> {
+    fn backward_grids(
+        &self,
+        n: usize,
+        dims: (usize, usize),
+    ) -> Result<(u32, (u32, u32), u32, i64), CudaError> {
         let src = &self.source;
         let grid = self.forward_grid(n)?;
-        let (chunks, groups) = src.wgrad_grid(n as u64);
+        let (chunks, tiles) = src.wgrad_grid(dims, n as u64);
         let wgrid = (
             grid_u32(chunks, "the weight gradient")?,
-            grid_u32(groups, "the weight gradient")?,
+            grid_u32(tiles, "the weight gradient")?,
         );
-        let rgrid = grid_u32(src.reduce_grid(), "the gradient reduction")?;
+        let rgrid = grid_u32(src.reduce_grid(dims), "the gradient reduction")?;
         Ok((grid, wgrid, rgrid, chunks as i64))
     }
 
     /// Launches the three backward kernels.
     ///
     /// # Safety
-    /// The addresses hold what [`DeviceMixing::backward_device`] lists for `n` neurons (`partial`
-    /// `chunks · grad_len`, `grads` `grad_len` floats) on the stream's device, alive until the
-    /// kernels finish.
+    /// The addresses hold what [`DeviceMixing::backward_device`] lists for `n` neurons and a
+    /// launch of `dims` (`partial` `chunks · grad_len(dims)`, `grads` `grad_len(dims)` floats)
+    /// on the stream's device, alive until the kernels finish.
     unsafe fn backward_raw(
         &self,
         stream: &Arc<CudaStream>,
         p: &BackwardPtrs,
         n: usize,
+        dims: (usize, usize),
     ) -> Result<(), CudaError> {
         let src = &self.source;
-        let (grid, wgrid, rgrid, chunks) = self.backward_grids(n)?;
+        let (grid, wgrid, rgrid, chunks) = self.backward_grids(n, dims)?;
         let sync = self.sync.get();
-        let ni = n as i64;
+        let shape = [n as i64, dims.0 as i64, dims.1 as i64];
         // SAFETY (all three): the argument lists are the generated signatures
-        // `(W, b, x, grad_spike, grad_x, float* grad_h, long long N)`,
-        // `(const float* grad_h, const S* x, float* partial, long long N)` and
-        // `(const float* partial, float* out, long long chunks)`; sizes from the caller.
+        // `(W, b, x, grad_spike, grad_x, float* grad_h, N, rows, cols)`,
+        // `(const float* grad_h, const S* x, float* partial, N, rows, cols)` and
+        // `(const float* partial, float* out, chunks, len)`; sizes from the caller.
         unsafe {
             launch_raw(
                 stream,
@@ -547,7 +627,7 @@ impl DeviceMixing {
                 &src.backward_entry,
                 self.config((grid, 1), src.block_size),
                 &[p.weight, p.bias, p.x, p.grad_spike, p.grad_x, p.grad_h],
-                &[ni],
+                &shape,
                 sync,
             )?;
             launch_raw(
@@ -556,7 +636,7 @@ impl DeviceMixing {
                 &src.wgrad_entry,
                 self.config(wgrid, WGRAD_BLOCK),
                 &[p.grad_h, p.x, p.partial],
-                &[ni],
+                &shape,
                 sync,
             )?;
             launch_raw(
@@ -565,7 +645,7 @@ impl DeviceMixing {
                 &src.reduce_entry,
                 self.config((rgrid, 1), WGRAD_BLOCK),
                 &[p.partial, p.grads],
-                &[chunks],
+                &[chunks, grad_len(dims) as i64],
                 sync,
             )
         }
@@ -584,18 +664,23 @@ impl DeviceMixing {
         scratch: &mut MixScratch,
         n: usize,
     ) -> Result<(), CudaError> {
-        let spec = &self.source.spec;
         self.forward_grid(n)?;
-        if scratch.n != n {
+        let dims = scratch.dims;
+        if scratch.n != n || !self.source.fits(dims) {
             return Err(CudaError::Buffer {
                 name: "scratch".into(),
-                message: format!("made for N = {}, used with N = {n}", scratch.n),
+                message: format!(
+                    "made for N = {} and shape {dims:?}, used with N = {n} (compiled {:?})",
+                    scratch.n,
+                    self.full()
+                ),
             });
         }
         self.check_params(weight, bias)?;
-        x.check("x", self.dtype(), spec.cols * n)?;
-        grad_spike.check("grad_spike", self.dtype(), spec.rows * n)?;
-        grad_x.check("grad_x", self.dtype(), spec.cols * n)?;
+        let (rn, cn) = mix_sizes(dims, n)?;
+        x.check("x", self.dtype(), cn)?;
+        grad_spike.check("grad_spike", self.dtype(), rn)?;
+        grad_x.check("grad_x", self.dtype(), cn)?;
         let _scope = ContextScope::push(self.stream.context())?;
         let st = &self.stream;
         let ((w, _w), (b, _b)) = (weight.device_ptr(st), bias.device_ptr(st));
@@ -613,8 +698,8 @@ impl DeviceMixing {
             partial,
             grads,
         };
-        // SAFETY: checked above; `scratch` was allocated by `scratch(n)` for this N.
-        unsafe { self.backward_raw(st, &p, n) }
+        // SAFETY: checked above; `scratch` was allocated by `scratch_for(dims, n)`.
+        unsafe { self.backward_raw(st, &p, n, dims) }
     }
 
     /// Backward on the caller's memory and stream: reads `weight` `[R, C]`, `bias` `[R]` (f32),
@@ -639,7 +724,7 @@ impl DeviceMixing {
         let src = &self.source;
         let spec = &src.spec;
         self.forward_grid(n)?;
-        let (rn, cn) = mix_sizes(spec, n)?;
+        let (rn, cn) = mix_sizes(self.full(), n)?;
         let ws = self.workspace_len(n)?;
         let (f32_, st) = (StorageDtype::F32, self.dtype());
         let rc = spec.rows * spec.cols;
@@ -668,7 +753,7 @@ impl DeviceMixing {
         let a = check_borrowed(&bufs, &want, ctx.ordinal(), &src.backward_entry)?;
         let caller = stream.wrap(ctx)?;
         // Workspace layout: grad_h [R, N], then the chunk partials, then the summed gradients.
-        let grads = a[7] + ((ws - src.grad_len()) * 4) as u64;
+        let grads = a[7] + ((ws - grad_len(self.full())) * 4) as u64;
         let p = BackwardPtrs {
             weight: a[0],
             bias: a[1],
@@ -681,7 +766,7 @@ impl DeviceMixing {
         };
         // SAFETY: checked above; the workspace holds `workspace_len(n)` floats laid out as
         // `backward_raw` needs.
-        unsafe { self.backward_raw(&caller, &p, n) }?;
+        unsafe { self.backward_raw(&caller, &p, n, self.full()) }?;
         guard("cuMemcpyDtoDAsync", || {
             // SAFETY: `grads` holds R·C + R floats (the summed gradients); `grad_weight` and
             // `grad_bias` were checked for R·C and R floats; the copies are queued on the
@@ -710,9 +795,9 @@ impl DeviceMixing {
                 .clone_dtoh(&scratch.grads)
                 .map_err(driver_err("cuMemcpyDtoH"))
         })?;
-        let spec = &self.source.spec;
-        w.truncate(self.source.grad_len());
-        let b = w.split_off(spec.rows * spec.cols);
+        let (rows, cols) = scratch.dims;
+        w.truncate(grad_len(scratch.dims));
+        let b = w.split_off(rows * cols);
         Ok((w, b))
     }
 
@@ -793,11 +878,17 @@ impl MixingKernels for DeviceMixing {
         x: &[f32],
         n: usize,
     ) -> Result<Vec<f32>, CudaError> {
-        let (rn, _) = check_shapes(&self.source.spec, weight, bias, x.len(), n)?;
+        let (dims, rn, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
+        let grid = self.forward_grid(n)?;
         let (w, b) = (self.upload_f32(weight)?, self.upload_f32(bias)?);
         let xd = self.upload_storage(x)?;
-        let mut s = self.alloc_storage(rn)?;
-        self.forward_device(&w, &b, &xd, &mut s, n)?;
+        let s = self.alloc_storage(rn)?;
+        let _scope = ContextScope::push(self.stream.context())?;
+        let st = &self.stream;
+        let ((wp, _w), (bp, _b)) = (w.device_ptr(st), b.device_ptr(st));
+        let ((xp, _x), (sp, _s)) = (xd.raw(st), s.raw(st));
+        // SAFETY: uploaded and allocated above at exactly the checked sizes for `dims`.
+        unsafe { self.forward_raw(st, [wp, bp, xp, sp], grid, n, dims) }?;
         self.download_storage(&s)
     }
 
@@ -809,13 +900,13 @@ impl MixingKernels for DeviceMixing {
         grad_spike: &[f32],
         n: usize,
     ) -> Result<MixGradients, CudaError> {
-        let (rn, cn) = check_shapes(&self.source.spec, weight, bias, x.len(), n)?;
+        let (dims, rn, cn) = check_shapes(&self.source, weight, bias, x.len(), n)?;
         check_len("grad_spike", rn, grad_spike.len())?;
         let (w, b) = (self.upload_f32(weight)?, self.upload_f32(bias)?);
         let xd = self.upload_storage(x)?;
         let gs = self.upload_storage(grad_spike)?;
         let mut gx = self.alloc_storage(cn)?;
-        let mut scratch = self.scratch(n)?;
+        let mut scratch = self.scratch_for(dims, n)?;
         self.backward_device(&w, &b, &xd, &gs, &mut gx, &mut scratch, n)?;
         let (weight_grad, bias_grad) = self.download_param_grads(&scratch)?;
         Ok(MixGradients {

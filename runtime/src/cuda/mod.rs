@@ -12,6 +12,7 @@ pub mod emulated;
 mod error;
 pub mod host;
 pub mod inspect;
+pub mod kernel_device;
 pub mod launch;
 pub mod mixing;
 pub mod nvrtc;
@@ -22,7 +23,8 @@ pub use borrowed::{BorrowedBuf, CallerStream, ContextScope};
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;
+pub use kernel_device::{DeviceArgument, DeviceScan};
 pub use mixing::{
-    DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, shared_device, shared_device_on,
-    shared_emulated,
+    DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, emulated_mixing_count,
+    shared_device, shared_device_on, shared_emulated,
 };

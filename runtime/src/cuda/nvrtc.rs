@@ -303,15 +303,20 @@ impl Target {
 /// A compiled module image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Image {
+    /// PTX text.
     Ptx(String),
+    /// A CUBIN binary.
     Cubin(Vec<u8>),
 }
 
 /// A generated source NVRTC can compile: its text, a program name (for logs and errors) and the
 /// math mode, which picks the options.
 pub trait NvrtcSource {
+    /// The CUDA source.
     fn code(&self) -> &str;
+    /// The program's name in NVRTC's messages.
     fn program_name(&self) -> &str;
+    /// Precise or fast math (selects the NVRTC options).
     fn math(&self) -> MathMode;
 }
 
@@ -440,8 +445,11 @@ fn compile_program(
 /// Hit counters of a [`ModuleCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Compilations served from memory.
     pub memory_hits: u64,
+    /// Compilations served from the disk cache.
     pub disk_hits: u64,
+    /// NVRTC compilations run.
     pub compiles: u64,
 }
 
@@ -472,10 +480,12 @@ impl ModuleCache {
         }
     }
 
+    /// The disk cache's folder, if any.
     pub fn dir(&self) -> Option<&std::path::Path> {
         self.dir.as_deref()
     }
 
+    /// Hits and compilations so far.
     pub fn stats(&self) -> CacheStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }

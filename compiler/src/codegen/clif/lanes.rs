@@ -22,9 +22,13 @@ pub enum Cmp {
     Eq,
     /// Unordered or not equal (true when either operand is NaN), like Rust's `!=`.
     Ne,
+    /// Ordered less than.
     Lt,
+    /// Ordered less than or equal.
     Le,
+    /// Ordered greater than.
     Gt,
+    /// Ordered greater than or equal.
     Ge,
     /// Unordered: either operand is NaN.
     Uno,
@@ -35,8 +39,11 @@ pub enum Cmp {
 /// A signed 32-bit integer comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ICmp {
+    /// Equal.
     Eq,
+    /// Signed less than.
     Slt,
+    /// Signed greater than.
     Sgt,
 }
 
@@ -44,29 +51,46 @@ pub enum ICmp {
 ///
 /// Masks are `I` values whose lanes are all ones (true) or all zeros (false).
 pub trait Lanes {
+    /// A lane vector of `f32`.
     type F: Copy;
+    /// A lane vector of `i32` (also masks).
     type I: Copy;
+    /// A lane vector of `f64`.
     type D: Copy;
 
+    /// The `f32` constant `c` in every lane.
     fn fc(&mut self, c: f32) -> Self::F;
+    /// The `i32` constant `c` in every lane.
     fn ic(&mut self, c: i32) -> Self::I;
+    /// The `f64` constant `c` in every lane.
     fn dc(&mut self, c: f64) -> Self::D;
 
+    /// `a + b`.
     fn add(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a - b`.
     fn sub(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b`.
     fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a / b`.
     fn div(&mut self, a: Self::F, b: Self::F) -> Self::F;
     /// `a * b + c`: one fused multiply-add (rounded once) where the lanes fuse, else the rounded
     /// product plus `c`.
     fn mul_add(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    /// `-a`.
     fn neg(&mut self, a: Self::F) -> Self::F;
+    /// `|a|`.
     fn abs(&mut self, a: Self::F) -> Self::F;
+    /// Square root.
     fn sqrt(&mut self, a: Self::F) -> Self::F;
+    /// Round down.
     fn floor(&mut self, a: Self::F) -> Self::F;
+    /// Round up.
     fn ceil(&mut self, a: Self::F) -> Self::F;
     /// Round half to even.
     fn nearest(&mut self, a: Self::F) -> Self::F;
+    /// Round toward zero.
     fn trunc(&mut self, a: Self::F) -> Self::F;
+    /// `a cc b` as a mask.
     fn fcmp(&mut self, cc: Cmp, a: Self::F, b: Self::F) -> Self::I;
     /// `m ? a : b`, lane-wise.
     fn fsel(&mut self, m: Self::I, a: Self::F, b: Self::F) -> Self::F;
@@ -76,17 +100,25 @@ pub trait Lanes {
         self.fsel(m, one, zero)
     }
 
+    /// Wrapping `a + b`.
     fn iadd(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    /// Wrapping `a - b`.
     fn isub(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    /// Bitwise and.
     fn iand(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    /// Bitwise or.
     fn ior(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    /// Bitwise exclusive or.
     fn ixor(&mut self, a: Self::I, b: Self::I) -> Self::I;
+    /// Shift left by `k`.
     fn ishl(&mut self, a: Self::I, k: u8) -> Self::I;
     /// Arithmetic shift right.
     fn sshr(&mut self, a: Self::I, k: u8) -> Self::I;
     /// Logical shift right.
     fn ushr(&mut self, a: Self::I, k: u8) -> Self::I;
+    /// `a cc b` as a mask.
     fn icmp(&mut self, cc: ICmp, a: Self::I, b: Self::I) -> Self::I;
+    /// `m ? a : b`, lane-wise.
     fn isel(&mut self, m: Self::I, a: Self::I, b: Self::I) -> Self::I;
     /// The bits of `a`.
     fn bits(&mut self, a: Self::F) -> Self::I;
@@ -97,11 +129,17 @@ pub trait Lanes {
     /// Conversion rounding to nearest.
     fn i2f(&mut self, a: Self::I) -> Self::F;
 
+    /// `a + b` in `f64`.
     fn dadd(&mut self, a: Self::D, b: Self::D) -> Self::D;
+    /// `a - b` in `f64`.
     fn dsub(&mut self, a: Self::D, b: Self::D) -> Self::D;
+    /// `a * b` in `f64`.
     fn dmul(&mut self, a: Self::D, b: Self::D) -> Self::D;
+    /// `a / b` in `f64`.
     fn ddiv(&mut self, a: Self::D, b: Self::D) -> Self::D;
+    /// Round down in `f64`.
     fn dfloor(&mut self, a: Self::D) -> Self::D;
+    /// Round half to even in `f64`.
     fn dnearest(&mut self, a: Self::D) -> Self::D;
     /// NaN-propagating minimum (used only for clamping; the sign of zero is unspecified).
     fn dmin(&mut self, a: Self::D, b: Self::D) -> Self::D;

@@ -83,15 +83,25 @@ use crate::scan::ScanKernel;
 #[repr(C)]
 #[derive(Debug)]
 pub struct ScanFrame {
+    /// Time steps.
     pub t: u64,
+    /// Neurons of the whole call.
     pub n: u64,
+    /// First neuron this call handles.
     pub n_begin: u64,
+    /// One past the last neuron this call handles.
     pub n_end: u64,
+    /// Per input: its `[T, N]` sequence.
     pub inputs: *const *const f32,
+    /// Per state: its initial value `[N]`.
     pub init_states: *const *const f32,
+    /// Per param: its values.
     pub params: *const *const f32,
+    /// Per output: its buffer.
     pub outputs: *const *mut f32,
+    /// Per state: its `[T, N]` sequence buffer.
     pub state_seqs: *const *mut f32,
+    /// Per state: its final value `[N]`.
     pub final_states: *const *mut f32,
     /// Must be `math::TWO_OVER_PI_CHUNKS.as_ptr()`.
     pub tables: *const [f64; 4],
@@ -162,12 +172,21 @@ pub fn default_chunk(buffers: usize) -> usize {
 /// Why a kernel could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum CodegenError {
+    /// The step graph does not verify.
     #[error("invalid step graph: {0}")]
     Graph(#[from] BuildError),
+    /// The kernel's output modes do not match its outputs.
     #[error("the kernel has {modes} output modes for {outputs} outputs")]
-    OutputModes { modes: usize, outputs: usize },
+    OutputModes {
+        /// Output modes given.
+        modes: usize,
+        /// Outputs of the graph.
+        outputs: usize,
+    },
+    /// A code generation option out of range.
     #[error("invalid codegen option: {0}")]
     Option(String),
+    /// Cranelift cannot target this machine.
     #[error("unsupported target: {0}")]
     Target(String),
 }
@@ -175,6 +194,7 @@ pub enum CodegenError {
 /// A generated scan function with its annotations.
 #[derive(Clone, Debug)]
 pub struct ClifScan {
+    /// The Cranelift function.
     pub func: Function,
     /// Indexed by the instructions' source locations.
     pub annotations: Vec<String>,

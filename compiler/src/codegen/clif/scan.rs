@@ -1,5 +1,6 @@
 //! The scan loop nest: chunks of neurons, time steps, 4×U-lane groups and a one-neuron tail.
 
+use std::collections::HashMap;
 use std::mem::offset_of;
 
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -153,6 +154,15 @@ fn exact_reciprocal(g: &StepGraph, node: &crate::ir::Node) -> Option<f32> {
     (pow2(c) && pow2(r)).then_some(r)
 }
 
+/// Which way [`Emitter::copy_states`] copies.
+#[derive(Clone, Copy)]
+enum StateCopy {
+    /// Initial states into the stack buffers.
+    In,
+    /// Stack buffers to the final states.
+    Out,
+}
+
 /// Loop bodies: `Vector(u)` handles `4 u` neurons per iteration; `Tail` one neuron.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Body {
@@ -166,6 +176,10 @@ struct Emitter<'k> {
     levels: Vec<Level>,
     live: Vec<bool>,
     annotations: Vec<String>,
+    /// Index of each annotation text (graphs have hundreds of thousands of nodes).
+    annotation_index: HashMap<String, u32>,
+    /// Per node, the outputs whose value it is.
+    outputs_of: Vec<Vec<usize>>,
     chunk: i64,
     mem: MemFlagsData,
     /// Stack slot holding the per-call and per-step values the neuron loops use (see
@@ -195,14 +209,16 @@ struct Rows {
 impl Emitter<'_> {
     fn ann(&mut self, b: &mut FunctionBuilder<'_>, text: impl Into<String>) {
         let text = text.into();
-        let idx = match self.annotations.iter().position(|a| *a == text) {
-            Some(i) => i,
+        let idx = match self.annotation_index.get(&text) {
+            Some(&i) => i,
             None => {
-                self.annotations.push(text);
-                self.annotations.len() - 1
+                let i = self.annotations.len() as u32;
+                self.annotations.push(text.clone());
+                self.annotation_index.insert(text, i);
+                i
             }
         };
-        b.set_srcloc(SourceLoc::new(idx as u32));
+        b.set_srcloc(SourceLoc::new(idx));
     }
 
     /// Emits the live nodes of `level` for the `G` copies `first..first + G`, instruction by
@@ -291,10 +307,8 @@ impl Emitter<'_> {
         v: ValueId,
         vs: [Value; G],
     ) {
-        for (o, decl) in self.g.outputs().iter().enumerate() {
-            if decl.value != v {
-                continue;
-            }
+        for o in self.outputs_of[v.index()].clone() {
+            let decl = &self.g.outputs()[o];
             self.ann(b, format!("store output `{}`", decl.name));
             for (i, v) in vs.into_iter().enumerate() {
                 let c = a.first + i;
@@ -400,6 +414,43 @@ impl Emitter<'_> {
                 None => b.ins().f32const(0.0),
             };
             b.ins().store(mem, v, d, 0);
+        });
+    }
+
+    /// Copies every state's chunk between its stack buffer (`slot` at `j * chunk` floats) and
+    /// the `[N]` array `ptrs[j] + c0_4` (the initial states in, the final states out): one loop
+    /// over the states, so the code does not grow with their count.
+    fn copy_states(
+        &self,
+        b: &mut FunctionBuilder<'_>,
+        slot: Option<StackSlot>,
+        ptrs: Value,
+        c0_4: Value,
+        len_bytes: Value,
+        dir: StateCopy,
+    ) {
+        let states = self.g.states().len() as i64;
+        let Some(slot) = slot.filter(|_| states > 0) else {
+            return;
+        };
+        let zero = b.ins().iconst(I64, 0);
+        let end = b.ins().iconst(I64, states * 8);
+        // `off` = 8 j steps through the pointer array; the buffer of state j is `chunk * 4 * j`
+        // bytes into the slot, `off * chunk / 2` (the chunk is a multiple of 16).
+        let chunk_half = self.chunk / 2;
+        Self::counted_loop(b, zero, end, 8, &mut |b, off| {
+            let p = b.ins().iadd(ptrs, off);
+            let array = b
+                .ins()
+                .load(I64, MemFlagsData::trusted().with_readonly(), p, 0);
+            let array = b.ins().iadd(array, c0_4);
+            let base = b.ins().stack_addr(I64, slot, 0);
+            let rel = b.ins().imul_imm_s(off, chunk_half);
+            let buf = b.ins().iadd(base, rel);
+            match dir {
+                StateCopy::In => self.copy(b, buf, Some(array), len_bytes),
+                StateCopy::Out => self.copy(b, array, Some(buf), len_bytes),
+            }
         });
     }
 
@@ -569,6 +620,14 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         levels: levels(g),
         live: live(g),
         annotations: vec![],
+        annotation_index: HashMap::new(),
+        outputs_of: {
+            let mut of = vec![vec![]; g.len()];
+            for (o, d) in g.outputs().iter().enumerate() {
+                of[d.value.index()].push(o);
+            }
+            of
+        },
         chunk: chunk as i64,
         mem: MemFlagsData::new().with_notrap(),
         uniforms: None,
@@ -649,7 +708,9 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         (0..count).map(|i| ld(b, base, 8 * i)).collect()
     };
     let in_ptr = arr(&mut b, offset_of!(ScanFrame, inputs), g.inputs().len());
-    let init_ptr = arr(&mut b, offset_of!(ScanFrame, init_states), g.states().len());
+    // Initial and final states are copied by one loop over the states (below), which reads
+    // their pointers from the frame: code and live values independent of the state count.
+    let init_arr = ld(&mut b, frame, offset_of!(ScanFrame, init_states));
     let par_ptr = arr(&mut b, offset_of!(ScanFrame, params), g.params().len());
     let out_ptr = arr(&mut b, offset_of!(ScanFrame, outputs), g.outputs().len());
     let seq_ptr = if k.state_seqs {
@@ -657,11 +718,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
     } else {
         vec![]
     };
-    let fin_ptr = arr(
-        &mut b,
-        offset_of!(ScanFrame, final_states),
-        g.states().len(),
-    );
+    let fin_arr = ld(&mut b, frame, offset_of!(ScanFrame, final_states));
 
     // Values computed once per call: constants and shared params.
     let mut call_vals: Vec<Option<Value>> = vec![None; g.len()];
@@ -711,10 +768,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             }
         }
     }
-    for j in 0..g.states().len() {
-        let src = b.ins().iadd(init_ptr[j], c0_4);
-        e.copy(&mut b, state_bufs[j], Some(src), clen4);
-    }
+    e.copy_states(&mut b, slot, init_arr, c0_4, clen4, StateCopy::In);
     for sb in sum_bufs.iter().flatten() {
         e.copy(&mut b, *sb, None, clen4);
     }
@@ -812,10 +866,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         &mut b,
         "chunk: write final states and sums from the stack buffer",
     );
-    for j in 0..g.states().len() {
-        let dst = b.ins().iadd(fin_ptr[j], c0_4);
-        e.copy(&mut b, dst, Some(state_bufs[j]), clen4);
-    }
+    e.copy_states(&mut b, slot, fin_arr, c0_4, clen4, StateCopy::Out);
     for (o, sb) in sum_bufs.iter().enumerate() {
         if let Some(sb) = sb {
             let dst = b.ins().iadd(out_ptr[o], c0_4);

@@ -39,6 +39,7 @@ use crate::scan::{Direction, OutputMode, ScanKernel};
 /// How `[T, N]` sequences are stored in memory. Math is always `f32`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StorageDtype {
+    /// IEEE binary32 (no conversion).
     #[default]
     F32,
     /// IEEE binary16, stored as `unsigned short` bits.
@@ -48,6 +49,7 @@ pub enum StorageDtype {
 }
 
 impl StorageDtype {
+    /// Every storage type.
     pub const ALL: [StorageDtype; 3] = [StorageDtype::F32, StorageDtype::F16, StorageDtype::Bf16];
 
     /// `f32`, `f16` or `bf16`.
@@ -93,6 +95,7 @@ pub enum MathMode {
 }
 
 impl MathMode {
+    /// Both math modes.
     pub const ALL: [MathMode; 2] = [MathMode::Precise, MathMode::Fast];
 
     /// `precise` or `fast`.
@@ -112,7 +115,9 @@ impl MathMode {
 /// Options of [`codegen_scan`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CudaOptions {
+    /// Storage type of `[T, N]` sequences (math is always f32).
     pub dtype: StorageDtype,
+    /// Precise or fast math.
     pub math: MathMode,
     /// Emit a comment naming the IR op on every line of the step body.
     pub comments: bool,
@@ -199,8 +204,11 @@ pub enum ArgType {
 /// One pointer argument of the scan kernel (the last two arguments, `T` and `N`, are implicit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelArg {
+    /// The argument's name in the source.
     pub name: String,
+    /// What it holds (input, state, param, output, ...).
     pub role: ArgRole,
+    /// Its pointer's element type.
     pub ty: ArgType,
 }
 
@@ -215,10 +223,13 @@ pub struct CudaSource {
     pub reduce_entry: String,
     /// Pointer arguments of the scan kernel in order; `long long T, long long N` follow.
     pub args: Vec<KernelArg>,
+    /// Storage type of the sequences.
     pub dtype: StorageDtype,
+    /// Precise or fast math.
     pub math: MathMode,
     /// Threads per block for the scan kernel.
     pub block_size: u32,
+    /// Which way the time loop runs.
     pub direction: Direction,
 }
 
@@ -255,10 +266,18 @@ pub fn number_lines(code: &str) -> String {
 /// Why source could not be generated.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum CodegenError {
+    /// The step graph does not verify.
     #[error("the kernel's graph does not verify: {0}")]
     Invalid(#[from] BuildError),
+    /// The kernel's output modes do not match its outputs.
     #[error("the kernel has {modes} output modes for {outputs} outputs")]
-    OutputModes { modes: usize, outputs: usize },
+    OutputModes {
+        /// Output modes given.
+        modes: usize,
+        /// Outputs of the graph.
+        outputs: usize,
+    },
+    /// A block size CUDA cannot launch.
     #[error("block size {0} is invalid: use a multiple of 32 between 32 and 1024")]
     BlockSize(u32),
 }
