@@ -392,7 +392,7 @@ fn cmd_conformance(a: ConformanceArgs, out: &mut dyn Write) -> Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut h = Harness::with_jit(jit, backend.into(), &cores);
+    let mut h = Harness::with_jit(jit, &cores);
     h.tol = Tolerance {
         rtol: a.rtol,
         atol: a.atol,
@@ -1001,10 +1001,8 @@ fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Wri
     report.write(a.json, out)
 }
 
-fn mix_backend(a: &RunArgs) -> Result<neurons::psn::MixBackend> {
-    Ok(neurons::psn::MixBackend::from(Backend::from_name(
-        &a.backend,
-    )?))
+fn mix_backend(a: &RunArgs) -> Result<Backend> {
+    Ok(Backend::from_name(&a.backend)?)
 }
 
 /// Checks the memory of a PSN-family run before its `[T, T]` weight is allocated: x, the

@@ -116,7 +116,7 @@ fn golden_cases_pass(make: Factory, backend: Backend) {
         for case in mine {
             let mut cores = Cores::default();
             cores.bind(core, move |args| make(core, &args.hyper, static_kind(args)));
-            let mut harness = Harness::with_jit(jit.clone(), backend.into(), &cores);
+            let mut harness = Harness::with_jit(jit.clone(), &cores);
             let r = harness.run_case(case);
             println!("{r}");
             assert!(

@@ -6,7 +6,7 @@
 
 use flexsn::compiler::ir::Surrogate;
 use flexsn::neurons::node::{NodeBackend, StepMode};
-use flexsn::neurons::psn::{MaskedPSNConfig, MixBackend, PSNConfig, SlidingPSN, SlidingPSNConfig};
+use flexsn::neurons::psn::{MaskedPSNConfig, PSNConfig, SlidingPSN, SlidingPSNConfig};
 use flexsn::runtime::{Backend, Jit};
 use serde_json::Value;
 
@@ -90,18 +90,21 @@ fn check_exact(name: &str, what: &str, got: &[f32], want: &[f32]) {
 /// the generated CUDA kernels run as host C++, and the GPU where there is one. A missing C++
 /// compiler fails under `FLEXSN_REQUIRE_CXX=1` or `CI`, a missing GPU under
 /// `FLEXSN_REQUIRE_GPU=1`; otherwise they are skipped with a message.
-fn mix_backends() -> Vec<MixBackend> {
-    let mut v = vec![
-        MixBackend::Reference,
-        MixBackend::Cpu { threads: 1 },
-        MixBackend::Cpu { threads: 2 },
-    ];
+fn mix_backends() -> Vec<Jit> {
+    let cpu = |threads| {
+        Jit::cpu(flexsn::runtime::cpu::CpuOptions {
+            threads,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let mut v = vec![Jit::new(Backend::Interpreter).unwrap(), cpu(1), cpu(2)];
     use flexsn::runtime::cuda::probe::{Tool, present_or_skip};
     if present_or_skip(Tool::Cxx, flexsn::runtime::cuda::emulated::find_cxx()).is_some() {
-        v.push(MixBackend::CudaEmulated);
+        v.push(Jit::new(Backend::CudaEmulated).unwrap());
     }
     if present_or_skip(Tool::Gpu, flexsn::runtime::cuda::shared_device()).is_some() {
-        v.push(MixBackend::Cuda);
+        v.push(Jit::new(Backend::Cuda).unwrap());
     }
     v
 }
@@ -116,7 +119,7 @@ fn psn_golden() {
         for backend in mix_backends() {
             let mut psn = PSNConfig::new(t)
                 .surrogate(surrogate(case))
-                .build(backend)
+                .build_with_jit(&backend)
                 .unwrap();
             psn.set_weight(&floats(&case["parameters"]["weight"]))
                 .unwrap();
@@ -162,7 +165,7 @@ fn masked_psn_golden() {
         let x = floats(&case["inputs"]["x_seq"]);
         let gs = floats(&case["grad_outputs"]["spike_seq"]);
         let want_s = floats(&case["outputs"]["spike_seq"]);
-        for &backend in &backends {
+        for backend in &backends {
             for mode in [StepMode::Multi, StepMode::Single] {
                 if mode == StepMode::Single && lambda < 1.0 {
                     continue;
@@ -171,7 +174,7 @@ fn masked_psn_golden() {
                     .lambda_init(lambda)
                     .surrogate(surrogate(case))
                     .step_mode(mode)
-                    .build(backend)
+                    .build_with_jit(&backend)
                     .unwrap();
                 m.set_weight(&floats(&case["parameters"]["weight"]))
                     .unwrap();

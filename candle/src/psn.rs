@@ -10,8 +10,8 @@ use candle_nn::{Init, Module, VarBuilder};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::Surrogate;
 use flexsn_neurons::node::StepMode;
-use flexsn_neurons::psn::{MaskedPSNConfig, MixBackend, PSNConfig};
-use flexsn_runtime::Kernel;
+use flexsn_neurons::psn::{MaskedPSNConfig, PSNConfig};
+use flexsn_runtime::{Backend, Kernel};
 
 use crate::error::{Error, check_f32};
 use crate::layer::default_jit;
@@ -149,7 +149,7 @@ impl MaskedPSN {
         // The layer runs whole sequences (multi-step), whatever the config's step mode.
         let cfg = self.config.lambda_init(lambda).step_mode(StepMode::Multi);
         let reference = cfg
-            .build(MixBackend::cpu())
+            .build(Backend::Cpu)
             .map_err(|e| Error::Neuron(e.to_string()))?;
         let t = self.config.t;
         self.blend = Tensor::from_vec(reference.blend(), (t, t), self.mix.weight.device())?;

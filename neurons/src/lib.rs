@@ -25,7 +25,7 @@
 //! | `ternary-lif` | `TernaryLIFNode` | [`TernaryLIFNode`] (spikes −1/0/1) |
 //!
 //! `PSN` and `MaskedPSN` mix the whole sequence with a `[T, T]` weight: they are not scans and
-//! have no step graph ([`Builtin::step_graph`] says so); they run on [`psn::mixing`].
+//! have no step graph ([`Builtin::step_graph`] says so); they run on [`flexsn_runtime::Mixing`].
 //! [`node::Node`] wraps any of the scan neurons as a stateful SpikingJelly-style layer.
 //!
 //! ```
@@ -393,7 +393,7 @@ impl Builtin {
                 return Err(NeuronError::NotAScan {
                     neuron: self.class_name(),
                     why: "every output step mixes every input step through a [T, T] weight \
-                          (a matrix product, not a scan); it runs on flexsn_neurons::psn::mixing",
+                          (a matrix product, not a scan); it runs on flexsn_runtime::Mixing",
                 });
             }
         })

@@ -4,8 +4,9 @@
 
 use flexsn_compiler::ir::Surrogate;
 use flexsn_neurons::node::StepMode;
+use flexsn_neurons::psn::MaskedPSNConfig;
 use flexsn_neurons::psn::rng::SplitMix64;
-use flexsn_neurons::psn::{MaskedPSNConfig, MixBackend};
+use flexsn_runtime::Backend;
 use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::cuda::emulated_mixing_count;
 use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
@@ -42,8 +43,8 @@ fn single_steps_compile_one_module_and_match_the_cpu() {
         let gx = m.backward(&gs[4 * n..]).unwrap();
         (s, gx, m.weight_grad().to_vec(), m.bias_grad().to_vec())
     };
-    let cpu = run(MixBackend::cpu());
-    let emu = run(MixBackend::CudaEmulated);
+    let cpu = run(Backend::Cpu);
+    let emu = run(Backend::CudaEmulated);
     assert_eq!(emu.0, cpu.0, "spikes");
     for (what, a, b) in [
         ("gx", &emu.1, &cpu.1),

@@ -6,8 +6,10 @@ use flexsn_compiler::ir::Surrogate;
 use flexsn_neurons::node::{NodeBackend, StepMode};
 use flexsn_neurons::psn::rng::SplitMix64;
 use flexsn_neurons::psn::{
-    MaskedPSN, MaskedPSNConfig, MixBackend, PSN, PSNConfig, PsnError, SlidingPSN, SlidingPSNConfig,
+    MaskedPSN, MaskedPSNConfig, PSN, PSNConfig, PsnError, SlidingPSN, SlidingPSNConfig,
 };
+use flexsn_runtime::cpu::CpuOptions;
+use flexsn_runtime::{Backend, Jit};
 
 fn random(seed: u64, len: usize, scale: f32) -> Vec<f32> {
     let mut r = SplitMix64::new(seed);
@@ -28,12 +30,12 @@ fn initialisation_follows_spikingjelly_and_is_seedable() {
     assert!(p.weight().iter().all(|w| w.abs() <= bound));
     assert!(p.weight().iter().any(|w| w.abs() > bound / 2.0));
     assert_eq!(p.bias(), &[-1.0; 16]);
-    let a = PSNConfig::new(16).seed(5).build(MixBackend::cpu()).unwrap();
+    let a = PSNConfig::new(16).seed(5).build(Backend::Cpu).unwrap();
     let b = PSNConfig::new(16)
         .seed(5)
-        .build(MixBackend::Reference)
+        .build(Backend::Interpreter)
         .unwrap();
-    let c = PSNConfig::new(16).seed(6).build(MixBackend::cpu()).unwrap();
+    let c = PSNConfig::new(16).seed(6).build(Backend::Cpu).unwrap();
     assert_eq!(a.weight(), b.weight());
     assert_ne!(a.weight(), c.weight());
     let m = MaskedPSN::new(3, 8).unwrap();
@@ -58,7 +60,7 @@ fn invalid_configurations_are_typed_errors() {
     assert!(matches!(
         MaskedPSNConfig::new(2, 4)
             .step_mode(StepMode::Single)
-            .build(MixBackend::cpu())
+            .build(Backend::Cpu)
             .unwrap_err(),
         PsnError::SingleStepLambda { lambda: 0.0 }
     ));
@@ -123,7 +125,7 @@ fn masked_psn_single_steps_equal_the_sequence_and_stop_at_t() {
             .surrogate(Surrogate::Sigmoid { alpha: 4.0 })
             .step_mode(mode)
             .seed(9)
-            .build(MixBackend::cpu())
+            .build(Backend::Cpu)
             .unwrap();
         m.set_bias(&[-0.2; 6]).unwrap();
         m
@@ -182,7 +184,7 @@ fn masked_psn_backward_in_two_segments_adds_up() {
         MaskedPSNConfig::new(k, t)
             .lambda_init(1.5)
             .step_mode(StepMode::Single)
-            .build(MixBackend::Reference)
+            .build(Backend::Interpreter)
             .unwrap()
     };
     let mut whole = build();
@@ -286,11 +288,17 @@ fn cpu_mixing_matches_reference_on_psn_sized_problems() {
         let gs = random(t as u64 + 1, t * n, 1.0);
         let mut a = PSNConfig::new(t)
             .seed(2)
-            .build(MixBackend::Reference)
+            .build(Backend::Interpreter)
             .unwrap();
         let mut b = PSNConfig::new(t)
             .seed(2)
-            .build(MixBackend::Cpu { threads: 2 })
+            .build_with_jit(
+                &Jit::cpu(CpuOptions {
+                    threads: 2,
+                    ..CpuOptions::default()
+                })
+                .unwrap(),
+            )
             .unwrap();
         let sa = a.forward(&x, n).unwrap();
         let sb = b.forward(&x, n).unwrap();
@@ -309,7 +317,7 @@ fn an_invalid_surrogate_is_refused_at_construction() {
     let bad = Surrogate::SoftSign { alpha: -1.0 };
     let e = PSNConfig::new(4)
         .surrogate(bad)
-        .build(MixBackend::Reference)
+        .build(Backend::Interpreter)
         .unwrap_err();
     assert!(
         matches!(e, PsnError::Surrogate { module: "PSN", .. }),
@@ -317,7 +325,7 @@ fn an_invalid_surrogate_is_refused_at_construction() {
     );
     let e = MaskedPSNConfig::new(2, 4)
         .surrogate(bad)
-        .build(MixBackend::Reference)
+        .build(Backend::Interpreter)
         .unwrap_err();
     assert!(
         matches!(

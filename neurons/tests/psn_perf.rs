@@ -4,7 +4,7 @@
 //! cargo test --release -p flexsn-neurons --test psn_perf -- --ignored --nocapture
 //! ```
 //!
-//! Compares the fused, blocked GEMM path ([`MixBackend::Cpu`]) with two alternatives built here:
+//! Compares the fused, blocked GEMM path (the runtime's [`Mixing`] on a CPU `Jit`) with two alternatives built here:
 //! an unfused path (one GEMM over all columns into `H [T, N]`, then a pass for the spike) and a
 //! direct loop (no GEMM crate: for each output step, `h += w[t][j] * x[j]` over a column block,
 //! left to the compiler's vectoriser). Also a plain copy of the same bytes, for scale.
@@ -12,8 +12,18 @@
 use std::time::{Duration, Instant};
 
 use flexsn_compiler::ir::Surrogate;
+use flexsn_neurons::psn::Mixing;
 use flexsn_neurons::psn::rng::SplitMix64;
-use flexsn_neurons::psn::{MixBackend, Mixing};
+use flexsn_runtime::Jit;
+use flexsn_runtime::cpu::CpuOptions;
+
+fn cpu(threads: usize) -> Jit {
+    Jit::cpu(CpuOptions {
+        threads,
+        ..CpuOptions::default()
+    })
+    .unwrap()
+}
 
 fn median(mut f: impl FnMut(), reps: usize) -> Duration {
     f();
@@ -118,7 +128,7 @@ fn psn_mixing_variants() {
             let d = median(|| dst.copy_from_slice(&x), reps);
             row("copy", 1, d, fwd_bytes, 0.0);
             for th in [1, threads_all] {
-                let be = MixBackend::Cpu { threads: th };
+                let be = &cpu(th);
                 let d = median(
                     || {
                         std::hint::black_box(mix.forward(&x, n, be).unwrap());
@@ -228,7 +238,7 @@ fn thread_scaling() {
         let mut best = vec![(f64::INFINITY, f64::INFINITY); all + 1];
         for _ in 0..5 {
             for (th, slot) in best.iter_mut().enumerate().skip(1) {
-                let be = MixBackend::Cpu { threads: th };
+                let be = &cpu(th);
                 let s = Instant::now();
                 mix.forward_into(&x, n, be, &mut out).unwrap();
                 let f = s.elapsed().as_secs_f64();

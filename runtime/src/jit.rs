@@ -34,6 +34,7 @@ use crate::cpu::{CpuCompiler, CpuOptions};
 use crate::executor::{BackendCompiler, InterpreterCompiler, ScanExecutor};
 use crate::host::{GradBuffers, InferenceBuffers, Resolved, TrainingBuffers};
 use crate::memory::{Estimate, MemoryLimit};
+use crate::mixing::MixTarget;
 use crate::{Neuron, RuntimeError};
 
 /// The backends [`Jit::new`] knows.
@@ -110,6 +111,7 @@ pub struct Jit {
     cache: Cache,
     optimize: bool,
     memory_limit: MemoryLimit,
+    mix: MixTarget,
 }
 
 impl std::fmt::Debug for Jit {
@@ -140,17 +142,33 @@ impl Jit {
     /// The CPU backend with `opts`.
     pub fn cpu(opts: CpuOptions) -> Result<Jit, RuntimeError> {
         crate::cpu::host_isa()?;
-        Ok(Jit::with_compiler(Arc::new(CpuCompiler { opts })))
+        Ok(Jit {
+            mix: MixTarget::Cpu {
+                threads: opts.threads,
+            },
+            ..Jit::with_compiler(Arc::new(CpuCompiler { opts }))
+        })
     }
 
-    /// Any backend.
+    /// Any backend. Its time mixing ([`crate::Mixing`]) runs the reference loops.
     pub fn with_compiler(compiler: Arc<dyn BackendCompiler>) -> Jit {
         Jit {
             compiler,
             cache: Arc::default(),
             optimize: true,
             memory_limit: MemoryLimit::default(),
+            mix: MixTarget::Reference,
         }
+    }
+
+    /// Where [`crate::Mixing`] runs on this Jit.
+    pub(crate) fn mix_target(&self) -> MixTarget {
+        self.mix
+    }
+
+    /// This Jit with its time mixing on `mix`.
+    pub(crate) fn with_mix_target(self, mix: MixTarget) -> Jit {
+        Jit { mix, ..self }
     }
 
     /// The most memory a kernel call may allocate (default [`crate::memory::DEFAULT_MAX_MEMORY`]):

@@ -30,6 +30,7 @@
 //! - [`KernelArgs`], [`Kernel::forward_host`], [`Kernel::backward_host`]: caller-owned host
 //!   buffers for frameworks (no per-call copies).
 //! - [`ScanExecutor`], [`BackendCompiler`]: how a backend plugs in.
+//! - [`Mixing`]: PSN time mixing, run by a [`Jit`] on its backend.
 //! - [`cpu`]: the Cranelift backend ([`cpu::CpuScan`]), and inspection of its CLIF and assembly.
 
 mod checkpoint;
@@ -40,6 +41,7 @@ mod executor;
 mod host;
 mod jit;
 pub mod memory;
+pub mod mixing;
 mod neuron;
 
 pub use error::RuntimeError;
@@ -53,4 +55,5 @@ pub use host::{
     CheckpointBuffers, GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers,
 };
 pub use jit::{Backend, Forward, Inference, Jit, Kernel, UnknownBackend};
+pub use mixing::{MixError, MixGrads, Mixing};
 pub use neuron::Neuron;

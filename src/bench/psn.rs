@@ -1,5 +1,5 @@
 //! The PSN family in `flexsn bench`: `psn` (the `[T, T]` time mixing, a GEMM fused with the
-//! spike, [`flexsn_neurons::psn::mixing`]) and `sliding-psn` (a scan compiled like the other
+//! spike, [`flexsn_runtime::Mixing`]) and `sliding-psn` (a scan compiled like the other
 //! neurons, with the default window `k = 2`).
 //!
 //! Beside GB/s, each row gives the achieved GFLOP/s of the time mixing:
@@ -20,8 +20,9 @@ use std::io::Write;
 use anyhow::Result;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::psn::rng::SplitMix64;
-use flexsn_neurons::psn::{MixBackend, Mixing, PSNConfig, SlidingPSNConfig};
-use flexsn_runtime::Backend;
+use flexsn_neurons::psn::{Mixing, PSNConfig, SlidingPSNConfig};
+use flexsn_runtime::cpu::CpuOptions;
+use flexsn_runtime::{Backend, Jit};
 
 use super::{
     BenchOptions, Phase, Row, bytes_moved, jit_for, measure, time, write_header, write_row,
@@ -62,13 +63,7 @@ pub fn sliding_flops(phase: Phase, t: usize, n: usize) -> f64 {
 }
 
 /// Median seconds of one PSN phase on `be`.
-fn measure_psn(
-    opts: &BenchOptions,
-    phase: Phase,
-    t: usize,
-    n: usize,
-    be: MixBackend,
-) -> Result<f64> {
+fn measure_psn(opts: &BenchOptions, phase: Phase, t: usize, n: usize, be: &Jit) -> Result<f64> {
     let mut rng = SplitMix64::new(0x5EED);
     let (w, b) = PSNConfig::new(t).init_params();
     let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
@@ -106,13 +101,16 @@ pub fn run_neuron(
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let mix = |threads| match Backend::from_name(&opts.backend)? {
-        Backend::Cpu => Ok(MixBackend::Cpu { threads }),
+        Backend::Cpu => Ok(Jit::cpu(CpuOptions {
+            threads,
+            ..CpuOptions::default()
+        })?),
         // Host slices copied per call: a correctness path, not a benchmark of the kernels
         // (`--backend cuda` times them on device buffers).
         Backend::Cuda => Err(anyhow::anyhow!(
             "psn: `--backend cuda` benchmarks the device kernels, not host time mixing"
         )),
-        other => Ok(MixBackend::from(other)),
+        other => Ok(Jit::new(other)?),
     };
     if name == "psn" {
         mix(1)?;
@@ -137,7 +135,7 @@ pub fn run_neuron(
                         ),
                         None => {
                             let (bytes, flops) = psn_work(phase, t, n);
-                            (measure_psn(opts, phase, t, n, mix(th)?)?, bytes, flops)
+                            (measure_psn(opts, phase, t, n, &mix(th)?)?, bytes, flops)
                         }
                     };
                     let row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;

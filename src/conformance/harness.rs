@@ -6,7 +6,6 @@ use std::path::Path;
 use flexsn_compiler::bptt::Upstream;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::Decode;
-use flexsn_neurons::psn::MixBackend;
 use flexsn_runtime::memory::Estimate;
 use flexsn_runtime::{Backend, Jit, RuntimeError};
 
@@ -20,7 +19,6 @@ use super::{builtin, flexsn, psn, zoo};
 /// Runs golden cases on one backend.
 pub struct Harness<'a> {
     jit: Jit,
-    mix: MixBackend,
     /// The FlexSN cores the `FlexSN:<core>` cases run with.
     pub cores: &'a Cores,
     /// The tolerance for non-spike values.
@@ -31,15 +29,14 @@ impl<'a> Harness<'a> {
     /// A harness on `backend` with its default options and the default tolerance. Fails when
     /// the backend cannot run on this machine (no GPU, no C++ compiler, ...).
     pub fn new(backend: Backend, cores: &'a Cores) -> Result<Self, RuntimeError> {
-        Ok(Harness::with_jit(Jit::new(backend)?, backend.into(), cores))
+        Ok(Harness::with_jit(Jit::new(backend)?, cores))
     }
 
     /// A harness whose scans run on `jit` (any backend and options; clones share its kernel
-    /// cache) and whose PSN time mixing runs on `mix`.
-    pub fn with_jit(jit: Jit, mix: MixBackend, cores: &'a Cores) -> Self {
+    /// cache), the PSN time mixing too.
+    pub fn with_jit(jit: Jit, cores: &'a Cores) -> Self {
         Harness {
             jit,
-            mix,
             cores,
             tol: Tolerance::default(),
         }
@@ -82,7 +79,7 @@ impl<'a> Harness<'a> {
             "IFNode" | "LIFNode" | "ParametricLIFNode" => builtin::spiking_case(case)?,
             "NonSpikingIFNode" | "NonSpikingLIFNode" => builtin::nonspiking_case(case)?,
             "SlidingPSN" => psn::sliding_psn_case(case)?,
-            "PSN" | "MaskedPSN" => return psn::mixing_psn_case(case, self.mix, checker),
+            "PSN" | "MaskedPSN" => return psn::mixing_psn_case(case, &self.jit, checker),
             k if zoo::CLASSES.contains(&k) => zoo::zoo_case(case)?,
             _ => match kind.strip_prefix("FlexSN:") {
                 Some(core) => flexsn::flexsn_case(case, core, self.cores)?,

@@ -4,14 +4,16 @@
 //!   ([`SlidingPSNConfig::step_graph`]) and it runs on any backend's [`Jit`](flexsn_runtime::Jit),
 //!   like the other built-ins. The case's `weight` `[k]` is the graph's params `weight_0..`.
 //! - `PSN` and `MaskedPSN` mix whole sequences with a GEMM, not a scan: [`mixing_psn_case`] runs
-//!   them on the harness's time-mixing implementation ([`MixBackend`]: the plain reference loops
-//!   for the interpreter, the blocked GEMM for the CPU, the generated kernels for CUDA).
+//!   them on the time mixing of the harness's [`Jit`] ([`flexsn_runtime::Mixing`]: the plain
+//!   reference loops for the interpreter, the blocked GEMM for the CPU, the generated kernels
+//!   for CUDA).
 
 use flexsn_compiler::ir::Surrogate;
 use flexsn_neurons::node::StepMode;
 use flexsn_neurons::psn::{
-    MaskedPSNConfig, MixBackend, PSNConfig, SLIDING_BIAS, SlidingPSNConfig, sliding_weight_name,
+    MaskedPSNConfig, PSNConfig, SLIDING_BIAS, SlidingPSNConfig, sliding_weight_name,
 };
+use flexsn_runtime::Jit;
 use serde_json::Value;
 
 use super::case::Case;
@@ -122,7 +124,7 @@ pub fn sliding_psn_case(case: &Case) -> Result<ScanCase, CaseError> {
 /// `spike_seq` (exact); gradients `x_seq`, `weight`, `bias`; the mixing runs on `mix`.
 pub fn mixing_psn_case(
     case: &Case,
-    mix: MixBackend,
+    mix: &Jit,
     checker: &mut impl CompareSink,
 ) -> Result<(), CaseError> {
     let (t, n) = case.t_n()?;
@@ -145,7 +147,7 @@ pub fn mixing_psn_case(
                     format!("= {t_param} but the input has T = {t}"),
                 ));
             }
-            let mut m = PSNConfig::new(t).surrogate(sg).build(mix)?;
+            let mut m = PSNConfig::new(t).surrogate(sg).build_with_jit(mix)?;
             m.set_weight(&weight)?;
             m.set_bias(&bias)?;
             let s = m.forward(&x, n)?;
@@ -163,7 +165,7 @@ pub fn mixing_psn_case(
                 .lambda_init(lambda)
                 .surrogate(sg)
                 .step_mode(StepMode::Multi)
-                .build(mix)?;
+                .build_with_jit(mix)?;
             m.set_weight(&weight)?;
             m.set_bias(&bias)?;
             if let Some(e) = expect(["buffers", "mask0"], vec![t, t], t * t, true)? {

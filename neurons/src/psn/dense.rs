@@ -2,13 +2,13 @@
 
 use flexsn_compiler::ir::Surrogate;
 
-use super::mixing::{MixBackend, Mixing};
 use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
 use super::{
     DEFAULT_SURROGATE, Mode, PsnError, check_len, check_surrogate, parse_u64, parse_usize,
     set_surrogate, steps_of, surrogate_values,
 };
 use crate::params::{NeuronError, ParamValue, fmt_f32, parse_f32};
+use flexsn_runtime::{Backend, Jit, Mixing};
 
 fn check_finite(module: &'static str, param: &'static str, v: &[f32]) -> Result<(), PsnError> {
     if v.iter().all(|x| x.is_finite()) {
@@ -85,7 +85,7 @@ struct Core {
     bias: Vec<f32>,
     weight_grad: Vec<f32>,
     bias_grad: Vec<f32>,
-    backend: MixBackend,
+    jit: Jit,
     training: bool,
     /// The last training multi-step forward's input and N, for backward.
     saved: Option<(Vec<f32>, usize)>,
@@ -96,7 +96,7 @@ impl Core {
         module: &'static str,
         surrogate: Surrogate,
         (weight, bias): (Vec<f32>, Vec<f32>),
-        backend: MixBackend,
+        jit: Jit,
     ) -> Core {
         Core {
             module,
@@ -105,7 +105,7 @@ impl Core {
             bias_grad: vec![0.0; bias.len()],
             weight,
             bias,
-            backend,
+            jit,
             training: true,
             saved: None,
         }
@@ -189,7 +189,7 @@ impl Core {
                 n,
             });
         }
-        self.full(masked).forward_into(x, n, self.backend, spikes)?;
+        self.full(masked).forward_into(x, n, &self.jit, spikes)?;
         self.saved = self.training.then(|| (x.to_vec(), n));
         Ok(())
     }
@@ -206,17 +206,16 @@ impl Core {
         let (x, n) = self.saved.take().ok_or(PsnError::NothingRecorded {
             module: self.module,
         })?;
-        let (gw, gb) =
-            match self
-                .full(masked)
-                .backward_into(&x, n, grad_spike, self.backend, grad_x)
-            {
-                Ok(g) => g,
-                Err(e) => {
-                    self.saved = Some((x, n));
-                    return Err(e);
-                }
-            };
+        let (gw, gb) = match self
+            .full(masked)
+            .backward_into(&x, n, grad_spike, &self.jit, grad_x)
+        {
+            Ok(g) => g,
+            Err(e) => {
+                self.saved = Some((x, n));
+                return Err(e.into());
+            }
+        };
         match masked {
             Some(m) => {
                 for ((acc, &g), &b) in self.weight_grad.iter_mut().zip(&gw).zip(&m.blend) {
@@ -242,13 +241,13 @@ macro_rules! shared_methods {
             pub fn t(&self) -> usize {
                 self.config.t
             }
-            /// Where the time mixing runs.
-            pub fn backend(&self) -> MixBackend {
-                self.core.backend
+            /// The runtime the time mixing runs on.
+            pub fn jit(&self) -> &Jit {
+                &self.core.jit
             }
-            /// Moves the time mixing to `backend`.
-            pub fn set_backend(&mut self, backend: MixBackend) {
-                self.core.backend = backend;
+            /// Moves the time mixing to `jit`'s backend.
+            pub fn set_jit(&mut self, jit: Jit) {
+                self.core.jit = jit;
             }
             /// The weight `[T, T]`, row-major (`W[i][j]`: how input step `j` drives output step
             /// `i`).
@@ -356,8 +355,13 @@ impl PSNConfig {
         )
     }
 
-    /// The module, initialised from the seed.
-    pub fn build(&self, backend: MixBackend) -> Result<PSN, PsnError> {
+    /// The module, initialised from the seed, its time mixing on `backend`.
+    pub fn build(&self, backend: Backend) -> Result<PSN, PsnError> {
+        self.build_with_jit(&Jit::new(backend)?)
+    }
+
+    /// [`PSNConfig::build`] on any [`Jit`] (backend and options of your choice).
+    pub fn build_with_jit(&self, jit: &Jit) -> Result<PSN, PsnError> {
         if self.t == 0 {
             return Err(PsnError::ZeroT {
                 module: Self::CLASS,
@@ -366,7 +370,7 @@ impl PSNConfig {
         check_surrogate(Self::CLASS, &self.surrogate)?;
         Ok(PSN {
             config: *self,
-            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),
+            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), jit.clone()),
         })
     }
 }
@@ -375,7 +379,7 @@ impl PSNConfig {
 /// stateless. Holds its parameters and their accumulated gradients.
 ///
 /// ```
-/// use flexsn_neurons::psn::{MixBackend, PSN};
+/// use flexsn_neurons::psn::PSN;
 ///
 /// let mut psn = PSN::new(4)?;                   // T = 4, ATan, seed 0
 /// let x = vec![2.0f32; 4 * 3];                  // [T = 4, N = 3]
@@ -398,7 +402,7 @@ impl PSN {
 
     /// `PSN(T)` with SpikingJelly's defaults, seed 0, on the CPU GEMM path.
     pub fn new(t: usize) -> Result<PSN, PsnError> {
-        PSNConfig::new(t).build(MixBackend::cpu())
+        PSNConfig::new(t).build(Backend::Cpu)
     }
 
     /// Always multi-step.
@@ -589,7 +593,12 @@ impl MaskedPSNConfig {
     }
 
     /// The module, its time mixing on `backend`.
-    pub fn build(&self, backend: MixBackend) -> Result<MaskedPSN, PsnError> {
+    pub fn build(&self, backend: Backend) -> Result<MaskedPSN, PsnError> {
+        self.build_with_jit(&Jit::new(backend)?)
+    }
+
+    /// [`MaskedPSNConfig::build`] on any [`Jit`] (backend and options of your choice).
+    pub fn build_with_jit(&self, jit: &Jit) -> Result<MaskedPSN, PsnError> {
         if self.t == 0 {
             return Err(PsnError::ZeroT {
                 module: Self::CLASS,
@@ -609,7 +618,7 @@ impl MaskedPSNConfig {
         check_surrogate(Self::CLASS, &self.surrogate)?;
         let mut m = MaskedPSN {
             config: *self,
-            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), backend),
+            core: Core::new(Self::CLASS, self.surrogate, self.init_params(), jit.clone()),
             lambda: self.lambda_init,
             mode: Mode::Multi,
             history: Vec::new(),
@@ -653,7 +662,7 @@ impl MaskedPSN {
     pub fn new(k: usize, t: usize) -> Result<MaskedPSN, PsnError> {
         MaskedPSNConfig::new(k, t)
             .step_mode(Mode::Multi)
-            .build(MixBackend::cpu())
+            .build(Backend::Cpu)
     }
 
     /// The band width `k`.
@@ -816,7 +825,7 @@ impl MaskedPSN {
         // Every step's window runs on the whole T x T mixing's CUDA module (compiled once).
         let s = core
             .mixing(1, row.len(), row, &core.bias[step..step + 1])
-            .forward_within(&xs, n, core.backend, (t, t))?;
+            .forward_within(&xs, n, &core.jit, (t, t))?;
         self.n = Some(n);
         self.history.push(x.to_vec());
         if !self.core.training {
@@ -865,7 +874,7 @@ impl MaskedPSN {
                 let core = &mut self.core;
                 let g = core
                     .mixing(rows, cols, &w, &core.bias[from..to])
-                    .backward_within(&xs, n, grad_spike, core.backend, (t, t))?;
+                    .backward_within(&xs, n, grad_spike, &core.jit, (t, t))?;
                 for (ri, r) in (from..to).enumerate() {
                     for (ci, c) in (lo..to).enumerate() {
                         core.weight_grad[r * t + c] +=

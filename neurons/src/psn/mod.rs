@@ -6,12 +6,13 @@
 //!
 //! | module | weight | time mixing | step modes | how it runs |
 //! |---|---|---|---|---|
-//! | [`PSN`] | `[T, T]` | every step sees every step | multi only | GEMM ([`mixing`]) |
+//! | [`PSN`] | `[T, T]` | every step sees every step | multi only | GEMM ([`Mixing`]) |
 //! | [`MaskedPSN`] | `[T, T]` · band mask blended by λ | band of width `k` when λ ≥ 1 | multi; single when λ ≥ 1 | GEMM |
 //! | [`SlidingPSN`] | `[k]` | the last `k` inputs | multi and single | a scan ([`Node`](crate::node::Node)) |
 //!
 //! `PSN` and `MaskedPSN` mix whole sequences at once, which is a matrix product, not a scan:
-//! they run on [`mixing`], a blocked GEMM fused with the spike. `SlidingPSN` only looks back a
+//! they run on the runtime's [`Mixing`] (on the CPU a blocked GEMM fused with the spike), on the
+//! backend of the [`Jit`](flexsn_runtime::Jit) they are built with. `SlidingPSN` only looks back a
 //! fixed window, so it is a scan whose states are a shift register of the last `k - 1` inputs;
 //! it runs as a step graph on every backend, and autodiff gives its gradients.
 //!
@@ -20,12 +21,11 @@
 //! torch's random numbers, so to compare with SpikingJelly, copy its parameters in.
 
 mod dense;
-pub mod mixing;
 pub mod rng;
 mod sliding;
 
 pub use dense::{MaskedPSN, MaskedPSNConfig, PSN, PSNConfig};
-pub use mixing::{MixBackend, MixGrads, Mixing};
+pub use flexsn_runtime::{MixError, MixGrads, Mixing};
 pub use sliding::{SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name};
 
 use flexsn_compiler::ir::Surrogate;
@@ -143,8 +143,37 @@ pub enum PsnError {
         why: String,
     },
     #[error(transparent)]
+    /// The runtime could not set up the module's backend.
+    Runtime(Box<flexsn_runtime::RuntimeError>),
+    #[error(transparent)]
     /// The SlidingPSN's node failed.
     Node(#[from] Box<NodeError>),
+}
+
+impl From<flexsn_runtime::RuntimeError> for PsnError {
+    fn from(e: flexsn_runtime::RuntimeError) -> Self {
+        PsnError::Runtime(Box::new(e))
+    }
+}
+
+/// The mixing's shape errors are the module's own.
+impl From<MixError> for PsnError {
+    fn from(e: MixError) -> Self {
+        match e {
+            MixError::Len {
+                what,
+                expected,
+                got,
+            } => PsnError::Len {
+                what,
+                expected,
+                got,
+            },
+            MixError::NoNeurons => PsnError::NoNeurons,
+            MixError::Overflow => PsnError::Overflow,
+            MixError::Backend { backend, why } => PsnError::MixBackend { backend, why },
+        }
+    }
 }
 
 impl From<NodeError> for PsnError {

@@ -5,6 +5,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::mixing::MixTarget;
+
 use flexsn_compiler::codegen::cuda::CudaOptions;
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
@@ -14,14 +16,15 @@ use crate::{BackendCompiler, Jit, RuntimeError, ScanExecutor};
 
 /// A [`Jit`] on CUDA device 0 with `opts` (what `Jit::new(Backend::Cuda)` gives with defaults).
 pub fn cuda_jit(opts: CudaOptions) -> Result<Jit, RuntimeError> {
-    Ok(Jit::with_compiler(Arc::new(CudaCompiler::new(opts)?)))
+    Ok(Jit::with_compiler(Arc::new(CudaCompiler::new(opts)?)).with_mix_target(MixTarget::Cuda))
 }
 
 /// A [`Jit`] on the emulated CUDA backend with `opts` (`Jit::new(Backend::CudaEmulated)`).
 pub fn emulated_jit(opts: CudaOptions) -> Result<Jit, RuntimeError> {
-    Ok(Jit::with_compiler(Arc::new(EmulatedCudaCompiler::new(
-        opts,
-    )?)))
+    Ok(
+        Jit::with_compiler(Arc::new(EmulatedCudaCompiler::new(opts)?))
+            .with_mix_target(MixTarget::CudaEmulated),
+    )
 }
 
 impl From<CudaError> for RuntimeError {
