@@ -174,7 +174,7 @@ fn masked_psn_golden() {
                     .lambda_init(lambda)
                     .surrogate(surrogate(case))
                     .step_mode(mode)
-                    .build_with_jit(&backend)
+                    .build_with_jit(backend)
                     .unwrap();
                 m.set_weight(&floats(&case["parameters"]["weight"]))
                     .unwrap();
