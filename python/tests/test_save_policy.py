@@ -12,6 +12,7 @@ import torch
 import flexsn
 import flexsn.surrogate as fsg
 from flexsn.torch import FlexSN, LIFNode, ParametricLIFNode, neurons, zoo
+from flexsn.torch._scan import buf
 
 T, SHAPE = 7, (2, 3)
 N = math.prod(SHAPE)
@@ -163,3 +164,29 @@ def test_cuda_path_refuses_checkpoint_training():
     m.reset()
     with pytest.raises(flexsn.FlexSNValueError, match="save_policy.*CUDA"):
         m(x.requires_grad_())
+
+
+def test_native_module_checks_checkpoint_buffers():
+    """The Rust side checks the checkpoint interval and the checkpoint buffers' length."""
+    core = flexsn._flexsn.Core.builtin("lif", [], "cpu")
+    x, v, s, f = torch.zeros(6), torch.zeros(2), torch.zeros(6), torch.zeros(2)
+    cps = torch.zeros(4)  # ceil(3 / 2) rows of 2
+    core.forward(3, 2, [buf(x)], [], [buf(v)], [buf(s)], [buf(f)], [buf(cps)], checkpoint=2)
+    with pytest.raises(ValueError, match="expected 2 float32"):
+        core.forward(3, 2, [buf(x)], [], [buf(v)], [buf(s)], [buf(f)], [buf(cps)], checkpoint=3)
+    with pytest.raises(ValueError, match="checkpoint"):
+        core.forward(3, 2, [buf(x)], [], [buf(v)], [buf(s)], [buf(f)], [buf(cps)], checkpoint=0)
+    states_bufs = torch.zeros(8)  # a `states` buffer handed to a checkpointed backward
+    g_in, g_s0 = torch.zeros(6), torch.zeros(2)
+    with pytest.raises(ValueError, match="expected 4 float32"):
+        core.backward(3, 2, [buf(x)], [], [buf(v)], [buf(states_bufs)], [buf(s)], [None], [None],
+                      [buf(g_in)], [buf(g_s0)], [], checkpoint=2)  # fmt: skip
+
+
+def test_pickles_without_a_policy_load_as_states():
+    m = LIFNode(step_mode="m", save_policy="checkpoint:2")
+    state = m.__getstate__()
+    del state["_save_policy"], state["_checkpoint"]
+    old = LIFNode.__new__(LIFNode)
+    old.__setstate__(state)
+    assert old.save_policy == "states" and old._checkpoint is None

@@ -46,6 +46,10 @@ class HoldsCore:
     every step), ``'checkpoint'`` or ``'checkpoint:K'`` (only the states before every K-th step;
     backward recomputes the rest, with bit-identical gradients). Checked when set."""
 
+    # Class defaults: what pickles made before the modules had a save policy get.
+    _save_policy = "states"
+    _checkpoint = None
+
     @property
     def save_policy(self):
         return self._save_policy
