@@ -56,13 +56,16 @@ fn best_of_three(make: fn(usize) -> StepGraph, n: usize) -> Duration {
     (0..3).map(|_| compile_time(&g)).min().unwrap()
 }
 
+/// What is measured, the graph of size `n`, and the `n` of the smaller run.
+type Case = (&'static str, fn(usize) -> StepGraph, usize);
+
 #[test]
 fn cpu_compile_time_is_near_linear() {
     // (what, graph of size n, n): 4x the graph must take at most about 4x the time (linear is
     // 4, quadratic 16). Before: 400 tanh took 8 s (backtracking register allocation of
     // ~150,000 instructions per scan), 2,000 states 40 s (a copy loop per state, every live
     // value crossing each).
-    let cases: [(&str, fn(usize) -> StepGraph, usize); 2] = [
+    let cases: [Case; 2] = [
         ("chained tanh", tanh_chain, 100),
         ("states", many_states, 500),
     ];
