@@ -170,10 +170,14 @@ pub enum CodegenError {
     /// Cranelift cannot target this machine.
     #[error("unsupported target: {0}")]
     Target(String),
+    /// The kernel's working memory is too big to address with 32-bit offsets.
     #[error(
         "the kernel needs {bytes} bytes of working memory per call, more than a 32-bit offset reaches"
     )]
-    TooBig { bytes: usize },
+    TooBig {
+        /// The bytes of uniform values and state buffers one call needs.
+        bytes: usize,
+    },
 }
 
 /// A generated scan function with its annotations.
