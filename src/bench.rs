@@ -43,7 +43,7 @@ use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, SavePo
 mod psn;
 pub use psn::{psn_work, sliding_flops};
 
-/// The neurons `flexsn bench` knows (`psn`, `sliding-psn`: see [`psn`]; their rows add the
+/// The neurons `flexsn bench` knows (`psn`, `sliding-psn`: see the `psn` module; their rows add the
 /// GFLOP/s of the time mixing).
 pub const NEURONS: &[&str] = &["if", "lif", "plif", "alif", "psn", "sliding-psn"];
 /// Default time steps.

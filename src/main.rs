@@ -17,6 +17,7 @@ use flexsn::compiler::autodiff::{self, GradSpec};
 use flexsn::compiler::bptt::Upstream;
 use flexsn::compiler::frontend::{self, Bindings};
 use flexsn::compiler::ir::StepGraph;
+use flexsn::compiler::rng::SplitMix64;
 use flexsn::compiler::scan::param_len;
 use flexsn::compiler::text;
 use flexsn::compiler::{dot, passes};
@@ -601,24 +602,27 @@ fn cmd_list(a: ListArgs, out: &mut dyn Write) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // run
 
-/// A small deterministic normal generator (SplitMix64 + Box–Muller) for `run`'s input.
-struct Normal(u64);
+/// `run`'s input: `mean + std * randn`, Box–Muller over the compiler's SplitMix64 (the same
+/// draws for the same seed everywhere).
+struct Normal(SplitMix64);
 
 impl Normal {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Normal(SplitMix64::new(seed))
     }
-    /// Uniform in (0, 1].
+    /// Uniform in (0, 1]: `ln` stays finite.
     fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+        ((self.0.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
     fn sample(&mut self) -> f64 {
         let (u1, u2) = (self.uniform(), self.uniform());
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+    /// `len` input values `mean + std * randn`.
+    fn input(&mut self, a: &RunArgs, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|_| (a.mean as f64 + a.std as f64 * self.sample()) as f32)
+            .collect()
     }
 }
 
@@ -649,17 +653,9 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         kernel.set_save_policy(p)?;
     }
 
-    let mut rng = Normal(a.seed);
-    let inputs: Vec<Vec<f32>> = g
-        .inputs()
-        .iter()
-        .map(|_| {
-            (0..tn)
-                .map(|_| (a.mean as f64 + a.std as f64 * rng.sample()) as f32)
-                .collect()
-        })
-        .collect();
-    // By name: a neuron may have many params (SlidingPSN's k weights).
+    let mut rng = Normal::new(a.seed);
+    let inputs: Vec<Vec<f32>> = g.inputs().iter().map(|_| rng.input(&a, tn)).collect();
+    // By name: a neuron may have many params (SlidingPSN's k weights); the first entry wins.
     let initial: std::collections::HashMap<String, Vec<f32>> = target
         .builtin
         .map(|b| b.initial_params())
@@ -984,10 +980,7 @@ impl MixingRun for neurons::psn::MaskedPSN {
 /// `flexsn run` for `PSN` / `MaskedPSN`: forward, and backward with upstream gradient 1.
 fn run_mixing(a: &RunArgs, label: &str, m: &mut dyn MixingRun, out: &mut dyn Write) -> Result<()> {
     let tn = a.t * a.n;
-    let mut rng = Normal(a.seed);
-    let x: Vec<f32> = (0..tn)
-        .map(|_| (a.mean as f64 + a.std as f64 * rng.sample()) as f32)
-        .collect();
+    let x = Normal::new(a.seed).input(a, tn);
     let mut report = RunReport::new(a, label);
     let start = Instant::now();
     let s = m.run_forward(&x, a.n)?;

@@ -3,18 +3,37 @@
 
 use flexsn_compiler::bptt::{Gradients, Upstream};
 use flexsn_compiler::scan::param_len;
-use flexsn_runtime::{GradBuffers, Kernel, KernelArgs, RuntimeError, TrainingBuffers};
+use flexsn_runtime::{
+    CheckpointBuffers, GradBuffers, Kernel, KernelArgs, RuntimeError, SavePolicy, TrainingBuffers,
+};
 
 /// Training forward into `packed`: outputs `[T, N]`, then per state a `(T+1) * N` buffer whose
-/// row 0 is the initial state and rows `1..=T` the state after each step.
+/// row 0 is the initial state and rows `1..=T` the state after each step (under
+/// `checkpoint:K`: its `⌈T/K⌉` checkpoint rows, then its final value).
 pub(crate) fn forward_packed(
     kernel: &Kernel,
     args: &KernelArgs<'_>,
+    policy: SavePolicy,
     packed: &mut [f32],
 ) -> Result<(), RuntimeError> {
     let (t, n) = (args.t, args.n);
     let g = kernel.graph();
     let (outs, states) = packed.split_at_mut(g.outputs().len() * t * n);
+    if let SavePolicy::Checkpoint(k) = policy {
+        let rows = policy.saved_rows(t) * n;
+        let (mut cps, mut finals) = (vec![], vec![]);
+        for part in states.chunks_mut(rows + n) {
+            let (c, f) = part.split_at_mut(rows);
+            cps.push(c);
+            finals.push(f);
+        }
+        let mut out = CheckpointBuffers {
+            outputs: outs.chunks_mut(t * n).collect(),
+            checkpoints: cps,
+            final_states: finals,
+        };
+        return kernel.forward_checkpointed_host(args, k, &mut out);
+    }
     // The final states are row T of each buffer; the kernel also writes them separately.
     let mut finals = vec![0f32; g.states().len() * n];
     let mut out = TrainingBuffers {
@@ -30,6 +49,7 @@ pub(crate) fn forward_packed(
 pub(crate) fn backward(
     kernel: &Kernel,
     args: &KernelArgs<'_>,
+    policy: SavePolicy,
     state_bufs: &[&[f32]],
     upstream: &Upstream<'_, f32>,
 ) -> Result<Gradients<f32>, RuntimeError> {
@@ -53,7 +73,12 @@ pub(crate) fn backward(
             inputs: inputs.iter_mut().map(Vec::as_mut_slice).collect(),
             init_states: init_states.iter_mut().map(Vec::as_mut_slice).collect(),
         };
-        kernel.backward_host(args, state_bufs, upstream, &mut grads)?
+        match policy {
+            SavePolicy::Checkpoint(k) => {
+                kernel.backward_checkpointed_host(args, k, state_bufs, upstream, &mut grads)?
+            }
+            SavePolicy::States => kernel.backward_host(args, state_bufs, upstream, &mut grads)?,
+        }
     };
     Ok(Gradients {
         inputs,

@@ -5,10 +5,10 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{DType, Tensor};
 use candle_nn::{Init, Module, VarBuilder};
 use flexsn_compiler::ir::{ParamKind, StepGraph};
-use flexsn_runtime::{Backend, Jit, Kernel, Neuron};
+use flexsn_runtime::{Backend, Jit, Kernel, Neuron, SavePolicy};
 
 use crate::error::{Error, check_f32};
-use crate::op::{ScanOutput, scan};
+use crate::op::{ScanOutput, scan_with};
 
 /// The CPU JIT every layer built without an explicit one shares, so that equal cores compile
 /// once per process.
@@ -41,6 +41,7 @@ pub struct ParamDims {
 pub struct ScanLayer {
     kernel: Arc<Kernel>,
     params: Vec<Tensor>,
+    save_policy: SavePolicy,
 }
 
 impl ScanLayer {
@@ -95,7 +96,11 @@ impl ScanLayer {
             };
             params.push(p);
         }
-        Ok(ScanLayer { kernel, params })
+        Ok(ScanLayer {
+            save_policy: kernel.save_policy(),
+            kernel,
+            params,
+        })
     }
 
     /// A layer over an already compiled kernel with the given param tensors (graph order;
@@ -117,7 +122,30 @@ impl ScanLayer {
                 return Err(Error::NotLearnable(d.name.clone()).into());
             }
         }
-        Ok(ScanLayer { kernel, params })
+        Ok(ScanLayer {
+            save_policy: kernel.save_policy(),
+            kernel,
+            params,
+        })
+    }
+
+    /// The layer with the save policy `policy`: `checkpoint:K` keeps the state before every
+    /// `K`-th step for backward instead of every state (bit-identical gradients; no state
+    /// sequences in [`ScanLayer::forward_all`]'s result). K = 0 is an error.
+    pub fn with_save_policy(mut self, policy: SavePolicy) -> candle_core::Result<ScanLayer> {
+        if policy == SavePolicy::Checkpoint(0) {
+            return Err(Error::Neuron(
+                "checkpoint:0: the checkpoint interval must be at least 1".into(),
+            )
+            .into());
+        }
+        self.save_policy = policy;
+        Ok(self)
+    }
+
+    /// What a forward keeps for backward (default: the kernel's, `states`).
+    pub fn save_policy(&self) -> SavePolicy {
+        self.save_policy
     }
 
     /// The compiled kernel.
@@ -148,7 +176,7 @@ impl ScanLayer {
         init_states: Option<&[&Tensor]>,
     ) -> candle_core::Result<ScanOutput> {
         let params: Vec<&Tensor> = self.params.iter().collect();
-        scan(&self.kernel, inputs, init_states, &params)
+        scan_with(&self.kernel, inputs, init_states, &params, self.save_policy)
     }
 }
 

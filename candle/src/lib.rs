@@ -62,4 +62,4 @@ pub mod psn;
 pub use decode::decode;
 pub use error::Error;
 pub use layer::{ParamDims, ScanLayer, default_jit};
-pub use op::{ScanOutput, scan};
+pub use op::{ScanOutput, scan, scan_with};

@@ -63,6 +63,16 @@ macro_rules! scan_node {
             pub fn layer(&self) -> &ScanLayer {
                 &self.layer
             }
+
+            /// The layer keeping only every `K`-th state for backward under
+            /// `checkpoint:K` (see [`ScanLayer::with_save_policy`]).
+            pub fn with_save_policy(
+                mut self,
+                policy: flexsn_runtime::SavePolicy,
+            ) -> candle_core::Result<Self> {
+                self.layer = self.layer.with_save_policy(policy)?;
+                Ok(self)
+            }
         }
     };
 }

@@ -6,6 +6,9 @@
 //! result is a flat buffer holding every output `[T, N]` and then, per state, the
 //! `(T+1) * N` buffer whose row 0 is the initial state and rows `1..=T` the state after each
 //! step. [`scan`] hands out views of it (outputs, state sequences, final states = row `T`).
+//! Under `checkpoint:K` ([`scan_with`]) each state's part is its `⌈T/K⌉` checkpoint rows
+//! followed by its final value: the result keeps `S·(⌈T/K⌉ + 1)·N` floats of states instead of
+//! `S·(T+1)·N`, backward recomputes the rest, and there are no state-sequence views.
 //!
 //! Why the states live in the result: candle's `bwd` receives the forward's arguments and its
 //! result, so the state sequences that backpropagation through time needs come back with the
@@ -20,7 +23,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, St
 use flexsn_compiler::bptt::Upstream;
 use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_compiler::scan::param_len;
-use flexsn_runtime::{Kernel, KernelArgs};
+use flexsn_runtime::{Kernel, KernelArgs, SavePolicy};
 
 use crate::error::{Error, check_f32};
 
@@ -29,7 +32,8 @@ use crate::error::{Error, check_f32};
 pub struct ScanOutput {
     /// Per graph output: `[T, *shape]`.
     pub outputs: Vec<Tensor>,
-    /// Per graph state: the state after each step, `[T, *shape]`.
+    /// Per graph state: the state after each step, `[T, *shape]` (empty under
+    /// `checkpoint:K`).
     pub state_seqs: Vec<Tensor>,
     /// Per graph state: the state after the last step, `[*shape]`.
     pub final_states: Vec<Tensor>,
@@ -48,6 +52,24 @@ pub fn scan(
     init_states: Option<&[&Tensor]>,
     params: &[&Tensor],
 ) -> candle_core::Result<ScanOutput> {
+    scan_with(kernel, inputs, init_states, params, kernel.save_policy())
+}
+
+/// [`scan`] under the save policy `policy`: `checkpoint:K` keeps only every `K`-th state for
+/// backward (bit-identical gradients) and returns no state sequences.
+pub fn scan_with(
+    kernel: &Arc<Kernel>,
+    inputs: &[&Tensor],
+    init_states: Option<&[&Tensor]>,
+    params: &[&Tensor],
+    policy: SavePolicy,
+) -> candle_core::Result<ScanOutput> {
+    if policy == SavePolicy::Checkpoint(0) {
+        return Err(Error::Neuron(
+            "checkpoint:0: the checkpoint interval must be at least 1".into(),
+        )
+        .into());
+    }
     let g = kernel.graph();
     let (ni, ns, np) = (g.inputs().len(), g.states().len(), g.params().len());
     count("inputs", ni, inputs.len())?;
@@ -164,12 +186,15 @@ pub fn scan(
         }
         None => None,
     };
+    // Without states there is nothing to save either way.
+    let policy = if ns == 0 { SavePolicy::States } else { policy };
     let op = ScanOp {
         kernel: kernel.clone(),
         t,
         n,
         has_params: p.is_some(),
         has_init: s.is_some(),
+        policy,
     };
     let packed = match (p, s) {
         (None, None) => x.apply_op1(op)?,
@@ -178,7 +203,7 @@ pub fn scan(
         (Some(p), Some(s)) => x.apply_op3(&p, &s, op)?,
     };
     let seq_dims: Vec<usize> = dims.clone();
-    let lay = Packing::new(g, t, n);
+    let lay = Packing::new(g, t, n, policy);
     let outputs = (0..g.outputs().len())
         .map(|o| {
             packed
@@ -186,7 +211,8 @@ pub fn scan(
                 .reshape(seq_dims.clone())
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let state_seqs = (0..ns)
+    let seqs = if policy == SavePolicy::States { ns } else { 0 };
+    let state_seqs = (0..seqs)
         .map(|j| {
             packed
                 .narrow(0, lay.state(j) + n, t * n)?
@@ -196,7 +222,7 @@ pub fn scan(
     let final_states = (0..ns)
         .map(|j| {
             packed
-                .narrow(0, lay.state(j) + t * n, n)?
+                .narrow(0, lay.final_state(j), n)?
                 .reshape(shape.clone())
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
@@ -219,22 +245,30 @@ fn count(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {
     }
 }
 
-/// Offsets in the op's flat result: outputs `[T, N]`, then per state `(T+1) * N`.
+/// Offsets in the op's flat result: outputs `[T, N]`, then per state `(T+1) * N` (under
+/// `checkpoint:K`: `⌈T/K⌉` checkpoint rows, then the final state).
 #[derive(Clone, Copy, Debug)]
 struct Packing {
     t: usize,
     n: usize,
     outputs: usize,
     states: usize,
+    /// Rows of `N` kept per state before its final value (`T` under `states`: row `T` is the
+    /// final state itself).
+    rows: usize,
 }
 
 impl Packing {
-    fn new(g: &StepGraph, t: usize, n: usize) -> Self {
+    fn new(g: &StepGraph, t: usize, n: usize, policy: SavePolicy) -> Self {
         Packing {
             t,
             n,
             outputs: g.outputs().len(),
             states: g.states().len(),
+            rows: match policy {
+                SavePolicy::States => t,
+                SavePolicy::Checkpoint(_) => policy.saved_rows(t),
+            },
         }
     }
 
@@ -243,7 +277,12 @@ impl Packing {
     }
 
     fn state(&self, j: usize) -> usize {
-        self.outputs * self.t * self.n + j * (self.t + 1) * self.n
+        self.outputs * self.t * self.n + j * (self.rows + 1) * self.n
+    }
+
+    /// Where state `j`'s final value is.
+    fn final_state(&self, j: usize) -> usize {
+        self.state(j) + self.rows * self.n
     }
 
     fn len(&self) -> usize {
@@ -258,6 +297,7 @@ struct ScanOp {
     n: usize,
     has_params: bool,
     has_init: bool,
+    policy: SavePolicy,
 }
 
 /// Gradients of the op's arguments, flat, in the packed layouts.
@@ -337,9 +377,9 @@ impl ScanOp {
         s: Option<&[f32]>,
     ) -> Result<(CpuStorage, Shape), Error> {
         let args = self.args(x, p, s);
-        let lay = Packing::new(self.graph(), self.t, self.n);
+        let lay = Packing::new(self.graph(), self.t, self.n, self.policy);
         let mut packed = vec![0f32; lay.len()];
-        crate::engine::forward_packed(&self.kernel, &args, &mut packed)?;
+        crate::engine::forward_packed(&self.kernel, &args, self.policy, &mut packed)?;
         Ok((CpuStorage::F32(packed), Shape::from(lay.len())))
     }
 
@@ -353,7 +393,8 @@ impl ScanOp {
     ) -> Result<ArgGrads, Error> {
         let (t, n, g) = (self.t, self.n, self.graph());
         let args = self.args(x, p, s);
-        let lay = Packing::new(g, t, n);
+        let lay = Packing::new(g, t, n, self.policy);
+        let states = self.policy == SavePolicy::States;
         let present = |b: &'_ [f32]| b.iter().any(|v| *v != 0.0);
         let block = |at: usize, len: usize| {
             let b = &grad[at..at + len];
@@ -363,15 +404,33 @@ impl ScanOp {
             outputs: (0..lay.outputs)
                 .map(|o| block(lay.output(o), t * n))
                 .collect(),
+            // Under `states` the final state is row T of the sequence, its gradient part of
+            // the sequence's.
             state_seqs: (0..lay.states)
-                .map(|j| block(lay.state(j) + n, t * n))
+                .map(|j| {
+                    if states {
+                        block(lay.state(j) + n, t * n)
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
-            final_states: vec![None; lay.states],
+            final_states: (0..lay.states)
+                .map(|j| {
+                    if states {
+                        None
+                    } else {
+                        block(lay.final_state(j), n)
+                    }
+                })
+                .collect(),
         };
+        let kept = if states { (t + 1) * n } else { lay.rows * n };
         let state_bufs: Vec<&[f32]> = (0..lay.states)
-            .map(|j| &res[lay.state(j)..lay.state(j) + (t + 1) * n])
+            .map(|j| &res[lay.state(j)..lay.state(j) + kept])
             .collect();
-        let grads = crate::engine::backward(&self.kernel, &args, &state_bufs, &upstream)?;
+        let grads =
+            crate::engine::backward(&self.kernel, &args, self.policy, &state_bufs, &upstream)?;
         let inputs = grads.inputs.concat();
         let params = self.has_params.then(|| {
             g.params()
@@ -385,8 +444,8 @@ impl ScanOp {
         });
         let init_states = self.has_init.then(|| {
             let mut out = grads.init_states.concat();
-            // Row 0 of each state buffer is the initial state itself.
-            for j in 0..lay.states {
+            // Row 0 of each state buffer is the initial state itself (under `states`, a view).
+            for j in (0..lay.states).filter(|_| states) {
                 if let Some(g0) = block(lay.state(j), n) {
                     for (o, v) in out[j * n..(j + 1) * n].iter_mut().zip(g0) {
                         *o += v;

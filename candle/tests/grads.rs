@@ -10,7 +10,7 @@ use flexsn_candle::{ParamDims, ScanLayer, default_jit, scan};
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
 use flexsn_neurons::Builtin;
-use flexsn_runtime::{Kernel, Upstream};
+use flexsn_runtime::{Kernel, SavePolicy, Upstream};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -45,6 +45,26 @@ fn two_state_core() -> StepGraph {
     b.build().unwrap()
 }
 
+/// `sum(x * w)`, `w` shaped like `x`.
+fn weighted(x: &Tensor, w: &[f32]) -> Tensor {
+    let w = Tensor::from_slice(w, x.shape(), x.device()).unwrap();
+    x.mul(&w).unwrap().sum_all().unwrap()
+}
+
+/// Random arguments of a [`two_state_core`] call: `x`, `y`, `v0`, `a0`, `decay`, `gain`,
+/// `bias`.
+fn call_values(rng: &mut StdRng, t: usize, n: usize) -> [Vec<f32>; 7] {
+    [
+        values(rng, t * n, -0.5, 1.5),
+        values(rng, t * n, -0.5, 1.5),
+        values(rng, n, 0.0, 0.5),
+        values(rng, n, 0.0, 0.2),
+        vec![0.7f32],
+        values(rng, n, 0.5, 1.5),
+        values(rng, n, -0.1, 0.1),
+    ]
+}
+
 /// The candle op and `Kernel::backward` on the same call give the same bits for every
 /// gradient: inputs, initial states, learnable params; upstreams on outputs, state sequences
 /// and final states.
@@ -55,13 +75,7 @@ fn gradients_equal_the_runtime_bit_for_bit() {
     let (t, n) = (9, 6);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(7);
-    let x = values(&mut rng, t * n, -0.5, 1.5);
-    let y = values(&mut rng, t * n, -0.5, 1.5);
-    let v0 = values(&mut rng, n, 0.0, 0.5);
-    let a0 = values(&mut rng, n, 0.0, 0.2);
-    let decay = vec![0.7f32];
-    let gain = values(&mut rng, n, 0.5, 1.5);
-    let bias = values(&mut rng, n, -0.1, 0.1);
+    let [x, y, v0, a0, decay, gain, bias] = call_values(&mut rng, t, n);
     let up_s = values(&mut rng, t * n, -1.0, 1.0);
     let up_h = values(&mut rng, t * n, -1.0, 1.0);
     let up_v = values(&mut rng, t * n, -1.0, 1.0);
@@ -298,4 +312,86 @@ fn gradients_match_finite_differences() {
             );
         }
     }
+}
+
+/// Under `checkpoint:K` the op keeps `⌈T/K⌉` state rows (plus the final states) and its
+/// gradients are the runtime's, bit for bit, with the final-state gradient as an upstream of
+/// the final states; no state sequences are returned.
+#[test]
+fn checkpoint_policy_gradients_equal_the_runtime_bit_for_bit() {
+    let g = two_state_core();
+    let kernel: Arc<Kernel> = Arc::new(default_jit().unwrap().compile(&g).unwrap());
+    let (t, n) = (9, 6);
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(11);
+    let [x, y, v0, a0, decay, gain, bias] = call_values(&mut rng, t, n);
+    let up_s = values(&mut rng, t * n, -1.0, 1.0);
+    let up_a_final = values(&mut rng, n, -1.0, 1.0);
+    let var = |v: &[f32], shape: &[usize]| Var::from_slice(v, shape, &dev).unwrap();
+    let (xv, yv) = (var(&x, &[t, n]), var(&y, &[t, n]));
+    let (v0v, a0v) = (var(&v0, &[n]), var(&a0, &[n]));
+    let (dv, gv) = (var(&decay, &[1]), var(&gain, &[n]));
+    let bt = Tensor::from_slice(&bias, n, &dev).unwrap();
+    let fwd = kernel
+        .forward(
+            t,
+            n,
+            &[&x, &y],
+            Some(&[&v0, &a0]),
+            &[("decay", &decay), ("gain", &gain), ("bias", &bias)],
+        )
+        .unwrap();
+    let upstream = Upstream {
+        outputs: vec![Some(&up_s), None],
+        state_seqs: vec![None, None],
+        final_states: vec![None, Some(&up_a_final)],
+    };
+    let want = kernel.backward(&fwd, &upstream).unwrap();
+    for k in [1, 4, 9, 20] {
+        let out = flexsn_candle::scan_with(
+            &kernel,
+            &[xv.as_tensor(), yv.as_tensor()],
+            Some(&[v0v.as_tensor(), a0v.as_tensor()]),
+            &[dv.as_tensor(), gv.as_tensor(), &bt],
+            SavePolicy::Checkpoint(k),
+        )
+        .unwrap();
+        assert!(out.state_seqs.is_empty());
+        assert_eq!(bits(fwd.output(0)), bits(&flat(&out.outputs[0])));
+        assert_eq!(
+            bits(&fwd.final_states[1]),
+            bits(&flat(&out.final_states[1]))
+        );
+        let loss = (weighted(&out.outputs[0], &up_s) + weighted(&out.final_states[1], &up_a_final))
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let got = |v: &Var| bits(&flat(grads.get(v.as_tensor()).expect("a gradient")));
+        let what = format!("checkpoint:{k}");
+        assert_eq!(got(&xv), bits(&want.inputs[0]), "{what}");
+        assert_eq!(got(&yv), bits(&want.inputs[1]), "{what}");
+        assert_eq!(got(&v0v), bits(&want.init_states[0]), "{what}");
+        assert_eq!(got(&a0v), bits(&want.init_states[1]), "{what}");
+        assert_eq!(got(&dv), bits(want.params[0].as_ref().unwrap()), "{what}");
+        assert_eq!(got(&gv), bits(want.params[1].as_ref().unwrap()), "{what}");
+    }
+    // The node modules take the policy too; K = 0 is an error.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let lif = LIFNode::new(Default::default(), vb.clone())
+        .unwrap()
+        .with_save_policy(SavePolicy::Checkpoint(4))
+        .unwrap();
+    assert_eq!(lif.layer().save_policy(), SavePolicy::Checkpoint(4));
+    let xs = Tensor::from_slice(&x, (t, n), &dev).unwrap();
+    let plain = LIFNode::new(Default::default(), vb.clone()).unwrap();
+    assert_eq!(
+        bits(&flat(&lif.forward(&xs).unwrap())),
+        bits(&flat(&plain.forward(&xs).unwrap()))
+    );
+    assert!(
+        LIFNode::new(Default::default(), vb)
+            .unwrap()
+            .with_save_policy(SavePolicy::Checkpoint(0))
+            .is_err()
+    );
 }

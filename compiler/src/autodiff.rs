@@ -6,7 +6,7 @@
 //! step is recomputed inside it from the saved previous states (the default saving policy:
 //! keep the state sequence, recompute the step).
 //!
-//! Every op's rule lives in one exhaustive `match` in [`vjp`], so a new op cannot compile
+//! Every op's rule lives in one exhaustive `match` in `vjp`, so a new op cannot compile
 //! without its rule. Rules follow PyTorch's derivative formulas (e.g. `maximum` splits the
 //! gradient on ties, `clamp` passes it where `lo < x < hi`).
 

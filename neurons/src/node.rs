@@ -47,8 +47,8 @@ use flexsn_compiler::bptt::{ExecError, Upstream};
 use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph};
 use flexsn_runtime::memory::Estimate;
 use flexsn_runtime::{
-    Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, Neuron, RuntimeError,
-    TrainingBuffers,
+    Backend, CheckpointBuffers, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, Neuron,
+    RuntimeError, SavePolicy, TrainingBuffers,
 };
 
 use crate::Builtin;
@@ -204,6 +204,14 @@ pub enum NodeError {
     )]
     /// Parameters changed while steps are recorded for backward.
     TapeInProgress,
+    #[error(
+        "the save policy cannot change while steps are recorded for backward: call backward(), detach() or reset() first"
+    )]
+    /// The save policy changed while steps are recorded for backward.
+    PolicyWhileRecording,
+    #[error("checkpoint:0: the checkpoint interval must be at least 1")]
+    /// A checkpoint interval of zero.
+    ZeroCheckpointInterval,
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
     /// Backward with nothing recorded.
     NothingRecorded,
@@ -251,9 +259,13 @@ struct Tape {
     steps: usize,
     /// Per input: `[steps, N]`.
     inputs: Vec<Vec<f32>>,
-    /// Per state: `[steps + 1, N]`, the state before the first recorded step, then after each
-    /// (the layout of [`Kernel::backward_host`]'s state buffers).
+    /// Per state: under `states`, `[steps + 1, N]`, the state before the first recorded step,
+    /// then after each (the layout of [`Kernel::backward_host`]'s state buffers); under
+    /// `checkpoint:K`, `⌈steps/K⌉` rows of `N`, the state before recorded steps `0, K, 2K, …`
+    /// (the checkpoints of [`Kernel::backward_checkpointed_host`]).
     state_bufs: Vec<Vec<f32>>,
+    /// The save policy the steps are recorded under.
+    policy: SavePolicy,
     /// Non-decoding nodes: empty. Decoding nodes: the last call's output-0 sequence.
     decode_seq: Vec<f32>,
 }
@@ -310,6 +322,7 @@ pub struct Node {
     mode: StepMode,
     training: bool,
     store_state_seqs: bool,
+    save_policy: SavePolicy,
     /// Non-spiking nodes: states restart from their rule on every call (multi-step only).
     restart_each_call: bool,
     decode: Option<Decode>,
@@ -362,6 +375,7 @@ impl Node {
             mode: StepMode::Multi,
             training: true,
             store_state_seqs: false,
+            save_policy: SavePolicy::States,
             restart_each_call: false,
             decode: None,
             params,
@@ -442,6 +456,32 @@ impl Node {
         self.store_state_seqs = on;
         self.state_seqs = None;
     }
+    /// Bytes of states the recorded steps keep for backward (the inputs are kept too): `S` rows
+    /// of `N` floats per step under `states`, one row per `K` steps under `checkpoint:K`.
+    pub fn saved_bytes(&self) -> usize {
+        let floats: usize = self.tape.state_bufs.iter().map(Vec::len).sum();
+        floats * std::mem::size_of::<f32>()
+    }
+
+    /// What training keeps for backward (default `states`).
+    pub fn save_policy(&self) -> SavePolicy {
+        self.save_policy
+    }
+
+    /// Sets what training keeps for backward: `states` (every state after every step) or
+    /// `checkpoint:K` (the state before every `K`-th recorded step; backward recomputes the
+    /// rest, with bit-identical results). Refused while steps are recorded.
+    pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), NodeError> {
+        if policy == SavePolicy::Checkpoint(0) {
+            return Err(NodeError::ZeroCheckpointInterval);
+        }
+        if self.tape.steps > 0 {
+            return Err(NodeError::PolicyWhileRecording);
+        }
+        self.save_policy = policy;
+        Ok(())
+    }
+
     /// Whether multi-step calls keep every state's sequence.
     pub fn store_state_seqs(&self) -> bool {
         self.store_state_seqs
@@ -754,7 +794,28 @@ impl Node {
         let mut outputs = vec![vec![0.0; t * n]; g.outputs().len()];
         let mut final_states = vec![vec![0.0; n]; g.states().len()];
         let mut bufs = vec![];
-        if want_seqs {
+        // Under `checkpoint:K`, the rows this call adds to the tape.
+        let mut checkpoints: Option<Vec<Vec<f32>>> = None;
+        let policy = match self.save_policy {
+            SavePolicy::Checkpoint(k) if record && !g.states().is_empty() => Some(k),
+            _ => None,
+        };
+        if let Some(k) =
+            policy.filter(|k| !self.store_state_seqs && self.tape.steps.is_multiple_of(*k))
+        {
+            // The call starts a segment: the kernel writes the checkpoints itself.
+            let mut cps = vec![vec![0.0; t.div_ceil(k) * n]; g.states().len()];
+            self.kernel.forward_checkpointed_host(
+                &args,
+                k,
+                &mut CheckpointBuffers {
+                    outputs: outputs.iter_mut().map(Vec::as_mut_slice).collect(),
+                    checkpoints: cps.iter_mut().map(Vec::as_mut_slice).collect(),
+                    final_states: final_states.iter_mut().map(Vec::as_mut_slice).collect(),
+                },
+            )?;
+            checkpoints = Some(cps);
+        } else if want_seqs {
             bufs = vec![vec![0.0; (t + 1) * n]; g.states().len()];
             self.kernel.forward_host(
                 &args,
@@ -773,16 +834,38 @@ impl Node {
                 },
             )?;
         }
+        if let (Some(k), None) = (policy, &checkpoints) {
+            // Mid-segment (or state sequences wanted): the rows of this call's state buffers
+            // that fall on recorded steps `0, K, 2K, …`.
+            let s0 = self.tape.steps;
+            checkpoints = Some(
+                bufs.iter()
+                    .map(|b| {
+                        (0..t)
+                            .filter(|i| (s0 + i).is_multiple_of(k))
+                            .flat_map(|i| b[i * n..(i + 1) * n].iter().copied())
+                            .collect()
+                    })
+                    .collect(),
+            );
+        }
         if record {
             let tape = &mut self.tape;
             if tape.steps == 0 {
                 // Row 0 of each buffer is the state before this call.
                 tape.t0 = self.time_step;
                 tape.inputs = vec![Vec::new(); inputs.len()];
-                tape.state_bufs = bufs.clone();
+                tape.policy = policy.map_or(SavePolicy::States, SavePolicy::Checkpoint);
+                tape.state_bufs = match &checkpoints {
+                    Some(c) => c.clone(),
+                    None => bufs.clone(),
+                };
             } else {
-                for (acc, b) in tape.state_bufs.iter_mut().zip(&bufs) {
-                    acc.extend_from_slice(&b[n..]);
+                for (j, acc) in tape.state_bufs.iter_mut().enumerate() {
+                    match &checkpoints {
+                        Some(c) => acc.extend_from_slice(&c[j]),
+                        None => acc.extend_from_slice(&bufs[j][n..]),
+                    }
                 }
             }
             for (acc, x) in tape.inputs.iter_mut().zip(inputs) {
@@ -875,15 +958,19 @@ impl Node {
         let bufs: Vec<&[f32]> = tape.state_bufs.iter().map(Vec::as_slice).collect();
         let mut inputs = vec![vec![0.0; steps * n]; g.inputs().len()];
         let mut init_states = vec![vec![0.0; n]; g.states().len()];
-        let param_grads = self.kernel.backward_host(
-            &args,
-            &bufs,
-            &upstream,
-            &mut GradBuffers {
-                inputs: inputs.iter_mut().map(Vec::as_mut_slice).collect(),
-                init_states: init_states.iter_mut().map(Vec::as_mut_slice).collect(),
-            },
-        )?;
+        let mut grads = GradBuffers {
+            inputs: inputs.iter_mut().map(Vec::as_mut_slice).collect(),
+            init_states: init_states.iter_mut().map(Vec::as_mut_slice).collect(),
+        };
+        let param_grads = match tape.policy {
+            SavePolicy::Checkpoint(k) => self
+                .kernel
+                .backward_checkpointed_host(&args, k, &bufs, &upstream, &mut grads)?,
+            SavePolicy::States => self
+                .kernel
+                .backward_host(&args, &bufs, &upstream, &mut grads)?,
+        };
+        drop(grads);
         let t0 = tape.t0;
         for (k, (gk, d)) in param_grads.iter().zip(g.params()).enumerate() {
             let Some(gk) = gk else { continue };

@@ -9,6 +9,7 @@ use flexsn_neurons::node::{Node, NodeBackend, NodeError, NodeUpstream, StateInit
 use flexsn_neurons::{
     Builtin, Decode, IFNode, LIFNode, NonSpikingLIFNode, PLIF_W, ParametricLIFNode, V_STATE,
 };
+use flexsn_runtime::SavePolicy;
 
 const B: NodeBackend = NodeBackend::Interpreter;
 
@@ -45,7 +46,11 @@ fn custom_core() -> StepGraph {
 }
 
 fn custom_node(n: usize, t_max: usize) -> Node {
-    let mut node = Node::new(&custom_core(), B).unwrap();
+    custom_node_on(B, n, t_max)
+}
+
+fn custom_node_on(backend: NodeBackend, n: usize, t_max: usize) -> Node {
+    let mut node = Node::new(&custom_core(), backend).unwrap();
     node.set_param("w", &[0.3]).unwrap();
     let th: Vec<f32> = (0..n).map(|i| 0.8 + 0.05 * i as f32).collect();
     node.set_param("th", &th).unwrap();
@@ -448,4 +453,66 @@ fn an_unavailable_backend_is_a_typed_error() {
         Ok(node) => assert_eq!(node.backend_name(), "cuda"),
         Err(e) => assert!(matches!(e, NodeError::Runtime(_)), "{e}"),
     }
+}
+
+/// Under `checkpoint:K` a node keeps only the state before every `K`-th recorded step, over
+/// calls of any length (segments cross call boundaries) and single steps, and backward gives
+/// the same gradients as `states`, bit for bit; the policy cannot change mid-recording.
+#[test]
+fn checkpoint_policy_equals_states_across_calls() {
+    let (t, n) = (9, 4);
+    let x = inputs(t, n, 0.4);
+    let gs = inputs(t, n, 1.3);
+    let gv_final = inputs(1, n, 2.0);
+    let up = NodeUpstream {
+        outputs: vec![Some(&gs), None],
+        state_seqs: vec![None, None],
+        final_states: vec![Some(&gv_final), None],
+    };
+    for backend in [NodeBackend::Interpreter, NodeBackend::Cpu] {
+        let run = |policy: SavePolicy, calls: &[(usize, usize)]| {
+            let mut node = custom_node_on(backend, n, t);
+            node.set_save_policy(policy).unwrap();
+            let mut spikes = vec![];
+            for &(a, b) in calls {
+                let mode = if b - a == 1 {
+                    StepMode::Single
+                } else {
+                    StepMode::Multi
+                };
+                node.set_step_mode(mode).unwrap();
+                spikes.extend(node.forward(&[&x[a * n..b * n]], n).unwrap().remove(0));
+            }
+            // Two states of N floats: T + 1 rows under states, ceil(T/K) under checkpoint:K.
+            let rows = match policy {
+                SavePolicy::States => t + 1,
+                SavePolicy::Checkpoint(k) => t.div_ceil(k),
+            };
+            assert_eq!(node.saved_bytes(), 2 * rows * n * 4, "{policy} {calls:?}");
+            if let SavePolicy::Checkpoint(_) = policy {
+                let refused = node.set_save_policy(SavePolicy::States);
+                assert!(matches!(refused, Err(NodeError::PolicyWhileRecording)));
+            }
+            let g = node.backward_with(&up).unwrap();
+            let pg: Vec<_> = ["w", "th", "gain"]
+                .iter()
+                .map(|p| node.param_grad(p).unwrap().unwrap().to_vec())
+                .collect();
+            (spikes, g, pg)
+        };
+        let want = run(SavePolicy::States, &[(0, t)]);
+        let split = [(0, 3), (3, 4), (4, 9)];
+        let singles: Vec<(usize, usize)> = (0..t).map(|s| (s, s + 1)).collect();
+        for k in [1, 2, 4, 9] {
+            for calls in [&[(0, t)][..], &split, &singles] {
+                let got = run(SavePolicy::Checkpoint(k), calls);
+                assert_eq!(got, want, "{backend:?} checkpoint:{k} calls {calls:?}");
+            }
+        }
+    }
+    let mut node = custom_node(n, t);
+    assert!(matches!(
+        node.set_save_policy(SavePolicy::Checkpoint(0)),
+        Err(NodeError::ZeroCheckpointInterval)
+    ));
 }

@@ -10,8 +10,9 @@ use flexsn_compiler::autodiff::BackwardGraph;
 use flexsn_compiler::bptt::{self, Gradients, Upstream};
 use flexsn_compiler::checkpoint::{SavePolicy, SegmentBackward};
 use flexsn_compiler::ir::{ParamKind, StepGraph};
-use flexsn_compiler::scan::{ScanArgs, ScanResult};
+use flexsn_compiler::scan::{ScanArgs, ScanResult, ShapeError};
 
+use crate::cpu::{CpuScan, recompute};
 use crate::{RuntimeError, ScanExecutor, ScanOutputs};
 
 /// Rows `t0..t0 + len` of a `[T, N]` buffer.
@@ -45,21 +46,52 @@ fn segment_args<'a>(
     }
 }
 
-/// Training forward under `checkpoint:K`: `outputs` (`[T, N]` each) and `final_states` (`[N]`)
-/// as the inference scan writes them; `checkpoints[j]` gets `⌈T/K⌉` rows of `N`, the state
-/// before steps `0, K, 2K, …`. `args` are checked by the caller.
+/// Where a training forward under `checkpoint:K` writes.
+pub(crate) struct Saved<'a, 'b> {
+    /// Per output: `[T, N]`.
+    pub outputs: &'a mut [&'b mut [f32]],
+    /// Per state: `⌈T/K⌉` rows of `N`, the state before steps `0, K, 2K, …`.
+    pub checkpoints: &'a mut [&'b mut [f32]],
+    /// Per state: `[N]`.
+    pub final_states: &'a mut [&'b mut [f32]],
+}
+
+/// Checks that `bufs` hold one `⌈T/K⌉ × N` checkpoint buffer per state of `g`.
+pub(crate) fn check_checkpoints(
+    g: &StepGraph,
+    t: usize,
+    n: usize,
+    k: usize,
+    lens: &[usize],
+) -> Result<(), RuntimeError> {
+    let rows = SavePolicy::Checkpoint(k).saved_rows(t);
+    ShapeError::check_count("checkpoint buffers", g.states().len(), lens.len())?;
+    for (d, &l) in g.states().iter().zip(lens) {
+        ShapeError::check_len(
+            format!("checkpoint buffer {}", d.name),
+            format!("[ceil(T/K)={rows}, N={n}]"),
+            rows * n,
+            l,
+        )?;
+    }
+    Ok(())
+}
+
+/// Training forward under `checkpoint:K`: outputs and final states as the inference scan
+/// writes them, and the checkpoints. `args` and the buffers' shapes are checked by the caller.
 pub(crate) fn forward(
     inference: &dyn ScanExecutor,
     g: &StepGraph,
     args: &ScanArgs<'_, f32>,
     k: usize,
-    outputs: &mut [Vec<f32>],
-    checkpoints: &mut Vec<Vec<f32>>,
-    final_states: &mut [Vec<f32>],
+    saved: Saved<'_, '_>,
 ) -> Result<(), RuntimeError> {
-    let (t, n) = (args.t, args.n);
-    let segs = SavePolicy::Checkpoint(k).segments(t);
-    crate::jit::shape_buffers(checkpoints, g.states().len(), segs.len() * n);
+    let (n, segs) = (args.n, SavePolicy::Checkpoint(k).segments(args.t));
+    let Saved {
+        outputs,
+        checkpoints,
+        final_states,
+    } = saved;
     for ((cp, s0), fin) in checkpoints
         .iter_mut()
         .zip(&args.init_states)
@@ -78,11 +110,7 @@ pub(crate) fn forward(
         for (cp, fin) in checkpoints.iter_mut().zip(final_states.iter_mut()) {
             let (before, after) = cp.split_at_mut((s + 1) * n);
             inits.push(&before[s * n..]);
-            fins.push(if last {
-                fin.as_mut_slice()
-            } else {
-                &mut after[..n]
-            });
+            fins.push(if last { &mut **fin } else { &mut after[..n] });
         }
         let (t0, len) = seg;
         let mut out = ScanOutputs {
@@ -107,6 +135,16 @@ pub(crate) struct Scans<'a> {
     pub segment_exec: &'a dyn ScanExecutor,
 }
 
+/// What the segments of a checkpointed backward read: the forward call, its checkpoints (`⌈T/K⌉`
+/// rows of `N` per state) and the upstream gradients.
+pub(crate) struct Shared<'a> {
+    pub fwd: &'a StepGraph,
+    pub args: &'a ScanArgs<'a, f32>,
+    pub segs: &'a [(usize, usize)],
+    pub checkpoints: &'a [&'a [f32]],
+    pub upstream: &'a Upstream<'a, f32>,
+}
+
 /// Backward under `checkpoint:K` from the forward call's `args` and `checkpoints` (as
 /// [`forward`] left them). Bit-identical to [`bptt::backward_from_prev`] on the full state
 /// sequences. `args` and `upstream` are checked by the caller.
@@ -117,7 +155,7 @@ pub(crate) fn backward(
     bwd: &BackwardGraph,
     args: &ScanArgs<'_, f32>,
     k: usize,
-    checkpoints: &[Vec<f32>],
+    checkpoints: &[&[f32]],
     upstream: &Upstream<'_, f32>,
     reuse: &mut Gradients<f32>,
 ) -> Result<Gradients<f32>, RuntimeError> {
@@ -128,10 +166,6 @@ pub(crate) fn backward(
         return Err(bptt::ExecError::MissingStateSeqs.into());
     }
     let seg_graph = &scans.segment.kernel.graph;
-    let longest = segs.iter().map(|s| s.1).max().unwrap_or(0);
-    // Per state: the checkpoint, then the recomputed states after each step of the segment.
-    let mut states = vec![vec![0.0f32; (longest + 1) * n]; ns];
-    let mut discard = vec![vec![0.0f32; n]; ns];
     // Carried gradients, then the parameter-gradient sums: in and out of each segment.
     let zeros = vec![0.0f32; n];
     let mut carry: Vec<Vec<f32>> = (0..seg_graph.states().len())
@@ -140,14 +174,76 @@ pub(crate) fn backward(
             _ => zeros.clone(),
         })
         .collect();
-    let mut carry_out = carry.clone();
     let mut seq_outs = std::mem::take(&mut reuse.inputs);
     crate::jit::shape_buffers(&mut seq_outs, fwd.inputs().len(), t * n);
     let seq_count = scans.segment.kernel.output_modes.len();
     seq_outs.resize_with(seq_count, || vec![0.0; t * n]);
-    for (s, &seg) in segs.iter().enumerate().rev() {
+    let shared = Shared {
+        fwd,
+        args,
+        segs: &segs,
+        checkpoints,
+        upstream,
+    };
+    match (cpu(scans.recompute), cpu(scans.segment_exec)) {
+        // The CPU recomputes each segment per chunk of neurons, in cache.
+        (Some(recompute), Some(segment)) => recompute::backward(
+            &recompute::Scans { recompute, segment },
+            &shared,
+            &mut seq_outs,
+            &mut carry,
+        )?,
+        _ => whole_segments(scans, &shared, &mut seq_outs, &mut carry)?,
+    }
+    // The backward kernel's results, as one scan over all `T` steps would have returned them.
+    let mut seq_outs = seq_outs.into_iter().map(Some).collect::<Vec<_>>();
+    let outputs = scans
+        .segment
+        .sources
+        .iter()
+        .map(|src| match *src {
+            Ok(o) => seq_outs[o].take().unwrap_or_default(),
+            Err(j) => carry[j].clone(),
+        })
+        .collect();
+    carry.truncate(ns);
+    let r = ScanResult {
+        outputs,
+        state_seqs: vec![],
+        final_states: carry,
+    };
+    Ok(bptt::collect_gradients(fwd, bwd, r, t, n))
+}
+
+/// `e` as a CPU scan, if it is one.
+fn cpu(e: &dyn ScanExecutor) -> Option<&CpuScan> {
+    e.as_any().downcast_ref::<CpuScan>()
+}
+
+/// The segments of [`backward`] one after the other, each over all `N` neurons: recomputes a
+/// segment's states into `[(K+1), N]` buffers, then runs the segment backward scan over them.
+/// `carry` holds the carried states on entry (as `upstream` gives them) and their final values
+/// on return; `seq_outs` receives the segment scan's sequence outputs.
+fn whole_segments(
+    scans: &Scans<'_>,
+    sh: &Shared<'_>,
+    seq_outs: &mut [Vec<f32>],
+    carry: &mut Vec<Vec<f32>>,
+) -> Result<(), RuntimeError> {
+    let (fwd, args, upstream) = (sh.fwd, sh.args, sh.upstream);
+    let (n, ns) = (args.n, fwd.states().len());
+    let longest = sh.segs.iter().map(|s| s.1).max().unwrap_or(0);
+    // Per state: the checkpoint, then the recomputed states after each step of the segment.
+    let mut states = vec![vec![0.0f32; (longest + 1) * n]; ns];
+    let mut discard = vec![vec![0.0f32; n]; ns];
+    let mut carry_out = carry.clone();
+    for (s, &seg) in sh.segs.iter().enumerate().rev() {
         let (t0, len) = seg;
-        let cps: Vec<&[f32]> = checkpoints.iter().map(|c| &c[s * n..(s + 1) * n]).collect();
+        let cps: Vec<&[f32]> = sh
+            .checkpoints
+            .iter()
+            .map(|c| &c[s * n..(s + 1) * n])
+            .collect();
         for (buf, cp) in states.iter_mut().zip(&cps) {
             buf[..n].copy_from_slice(cp);
         }
@@ -180,24 +276,7 @@ pub(crate) fn backward(
             final_states: carry_out.iter_mut().map(Vec::as_mut_slice).collect(),
         };
         scans.segment_exec.run_into(&bargs, &mut out)?;
-        std::mem::swap(&mut carry, &mut carry_out);
+        std::mem::swap(carry, &mut carry_out);
     }
-    // The backward kernel's results, as one scan over all `T` steps would have returned them.
-    let mut seq_outs = seq_outs.into_iter().map(Some).collect::<Vec<_>>();
-    let outputs = scans
-        .segment
-        .sources
-        .iter()
-        .map(|src| match *src {
-            Ok(o) => seq_outs[o].take().unwrap_or_default(),
-            Err(j) => carry[j].clone(),
-        })
-        .collect();
-    carry.truncate(ns);
-    let r = ScanResult {
-        outputs,
-        state_seqs: vec![],
-        final_states: carry,
-    };
-    Ok(bptt::collect_gradients(fwd, bwd, r, t, n))
+    Ok(())
 }

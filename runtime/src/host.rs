@@ -80,7 +80,7 @@ impl<'a> KernelArgs<'a> {
 }
 
 /// Where a training forward writes: per output its sequence, per state its `[T + 1, N]` buffer
-/// (see the [module docs](self)) and its final value.
+/// (row 0 the initial state, rows `1..=T` the state after each step) and its final value.
 #[derive(Debug, Default)]
 pub struct TrainingBuffers<'b> {
     /// Per output: `[T, N]` (`[N]` when summed over time).
@@ -96,6 +96,17 @@ pub struct TrainingBuffers<'b> {
 pub struct InferenceBuffers<'b> {
     /// Per output: `[T, N]` (`[N]` when summed over time).
     pub outputs: Vec<&'b mut [f32]>,
+    /// Per state: `[N]`.
+    pub final_states: Vec<&'b mut [f32]>,
+}
+
+/// Where a training forward under `checkpoint:K` writes (see [`Kernel::forward_checkpointed_host`]).
+#[derive(Debug, Default)]
+pub struct CheckpointBuffers<'b> {
+    /// Per output: `[T, N]` (`[N]` when summed over time).
+    pub outputs: Vec<&'b mut [f32]>,
+    /// Per state: `⌈T/K⌉` rows of `N`, the state before steps `0, K, 2K, …`.
+    pub checkpoints: Vec<&'b mut [f32]>,
     /// Per state: `[N]`.
     pub final_states: Vec<&'b mut [f32]>,
 }
@@ -142,6 +153,42 @@ fn check_state_bufs(g: &StepGraph, t: usize, n: usize, lens: &[usize]) -> Result
             format!("[T+1={}, N={n}]", t + 1),
             expected,
             l,
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks that `grads` hold one `[T, N]` buffer per input and one `[N]` per state of `g`.
+fn check_grad_bufs(
+    g: &StepGraph,
+    t: usize,
+    n: usize,
+    grads: &GradBuffers<'_>,
+) -> Result<(), ShapeError> {
+    ShapeError::check_count(
+        "input-gradient buffers",
+        g.inputs().len(),
+        grads.inputs.len(),
+    )?;
+    for (d, b) in g.inputs().iter().zip(&grads.inputs) {
+        ShapeError::check_len(
+            format!("input-gradient buffer {}", d.name),
+            format!("[T={t}, N={n}]"),
+            t * n,
+            b.len(),
+        )?;
+    }
+    ShapeError::check_count(
+        "initial-state-gradient buffers",
+        g.states().len(),
+        grads.init_states.len(),
+    )?;
+    for (d, b) in g.states().iter().zip(&grads.init_states) {
+        ShapeError::check_len(
+            format!("initial-state-gradient buffer {}", d.name),
+            format!("[N={n}]"),
+            n,
+            b.len(),
         )?;
     }
     Ok(())
@@ -363,32 +410,7 @@ impl Kernel {
         args.check(g)?;
         upstream.check(g, t, n)?;
         let tn = t * n;
-        ShapeError::check_count(
-            "input-gradient buffers",
-            g.inputs().len(),
-            grads.inputs.len(),
-        )?;
-        for (d, b) in g.inputs().iter().zip(&grads.inputs) {
-            ShapeError::check_len(
-                format!("input-gradient buffer {}", d.name),
-                format!("[T={t}, N={n}]"),
-                tn,
-                b.len(),
-            )?;
-        }
-        ShapeError::check_count(
-            "initial-state-gradient buffers",
-            g.states().len(),
-            grads.init_states.len(),
-        )?;
-        for (d, b) in g.states().iter().zip(&grads.init_states) {
-            ShapeError::check_len(
-                format!("initial-state-gradient buffer {}", d.name),
-                format!("[N={n}]"),
-                n,
-                b.len(),
-            )?;
-        }
+        check_grad_bufs(g, t, n, grads)?;
         // The param contributions (at most `[T, N]` each) and the zero final-state gradient.
         let learnable = g.params().iter().filter(|d| d.learnable).count();
         let e = Estimate::new().add(learnable, &[t, n], 4).add(1, &[n], 4);
@@ -424,4 +446,81 @@ impl Kernel {
         })?;
         Ok(r.params)
     }
+
+    /// Training forward under `checkpoint:K` into caller-owned buffers: outputs, the
+    /// checkpoints (`⌈T/K⌉` rows of `N` per state: far less than the `[T + 1, N]` state
+    /// buffers of [`Kernel::forward_host`]) and final states. Pass the checkpoints to
+    /// [`Kernel::backward_checkpointed_host`] with the same `args` and `k`.
+    pub fn forward_checkpointed_host(
+        &self,
+        args: &KernelArgs<'_>,
+        k: usize,
+        out: &mut CheckpointBuffers<'_>,
+    ) -> Result<(), RuntimeError> {
+        check_interval(k)?;
+        let r = self.resolve_args(args)?;
+        let (g, t, n) = (self.graph(), r.t, r.n);
+        check_init_states(g, n, r.init_states.as_deref())?;
+        let lens: Vec<usize> = out.checkpoints.iter().map(|b| b.len()).collect();
+        crate::checkpoint::check_checkpoints(g, t, n, k, &lens)?;
+        ScanOutputs {
+            outputs: out.outputs.iter_mut().map(|b| &mut **b).collect(),
+            state_seqs: vec![],
+            final_states: out.final_states.iter_mut().map(|b| &mut **b).collect(),
+        }
+        .check(self.inference_scan().kernel(), t, n)?;
+        let saved = crate::checkpoint::Saved {
+            outputs: &mut out.outputs,
+            checkpoints: &mut out.checkpoints,
+            final_states: &mut out.final_states,
+        };
+        self.forward_checkpointed_resolved(&r, k, saved)
+    }
+
+    /// Backpropagation through time for a [`Kernel::forward_checkpointed_host`] call: the same
+    /// `args` and `k`, the checkpoints it filled, and upstream gradients (absent: zero).
+    /// Bit-identical to [`Kernel::backward_host`] after [`Kernel::forward_host`].
+    pub fn backward_checkpointed_host(
+        &self,
+        args: &KernelArgs<'_>,
+        k: usize,
+        checkpoints: &[&[f32]],
+        upstream: &Upstream<'_, f32>,
+        grads: &mut GradBuffers<'_>,
+    ) -> Result<ParamGrads, RuntimeError> {
+        check_interval(k)?;
+        let r = self.resolve_args(args)?;
+        let (g, t, n) = (self.graph(), r.t, r.n);
+        if r.init_states.is_some() {
+            check_init_states(g, n, r.init_states.as_deref())?;
+        }
+        let lens: Vec<usize> = checkpoints.iter().map(|b| b.len()).collect();
+        crate::checkpoint::check_checkpoints(g, t, n, k, &lens)?;
+        check_grad_bufs(g, t, n, grads)?;
+        let mut reuse = bptt::Gradients {
+            inputs: vec![],
+            init_states: vec![],
+            params: vec![],
+        };
+        let got = self.backward_checkpointed_resolved(&r, k, checkpoints, upstream, &mut reuse)?;
+        let pairs = grads
+            .inputs
+            .iter_mut()
+            .zip(&got.inputs)
+            .chain(grads.init_states.iter_mut().zip(&got.init_states));
+        for (dst, src) in pairs {
+            dst.copy_from_slice(src);
+        }
+        Ok(got.params)
+    }
+}
+
+/// `Ok` for a checkpoint interval of at least 1.
+pub(crate) fn check_interval(k: usize) -> Result<(), RuntimeError> {
+    if k == 0 {
+        return Err(RuntimeError::Unsupported(
+            "checkpoint:0: the checkpoint interval must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }

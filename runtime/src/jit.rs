@@ -202,7 +202,8 @@ impl Jit {
         Ok(passes::optimize_checked(g)?)
     }
 
-    /// Compiles `neuron`'s forward scans (see the [module docs](self)).
+    /// Compiles `neuron`'s forward scans now (its backward scans on first use), optimised when the
+    /// JIT optimises ([`Jit::set_optimize`]; off for the interpreter).
     pub fn compile<N: Neuron + ?Sized>(&self, neuron: &N) -> Result<Kernel, RuntimeError> {
         let g = neuron.step_graph()?;
         flexsn_compiler::verify::verify(&g)?;
@@ -312,6 +313,11 @@ impl Forward<'_> {
     pub fn output(&self, o: usize) -> &[f32] {
         &self.outputs[o]
     }
+}
+
+/// Each buffer of `v` as a mutable slice.
+fn mut_slices(v: &mut [Vec<f32>]) -> Vec<&mut [f32]> {
+    v.iter_mut().map(Vec::as_mut_slice).collect()
 }
 
 /// Makes `v` hold `count` buffers of `len` floats, reusing allocations.
@@ -447,31 +453,19 @@ impl Kernel {
         match fwd.policy {
             SavePolicy::Checkpoint(k) => {
                 fwd.seq_bufs.clear();
-                let defaults;
-                let init: Vec<&[f32]> = match &r.init_states {
-                    Some(s) => s.clone(),
-                    None => {
-                        defaults = bptt::default_init_states::<f32>(g, n)?;
-                        defaults.iter().map(Vec::as_slice).collect()
-                    }
+                let rows = SavePolicy::Checkpoint(k).saved_rows(t);
+                shape_buffers(&mut fwd.checkpoints, g.states().len(), rows * n);
+                let (mut o, mut c, mut f) = (
+                    mut_slices(&mut fwd.outputs),
+                    mut_slices(&mut fwd.checkpoints),
+                    mut_slices(&mut fwd.final_states),
+                );
+                let saved = crate::checkpoint::Saved {
+                    outputs: &mut o,
+                    checkpoints: &mut c,
+                    final_states: &mut f,
                 };
-                let args = ScanArgs {
-                    t,
-                    n,
-                    inputs: r.inputs.clone(),
-                    init_states: init,
-                    params: r.params.clone(),
-                };
-                args.check(g)?;
-                crate::checkpoint::forward(
-                    self.inference.as_ref(),
-                    g,
-                    &args,
-                    k,
-                    &mut fwd.outputs,
-                    &mut fwd.checkpoints,
-                    &mut fwd.final_states,
-                )?;
+                self.forward_checkpointed_resolved(&r, k, saved)?;
             }
             SavePolicy::States => {
                 fwd.checkpoints.clear();
@@ -643,6 +637,34 @@ impl Kernel {
         Ok(b)
     }
 
+    /// Training forward under `checkpoint:K` of resolved arguments (initial states: given or
+    /// the graph's constants) into `saved`, whose shapes the caller has made right.
+    pub(crate) fn forward_checkpointed_resolved(
+        &self,
+        r: &Resolved<'_>,
+        k: usize,
+        saved: crate::checkpoint::Saved<'_, '_>,
+    ) -> Result<(), RuntimeError> {
+        let g = &self.graph;
+        let defaults;
+        let init: Vec<&[f32]> = match &r.init_states {
+            Some(s) => s.clone(),
+            None => {
+                defaults = bptt::default_init_states::<f32>(g, r.n)?;
+                defaults.iter().map(Vec::as_slice).collect()
+            }
+        };
+        let args = ScanArgs {
+            t: r.t,
+            n: r.n,
+            inputs: r.inputs.clone(),
+            init_states: init,
+            params: r.params.clone(),
+        };
+        args.check(g)?;
+        crate::checkpoint::forward(self.inference.as_ref(), g, &args, k, saved)
+    }
+
     /// [`Kernel::backward_into`] for a forward under `checkpoint:K`.
     fn backward_checkpointed(
         &self,
@@ -651,28 +673,57 @@ impl Kernel {
         upstream: &Upstream<'_, f32>,
         grads: &mut Gradients<f32>,
     ) -> Result<(), RuntimeError> {
-        let (t, n) = (fwd.t, fwd.n);
         let g = &self.graph;
-        let rows_ok = fwd.checkpoints.iter().all(|c| c.len() >= n);
+        let rows_ok = fwd.checkpoints.iter().all(|c| c.len() >= fwd.n);
         if fwd.checkpoints.len() != g.states().len()
             || !rows_ok
             || fwd.inputs.len() != g.inputs().len()
         {
             return Err(RuntimeError::Exec(bptt::ExecError::MissingStateSeqs));
         }
+        let r = Resolved {
+            t: fwd.t,
+            n: fwd.n,
+            inputs: fwd.inputs.clone(),
+            init_states: fwd.init_states.clone(),
+            params: fwd.params.clone(),
+        };
+        let cps: Vec<&[f32]> = fwd.checkpoints.iter().map(Vec::as_slice).collect();
+        *grads = self.backward_checkpointed_resolved(&r, k, &cps, upstream, grads)?;
+        Ok(())
+    }
+
+    /// Backward under `checkpoint:K` of resolved arguments from `checkpoints` (`⌈T/K⌉` rows of
+    /// `N` per state, checked by the caller); `reuse` lends its buffers.
+    pub(crate) fn backward_checkpointed_resolved(
+        &self,
+        r: &Resolved<'_>,
+        k: usize,
+        checkpoints: &[&[f32]],
+        upstream: &Upstream<'_, f32>,
+        reuse: &mut Gradients<f32>,
+    ) -> Result<Gradients<f32>, RuntimeError> {
+        let (t, n) = (r.t, r.n);
+        let g = &self.graph;
         // Checked before a backward scan is compiled for `upstream.spec()`.
         upstream.check(g, t, n)?;
-        // The initial states are the first checkpoint row unless given.
-        let init_states = fwd
-            .init_states
-            .clone()
-            .unwrap_or_else(|| fwd.checkpoints.iter().map(|c| &c[..n]).collect());
+        let defaults;
+        let init_states = match (&r.init_states, t) {
+            (Some(s), _) => s.clone(),
+            // Without steps there is no checkpoint row: the graph's initial values.
+            (None, 0) => {
+                defaults = bptt::default_init_states::<f32>(g, n)?;
+                defaults.iter().map(Vec::as_slice).collect()
+            }
+            // The initial states are the first checkpoint row unless given.
+            (None, _) => checkpoints.iter().map(|c| &c[..n]).collect(),
+        };
         let args = ScanArgs {
             t,
             n,
-            inputs: fwd.inputs.clone(),
+            inputs: r.inputs.clone(),
             init_states,
-            params: fwd.params.clone(),
+            params: r.params.clone(),
         };
         args.check(g)?;
         let bk = self.backward_kernel(&upstream.spec())?;
@@ -682,17 +733,7 @@ impl Kernel {
             segment,
             segment_exec: segment_exec.as_ref(),
         };
-        *grads = crate::checkpoint::backward(
-            &scans,
-            g,
-            &bk.graph,
-            &args,
-            k,
-            &fwd.checkpoints,
-            upstream,
-            grads,
-        )?;
-        Ok(())
+        crate::checkpoint::backward(&scans, g, &bk.graph, &args, k, checkpoints, upstream, reuse)
     }
 
     /// The save policy of [`Kernel::forward`] (default [`SavePolicy::States`]).
@@ -703,10 +744,8 @@ impl Kernel {
     /// Sets what [`Kernel::forward`] keeps for backward. A `checkpoint:K` policy's extra scans
     /// (the recompute scan, and each backward scan's segment form) compile on first use.
     pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), RuntimeError> {
-        if policy == SavePolicy::Checkpoint(0) {
-            return Err(RuntimeError::Unsupported(
-                "checkpoint:0: the checkpoint interval must be at least 1".into(),
-            ));
+        if let SavePolicy::Checkpoint(k) = policy {
+            crate::host::check_interval(k)?;
         }
         self.save_policy = policy;
         Ok(())

@@ -49,6 +49,8 @@ pub use executor::{
 pub use flexsn_compiler::autodiff::GradSpec;
 pub use flexsn_compiler::bptt::{Gradients, Upstream};
 pub use flexsn_compiler::checkpoint::SavePolicy;
-pub use host::{GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers};
+pub use host::{
+    CheckpointBuffers, GradBuffers, InferenceBuffers, KernelArgs, ParamGrads, TrainingBuffers,
+};
 pub use jit::{Backend, Forward, Inference, Jit, Kernel, UnknownBackend};
 pub use neuron::Neuron;

@@ -6,8 +6,12 @@
 use flexsn_compiler::codegen::cuda::samples;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::random::{RandomGraphConfig, graph_strategy, random_inputs, random_upstream};
+use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::cuda::emulated::find_cxx;
-use flexsn_runtime::{Backend, Gradients, Jit, SavePolicy};
+use flexsn_runtime::{
+    Backend, CheckpointBuffers, GradBuffers, Gradients, Jit, KernelArgs, SavePolicy,
+    TrainingBuffers, Upstream,
+};
 use proptest::test_runner::{Config, TestRunner};
 
 fn graphs() -> Vec<StepGraph> {
@@ -64,8 +68,11 @@ fn same_grads(what: &str, a: &Gradients<f32>, b: &Gradients<f32>) {
 
 /// `graphs` on `backend`, `T` in `ts`, `K` in `ks`.
 fn check_backend(backend: Backend, graphs: &[StepGraph], ts: &[usize], ks: &[usize]) {
-    let jit = Jit::new(backend).unwrap();
-    let n = 37;
+    check_jit(&Jit::new(backend).unwrap(), 37, graphs, ts, ks);
+}
+
+/// `graphs` on `jit` with `n` neurons, `T` in `ts`, `K` in `ks`.
+fn check_jit(jit: &Jit, n: usize, graphs: &[StepGraph], ts: &[usize], ks: &[usize]) {
     for (gi, g) in graphs.iter().enumerate() {
         let mut kernel = jit.compile(g).unwrap();
         for &t in ts {
@@ -84,7 +91,11 @@ fn check_backend(backend: Backend, graphs: &[StepGraph], ts: &[usize], ks: &[usi
             let fs = kernel.forward(t, n, &xs, Some(&s0), &ps).unwrap();
             let want = kernel.backward(&fs, &up).unwrap();
             for &k in ks {
-                let what = format!("{} graph {gi} ({}), T={t}, K={k}", backend.name(), g.name());
+                let what = format!(
+                    "{} graph {gi} ({}), N={n}, T={t}, K={k}",
+                    jit.backend_name(),
+                    g.name()
+                );
                 kernel.set_save_policy(SavePolicy::Checkpoint(k)).unwrap();
                 let fc = kernel.forward(t, n, &xs, Some(&s0), &ps).unwrap();
                 // Without states or steps there is nothing to save: `states` runs.
@@ -130,6 +141,18 @@ fn checkpoint_equals_states_on_the_cpu() {
     check_random_graphs(Backend::Cpu, 10, &ts, &ks);
 }
 
+/// Enough neurons for two threads of several chunks each (the CPU recomputes each segment one
+/// chunk of neurons at a time, in cache), and a last chunk shorter than the others.
+#[test]
+fn checkpoint_equals_states_on_the_cpu_over_threads_and_chunks() {
+    let jit = Jit::cpu(CpuOptions {
+        threads: 2,
+        ..CpuOptions::default()
+    })
+    .unwrap();
+    check_jit(&jit, 20_011, &graphs(), &[7], &[3, 7]);
+}
+
 #[test]
 fn checkpoint_equals_states_on_emulated_cuda() {
     if find_cxx().is_err() {
@@ -160,4 +183,104 @@ fn saved_bytes_fall_with_k_and_zero_is_refused() {
     assert_eq!(ck, 4 * 4 * n);
     assert!(kernel.set_save_policy(SavePolicy::Checkpoint(0)).is_err());
     assert_eq!(kernel.save_policy(), SavePolicy::Checkpoint(16));
+}
+
+/// The host-buffer entry points of `checkpoint:K` (what the bridges and `Node` use) give what
+/// `forward_host` / `backward_host` give, bit for bit; wrong checkpoint buffers and K = 0 are
+/// errors.
+#[test]
+fn host_checkpoint_entry_points_equal_states() {
+    let g = samples::plif(1.0, 0.0).unwrap();
+    let kernel = Jit::new(Backend::Cpu).unwrap().compile(&g).unwrap();
+    let (t, n, k) = (7, 37, 3);
+    let (xs, s0, ps) = random_inputs(5, &g, t, n);
+    let mut args = KernelArgs::new(t, n);
+    args.inputs = xs.iter().map(Vec::as_slice).collect();
+    args.init_states = Some(s0.iter().map(Vec::as_slice).collect());
+    args.params = g
+        .params()
+        .iter()
+        .zip(&ps)
+        .map(|(d, p)| (d.name.as_str(), p.as_slice()))
+        .collect();
+    let gy = vec![0.5f32; t * n];
+    let mut up = Upstream::none(&g);
+    up.outputs[0] = Some(&gy);
+    let zeros = |len: usize, count: usize| vec![vec![0.0f32; len]; count];
+    let (no, ns, ni) = (g.outputs().len(), g.states().len(), g.inputs().len());
+
+    // states
+    let (mut out_s, mut bufs, mut fin_s) = (zeros(t * n, no), zeros((t + 1) * n, ns), zeros(n, ns));
+    kernel
+        .forward_host(
+            &args,
+            &mut TrainingBuffers {
+                outputs: out_s.iter_mut().map(Vec::as_mut_slice).collect(),
+                state_bufs: bufs.iter_mut().map(Vec::as_mut_slice).collect(),
+                final_states: fin_s.iter_mut().map(Vec::as_mut_slice).collect(),
+            },
+        )
+        .unwrap();
+    let (mut gx_s, mut gs_s) = (zeros(t * n, ni), zeros(n, ns));
+    let bref: Vec<&[f32]> = bufs.iter().map(Vec::as_slice).collect();
+    let gp_s = kernel
+        .backward_host(
+            &args,
+            &bref,
+            &up,
+            &mut GradBuffers {
+                inputs: gx_s.iter_mut().map(Vec::as_mut_slice).collect(),
+                init_states: gs_s.iter_mut().map(Vec::as_mut_slice).collect(),
+            },
+        )
+        .unwrap();
+
+    // checkpoint:3
+    let rows = t.div_ceil(k);
+    let (mut out_c, mut cps, mut fin_c) = (zeros(t * n, no), zeros(rows * n, ns), zeros(n, ns));
+    kernel
+        .forward_checkpointed_host(
+            &args,
+            k,
+            &mut CheckpointBuffers {
+                outputs: out_c.iter_mut().map(Vec::as_mut_slice).collect(),
+                checkpoints: cps.iter_mut().map(Vec::as_mut_slice).collect(),
+                final_states: fin_c.iter_mut().map(Vec::as_mut_slice).collect(),
+            },
+        )
+        .unwrap();
+    for (a, b) in out_c.iter().zip(&out_s).chain(fin_c.iter().zip(&fin_s)) {
+        same("host forward", a, b);
+    }
+    let (mut gx_c, mut gs_c) = (zeros(t * n, ni), zeros(n, ns));
+    let cref: Vec<&[f32]> = cps.iter().map(Vec::as_slice).collect();
+    let mut grads = GradBuffers {
+        inputs: gx_c.iter_mut().map(Vec::as_mut_slice).collect(),
+        init_states: gs_c.iter_mut().map(Vec::as_mut_slice).collect(),
+    };
+    let gp_c = kernel
+        .backward_checkpointed_host(&args, k, &cref, &up, &mut grads)
+        .unwrap();
+    // Wrong buffers and K = 0 are errors, not panics.
+    let short: Vec<&[f32]> = cps.iter().map(|c| &c[n..]).collect();
+    let err = kernel
+        .backward_checkpointed_host(&args, k, &short, &up, &mut grads)
+        .unwrap_err();
+    assert!(err.to_string().contains("checkpoint buffer"), "{err}");
+    assert!(
+        kernel
+            .backward_checkpointed_host(&args, 0, &cref, &up, &mut grads)
+            .is_err()
+    );
+    drop(grads);
+    for (a, b) in gx_c.iter().zip(&gx_s).chain(gs_c.iter().zip(&gs_s)) {
+        same("host backward", a, b);
+    }
+    for (a, b) in gp_c.iter().zip(&gp_s) {
+        same(
+            "host param grad",
+            a.as_deref().unwrap_or(&[]),
+            b.as_deref().unwrap_or(&[]),
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! dead-code elimination and IEEE-safe algebraic simplification.
 //!
 //! Every pass takes a graph and returns a new one, rebuilt through
-//! [`GraphBuilder::with_decls_of`]: the declarations (inputs, states, params) stay as they are,
+//! [`GraphBuilder::with_decls_of`](crate::ir::builder::GraphBuilder::with_decls_of): the declarations (inputs, states, params) stay as they are,
 //! nodes stay in topological index order, and identical nodes are shared. Every pass preserves
 //! the graph's `f32` semantics bit for bit (NaN payloads aside: NaN constants are made canonical)
 //! and its gradients, so autodiff may run before or after them. The `f64` interpreter can differ

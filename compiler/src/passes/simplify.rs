@@ -35,7 +35,7 @@ use crate::ir::builder::GraphBuilder;
 use crate::ir::rebuild::{const_value, rebuild};
 use crate::ir::{Op, StepGraph, ValueId};
 
-/// Applies the rewrites in the [module docs](self) bottom-up, once per node (rewrites of the
+/// Applies the rewrites listed in this module's docs bottom-up, once per node (rewrites of the
 /// nodes a rewrite creates are applied too).
 pub fn simplify(g: &StepGraph) -> StepGraph {
     rebuild(g, |_| true, simplify_node)

@@ -12,6 +12,7 @@
 //! per thread) use fewer threads.
 
 mod inspect;
+pub(crate) mod recompute;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -113,6 +114,19 @@ fn isa_for(big: bool) -> Result<OwnedTargetIsa, RuntimeError> {
     Ok(isa)
 }
 
+/// Whether `isa` lowers an `f32x4` `fma` to one instruction (the condition of
+/// [`clif::host_fma`], which the bit-exact model follows).
+fn has_fma(isa: &dyn cranelift_codegen::isa::TargetIsa) -> bool {
+    match isa.triple().architecture.to_string().as_str() {
+        "aarch64" => true,
+        a if a.starts_with("x86") => isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+        _ => false,
+    }
+}
+
 /// Machine code of a compiled kernel, kept for inspection.
 #[derive(Clone, Debug)]
 pub struct MachineCode {
@@ -139,6 +153,7 @@ pub struct CpuScan {
     /// For functions register-allocated in a single pass: the stack their calls run on (a
     /// spill slot per value can outgrow any thread's default stack); 0 for the caller's.
     stack_bytes: usize,
+    fused: bool,
     compile_time: Duration,
     code: MachineCode,
 }
@@ -164,6 +179,7 @@ impl CpuScan {
         let mut copts = ClifOptions::new(isa.frontend_config());
         copts.chunk = opts.chunk;
         copts.unroll = opts.unroll;
+        copts.fused = has_fma(&*isa);
         let scan = clif::codegen_scan(kernel, &copts)?;
         let big = scan.func.dfg.num_insts() > SINGLE_PASS_REGALLOC_ABOVE;
         // Up to 16 bytes of spill slot per value, and room for the caller's frames.
@@ -211,6 +227,7 @@ impl CpuScan {
             unroll: scan.unroll,
             scratch_bytes: scan.scratch_bytes,
             stack_bytes,
+            fused: copts.fused,
             compile_time: start.elapsed(),
             code,
         })
@@ -229,6 +246,12 @@ impl CpuScan {
     /// The generated machine code (for disassembly).
     pub fn machine_code(&self) -> &MachineCode {
         &self.code
+    }
+
+    /// Whether the math library's polynomials use fused multiply-adds (see
+    /// [`ClifOptions::fused`]).
+    pub fn fused(&self) -> bool {
+        self.fused
     }
 
     /// Threads a run uses at most.
@@ -534,6 +557,15 @@ mod tests {
             assert_eq!(got.outputs, want.outputs, "unroll {unroll}");
             assert_eq!(got.final_states, want.final_states, "unroll {unroll}");
         }
+    }
+
+    /// Kernels fuse exactly when the model of this machine does, so `model::run_scan` is the
+    /// model of what runs.
+    #[test]
+    fn kernels_fuse_as_the_host_model() {
+        let g = random_graph(1, &RandomGraphConfig::all());
+        let cpu = CpuScan::compile(&ScanKernel::forward(g, false), &CpuOptions::default()).unwrap();
+        assert_eq!(cpu.fused(), flexsn_compiler::codegen::clif::host_fma());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Every kernel launch of the real CUDA backend goes through [`launch_raw`]: pointer arguments
+//! Every kernel launch of the real CUDA backend goes through `launch_raw`: pointer arguments
 //! then `long long` scalars, the launch error named after the kernel, and in synchronous mode a
 //! stream synchronization right after, so that a fault inside the kernel is reported as that
 //! kernel's error instead of surfacing at some later call under another name.

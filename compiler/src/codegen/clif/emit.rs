@@ -17,6 +17,8 @@ pub(crate) struct ClifLanes<'a, 'f> {
     pub b: &'a mut FunctionBuilder<'f>,
     /// Address of [`super::math::TWO_OVER_PI_CHUNKS`] (an `i64`).
     pub tables: Value,
+    /// Whether [`Lanes::mul_add`] emits one `fma` ([`super::ClifOptions::fused`]).
+    pub fused: bool,
 }
 
 fn vflags() -> MemFlagsData {
@@ -115,6 +117,14 @@ impl Lanes for ClifLanes<'_, '_> {
     }
     fn div(&mut self, a: Value, b: Value) -> Value {
         self.b.ins().fdiv(a, b)
+    }
+    fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.fused {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(m, c)
+        }
     }
     fn neg(&mut self, a: Value) -> Value {
         self.b.ins().fneg(a)
@@ -487,6 +497,15 @@ impl<const G: usize> Lanes for Wide<'_, '_, G> {
     }
     fn fsel(&mut self, m: [Value; G], a: [Value; G], b: [Value; G]) -> [Value; G] {
         wide_map!(self, |i| self.l.fsel(m[i], a[i], b[i]))
+    }
+    fn mul_add(&mut self, a: [Value; G], b: [Value; G], c: [Value; G]) -> [Value; G] {
+        if self.l.fused {
+            wide_map!(self, |i| self.l.mul_add(a[i], b[i], c[i]))
+        } else {
+            // Every copy's product, then every copy's sum (as `mul` then `add`).
+            let m = self.mul(a, b);
+            self.add(m, c)
+        }
     }
     fn isel(&mut self, m: [Value; G], a: [Value; G], b: [Value; G]) -> [Value; G] {
         wide_map!(self, |i| self.l.isel(m[i], a[i], b[i]))

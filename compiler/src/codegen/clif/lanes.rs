@@ -9,8 +9,11 @@
 //! - `ClifLanes` (in `emit.rs`) emits Cranelift instructions on `f32x4`/`i32x4` vectors (and
 //!   pairs of `f64x2` for the `f64` type).
 //!
-//! Because both run the same sequence of IEEE-754 operations (no fused multiply-add, no
-//! approximate reciprocals), they agree bit for bit on every input except for NaN payloads.
+//! Because both run the same sequence of IEEE-754 operations (no approximate reciprocals; a
+//! fused multiply-add exactly where [`Lanes::mul_add`] is called on lanes that fuse), they agree
+//! bit for bit on every input except for NaN payloads. Only the approximated functions of
+//! [`super::math`] call `mul_add`: the exactly lowered ops never fuse, so they keep the
+//! interpreter's rounding.
 
 /// A float comparison; every comparison yields a mask (all ones where true, zero where false).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +73,9 @@ pub trait Lanes {
     fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F;
     /// `a / b`.
     fn div(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c`: one fused multiply-add (rounded once) where the lanes fuse, else the rounded
+    /// product plus `c`.
+    fn mul_add(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     /// `-a`.
     fn neg(&mut self, a: Self::F) -> Self::F;
     /// `|a|`.
@@ -153,8 +159,19 @@ pub trait Lanes {
 }
 
 /// One lane in plain Rust: the bit-exact model of the generated code.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Scalar;
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scalar {
+    /// Whether [`Lanes::mul_add`] is fused, as in code generated with
+    /// [`super::ClifOptions::fused`].
+    pub fused: bool,
+}
+
+impl Scalar {
+    /// The model of code generated without fused multiply-adds.
+    pub const PLAIN: Scalar = Scalar { fused: false };
+    /// The model of code generated with fused multiply-adds.
+    pub const FUSED: Scalar = Scalar { fused: true };
+}
 
 fn mask(b: bool) -> i32 {
     if b { -1 } else { 0 }
@@ -185,6 +202,13 @@ impl Lanes for Scalar {
     }
     fn div(&mut self, a: f32, b: f32) -> f32 {
         a / b
+    }
+    fn mul_add(&mut self, a: f32, b: f32, c: f32) -> f32 {
+        if self.fused {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
     }
     fn neg(&mut self, a: f32) -> f32 {
         -a

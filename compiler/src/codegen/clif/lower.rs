@@ -208,7 +208,7 @@ mod tests {
             loop {
                 let args: Vec<f32> = idx.iter().map(|&i| vals[i]).collect();
                 let want = eval_op::<f32>(op, &args);
-                let got = lower_op(&mut Scalar, op, &args);
+                let got = lower_op(&mut Scalar::default(), op, &args);
                 assert!(
                     same(got, want),
                     "{}({args:?}): got {got}, want {want}",

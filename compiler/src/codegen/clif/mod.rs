@@ -119,6 +119,10 @@ pub struct ClifOptions {
     pub chunk: usize,
     /// f32x4 copies per loop iteration, 1 to 4, or 0 for automatic (4, or 2 for big graphs).
     pub unroll: usize,
+    /// Fused multiply-adds in the polynomials of [`math`] (one `fma` instruction where the
+    /// target has one: see [`host_fma`]); the model of such code is [`lanes::Scalar::FUSED`].
+    /// The exactly lowered ops never fuse.
+    pub fused: bool,
 }
 
 impl ClifOptions {
@@ -128,6 +132,7 @@ impl ClifOptions {
             frontend,
             chunk: 0,
             unroll: 0,
+            fused: false,
         }
     }
 
@@ -140,6 +145,23 @@ impl ClifOptions {
             ))
             .map_err(|e| CodegenError::Target(e.to_string()))?;
         Ok(ClifOptions::new(isa.frontend_config()))
+    }
+}
+
+/// Whether this machine has a fused multiply-add for `f32x4` that Cranelift lowers to one
+/// instruction (x86-64 with FMA3, which `cranelift-native` detects the same way; AArch64).
+pub fn host_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
     }
 }
 
@@ -170,12 +192,12 @@ pub enum CodegenError {
     /// Cranelift cannot target this machine.
     #[error("unsupported target: {0}")]
     Target(String),
-    /// The kernel's working memory is too big to address with 32-bit offsets.
+    /// The kernel's working memory does not fit the 32-bit offsets of the generated code.
     #[error(
         "the kernel needs {bytes} bytes of working memory per call, more than a 32-bit offset reaches"
     )]
     TooBig {
-        /// The bytes of uniform values and state buffers one call needs.
+        /// Bytes the kernel would need.
         bytes: usize,
     },
 }

@@ -237,6 +237,8 @@ struct Emitter<'k> {
     order: Vec<ValueId>,
     /// Address of the `2/π` table (read from the frame in the entry block).
     tables: Value,
+    /// Fused multiply-adds in the math library ([`ClifOptions::fused`]).
+    fused: bool,
 }
 
 /// Per-step pointers: row starts of the `[T, N]` buffers and the chunk's per-neuron slices.
@@ -304,6 +306,7 @@ impl Emitter<'_> {
                         l: ClifLanes {
                             b,
                             tables: self.tables,
+                            fused: self.fused,
                         },
                     };
                     // Constants (from the constant pool) and per-call / per-step values (from
@@ -675,6 +678,7 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         order: vec![],
         tables: Value::from_u32(0),
         group: unroll,
+        fused: opts.fused,
     };
     e.order = neuron_order(g, &e.levels, &e.live);
     let mem = e.mem;

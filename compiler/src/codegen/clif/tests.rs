@@ -162,3 +162,29 @@ fn snapshot_lif_backward_clif() {
     verify(&scan);
     insta::assert_snapshot!("lif_backward_clif", scan.annotated_text());
 }
+
+/// With `fused`, the math library's polynomials become `fma` instructions (the sigmoid of LIF's
+/// surrogate gradient); the exactly lowered ops (LIF's own arithmetic) stay unfused: the fused
+/// function has as many `fmul` fewer as it has `fma`.
+#[test]
+fn fused_lif_backward_uses_fma_in_the_math_only() {
+    let fwd = lif_node();
+    let spec = crate::autodiff::GradSpec::outputs_only(&fwd);
+    let bwd = crate::autodiff::backward(&fwd, &spec).unwrap();
+    let mut opts = snapshot_options();
+    let plain = codegen_scan(&bwd.kernel, &opts).unwrap();
+    opts.fused = true;
+    let fused = codegen_scan(&bwd.kernel, &opts).unwrap();
+    verify(&fused);
+    let count = |s: &ClifScan, op: &str| {
+        s.annotated_text()
+            .lines()
+            .filter(|l| l.contains(&format!("= {op} ")))
+            .count()
+    };
+    assert_eq!(count(&plain, "fma"), 0);
+    let fmas = count(&fused, "fma");
+    assert!(fmas > 0);
+    assert_eq!(count(&plain, "fmul") - count(&fused, "fmul"), fmas);
+    assert_eq!(count(&plain, "fadd") - count(&fused, "fadd"), fmas);
+}
