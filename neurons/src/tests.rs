@@ -400,3 +400,21 @@ fn scan_neurons_are_runtime_neurons() {
         assert!(!graph_of(n).states().is_empty());
     }
 }
+
+#[test]
+fn a_node_checks_the_memory_limit_of_its_jit_before_allocating() {
+    use crate::node::{Node, StepMode};
+    use flexsn_runtime::memory::MemoryLimit;
+    use flexsn_runtime::{Backend, Jit};
+    let mut jit = Jit::new(Backend::Interpreter).unwrap();
+    jit.set_memory_limit(MemoryLimit(16 << 10));
+    let mut node = Node::with_jit(&LIFNode::new(), &jit).unwrap();
+    node.set_step_mode(StepMode::Multi).unwrap();
+    // 8 steps of 1,024 neurons: outputs and the recorded sequences alone exceed 16 KiB.
+    let x = vec![0.5f32; 8 * 1024];
+    let err = node.forward(&[&x], 1024).unwrap_err().to_string();
+    assert!(err.contains("more than the limit of 16.0 KiB"), "{err}");
+    // Nothing was materialised by the refused call; a small one fits.
+    assert!(node.states().is_none());
+    assert_eq!(node.forward(&[&x[..2 * 64]], 64).unwrap()[0].len(), 128);
+}

@@ -10,8 +10,8 @@ use flexsn_neurons::Builtin;
 use flexsn_runtime::cuda::backend::{CudaCompiler, emulated_jit};
 use flexsn_runtime::cuda::shared_device_on;
 use flexsn_runtime::{
-    Backend, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs, RuntimeError, TrainingBuffers,
-    Upstream,
+    Backend, CheckpointBuffers, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs,
+    RuntimeError, SavePolicy, TrainingBuffers, Upstream,
 };
 use pyo3::prelude::*;
 
@@ -87,6 +87,17 @@ pub struct Core {
 #[pyfunction]
 pub fn surrogate_names() -> Vec<&'static str> {
     Surrogate::NAMES.to_vec()
+}
+
+/// The checkpoint interval `K` of a save policy (`states`: `None`; `checkpoint`: the default
+/// interval; `checkpoint:K`: `K`). A bad policy raises `FlexSNValueError` naming `save_policy`.
+#[pyfunction]
+pub fn save_policy_interval(py: Python<'_>, policy: &str) -> PyResult<Option<usize>> {
+    match policy.parse::<SavePolicy>() {
+        Ok(SavePolicy::States) => Ok(None),
+        Ok(SavePolicy::Checkpoint(k)) => Ok(Some(k)),
+        Err(e) => Err(raise(py, Kind::Value, format!("`save_policy`: {e}"))),
+    }
 }
 
 /// A built-in neuron's states as `(name, initial value)`, in the order its cores take them,
@@ -293,9 +304,11 @@ impl Core {
     /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the
     /// initial `states` (`[N]`); writes `outputs` (`[T, N]`) and `finals` (`[N]`). With
     /// `state_bufs` (training), also one `[(T+1), N]` buffer per state for
-    /// [`Core::backward`]: row 0 the initial state, rows `1..=T` the sequence.
+    /// [`Core::backward`]: row 0 the initial state, rows `1..=T` the sequence. With
+    /// `checkpoint=K` as well, the state buffers hold only the checkpoints: `⌈T/K⌉` rows of
+    /// `N`, the states before steps `0, K, 2K, …` (the save policy `checkpoint:K`).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (t, n, inputs, params, states, outputs, finals, state_bufs=None))]
+    #[pyo3(signature = (t, n, inputs, params, states, outputs, finals, state_bufs=None, checkpoint=None))]
     fn forward(
         &self,
         py: Python<'_>,
@@ -307,6 +320,7 @@ impl Core {
         outputs: Vec<HostBuf>,
         finals: Vec<HostBuf>,
         state_bufs: Option<Vec<HostBuf>>,
+        checkpoint: Option<usize>,
     ) -> PyResult<()> {
         let g = self.kernel.graph();
         let (ns, no) = (g.states().len(), g.outputs().len());
@@ -322,9 +336,7 @@ impl Core {
         }
         if let Some(bufs) = &state_bufs {
             Core::count(py, "state buffers", ns, bufs.len())?;
-            let len = tn
-                .checked_add(n)
-                .ok_or_else(|| raise(py, Kind::Value, "(T + 1) * N overflows"))?;
+            let len = saved_len(py, t, n, checkpoint)?;
             for (d, b) in g.states().iter().zip(bufs) {
                 call.write(py, &format!("{} buffer", d.name), *b, len)?;
             }
@@ -336,7 +348,14 @@ impl Core {
             let (outs, rest) = writes.split_at_mut(no);
             let (fins, bufs) = rest.split_at_mut(ns);
             let (outputs, final_states) = (reborrow(outs), reborrow(fins));
-            if state_bufs.is_some() {
+            if let (Some(_), Some(k)) = (&state_bufs, checkpoint) {
+                let mut out = CheckpointBuffers {
+                    outputs,
+                    checkpoints: reborrow(bufs),
+                    final_states,
+                };
+                self.kernel.forward_checkpointed_host(&args, k, &mut out)
+            } else if state_bufs.is_some() {
                 let mut out = TrainingBuffers {
                     outputs,
                     state_bufs: reborrow(bufs),
@@ -357,8 +376,11 @@ impl Core {
     /// Backpropagation through time for a training [`Core::forward`]: its arguments and state
     /// buffers, and the upstream gradients present (`None`: zero); writes the gradients of the
     /// inputs (`[T, N]`), initial states (`[N]`) and of the learnable params whose buffer is
-    /// given.
+    /// given. `checkpoint=K`: the state buffers are the checkpoints of a forward with the same
+    /// `checkpoint=K`, and the segments between them are recomputed.
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (t, n, inputs, params, states, state_bufs, grad_outputs, grad_state_seqs,
+        grad_finals, grad_inputs, grad_init_states, grad_params, checkpoint=None))]
     fn backward(
         &self,
         py: Python<'_>,
@@ -374,6 +396,7 @@ impl Core {
         grad_inputs: Vec<HostBuf>,
         grad_init_states: Vec<HostBuf>,
         grad_params: Vec<Option<HostBuf>>,
+        checkpoint: Option<usize>,
     ) -> PyResult<()> {
         let g = self.kernel.graph();
         let (ni, ns, np, no) = (
@@ -396,8 +419,9 @@ impl Core {
             grad_init_states.len(),
         )?;
         Core::count(py, "param-gradient buffers", np, grad_params.len())?;
+        let saved = saved_len(py, t, n, checkpoint)?;
         for (d, b) in g.states().iter().zip(&state_bufs) {
-            call.read(py, &format!("{} buffer", d.name), *b, tn + n)?;
+            call.read(py, &format!("{} buffer", d.name), *b, saved)?;
         }
         // Upstream gradients, in Upstream order: outputs, state sequences, final states.
         let mut present = vec![];
@@ -474,9 +498,14 @@ impl Core {
                 inputs: reborrow(gin),
                 init_states: reborrow(ginit),
             };
-            let pg = self
-                .kernel
-                .backward_host(&args, bufs, &upstream, &mut grads)?;
+            let pg = match checkpoint {
+                Some(k) => self
+                    .kernel
+                    .backward_checkpointed_host(&args, k, bufs, &upstream, &mut grads)?,
+                None => self
+                    .kernel
+                    .backward_host(&args, bufs, &upstream, &mut grads)?,
+            };
             let mut dst = gparams.iter_mut();
             for (v, slot) in pg.iter().zip(&param_grad_slot) {
                 if *slot && let Some(d) = dst.next() {
@@ -524,6 +553,23 @@ impl Core {
         }
         Ok((tn, g.params().iter().map(|d| d.name.clone()).collect()))
     }
+}
+
+/// Floats per state buffer that a training forward keeps: `(T + 1) * N`, or `⌈T/K⌉ * N` under
+/// `checkpoint:K` (`K` = 0 is refused).
+fn saved_len(py: Python<'_>, t: usize, n: usize, checkpoint: Option<usize>) -> PyResult<usize> {
+    if checkpoint == Some(0) {
+        return Err(raise(
+            py,
+            Kind::Value,
+            "`checkpoint`: the checkpoint interval must be at least 1",
+        ));
+    }
+    let policy = checkpoint.map_or(SavePolicy::States, SavePolicy::Checkpoint);
+    policy
+        .saved_rows(t)
+        .checked_mul(n)
+        .ok_or_else(|| raise(py, Kind::Value, "the saved state rows * N overflow"))
 }
 
 /// [`KernelArgs`] over the first `ni + np + ns` read slices (inputs, params, initial states).

@@ -21,6 +21,7 @@ fn _flexsn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core::surrogate_names, m)?)?;
     m.add_function(wrap_pyfunction!(core::builtin_states, m)?)?;
     m.add_function(wrap_pyfunction!(core::builtin_initial_params, m)?)?;
+    m.add_function(wrap_pyfunction!(core::save_policy_interval, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(memory::advise_huge_pages, m)?)?;
     Ok(())

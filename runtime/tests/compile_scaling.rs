@@ -49,9 +49,12 @@ fn compile_time(g: &StepGraph) -> Duration {
     start.elapsed()
 }
 
+/// A graph of a given size.
+type MakeGraph = fn(usize) -> StepGraph;
+
 /// The best of three compile times of `make(n)` (so that a busy machine does not make a linear
 /// compiler look quadratic).
-fn best_of_three(make: fn(usize) -> StepGraph, n: usize) -> Duration {
+fn best_of_three(make: MakeGraph, n: usize) -> Duration {
     let g = make(n);
     (0..3).map(|_| compile_time(&g)).min().unwrap()
 }
@@ -62,7 +65,7 @@ fn cpu_compile_time_is_near_linear() {
     // 4, quadratic 16). Before: 400 tanh took 8 s (backtracking register allocation of
     // ~150,000 instructions per scan), 2,000 states 40 s (a copy loop per state, every live
     // value crossing each).
-    let cases: [(&str, fn(usize) -> StepGraph, usize); 2] = [
+    let cases: [(&str, MakeGraph, usize); 2] = [
         ("chained tanh", tanh_chain, 100),
         ("states", many_states, 500),
     ];

@@ -4,7 +4,7 @@ import math
 
 from .. import _flexsn
 from ..errors import FlexSNValueError
-from ._scan import Compiled, check_tensor, resolve_backend
+from ._scan import Compiled, check_save_policy, check_tensor, resolve_backend
 
 STEP_MODES = ("s", "m")
 
@@ -40,7 +40,24 @@ class CompiledCore:
 class HoldsCore:
     """Mixin of the modules that run a :class:`CompiledCore`: `_make_core()` describes it,
     `_build()` compiles it (for the CPU at once, so that errors surface at construction, not on
-    the first call), and pickles and copies leave it out and build it again."""
+    the first call), and pickles and copies leave it out and build it again.
+
+    ``save_policy`` is what a training forward keeps for backward: ``'states'`` (every state of
+    every step), ``'checkpoint'`` or ``'checkpoint:K'`` (only the states before every K-th step;
+    backward recomputes the rest, with bit-identical gradients). Checked when set."""
+
+    # Class defaults: what pickles made before the modules had a save policy get.
+    _save_policy = "states"
+    _checkpoint = None
+
+    @property
+    def save_policy(self):
+        return self._save_policy
+
+    @save_policy.setter
+    def save_policy(self, policy):
+        self._checkpoint = check_save_policy(policy)
+        self._save_policy = policy
 
     def _build(self):
         self._core = self._make_core()

@@ -54,6 +54,17 @@ def resolve_backend(backend, device, dtype=torch.float32):
     return "interp" if backend == "interp" else "cpu"
 
 
+def check_save_policy(policy):
+    """The checkpoint interval of save policy ``policy`` (``'states'``: ``None``;
+    ``'checkpoint'``: the default interval; ``'checkpoint:K'``: ``K``). Anything else raises
+    :class:`FlexSNValueError` naming ``save_policy``."""
+    if not isinstance(policy, str):
+        raise FlexSNValueError(
+            f"`save_policy` must be 'states', 'checkpoint' or 'checkpoint:K', got {policy!r}"
+        )
+    return _flexsn.save_policy_interval(policy)
+
+
 def buf(t):
     """``(address, element count)`` of a contiguous float32 CPU tensor, for the native module
     (which checks both again)."""
@@ -103,24 +114,32 @@ class Compiled:
 class Scan(torch.autograd.Function):
     """Forward and backward of one compiled core over ``[T, N]`` sequences (host memory).
 
-    Arguments after ``(compiled, t, n, seqs)``: the inputs ``[T*N]``, initial states ``[N]`` and
-    params (flattened to their kind's length). Returns the outputs ``[T, N]``, then with
+    Arguments after ``(compiled, t, n, seqs, k)``: the inputs ``[T*N]``, initial states ``[N]``
+    and params (flattened to their kind's length). Returns the outputs ``[T, N]``, then with
     ``seqs`` the state sequences ``[T, N]``, then the final states ``[N]``.
+
+    What is saved for backward per state: ``[T + 1, N]`` (every state), or with a checkpoint
+    interval ``k`` only ``[ceil(T/k), N]`` (the states before steps ``0, k, 2k, ...``; backward
+    recomputes the rest, with bit-identical results). The state sequences ``seqs`` asks for are
+    the full buffers, so with ``seqs`` every state is kept whatever ``k``.
     """
 
     @staticmethod
-    def forward(ctx, cc, t, n, seqs, *flat):
+    def forward(ctx, cc, t, n, seqs, k, *flat):
         ni, ns, no = len(flat) - len(cc.params) - len(cc.states), len(cc.states), len(cc.outputs)
         inputs, s0, params = flat[:ni], flat[ni : ni + ns], flat[ni + ns :]
         like = flat[0]
+        k = None if seqs else k
         outs = [empty((t, n), like) for _ in range(no)]
-        bufs = [empty((t + 1, n), like) for _ in range(ns)]
+        rows = t + 1 if k is None else -(-t // k)
+        bufs = [empty((rows, n), like) for _ in range(ns)]
         finals = [like.new_empty((n,)) for _ in range(ns)]
         cc.core.forward(
             t, n, [buf(x) for x in inputs], [buf(p) for p in params], [buf(s) for s in s0],
             [buf(o) for o in outs], [buf(f) for f in finals], [buf(b) for b in bufs],
+            checkpoint=k,
         )  # fmt: skip
-        ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs = cc, t, n, ni, seqs
+        ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs, ctx.k = cc, t, n, ni, seqs, k
         ctx.save_for_backward(*inputs, *params, *s0, *bufs)
         ctx.set_materialize_grads(False)
         seq_views = [b[1:] for b in bufs] if seqs else []
@@ -148,7 +167,7 @@ class Scan(torch.autograd.Function):
         like = saved[0]
         g_in = [empty((t, n), like) for _ in range(ni)]
         g_s0 = [like.new_empty((n,)) for _ in range(ns)]
-        needs = ctx.needs_input_grad[4 + ni + ns :]
+        needs = ctx.needs_input_grad[5 + ni + ns :]
         g_p = [p.new_empty(p.shape) if need and ok else None
                for p, need, ok in zip(params, needs, cc.learnable)]  # fmt: skip
         cc.core.backward(
@@ -157,24 +176,31 @@ class Scan(torch.autograd.Function):
             [arg(g) for g in g_out], [arg(g) for g in g_seq], [arg(g) for g in g_fin],
             [buf(g) for g in g_in], [buf(g) for g in g_s0],
             [None if g is None else buf(g) for g in g_p],
+            checkpoint=ctx.k,
         )  # fmt: skip
-        return (None, None, None, None, *g_in, *g_s0, *g_p)
+        return (None, None, None, None, None, *g_in, *g_s0, *g_p)
 
 
-def run(cc, t, n, inputs, states, params, seqs):
+def run(cc, t, n, inputs, states, params, seqs, k=None):
     """Runs compiled core ``cc`` on flat tensors (inputs ``[T*N]``-sized, states ``[N]``,
     params at their kind's length). Returns ``(outputs, state_seqs or None, finals)`` as
     ``[T, N]``/``[N]`` tensors in the inputs' dtype, through autograd when any argument requires
-    grad."""
+    grad; ``k`` is the checkpoint interval of the module's save policy (``None``: ``states``)."""
     if cc.device:
         from . import _device
 
+        given = [*inputs, *states, *params]
+        if k is not None and torch.is_grad_enabled() and any(x.requires_grad for x in given):
+            raise FlexSNValueError(
+                f"`save_policy` 'checkpoint:{k}' is not available for CUDA tensors yet (their "
+                "kernels save every state): use save_policy='states' on CUDA, or train on the CPU"
+            )
         return _device.run(cc, t, n, inputs, states, params, seqs)
     dtype = (inputs[0] if inputs else states[0]).dtype
     if dtype != torch.float32:
         # The host kernels compute in float32: convert (differentiably) and convert back.
         f = [x.float() for x in inputs], [s.float() for s in states], [p.float() for p in params]
-        outs, state_seqs, finals = run(cc, t, n, *f, seqs)
+        outs, state_seqs, finals = run(cc, t, n, *f, seqs, k)
         back = lambda xs: None if xs is None else [x.to(dtype) for x in xs]
         return back(outs), back(state_seqs), back(finals)
     params = [p if p.dtype == torch.float32 else p.float() for p in params]
@@ -185,7 +211,7 @@ def run(cc, t, n, inputs, states, params, seqs):
     if needs_grad or seqs:
         # No grad mode to set: without an argument that requires grad (or in no_grad mode),
         # apply records nothing.
-        res = Scan.apply(cc, t, n, seqs, *flat)
+        res = Scan.apply(cc, t, n, seqs, k, *flat)
         outs = list(res[:no])
         state_seqs = list(res[no : no + ns]) if seqs else None
         return outs, state_seqs, list(res[len(res) - ns :])

@@ -19,7 +19,9 @@ class FlexSN(C.HoldsCore, nn.Module):
     reference); SpikingJelly's names (``'triton'``, ``'inductor'``, ``'torch'``, ``'hop'``) mean
     ``'auto'``. Tensors captured by the core that require grad are learnable params and receive
     ``.grad``. ``example_inputs`` and ``requires_grad`` are accepted for compatibility (tracing
-    needs no example; gradients follow the tensors' ``requires_grad``).
+    needs no example; gradients follow the tensors' ``requires_grad``). ``save_policy`` (also
+    on every built-in neuron) is what training keeps for backward: ``'states'``,
+    ``'checkpoint'`` or ``'checkpoint:K'`` (see :class:`._common.HoldsCore`).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class FlexSN(C.HoldsCore, nn.Module):
         backend="auto",
         store_state_seqs=False,
         example_outputs=None,
+        save_policy="states",
     ):
         super().__init__()
         self.core = core
@@ -49,6 +52,7 @@ class FlexSN(C.HoldsCore, nn.Module):
                 f"{num_inputs + num_states} core arguments"
             )
         self.backend = normalize_backend(backend)
+        self.save_policy = save_policy
         self.example_outputs = example_outputs
         t = trace(core, num_inputs, num_states, num_outputs)
         self._trace_spec = (t.name, t.inputs, t.states, t.params, t.nodes, t.outputs, t.next_states)
@@ -146,7 +150,7 @@ class FlexSN(C.HoldsCore, nn.Module):
         flat_p = [C.param_flat(nm, p, k, step_shape, n) for nm, p, k in zip(pnames, params, kinds)]
         outs, seqs, finals = run(
             core, t, n, [C.as_flat(x, t * n) for x in inputs], [C.as_flat(s, n) for s in states],
-            flat_p, self._store_state_seqs and not single,
+            flat_p, self._store_state_seqs and not single, self._checkpoint,
         )  # fmt: skip
         outs = [o.reshape(t, *step_shape) for o in outs]
         finals = [f.reshape(step_shape) for f in finals]

@@ -34,11 +34,12 @@ class _Node(C.HoldsCore, nn.Module):
     #: Whether single steps append ``v`` to ``v_seq`` when ``store_v_seq`` is set.
     _appends_v_seq = True
 
-    def __init__(self, step_mode, backend, store_v_seq):
+    def __init__(self, step_mode, backend, store_v_seq, save_policy="states"):
         if "_parameters" not in self.__dict__:
             super().__init__()
         self.step_mode = C.check_step_mode(step_mode)
         self.backend = normalize_backend(backend)
+        self.save_policy = save_policy
         self._store_v_seq = bool(store_v_seq)
         # `(name, initial value)` per state, from the built-in itself.
         self._states = tuple(_flexsn.builtin_states(self._builtin, self._settings()))
@@ -148,8 +149,9 @@ class _Node(C.HoldsCore, nn.Module):
             return x_seq.new_empty((t, *shape))
         kinds = {p[0]: p[1] for p in core.params}
         flat_p = [C.param_flat(k, params[k], kinds[k], shape, n) for k in kinds]
+        flat_s = [C.as_flat(s, n) for s in states]
         outs, state_seqs, finals = run(
-            core, t, n, [C.as_flat(x_seq, t * n)], [C.as_flat(s, n) for s in states], flat_p, seqs
+            core, t, n, [C.as_flat(x_seq, t * n)], flat_s, flat_p, seqs, self._checkpoint
         )
         for k, f in zip(names, finals):
             setattr(self, k, f.reshape(shape))
@@ -162,7 +164,8 @@ class BaseNode(_Node):
     """SpikingJelly's ``BaseNode`` arguments: threshold, reset, surrogate, detach_reset."""
 
     def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate_function=None,
-                 detach_reset=False, step_mode="s", backend="auto", store_v_seq=False):  # fmt: skip
+                 detach_reset=False, step_mode="s", backend="auto", store_v_seq=False, *,
+                 save_policy="states"):  # fmt: skip
         nn.Module.__init__(self)  # before the surrogate, which may be a module
         if not isinstance(v_threshold, float):
             raise FlexSNTypeError(f"`v_threshold` must be a float, got {v_threshold!r}")
@@ -177,7 +180,7 @@ class BaseNode(_Node):
             surrogate_function if surrogate_function is not None else _sg.Sigmoid()
         )
         _sg.spec_of(self.surrogate_function)
-        super().__init__(step_mode, backend, store_v_seq)
+        super().__init__(step_mode, backend, store_v_seq, save_policy)
 
     def _v_init(self):
         return self.v_reset if self.v_reset is not None else 0.0
@@ -211,13 +214,13 @@ class LIFNode(BaseNode):
 
     def __init__(self, tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
                  surrogate_function=None, detach_reset=False, step_mode="s", backend="auto",
-                 store_v_seq=False):  # fmt: skip
+                 store_v_seq=False, *, save_policy="states"):  # fmt: skip
         if not isinstance(tau, float) or tau <= 1.0:
             raise FlexSNValueError(f"`tau` must be a float > 1, got {tau!r}")
         self.tau = tau
         self.decay_input = bool(decay_input)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         backend, store_v_seq)  # fmt: skip
+                         backend, store_v_seq, save_policy=save_policy)  # fmt: skip
 
     def _settings(self):
         return [
@@ -237,13 +240,13 @@ class ParametricLIFNode(BaseNode):
 
     def __init__(self, init_tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
                  surrogate_function=None, detach_reset=False, step_mode="s", backend="auto",
-                 store_v_seq=False):  # fmt: skip
+                 store_v_seq=False, *, save_policy="states"):  # fmt: skip
         if not isinstance(init_tau, float) or init_tau <= 1.0:
             raise FlexSNValueError(f"`init_tau` must be a float > 1, got {init_tau!r}")
         self.init_tau = init_tau
         self.decay_input = bool(decay_input)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         backend, store_v_seq)  # fmt: skip
+                         backend, store_v_seq, save_policy=save_policy)  # fmt: skip
         self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
 
     def _settings(self):
@@ -263,8 +266,10 @@ class SimpleIFNode(IFNode):
     """SpikingJelly's teaching ``SimpleIFNode``: IF whose ``v`` starts at 0.0."""
 
     def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate_function=None,
-                 detach_reset=False, step_mode="s", backend="auto"):  # fmt: skip
-        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend)
+                 detach_reset=False, step_mode="s", backend="auto", *,
+                 save_policy="states"):  # fmt: skip
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend,
+                         save_policy=save_policy)  # fmt: skip
 
     def _v_init(self):
         return 0.0
@@ -274,11 +279,12 @@ class SimpleLIFNode(LIFNode):
     """SpikingJelly's teaching ``SimpleLIFNode``: LIF whose ``v`` starts at 0.0."""
 
     def __init__(self, tau, decay_input, v_threshold=1.0, v_reset=0.0, surrogate_function=None,
-                 detach_reset=False, step_mode="s", backend="auto"):  # fmt: skip
+                 detach_reset=False, step_mode="s", backend="auto", *,
+                 save_policy="states"):  # fmt: skip
         if v_reset is None:
             raise FlexSNTypeError("SimpleLIFNode needs a float `v_reset`")
         super().__init__(float(tau), decay_input, v_threshold, v_reset, surrogate_function,
-                         detach_reset, step_mode, backend)  # fmt: skip
+                         detach_reset, step_mode, backend, save_policy=save_policy)  # fmt: skip
 
     def _v_init(self):
         return 0.0
@@ -291,9 +297,9 @@ class _NonSpiking(_Node):
     """SpikingJelly's ``NonSpikingBaseNode``: multi-step only, ``v`` from zeros every call,
     then an optional decoding over time (``None``: a list of the T membrane tensors)."""
 
-    def __init__(self, decode=None, backend="auto"):
+    def __init__(self, decode=None, backend="auto", *, save_policy="states"):
         self.decode = decode
-        super().__init__("m", backend, False)
+        super().__init__("m", backend, False, save_policy)
 
     def forward(self, x_seq):
         if not isinstance(x_seq, torch.Tensor) or x_seq.dim() < 1:
@@ -324,9 +330,9 @@ class NonSpikingLIFNode(_NonSpiking):
 
     _builtin = "nonspiking-lif"
 
-    def __init__(self, tau=2.0, decode=None, backend="auto"):
+    def __init__(self, tau=2.0, decode=None, backend="auto", *, save_policy="states"):
         self.tau = float(tau)
-        super().__init__(decode, backend)
+        super().__init__(decode, backend, save_policy=save_policy)
 
     def _settings(self):
         return [f"tau={C.fmt(self.tau)}"]

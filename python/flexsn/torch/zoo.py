@@ -46,9 +46,9 @@ class _ZooNode(BaseNode):
     _own = ()
 
     def __init__(self, v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                 store_v_seq, backend):  # fmt: skip
+                 store_v_seq, backend, save_policy):  # fmt: skip
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         backend, store_v_seq)  # fmt: skip
+                         backend, store_v_seq, save_policy=save_policy)  # fmt: skip
 
     def _settings(self):
         return [*(f"{k}={C.fmt(getattr(self, k))}" for k in self._own), *super()._settings()]
@@ -67,13 +67,13 @@ class QIFNode(_ZooNode):
 
     def __init__(self, tau=2.0, v_c=0.8, a0=1.0, v_threshold=1.0, v_rest=0.0, v_reset=-0.1,
                  surrogate_function=None, detach_reset=False, step_mode="s", store_v_seq=False,
-                 *, backend="auto"):  # fmt: skip
+                 *, backend="auto", save_policy="states"):  # fmt: skip
         self.tau = _float("tau", tau)
         self.v_c = _real("v_c", v_c)
         self.a0 = _real("a0", a0)
         self.v_rest = _real("v_rest", v_rest)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
 
 class EIFNode(_ZooNode):
@@ -85,13 +85,13 @@ class EIFNode(_ZooNode):
 
     def __init__(self, tau=2.0, delta_T=1.0, theta_rh=0.8, v_threshold=1.0, v_rest=0.0,
                  v_reset=-0.1, surrogate_function=None, detach_reset=False, step_mode="s",
-                 store_v_seq=False, *, backend="auto"):  # fmt: skip
+                 store_v_seq=False, *, backend="auto", save_policy="states"):  # fmt: skip
         self.tau = _float("tau", tau)
         self.delta_T = _real("delta_T", delta_T)
         self.theta_rh = _real("theta_rh", theta_rh)
         self.v_rest = _real("v_rest", v_rest)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
 
 class IzhikevichNode(_ZooNode):
@@ -104,7 +104,7 @@ class IzhikevichNode(_ZooNode):
     def __init__(self, tau=2.0, v_c=0.8, a0=1.0, v_threshold=1.0, v_reset=0.0, v_rest=-0.1,
                  w_rest=0.0, tau_w=2.0, a=0.0, b=0.0, surrogate_function=None,
                  detach_reset=False, step_mode="s", store_v_seq=False, *,
-                 backend="auto"):  # fmt: skip
+                 backend="auto", save_policy="states"):  # fmt: skip
         self.tau = _float("tau", tau)
         self.v_c = _real("v_c", v_c)
         self.a0 = _real("a0", a0)
@@ -112,7 +112,7 @@ class IzhikevichNode(_ZooNode):
                      ("b", b)):  # fmt: skip
             setattr(self, k, _float(k, v))
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
     def _init_of(self, name):
         return self.w_rest if name == "w" else super()._init_of(name)
@@ -128,12 +128,12 @@ class KLIFNode(_ZooNode):
 
     def __init__(self, scale_reset=False, tau=2.0, decay_input=True, v_threshold=1.0,
                  v_reset=0.0, surrogate_function=None, detach_reset=False, step_mode="s",
-                 store_v_seq=False, *, backend="auto"):  # fmt: skip
+                 store_v_seq=False, *, backend="auto", save_policy="states"):  # fmt: skip
         self.scale_reset = bool(scale_reset)
         self.tau = _float("tau", tau)
         self.decay_input = bool(decay_input)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
         self.k = nn.Parameter(torch.as_tensor(self._initial_param("k")))
 
     def _params(self):
@@ -150,12 +150,12 @@ class CUBALIFNode(_ZooNode):
 
     def __init__(self, c_decay=0.5, v_decay=0.75, v_threshold=0.5, v_reset=0.0,
                  surrogate_function=None, *, detach_reset=False, step_mode="s",
-                 store_v_seq=False, backend="auto"):  # fmt: skip
+                 store_v_seq=False, backend="auto", save_policy="states"):  # fmt: skip
         self.c_decay = _real("c_decay", c_decay)
         self.v_decay = _real("v_decay", v_decay)
         sg = surrogate_function if surrogate_function is not None else _sg.Rect()
         super().__init__(v_threshold, v_reset, sg, detach_reset, step_mode, store_v_seq,
-                         backend)  # fmt: skip
+                         backend, save_policy)  # fmt: skip
 
 
 class ComplementaryLIFNode(_ZooNode):
@@ -169,11 +169,11 @@ class ComplementaryLIFNode(_ZooNode):
     _appends_v_seq = False
 
     def __init__(self, tau=2.0, v_threshold=1.0, surrogate_function=None, step_mode="s",
-                 store_state_seqs=False, *, backend="auto"):  # fmt: skip
+                 store_state_seqs=False, *, backend="auto", save_policy="states"):  # fmt: skip
         self.tau = _float("tau", tau)
         self.store_state_seqs = store_state_seqs
         sg = surrogate_function if surrogate_function is not None else _sg.Rect(alpha=1.0)
-        super().__init__(v_threshold, None, sg, False, step_mode, False, backend)
+        super().__init__(v_threshold, None, sg, False, step_mode, False, backend, save_policy)
 
     @property
     def store_state_seqs(self):
@@ -214,13 +214,14 @@ class ILIFNode(_ZooNode):
 
     def __init__(self, tau=4.0 / 3.0, v_threshold=1.0, surrogate_function=None,
                  detach_reset=False, step_mode="s", store_v_seq=False, *,
-                 backend="auto"):  # fmt: skip
+                 backend="auto", save_policy="states"):  # fmt: skip
         sg = surrogate_function if surrogate_function is not None else _sg.MultiLevelSpikeCount(4)
         if type(sg).__name__ != "MultiLevelSpikeCount" or not getattr(sg, "spiking", False):
             raise FlexSNValueError("`surrogate_function` must be a spiking MultiLevelSpikeCount")
         self.tau = _float("tau", tau)
         self.decay_input = False
-        super().__init__(v_threshold, None, sg, detach_reset, step_mode, store_v_seq, backend)
+        super().__init__(v_threshold, None, sg, detach_reset, step_mode, store_v_seq, backend,
+                         save_policy)  # fmt: skip
 
 
 class HalfThresholdIFNode(_ZooNode):
@@ -230,14 +231,15 @@ class HalfThresholdIFNode(_ZooNode):
     _fire_keys = ("v_threshold", "detach_reset")
 
     def __init__(self, v_threshold=1.0, surrogate_function=None, detach_reset=False,
-                 step_mode="s", store_v_seq=False, *, backend="auto"):  # fmt: skip
+                 step_mode="s", store_v_seq=False, *, backend="auto",
+                 save_policy="states"):  # fmt: skip
         if isinstance(v_threshold, torch.Tensor):
             if v_threshold.numel() != 1:
                 raise FlexSNValueError("`v_threshold` must be a scalar")
             v_threshold = v_threshold.item()
         v_threshold = _real("v_threshold", v_threshold)
         super().__init__(v_threshold, None, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
     def _v_init(self):
         return self.v_threshold / 2.0
@@ -251,9 +253,9 @@ class TernaryIFNode(_ZooNode):
 
     def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate_function=None,
                  detach_reset=False, step_mode="s", store_v_seq=False, *,
-                 backend="auto"):  # fmt: skip
+                 backend="auto", save_policy="states"):  # fmt: skip
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
 
 class TernaryLIFNode(_ZooNode):
@@ -265,11 +267,11 @@ class TernaryLIFNode(_ZooNode):
 
     def __init__(self, tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
                  surrogate_function=None, detach_reset=False, step_mode="s", store_v_seq=False,
-                 *, backend="auto"):  # fmt: skip
+                 *, backend="auto", save_policy="states"):  # fmt: skip
         self.tau = _float("tau", tau)
         self.decay_input = _flag("decay_input", decay_input)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         store_v_seq, backend)  # fmt: skip
+                         store_v_seq, backend, save_policy)  # fmt: skip
 
 
 #: The classes of this module, SpikingJelly's names.

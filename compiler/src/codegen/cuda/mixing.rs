@@ -741,7 +741,8 @@ mod tests {
         let long = codegen_mixing(&spec(1000, 1000), &CudaOptions::default()).unwrap();
         assert_eq!((long.wgrad.tile_rows, long.wgrad.slices), (64, 1));
         assert_eq!(long.wgrad_grid((1000, 1000), 1).1, 16 * 16);
-        assert_eq!(long.wgrad_grid((10, 100), 1).1, 1 * 2);
+        // One tile of rows by two of columns.
+        assert_eq!(long.wgrad_grid((10, 100), 1).1, 2);
         assert_eq!(long.reduce_grid((2, 3)), 1);
         assert!(long.fits((1000, 1)) && !long.fits((1001, 1)) && !long.fits((0, 1)));
     }
