@@ -136,7 +136,7 @@ pub enum PsnError {
     },
     #[error("the PSN time mixing could not run on backend `{backend}`: {why}")]
     /// The time mixing failed on its backend.
-    MixBackend {
+    Mixing {
         /// The backend's name.
         backend: &'static str,
         /// What is wrong.
@@ -171,7 +171,7 @@ impl From<MixError> for PsnError {
             },
             MixError::NoNeurons => PsnError::NoNeurons,
             MixError::Overflow => PsnError::Overflow,
-            MixError::Backend { backend, why } => PsnError::MixBackend { backend, why },
+            MixError::Backend { backend, why } => PsnError::Mixing { backend, why },
         }
     }
 }
