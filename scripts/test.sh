@@ -9,5 +9,5 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 # shellcheck source=python-env.sh
 source scripts/python-env.sh
 
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 "$FLEXSN_PY" -m pytest python/tests -q

@@ -10,6 +10,7 @@ use crate::graph::{
     InputDecl, Node, OutputDecl, ParamDecl, StateDecl, StateInit, StepGraph, ValueId,
 };
 use crate::op::{Op, OpKey, ParamKind};
+use crate::verify::{check_state_init, valid_name};
 
 /// Builds a [`StepGraph`] node by node. Identical nodes are shared (hash-consing), and node
 /// indices stay in topological order.
@@ -28,21 +29,6 @@ pub struct GraphBuilder {
     kinds: HashMap<String, &'static str>,
     /// Position of each state by name.
     state_positions: HashMap<String, usize>,
-}
-
-pub(crate) fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A declared initial value follows the rule for numbers a user writes: not NaN (infinities
-/// are written with the named constants and stay allowed).
-pub(crate) fn check_state_init(name: &str, init: StateInit) -> Result<(), BuildError> {
-    match init {
-        StateInit::Const(c) if c.is_nan() => Err(BuildError::NanStateInit(name.into())),
-        _ => Ok(()),
-    }
 }
 
 impl GraphBuilder {

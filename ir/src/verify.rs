@@ -2,12 +2,27 @@
 
 use std::collections::HashMap;
 
-use crate::builder::{check_state_init, valid_name};
 use crate::error::BuildError;
-use crate::graph::StepGraph;
+use crate::graph::{StateInit, StepGraph};
 use crate::op::Op;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
+
+/// A name is an identifier: a letter or `_`, then letters, digits or `_`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A declared initial value follows the rule for numbers a user writes: not NaN (infinities
+/// are written with the named constants and stay allowed).
+pub(crate) fn check_state_init(name: &str, init: StateInit) -> Result<(), BuildError> {
+    match init {
+        StateInit::Const(c) if c.is_nan() => Err(BuildError::NanStateInit(name.into())),
+        _ => Ok(()),
+    }
+}
 
 /// Checks `g`: operand counts, operands defined before use (index order is topological), leaf
 /// indices in range, edges matching operands, unique valid names, and outputs and next states
