@@ -133,12 +133,7 @@ impl ScanLayer {
     /// `K`-th step for backward instead of every state (bit-identical gradients; no state
     /// sequences in [`ScanLayer::forward_all`]'s result). K = 0 is an error.
     pub fn with_save_policy(mut self, policy: SavePolicy) -> candle_core::Result<ScanLayer> {
-        if policy == SavePolicy::Checkpoint(0) {
-            return Err(Error::Neuron(
-                "checkpoint:0: the checkpoint interval must be at least 1".into(),
-            )
-            .into());
-        }
+        policy.check().map_err(|e| Error::Neuron(e.to_string()))?;
         self.save_policy = policy;
         Ok(self)
     }

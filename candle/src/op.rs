@@ -64,12 +64,7 @@ pub fn scan_with(
     params: &[&Tensor],
     policy: SavePolicy,
 ) -> candle_core::Result<ScanOutput> {
-    if policy == SavePolicy::Checkpoint(0) {
-        return Err(Error::Neuron(
-            "checkpoint:0: the checkpoint interval must be at least 1".into(),
-        )
-        .into());
-    }
+    policy.check().map_err(|e| Error::Neuron(e.to_string()))?;
     let g = kernel.graph();
     let (ni, ns, np) = (g.inputs().len(), g.states().len(), g.params().len());
     count("inputs", ni, inputs.len())?;

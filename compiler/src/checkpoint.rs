@@ -43,6 +43,15 @@ pub const DEFAULT_CHECKPOINT: usize = 32;
 pub struct SavePolicyError(pub String);
 
 impl SavePolicy {
+    /// `Ok(self)` unless it is `checkpoint:0` (a policy built directly rather than parsed), whose
+    /// interval no scan can run with.
+    pub fn check(self) -> Result<SavePolicy, SavePolicyError> {
+        match self {
+            SavePolicy::Checkpoint(0) => Err(SavePolicyError(self.to_string())),
+            _ => Ok(self),
+        }
+    }
+
     /// Segments of a `T`-step scan: `(first step, steps)`, in time order. `States` is one
     /// segment.
     pub fn segments(self, t: usize) -> Vec<(usize, usize)> {

@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 
 use flexsn_compiler::bptt::{self, Upstream};
+use flexsn_compiler::checkpoint::SavePolicy;
 use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_compiler::scan::{ScanArgs, ScanResult, ShapeError};
 
@@ -517,10 +518,8 @@ impl Kernel {
 
 /// `Ok` for a checkpoint interval of at least 1.
 pub(crate) fn check_interval(k: usize) -> Result<(), RuntimeError> {
-    if k == 0 {
-        return Err(RuntimeError::Unsupported(
-            "checkpoint:0: the checkpoint interval must be at least 1".into(),
-        ));
-    }
-    Ok(())
+    SavePolicy::Checkpoint(k)
+        .check()
+        .map(drop)
+        .map_err(|e| RuntimeError::Unsupported(e.to_string()))
 }
