@@ -725,6 +725,12 @@ impl Kernel {
         let g = &self.graph;
         // Checked before a backward scan is compiled for `upstream.spec()`.
         upstream.check(g, t, n)?;
+        // The same estimate as the `states` backward: the owned and host entry points of
+        // `checkpoint:K` both come through here.
+        let e = Estimate::new()
+            .add(g.inputs().len(), &[t, n], 4)
+            .add(g.states().len(), &[n], 4);
+        self.check_memory(e, "this backward call")?;
         let defaults;
         let init_states = match (&r.init_states, t) {
             (Some(s), _) => s.clone(),

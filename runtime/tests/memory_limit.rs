@@ -7,7 +7,9 @@ use std::time::Instant;
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_runtime::memory::MemoryLimit;
-use flexsn_runtime::{Backend, InferenceBuffers, Jit, KernelArgs, RuntimeError};
+use flexsn_runtime::{
+    Backend, InferenceBuffers, Jit, KernelArgs, RuntimeError, SavePolicy, Upstream,
+};
 
 /// A leaky integrator: `v' = v / 2 + x`, output `v'`.
 fn leaky() -> StepGraph {
@@ -52,6 +54,22 @@ fn owned_and_host_entry_points_check_the_limit() {
     k.set_memory_limit(MemoryLimit(1 << 30));
     let f = k.forward(t, n, &[&x], None, &[]).unwrap();
     assert_eq!(f.outputs[0], s);
+}
+
+#[test]
+fn checkpointed_backward_checks_the_limit_like_the_states_backward() {
+    let mut k = Jit::new(Backend::Cpu).unwrap().compile(&leaky()).unwrap();
+    let (t, n) = (16, 1024);
+    let x = vec![0.7f32; t * n];
+    let up = Upstream::none(k.graph());
+    for policy in [SavePolicy::States, SavePolicy::Checkpoint(4)] {
+        k.set_save_policy(policy).unwrap();
+        k.set_memory_limit(MemoryLimit(1 << 30));
+        let f = k.forward(t, n, &[&x], None, &[]).unwrap();
+        // The input gradient and the initial-state gradient: about 68 KiB, over 64 KiB.
+        k.set_memory_limit(MemoryLimit(64 << 10));
+        is_memory_error(k.backward(&f, &up), "KiB");
+    }
 }
 
 #[test]
