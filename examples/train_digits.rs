@@ -184,6 +184,34 @@ fn evaluate(
     ))
 }
 
+/// Draws the layers' initial weights and biases from the seeded `rng`: candle's CPU initialisers
+/// use an unseeded generator, so `seed` alone did not fix a run. The variances are candle's
+/// `linear`: weights of Kaiming variance 2/fan_in (here uniform within ±√(6/fan_in)), biases
+/// uniform within ±1/√fan_in.
+fn seed_layers(varmap: &VarMap, rng: &mut StdRng, dev: &Device) -> anyhow::Result<()> {
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("VarMap lock poisoned"))?;
+    for (layer, fan_in) in [("fc1", PIXELS), ("fc2", HIDDEN)] {
+        let fan_in = fan_in as f32;
+        for (part, bound) in [
+            ("weight", (6.0 / fan_in).sqrt()),
+            ("bias", fan_in.sqrt().recip()),
+        ] {
+            let name = format!("{layer}.{part}");
+            let var = vars
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("no variable `{name}`"))?;
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect();
+            var.set(&Tensor::from_vec(values, var.shape(), dev)?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Trains and evaluates; writes plots to `opts.out` when set.
 pub(crate) fn run(opts: &Options) -> anyhow::Result<Report> {
     let dev = Device::Cpu;
@@ -199,6 +227,7 @@ pub(crate) fn run(opts: &Options) -> anyhow::Result<Report> {
 
     let varmap = VarMap::new();
     let net = Net::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    seed_layers(&varmap, &mut rng, &dev)?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
