@@ -13,8 +13,8 @@ use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
 
 use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
 use super::{
-    DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
-    surrogate_values,
+    DEFAULT_SURROGATE, Mode, PsnError, check_floats, parse_u64, parse_usize, set_surrogate,
+    steps_of, surrogate_values,
 };
 use flexsn_runtime::{Jit, Neuron};
 
@@ -245,6 +245,8 @@ impl SlidingPSNConfig {
     /// [`SlidingPSNConfig::build`] on any [`Jit`] (backend and options of your choice).
     pub fn build_with_jit(&self, jit: &Jit) -> Result<SlidingPSN, PsnError> {
         self.check()?;
+        // The weight, and its copy in the module.
+        check_floats(jit, &[&[2, self.k]], "SlidingPSN's weight")?;
         let window = self.k.min(INITIAL_WINDOW);
         let node = Node::with_jit(&self.window_graph(window)?, jit)?;
         self.finish(node, window)
