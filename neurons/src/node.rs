@@ -209,9 +209,9 @@ pub enum NodeError {
     )]
     /// The save policy changed while steps are recorded for backward.
     PolicyWhileRecording,
-    #[error("checkpoint:0: the checkpoint interval must be at least 1")]
-    /// A checkpoint interval of zero.
-    ZeroCheckpointInterval,
+    #[error("the node's save policy: {0}")]
+    /// A checkpoint interval of zero ([`SavePolicy::check`]).
+    ZeroCheckpointInterval(flexsn_compiler::checkpoint::SavePolicyError),
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
     /// Backward with nothing recorded.
     NothingRecorded,
@@ -472,9 +472,7 @@ impl Node {
     /// `checkpoint:K` (the state before every `K`-th recorded step; backward recomputes the
     /// rest, with bit-identical results). Refused while steps are recorded.
     pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), NodeError> {
-        if policy == SavePolicy::Checkpoint(0) {
-            return Err(NodeError::ZeroCheckpointInterval);
-        }
+        policy.check().map_err(NodeError::ZeroCheckpointInterval)?;
         if self.tape.steps > 0 {
             return Err(NodeError::PolicyWhileRecording);
         }
