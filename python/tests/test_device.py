@@ -135,7 +135,7 @@ def test_bad_row_pitches_are_clear_errors():
     spec = core.scan_arguments("train", t, n)
     bufs = [torch.zeros(max(length, 1) * 4) for _, _, length in spec]
     raw = [(b.data_ptr(), length, d) for b, (_, d, length) in zip(bufs, spec)]
-    seq = [k for k, (name, _, _) in enumerate(spec) if name == "v sequence"][0]
+    seq = next(k for k, (name, _, _) in enumerate(spec) if name == "v sequence")
 
     def launch(pitches):
         core.launch("train", t, n, 0, raw, pitches=pitches)
