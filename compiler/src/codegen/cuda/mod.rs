@@ -204,8 +204,9 @@ pub fn pitch_name(arg: &str) -> String {
 }
 
 /// The C lvalue of element `n` of row `row` of the `[T, N]` buffer `arg` (`row` a C expression
-/// of type `long long`, parenthesised when it is not a single token).
-fn row_elem(arg: &str, row: &str) -> String {
+/// of type `long long`, parenthesised when it is not a single token). Every generated access to
+/// a `[T, N]` row goes through here.
+pub(crate) fn row_elem(arg: &str, row: &str) -> String {
     format!("{arg}[{row} * {} + n]", pitch_name(arg))
 }
 
