@@ -2,7 +2,7 @@
 //! same-run device copy). The CUDA backends themselves run through the runtime's `Jit`, like
 //! every other backend.
 
-use flexsn_compiler::codegen::cuda::CudaOptions;
+use flexsn_compiler::codegen::cuda::{CudaOptions, RowLayout};
 use flexsn_runtime::cuda::{CudaDevice, CudaError};
 
 /// What `flexsn bench --backend cuda` measures.
@@ -22,6 +22,9 @@ pub struct CudaBenchPlan {
     pub n: usize,
     /// Timed repetitions per row.
     pub reps: usize,
+    /// Row layouts of the `[T, N]` buffers, one set of neuron rows each (padded rows are
+    /// labelled `NAME+pad`).
+    pub layouts: Vec<RowLayout>,
 }
 
 /// Runs the plan on device 0: forward, backward and their sum per neuron and dtype.
@@ -41,15 +44,21 @@ pub fn run_cuda_bench(
     let mut rows = Vec::new();
     for (label, graph) in &plan.neurons {
         for &dtype in &plan.dtypes {
-            let case = BenchCase {
-                label: label.clone(),
-                graph: graph.clone(),
-                opts: CudaOptions::new(dtype, plan.math),
-                t: plan.t,
-                n: plan.n,
-                reps: plan.reps,
-            };
-            rows.extend(bench_neuron(&dev, &case)?);
+            for &layout in &plan.layouts {
+                let case = BenchCase {
+                    label: match layout {
+                        RowLayout::Dense => label.clone(),
+                        RowLayout::Padded => format!("{label}+pad"),
+                    },
+                    graph: graph.clone(),
+                    opts: CudaOptions::new(dtype, plan.math),
+                    t: plan.t,
+                    n: plan.n,
+                    reps: plan.reps,
+                    layout,
+                };
+                rows.extend(bench_neuron(&dev, &case)?);
+            }
         }
     }
     if plan.psn {
@@ -156,6 +165,8 @@ pub struct CudaBenchArgs {
     pub math: String,
     /// One JSON object per row instead of the table.
     pub json: bool,
+    /// Row layouts by name, `dense` or `padded` (empty: dense).
+    pub rows: Vec<String>,
 }
 
 /// Runs `flexsn bench --backend cuda`: one plan per `(T, N)`, printing each table.
@@ -190,6 +201,20 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
         &a.math
     })
     .ok_or_else(|| anyhow!("unknown math mode `{}`", a.math))?;
+    let layouts = a
+        .rows
+        .iter()
+        .map(|r| match r.as_str() {
+            "dense" => Ok(RowLayout::Dense),
+            "padded" => Ok(RowLayout::Padded),
+            other => Err(anyhow!("unknown row layout `{other}` (dense, padded)")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let layouts = if layouts.is_empty() {
+        vec![RowLayout::Dense]
+    } else {
+        layouts
+    };
     let ts = if a.ts.is_empty() {
         vec![64]
     } else {
@@ -213,6 +238,7 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
                 t,
                 n,
                 reps: 10,
+                layouts: layouts.clone(),
             };
             bench_cli(&plan, a.json, out)?;
         }

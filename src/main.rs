@@ -240,6 +240,10 @@ struct BenchArgs {
     /// For --backend cuda: precise or fast math.
     #[arg(long, default_value = "precise", value_parser = ["precise", "fast"])]
     math: String,
+    /// For --backend cuda: row layout(s) of the [T, N] buffers (repeatable): dense (row t at
+    /// t * N) or padded (rows 128-byte aligned; rows labelled NAME+pad). Default: dense.
+    #[arg(long = "rows", value_name = "LAYOUT", value_parser = ["dense", "padded"])]
+    rows: Vec<String>,
     /// One JSON object per row (compile times go to stderr).
     #[arg(long)]
     json: bool,
@@ -1073,6 +1077,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
             dtypes: a.dtypes,
             math: a.math,
             json: a.json,
+            rows: a.rows,
         };
         return flexsn::cuda::bench_from_cli(&args, out);
     }

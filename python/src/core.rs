@@ -299,9 +299,11 @@ impl Core {
 
     /// Runs scan `which` over `[t, n]` on `bufs` (`(address, length, element type)` in the
     /// order of [`Core::scan_arguments`]). CUDA cores queue it on `stream` (torch's current
-    /// stream of the tensors' device) and return at once; host cores run it now.
+    /// stream of the tensors' device) and return at once; host cores run it now. `pitches`, one
+    /// per buffer, gives the row pitch of `[T, N]` buffers whose rows are not `n` apart (`None`:
+    /// dense; a pitched buffer holds `t * pitch` elements).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (which, t, n, stream, bufs, grad_outputs=None, grad_state_seqs=None))]
+    #[pyo3(signature = (which, t, n, stream, bufs, grad_outputs=None, grad_state_seqs=None, pitches=None))]
     fn launch(
         &self,
         py: Python<'_>,
@@ -312,9 +314,31 @@ impl Core {
         bufs: Vec<launch::RawBuf>,
         grad_outputs: Option<Vec<bool>>,
         grad_state_seqs: Option<Vec<bool>>,
+        pitches: Option<Vec<Option<usize>>>,
     ) -> PyResult<()> {
         let exec = launch::executor(py, &self.kernel, which, grad_outputs, grad_state_seqs)?;
-        launch::launch(py, exec.as_ref(), t, n, stream, &bufs)
+        launch::launch(py, exec.as_ref(), t, n, stream, &bufs, pitches)
+    }
+
+    /// The row pitch for `[T, N]` buffers of element type `dtype` (`f32`, `f16`, `bf16`) that
+    /// the caller allocates and keeps for this core's raw launches (the state buffers between
+    /// forward and backward): `n` rounded up to 128 bytes on CUDA, so that every warp's access
+    /// is sector-aligned; `n` on host backends.
+    fn row_pitch(&self, py: Python<'_>, n: usize, dtype: &str) -> PyResult<usize> {
+        let d = StorageDtype::from_name(dtype).ok_or_else(|| {
+            raise(
+                py,
+                Kind::Value,
+                format!("unknown element type `{dtype}` (f32, f16, bf16)"),
+            )
+        })?;
+        launch::owned_pitch(self.kernel.training_scan().as_ref(), n, d).ok_or_else(|| {
+            raise(
+                py,
+                Kind::Value,
+                format!("N = {n} padded to 128 bytes overflows"),
+            )
+        })
     }
 
     /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the

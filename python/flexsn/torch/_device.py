@@ -7,6 +7,10 @@ address, so nothing goes through host memory and torch's stream order holds (the
 allocator does not reuse a buffer before the work queued on its stream is done). float16 and
 bfloat16 tensors run the kernels with that storage type (their arithmetic is float32).
 
+The state buffers kept from forward for backward are flexsn's own: their rows are padded to
+the core's ``row_pitch`` (N rounded up to 128 bytes on CUDA), so that each warp's access to a
+row covers whole memory sectors whatever N is; the kernels take that pitch with the buffer.
+
 Backward runs the compiled reverse scan the same way; a learnable param's per-neuron
 contributions are summed by torch on the device (over neurons for shared params, per step for
 per-time params).
@@ -39,13 +43,15 @@ def _alloc(spec, device):
     return [torch.empty(length, dtype=DTYPES[d], device=device) for _, d, length in spec]
 
 
-def _launch(cc, which, t, n, device, spec, tensors, **flags):
+def _launch(cc, which, t, n, device, spec, tensors, pitches=None, **flags):
+    """Queues scan ``which``; ``pitches`` maps a buffer's index to its row pitch."""
     if len(spec) != len(tensors):
         raise FlexSNValueError(
             f"internal: scan `{which}` takes {len(spec)} buffers, {len(tensors)} were prepared"
         )
     raw = [_raw(x, d) for x, (_, d, _) in zip(tensors, spec)]
-    cc.core.launch(which, t, n, _stream(device), raw, **flags)
+    rows = [(pitches or {}).get(i) for i in range(len(raw))]
+    cc.core.launch(which, t, n, _stream(device), raw, pitches=rows, **flags)
 
 
 def _param_grad(c, kind, t, n, like):
@@ -80,21 +86,28 @@ class DeviceScan(torch.autograd.Function):
         ps = [_flat(p, d[ni + ns + k]) for k, p in enumerate(flat[ni + ns :])]
         o0 = ni + ns + npar
         outs = _alloc(spec[o0 : o0 + no], device)
-        # Per state a [T + 1, N] buffer: row 0 the initial state (backward reads rows 0..T as
-        # "the state before step t"), rows 1..=T the sequence the kernel writes.
-        bufs = []
+        # Per state a [T + 1, pitch] buffer: row 0 the initial state (backward reads rows 0..T
+        # as "the state before step t"), rows 1..=T the sequence the kernel writes; the first
+        # N columns of each row are the values, the rest padding.
+        bufs, pitches = [], []
         for j in range(ns):
-            b = torch.empty((t + 1, n), dtype=DTYPES[d[o0 + no + j]], device=device)
-            b[0].copy_(s0[j])
+            dname = d[o0 + no + j]
+            pitch = cc.core.row_pitch(n, dname)
+            b = torch.empty((t + 1, pitch), dtype=DTYPES[dname], device=device)
+            b[0, :n].copy_(s0[j])
             bufs.append(b)
+            pitches.append(pitch)
         finals = _alloc(spec[o0 + no + ns :], device)
         seq_rows = [b[1:] for b in bufs]
-        _launch(cc, "train", t, n, device, spec, [*xs, *s0, *ps, *outs, *seq_rows, *finals])
+        rows = {o0 + no + j: p for j, p in enumerate(pitches)}
+        tensors = [*xs, *s0, *ps, *outs, *seq_rows, *finals]
+        _launch(cc, "train", t, n, device, spec, tensors, rows)
         ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs = cc, t, n, ni, seqs
         ctx.dtypes = [x.dtype for x in flat]
+        ctx.pitches = pitches
         ctx.save_for_backward(*xs, *ps, *bufs)
         ctx.set_materialize_grads(False)
-        return (*outs, *(seq_rows if seqs else []), *finals)
+        return (*outs, *((r[:, :n] for r in seq_rows) if seqs else []), *finals)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -115,6 +128,7 @@ class DeviceScan(torch.autograd.Function):
         # Reads: inputs, states before each step, the upstream gradients present; the final
         # states' gradients are the reverse scan's initial carries; then the params.
         reads = [*xs, *(b[:t] for b in bufs)]
+        rows = {ni + j: p for j, p in enumerate(ctx.pitches)}
         ups = [g for g in (*g_out, *g_seq) if g is not None]
         r0 = len(reads)
         reads += [_flat(g, d[r0 + k]) for k, g in enumerate(ups)]
@@ -126,7 +140,8 @@ class DeviceScan(torch.autograd.Function):
         ]  # fmt: skip
         w0 = c0 + ns + npar
         writes = _alloc(spec[w0:], device)
-        _launch(cc, "backward", t, n, device, spec, [*reads, *carries, *ps, *writes], **flags)
+        tensors = [*reads, *carries, *ps, *writes]
+        _launch(cc, "backward", t, n, device, spec, tensors, rows, **flags)
         g_in, g_s0 = writes[:ni], writes[len(writes) - ns :]
         contribs = writes[ni : len(writes) - ns]
         dt = ctx.dtypes
