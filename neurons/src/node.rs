@@ -55,6 +55,10 @@ use crate::Builtin;
 use crate::nonspiking::{Decode, DecodeError};
 use crate::params::NeuronError;
 
+mod window;
+
+use window::{INITIAL_TAPS, Window};
+
 /// SpikingJelly's `step_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StepMode {
@@ -334,6 +338,8 @@ pub struct Node {
     time_step: usize,
     state_seqs: Option<Vec<Vec<f32>>>,
     tape: Tape,
+    /// SlidingPSN built by [`Node::builtin`]: the taps it runs now.
+    window: Option<Window>,
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
@@ -386,6 +392,7 @@ impl Node {
             time_step: 0,
             state_seqs: None,
             tape: Tape::default(),
+            window: None,
         }
     }
 
@@ -393,14 +400,28 @@ impl Node {
     /// non-spiking neurons, SpikingJelly's behaviour: multi-step only, `v` restarting at 0 on
     /// every call, and the neuron's decoding applied to the voltage sequence. IF/LIF/PLIF start
     /// in single-step mode, SpikingJelly's default; [`Node::set_step_mode`] changes it.
+    ///
+    /// A SlidingPSN node runs only the newest taps its steps can reach (at least `min(k, 64)`,
+    /// grown as the steps since the reset add up, at most `k`): its [`Node::graph`], states,
+    /// [`NodeGrads::init_states`] and [`NodeUpstream`] are those of that window
+    /// ([`Node::window_taps`]). The outputs and gradients are those of the full `k`-tap graph:
+    /// the registers beyond the window read as 0, the older weights are kept by name
+    /// ([`Node::param`], [`Node::set_param`]) and their gradient is exactly 0.
     pub fn builtin(b: &Builtin, backend: NodeBackend) -> Result<Node, NodeError> {
-        let node = Node::new(&b.step_graph()?, backend)?;
-        node.builtin_rules(b)
+        Node::builtin_with_jit(b, &Jit::new(backend)?)
     }
 
     /// [`Node::builtin`] on any [`Jit`].
     pub fn builtin_with_jit(b: &Builtin, jit: &Jit) -> Result<Node, NodeError> {
-        let node = Node::with_jit(&b.step_graph()?, jit)?;
+        let node = match b {
+            Builtin::SlidingPsn(c) => {
+                let taps = c.k.clamp(1, INITIAL_TAPS);
+                let mut node = Node::with_jit(&c.window_graph(taps)?, jit)?;
+                node.window = Some(Window::new(*c, taps));
+                node
+            }
+            _ => Node::with_jit(&b.step_graph()?, jit)?,
+        };
         node.builtin_rules(b)
     }
 
@@ -506,6 +527,7 @@ impl Node {
         self.time_step = 0;
         self.state_seqs = None;
         self.tape = Tape::default();
+        self.window_reset();
     }
 
     /// Keeps the states but stops backward here (truncated BPTT): later backward calls see
@@ -537,6 +559,7 @@ impl Node {
 
     /// Overrides the initial value of state `name` after a reset.
     pub fn set_state_init(&mut self, name: &str, rule: StateInitRule) -> Result<(), NodeError> {
+        self.window_for_state(name, true)?;
         let j = self.state_index(name)?;
         self.init_rules[j] = Some(rule);
         Ok(())
@@ -549,6 +572,9 @@ impl Node {
 
     /// The current value of state `name`.
     pub fn state(&self, name: &str) -> Result<Option<&[f32]>, NodeError> {
+        if let Some(zeros) = self.window_state(name) {
+            return Ok(zeros);
+        }
         let j = self.state_index(name)?;
         Ok(self.states.as_ref().map(|s| s[j].as_slice()))
     }
@@ -557,6 +583,7 @@ impl Node {
     /// states start from their rules if they have no value yet. Recorded steps are dropped:
     /// the next backward's initial-state gradient is the gradient w.r.t. this value.
     pub fn set_state(&mut self, name: &str, values: &[f32]) -> Result<(), NodeError> {
+        self.window_for_state(name, false)?;
         let j = self.state_index(name)?;
         let n = values.len();
         if n == 0 {
@@ -582,6 +609,9 @@ impl Node {
     /// [`Node::set_store_state_seqs`] is on: the last multi-step call's, or the single steps'
     /// since the last reset.
     pub fn state_seq(&self, name: &str) -> Result<Option<&[f32]>, NodeError> {
+        if let Some(zeros) = self.window_state_seq(name) {
+            return Ok(zeros);
+        }
         let j = self.state_index(name)?;
         Ok(self.state_seqs.as_ref().map(|s| s[j].as_slice()))
     }
@@ -593,6 +623,9 @@ impl Node {
 
     /// The value of parameter `name` (`None` while unset).
     pub fn param(&self, name: &str) -> Result<Option<&[f32]>, NodeError> {
+        if let Some(v) = self.window_param(name) {
+            return Ok(Some(v));
+        }
         let k = self.param_index(name)?;
         Ok(self.params[k].as_deref())
     }
@@ -600,6 +633,9 @@ impl Node {
     /// Sets parameter `name`: `[1]` shared, `[N]` per neuron, `[L]` per time step (`L` at least
     /// the number of steps the calls reach). Not allowed while steps are recorded.
     pub fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), NodeError> {
+        if let Some(done) = self.set_window_param(name, values) {
+            return done;
+        }
         let k = self.param_index(name)?;
         if self.tape.steps > 0 {
             return Err(NodeError::TapeInProgress);
@@ -632,6 +668,9 @@ impl Node {
     /// The gradient of learnable parameter `name` accumulated since [`Node::zero_grad`]
     /// (`None` before any backward, and for parameters that are not learnable).
     pub fn param_grad(&self, name: &str) -> Result<Option<&[f32]>, NodeError> {
+        if let Some(g) = self.window_param_grad(name) {
+            return Ok(g);
+        }
         let k = self.param_index(name)?;
         Ok(self.param_grads[k].as_deref())
     }
@@ -681,6 +720,8 @@ impl Node {
             }
         }
         let (mut params, mut grads) = (Vec::new(), Vec::new());
+        // After a backward, a param no recorded step reached has gradient 0 (not `None`).
+        let backward_ran = self.param_grads.iter().any(Option::is_some);
         for d in graph.params() {
             match old.param_index(&d.name) {
                 Some(k) => {
@@ -688,8 +729,10 @@ impl Node {
                     grads.push(self.param_grads[k].clone());
                 }
                 None => {
-                    params.push(new_param(&d.name));
-                    grads.push(None);
+                    let value = new_param(&d.name);
+                    let zero = value.as_ref().map(|v| vec![0.0; v.len()]);
+                    grads.push(zero.filter(|_| backward_ran));
+                    params.push(value);
                 }
             }
         }
@@ -835,6 +878,7 @@ impl Node {
         if self.restart_each_call {
             self.reset();
         }
+        self.fit_window(t)?;
         let record = self.training;
         let want_seqs = record || self.store_state_seqs;
         {
@@ -954,6 +998,7 @@ impl Node {
         }
         self.states = Some(final_states);
         self.time_step += t;
+        self.window_ran(t);
         if let Some(d) = self.decode {
             let seq = std::mem::take(&mut outputs[0]);
             outputs[0] = d.forward(&seq, t, n)?;
