@@ -58,6 +58,7 @@ mod layer;
 pub mod nodes;
 mod op;
 pub mod psn;
+mod sliding;
 
 pub use decode::decode;
 pub use error::Error;

@@ -14,11 +14,12 @@
 
 use candle_core::Tensor;
 use candle_nn::{Init, Module, VarBuilder};
-use flexsn_neurons::{Builtin, psn};
+use flexsn_neurons::Builtin;
 
 use crate::decode::decode;
 use crate::error::Error;
 use crate::layer::{ParamDims, ScanLayer, default_jit, first_output};
+pub use crate::sliding::SlidingPSN;
 
 /// The scan layer of a built-in neuron, its params initialised from the neuron's defaults.
 fn builtin_layer(b: &Builtin, vb: VarBuilder) -> candle_core::Result<ScanLayer> {
@@ -135,13 +136,6 @@ scan_node!(
     flexsn_neurons::NonSpikingLIFNode,
     NonSpikingLif
 );
-scan_node!(
-    /// SpikingJelly's `SlidingPSN`: spikes of a learnable mix of the last `k` inputs plus a
-    /// bias, as a scan; `k` weight `Var`s and a bias `Var`.
-    SlidingPSN,
-    psn::SlidingPSNConfig,
-    SlidingPsn
-);
 
 scan_node!(
     /// SpikingJelly's `QIFNode`: `h = v + (x + a0 (v - v_rest)(v - v_c)) / tau`.
@@ -214,7 +208,6 @@ spiking_module!(
     IFNode,
     LIFNode,
     ParametricLIFNode,
-    SlidingPSN,
     QIFNode,
     EIFNode,
     IzhikevichNode,

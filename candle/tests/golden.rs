@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Module, VarBuilder, VarMap};
 use flexsn::compiler::frontend::{Bindings, load_core_file_with, param_kind_from_shape};
@@ -88,6 +89,14 @@ fn dot(x: &Tensor, up: Option<&Vec<f32>>) -> Option<Tensor> {
             .sum_all()
             .unwrap(),
     )
+}
+
+/// The gradient of `v` in `grads` (zero when the loss does not depend on it).
+fn grad_or_zero(grads: &GradStore, v: &Var) -> Tensor {
+    grads
+        .get(v.as_tensor())
+        .cloned()
+        .unwrap_or_else(|| v.as_tensor().zeros_like().unwrap())
 }
 
 /// Runs a scan case through a [`ScanLayer`] and compares everything it gives.
@@ -172,12 +181,7 @@ fn run_layer(sc: &ScanCase, layer: &ScanLayer, param_vars: &[Option<Var>]) -> Co
         .reduce(|a, b| (a + b).unwrap())
         .expect("a case with gradients has upstream gradients");
     let grads = loss.backward().unwrap();
-    let grad_of = |v: &Var| {
-        grads
-            .get(v.as_tensor())
-            .cloned()
-            .unwrap_or_else(|| v.as_tensor().zeros_like().unwrap())
-    };
+    let grad_of = |v: &Var| grad_or_zero(&grads, v);
     for (e, x) in sc.grad_inputs.iter().zip(&xs) {
         if let Some(e) = e {
             cmp.check(e, &grad_of(x));
@@ -253,6 +257,53 @@ fn nonspiking() {
 #[test]
 fn sliding_psn() {
     assert_scan_file("sliding_psn.json", 12, sliding_psn_case);
+}
+
+/// SlidingPSN's cases through [`nodes::SlidingPSN`], which runs only the newest `min(k, T)`
+/// taps: its weights and bias set in the `VarMap`, the module's spikes, and the gradients of
+/// the input and of every weight (0 for those the window leaves out).
+#[test]
+fn sliding_psn_module() {
+    let cases = cases("sliding_psn.json");
+    let mut failed = vec![];
+    for case in &cases {
+        let sc = sliding_psn_case(case).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let Builtin::SlidingPsn(config) = builtin_from_case(case).unwrap() else {
+            panic!("{}: not a SlidingPSN case", case.name)
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let module = nodes::SlidingPSN::new(config, vb).unwrap();
+        let vars = varmap.data().lock().unwrap().clone();
+        let param_vars: Vec<&Var> = sc.graph.params().iter().map(|d| &vars[&d.name]).collect();
+        for (v, value) in param_vars.iter().zip(&sc.params) {
+            v.set(&Tensor::from_slice(value, 1, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let x = Var::from_slice(&sc.inputs[0], (sc.t, sc.n), &Device::Cpu).unwrap();
+        let spikes = module.forward(x.as_tensor()).unwrap();
+        let mut cmp = Compare::default();
+        if let Some(e) = &sc.outputs[0] {
+            cmp.check(e, &spikes);
+        }
+        let loss = dot(&spikes, sc.up_outputs[0].as_ref()).expect("an upstream gradient");
+        let grads = loss.backward().unwrap();
+        let grad_of = |v: &Var| grad_or_zero(&grads, v);
+        if let Some(e) = &sc.grad_inputs[0] {
+            cmp.check(e, &grad_of(&x));
+        }
+        for (e, v) in sc.grad_params.iter().zip(&param_vars) {
+            if let Some(e) = e {
+                cmp.check(e, &grad_of(v));
+            }
+        }
+        record(case, cmp, &mut failed);
+    }
+    assert!(
+        failed.is_empty(),
+        "sliding_psn.json:\n{}",
+        failed.join("\n")
+    );
 }
 
 /// The candle module of a zoo neuron's config, and its scan layer.
