@@ -681,7 +681,7 @@ impl Node {
     /// gradients. A new state holds its constant initial value now and in every stored or
     /// recorded row, a new param the value `new_param` gives it: the caller guarantees that this
     /// is what the bigger graph would have computed (SlidingPSN's older registers, still 0).
-    pub(crate) fn extend_graph(
+    fn extend_graph(
         &mut self,
         graph: StepGraph,
         new_param: impl Fn(&str) -> Option<Vec<f32>>,

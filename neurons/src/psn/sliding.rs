@@ -18,6 +18,7 @@ use super::{
 };
 use flexsn_runtime::{Jit, Neuron};
 
+use crate::Builtin;
 use crate::node::{Node, NodeBackend};
 use crate::params::{NeuronError, ParamValue, builder, invalid, parse_bool};
 
@@ -247,9 +248,12 @@ impl SlidingPSNConfig {
         self.check()?;
         // The weight, and its copy in the module.
         check_floats(jit, &[&[2, self.k]], "SlidingPSN's weight")?;
-        let window = self.k.min(INITIAL_WINDOW);
-        let node = Node::with_jit(&self.window_graph(window)?, jit)?;
-        self.finish(node, window)
+        let mut node = Node::builtin_with_jit(&Builtin::SlidingPsn(*self), jit)?;
+        node.set_step_mode(self.step_mode)?;
+        Ok(SlidingPSN {
+            config: *self,
+            node,
+        })
     }
 
     fn check(&self) -> Result<(), PsnError> {
@@ -260,25 +264,7 @@ impl SlidingPSNConfig {
         }
         Ok(())
     }
-
-    fn finish(&self, mut node: Node, window: usize) -> Result<SlidingPSN, PsnError> {
-        node.set_step_mode(self.step_mode)?;
-        let (w, b) = self.init_params();
-        let mut m = SlidingPSN {
-            config: *self,
-            node,
-            window,
-            weight: vec![],
-        };
-        m.set_weight(&w)?;
-        m.set_bias(b)?;
-        Ok(m)
-    }
 }
-
-/// The window a [`SlidingPSN`] starts with (all of it when `k` is at most this): short runs
-/// never need another compile.
-const INITIAL_WINDOW: usize = 64;
 
 /// `jit.compile(&SlidingPSNConfig::new(k))` compiles the scan.
 impl Neuron for SlidingPSNConfig {
@@ -294,8 +280,8 @@ impl From<BuildError> for PsnError {
 }
 
 /// SpikingJelly's `SlidingPSN`: spikes from a learnable mix of the last `k` inputs plus a bias,
-/// in single-step (default) or multi-step mode; a [`Node`] over
-/// [`SlidingPSNConfig::window_graph`], with the weight gathered as a `[k]` vector.
+/// in single-step (default) or multi-step mode; the built-in [`Node`] (over
+/// [`SlidingPSNConfig::window_graph`]), with the weight gathered as a `[k]` vector.
 ///
 /// The node runs only the newest taps the steps since the last reset can reach (at least
 /// `min(k, 64)`, grown as the steps add up, at most `k`), so the work per step is bounded by
@@ -316,10 +302,6 @@ impl From<BuildError> for PsnError {
 pub struct SlidingPSN {
     config: SlidingPSNConfig,
     node: Node,
-    /// The taps the node's graph has: weights `k - window .. k` live in the node.
-    window: usize,
-    /// The whole weight `[k]`; the node holds the window's part (and is what counts for it).
-    weight: Vec<f32>,
 }
 
 impl SlidingPSN {
@@ -331,36 +313,10 @@ impl SlidingPSN {
         SlidingPSNConfig::new(k).build(NodeBackend::Interpreter)
     }
 
-    /// The taps the node runs now (the newest `window` weights; `k` once it has grown to all).
+    /// The taps the node runs now (the newest `window` weights; `k` once it has grown to all):
+    /// [`Node::window_taps`].
     pub fn window(&self) -> usize {
-        self.window
-    }
-
-    /// Grows the node's window so that a call of `steps` more steps, and what the registers
-    /// must keep after it, fit: the registers hold the last `window - 1` inputs and those
-    /// before the reset are 0, so `window > time_step` (or `window = k`) loses nothing.
-    fn fit_window(&mut self, steps: usize) -> Result<(), PsnError> {
-        let k = self.config.k;
-        let needed = k.min(
-            self.node
-                .time_step()
-                .saturating_add(steps)
-                .saturating_add(1),
-        );
-        if needed <= self.window {
-            return Ok(());
-        }
-        // Doubling: a run of single steps compiles O(log k) windows.
-        let w = needed.max(self.window.saturating_mul(2)).min(k);
-        let graph = self.config.window_graph(w)?;
-        let weight = &self.weight;
-        self.node.extend_graph(graph, |name| {
-            (k - w..k)
-                .find(|&i| sliding_weight_name(i) == name)
-                .map(|i| vec![weight[i]])
-        })?;
-        self.window = w;
-        Ok(())
+        self.node.window_taps().unwrap_or(self.config.k)
     }
 
     /// The configuration the module was built from.
@@ -376,8 +332,7 @@ impl SlidingPSN {
     pub fn node(&self) -> &Node {
         &self.node
     }
-    /// The node that runs the scan, mutably. Calls made on it directly run the current window
-    /// only; [`SlidingPSN::forward`] grows the window first.
+    /// The node that runs the scan, mutably (its calls grow the window as the module's do).
     pub fn node_mut(&mut self) -> &mut Node {
         &mut self.node
     }
@@ -414,19 +369,11 @@ impl SlidingPSN {
             .unwrap_or(0.0))
     }
 
-    /// The index of the first weight the node holds.
-    fn first_tap(&self) -> usize {
-        self.config.k - self.window
-    }
-
     /// The weight `[k]` (`weight[k-1]` multiplies the current input).
     pub fn weight(&self) -> Result<Vec<f32>, PsnError> {
-        let first = self.first_tap();
-        let mut w = self.weight[..first].to_vec();
-        for i in first..self.config.k {
-            w.push(self.scalar(&sliding_weight_name(i))?);
-        }
-        Ok(w)
+        (0..self.config.k)
+            .map(|i| self.scalar(&sliding_weight_name(i)))
+            .collect()
     }
     /// The bias.
     pub fn bias(&self) -> Result<f32, PsnError> {
@@ -447,11 +394,9 @@ impl SlidingPSN {
                 param: "weight",
             });
         }
-        let first = self.first_tap();
-        for (i, &v) in w.iter().enumerate().skip(first) {
+        for (i, &v) in w.iter().enumerate() {
             self.node.set_param(&sliding_weight_name(i), &[v])?;
         }
-        self.weight = w.to_vec();
         Ok(())
     }
     /// Sets the bias.
@@ -475,12 +420,9 @@ impl SlidingPSN {
     /// Accumulated gradient of the weight `[k]` (0 for the weights outside the window: no step
     /// run so far reached them).
     pub fn weight_grad(&self) -> Result<Vec<f32>, PsnError> {
-        let first = self.first_tap();
-        let mut g = vec![0.0; first];
-        for i in first..self.config.k {
-            g.push(self.grad_scalar(&sliding_weight_name(i))?);
-        }
-        Ok(g)
+        (0..self.config.k)
+            .map(|i| self.grad_scalar(&sliding_weight_name(i)))
+            .collect()
     }
     /// Accumulated gradient of the bias.
     pub fn bias_grad(&self) -> Result<f32, PsnError> {
@@ -489,11 +431,9 @@ impl SlidingPSN {
 
     /// Spikes of `x`: `[N]` per call in single-step mode, `[T, N]` in multi-step mode.
     pub fn forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
-        let steps = match self.node.step_mode() {
-            Mode::Multi => steps_of(Self::CLASS, x.len(), n)?,
-            Mode::Single => 1,
-        };
-        self.fit_window(steps)?;
+        if self.node.step_mode() == Mode::Multi {
+            steps_of(Self::CLASS, x.len(), n)?;
+        }
         Ok(self.node.forward(&[x], n)?.remove(0))
     }
 
