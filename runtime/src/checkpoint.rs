@@ -86,6 +86,10 @@ pub(crate) fn forward(
     k: usize,
     saved: Saved<'_, '_>,
 ) -> Result<(), RuntimeError> {
+    if let Some(fused) = crate::cuda::checkpoint::Fused::of(inference) {
+        // CUDA: one launch of the fused forward.
+        return fused.forward(inference.kernel(), args, k, saved);
+    }
     let (n, segs) = (args.n, SavePolicy::Checkpoint(k).segments(args.t));
     let Saved {
         outputs,
@@ -164,6 +168,13 @@ pub(crate) fn backward(
     let segs = SavePolicy::Checkpoint(k).segments(t);
     if checkpoints.len() != ns || checkpoints.iter().any(|c| c.len() != segs.len() * n) {
         return Err(bptt::ExecError::MissingStateSeqs.into());
+    }
+    if let Some(fused) = crate::cuda::checkpoint::Fused::of(scans.recompute) {
+        // CUDA: one launch that recomputes each segment in shared memory, unless `K · S` is
+        // too large for it (then the segments go through device memory below).
+        if let Some(r) = fused.backward(fwd, &bwd.kernel, args, k, checkpoints, upstream)? {
+            return Ok(bptt::collect_gradients(fwd, bwd, r, t, n));
+        }
     }
     let seg_graph = &scans.segment.kernel.graph;
     // Carried gradients, then the parameter-gradient sums: in and out of each segment.

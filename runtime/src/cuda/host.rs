@@ -36,7 +36,9 @@ pub fn buffer_specs(
         .iter()
         .map(|a| {
             let len = match a.role {
-                ArgRole::Input(_) | ArgRole::StateSeq(_) => tn,
+                // Scan kernels take no checkpoints (`checkpoint::specs` sizes them); at most
+                // T rows.
+                ArgRole::Input(_) | ArgRole::StateSeq(_) | ArgRole::Checkpoint(_) => tn,
                 ArgRole::InitState(_) | ArgRole::FinalState(_) => n,
                 ArgRole::Param(k) => param_len(g.params()[k].kind, t, n),
                 ArgRole::Output(o) => kernel.output_len(o, t, n),

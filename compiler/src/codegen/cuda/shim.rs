@@ -220,7 +220,7 @@ static int flexsn_emu_run_threaded(unsigned gx, unsigned gy, unsigned block, fle
 "#;
 
 /// Fast-math sources run with subnormals flushed, like the device under `--ftz=true`.
-fn ftz_define(math: MathMode) -> &'static str {
+pub(super) fn ftz_define(math: MathMode) -> &'static str {
     match math {
         MathMode::Precise => "",
         MathMode::Fast => "#define FLEXSN_EMU_FTZ 1\n",
