@@ -179,7 +179,7 @@ impl Fused {
         upstream: &Upstream<'_, f32>,
     ) -> Result<Option<ScanResult<f32>>, RuntimeError> {
         let src = self.source(fwd, Phase::Backward(bwd))?;
-        if src.launch_shape(k).is_none() {
+        if src.launch_shape(args.t, k).is_none() {
             return Ok(None);
         }
         let (t, n) = (args.t, args.n);
@@ -244,7 +244,7 @@ impl Fused {
                 }
             })
             .collect();
-        let (block, shared) = launch_shape(src, k)?;
+        let (block, shared) = launch_shape(src, t, k)?;
         let grid = grid(n, block)?;
         let scalars = [to_i64(t, "T")?, to_i64(n, "N")?, to_i64(k, "K")?];
         match self.load(src)? {
@@ -329,13 +329,14 @@ enum Phase<'a> {
 
 /// Block size and shared memory of a launch with interval `k`, or the error that `K · S` is
 /// too large.
-fn launch_shape(src: &CheckpointSource, k: usize) -> Result<(u32, usize), CudaError> {
-    src.launch_shape(k).ok_or_else(|| {
+fn launch_shape(src: &CheckpointSource, t: usize, k: usize) -> Result<(u32, usize), CudaError> {
+    src.launch_shape(t, k).ok_or_else(|| {
         CudaError::TooLarge(format!(
             "checkpoint:{k} with {} state(s) needs {} bytes of shared memory per 32 threads, \
              more than {CHECKPOINT_SHARED_BYTES}: use a smaller K",
             src.states,
-            k.saturating_mul(src.states)
+            k.min(t)
+                .saturating_mul(src.states)
                 .saturating_mul(32 * src.dtype.size_bytes())
         ))
     })
@@ -433,7 +434,7 @@ impl Kernel {
         k: usize,
     ) -> Result<Vec<DeviceArgument>, RuntimeError> {
         let (_, src, kernel) = self.checkpoint_source(phase)?;
-        self.check_checkpoint_fits(src.dtype, k)?;
+        self.check_checkpoint_fits(src.dtype, t, k)?;
         Ok(specs(&src, &kernel, t, n, k)?
             .into_iter()
             .map(|s| DeviceArgument {
@@ -448,9 +449,16 @@ impl Kernel {
             .collect())
     }
 
-    fn check_checkpoint_fits(&self, dtype: StorageDtype, k: usize) -> Result<(), RuntimeError> {
+    fn check_checkpoint_fits(
+        &self,
+        dtype: StorageDtype,
+        t: usize,
+        k: usize,
+    ) -> Result<(), RuntimeError> {
         let ns = self.graph().states().len();
-        if flexsn_compiler::codegen::cuda::checkpoint::checkpoint_block(k, ns, dtype).is_none() {
+        if flexsn_compiler::codegen::cuda::checkpoint::checkpoint_block(k.min(t), ns, dtype)
+            .is_none()
+        {
             let probe = CheckpointSource {
                 code: String::new(),
                 entry: String::new(),
@@ -461,7 +469,7 @@ impl Kernel {
                 block_size: 32,
                 backward: true,
             };
-            launch_shape(&probe, k)?;
+            launch_shape(&probe, t, k)?;
         }
         Ok(())
     }
@@ -490,7 +498,7 @@ impl Kernel {
             return Err(flexsn_compiler::scan::ShapeError::NoNeurons.into());
         }
         let (fused, src, kernel) = self.checkpoint_source(phase)?;
-        self.check_checkpoint_fits(src.dtype, k)?;
+        self.check_checkpoint_fits(src.dtype, t, k)?;
         let specs = specs(&src, &kernel, t, n, k)?;
         let want: Vec<(&str, StorageDtype, usize)> = specs
             .iter()
@@ -509,7 +517,7 @@ impl Kernel {
             }
             .into());
         }
-        let (block, shared) = launch_shape(&src, k)?;
+        let (block, shared) = launch_shape(&src, t, k)?;
         let grid = grid(n, block)?;
         let scalars = [to_i64(t, "T")?, to_i64(n, "N")?, to_i64(k, "K")?];
         let fused = match fused {

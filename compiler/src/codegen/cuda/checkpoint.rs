@@ -54,15 +54,16 @@ pub struct CheckpointSource {
 }
 
 impl CheckpointSource {
-    /// Threads per block and dynamic shared memory bytes for a launch with interval `k`:
-    /// `None` when even a block of 32 threads would need more than
-    /// [`CHECKPOINT_SHARED_BYTES`].
-    pub fn launch_shape(&self, k: usize) -> Option<(u32, usize)> {
+    /// Threads per block and dynamic shared memory bytes for a launch over `t` steps with
+    /// interval `k` (`min(K, T)` rows per state): `None` when even a block of 32 threads would
+    /// need more than [`CHECKPOINT_SHARED_BYTES`].
+    pub fn launch_shape(&self, t: usize, k: usize) -> Option<(u32, usize)> {
         if !self.backward {
             return Some((self.block_size, 0));
         }
-        let b = checkpoint_block(k, self.states, self.dtype)?;
-        Some((b, k * self.states * b as usize * self.dtype.size_bytes()))
+        let rows = k.min(t);
+        let b = checkpoint_block(rows, self.states, self.dtype)?;
+        Some((b, rows * self.states * b as usize * self.dtype.size_bytes()))
     }
 }
 
@@ -448,8 +449,9 @@ pub fn codegen_checkpoint_backward(
     c.push_str("    FLEXSN_DYNAMIC_SHARED(flexsn_smem);\n");
     let _ = writeln!(
         c,
-        "    // Per state K rows of blockDim.x: the state before each step of the segment.\n    {st}* const sh = ({st}*)flexsn_smem;"
+        "    // Per state R = min(K, T) rows of blockDim.x: the state before each step of a segment.\n    {st}* const sh = ({st}*)flexsn_smem;"
     );
+    c.push_str("    const long long R = (K < T) ? K : T;\n");
     c.push_str("    const long long B = (long long)blockDim.x, tid = (long long)threadIdx.x;\n");
     for j in 0..ns {
         let _ = writeln!(c, "    float c{j} = state_init{j}[n]; // carried gradient");
@@ -468,7 +470,7 @@ pub fn codegen_checkpoint_backward(
     for j in 0..ns {
         let _ = writeln!(
             c,
-            "            sh[({j}LL * K + q) * B + tid] = {};",
+            "            sh[({j}LL * R + q) * B + tid] = {};",
             store_expr(opts.dtype, &format!("r{j}"))
         );
     }
@@ -495,7 +497,7 @@ pub fn codegen_checkpoint_backward(
     step_body(&mut c, g, opts, "            ", "", &|op| match *op {
         Op::Input(x) if (ni..ni + ns).contains(&(x as usize)) => {
             let j = x as usize - ni;
-            load(format!("sh[({j}LL * K + (t - t0)) * B + tid]"))
+            load(format!("sh[({j}LL * R + (t - t0)) * B + tid]"))
         }
         Op::Input(x) => load(format!("input{x}[i]")),
         Op::State(j) => format!("c{j}"),
