@@ -452,31 +452,43 @@ pub fn codegen_checkpoint_backward(
         "    // Per state R = min(K, T) rows of blockDim.x: the state before each step of a segment.\n    {st}* const sh = ({st}*)flexsn_smem;"
     );
     c.push_str("    const long long R = (K < T) ? K : T;\n");
-    c.push_str("    const long long B = (long long)blockDim.x, tid = (long long)threadIdx.x;\n");
+    // Offsets inside shared memory fit 32 bits (R · S · blockDim elements of at most 48 KiB).
+    c.push_str("    const unsigned int B = blockDim.x;\n");
+    for j in 0..ns {
+        let _ = writeln!(
+            c,
+            "    {st}* const sh{j} = sh + {j}u * (unsigned int)R * B + threadIdx.x;"
+        );
+    }
     for j in 0..ns {
         let _ = writeln!(c, "    float c{j} = state_init{j}[n]; // carried gradient");
     }
     load_params(&mut c, bwd);
     let load = |e: String| load_expr(opts.dtype, &e);
-    c.push_str("    const long long segs = (T + K - 1) / K;\n");
-    c.push_str("    for (long long seg = segs - 1; seg >= 0; --seg) {\n");
-    c.push_str("        const long long t0 = seg * K;\n");
-    c.push_str("        const long long len = (T - t0 < K) ? (T - t0) : K;\n");
+    // The last segment, found without a 64-bit division (a subroutine call in SASS, whose
+    // saved registers would count as spills).
+    c.push_str("    long long seg = (T > 0) ? 0 : -1, t0 = 0;\n");
+    c.push_str("    while (t0 + K < T) { t0 += K; ++seg; }\n");
+    c.push_str("    for (; seg >= 0; --seg, t0 -= K) {\n");
+    // A segment has at most R rows, which fit in shared memory: an int.
+    c.push_str("        const int len = (int)((T - t0 < K) ? (T - t0) : K);\n");
     // Recompute: rows 0..len of the segment, the checkpoint first.
+    let store_rows = |c: &mut String, row: &str| {
+        for j in 0..ns {
+            let _ = writeln!(
+                c,
+                "            sh{j}[{row} * B] = {};",
+                store_expr(opts.dtype, &format!("r{j}"))
+            );
+        }
+    };
     for j in 0..ns {
         let _ = writeln!(c, "        float r{j} = checkpoint{j}[seg * N + n];");
     }
-    c.push_str("        for (long long q = 0;; ++q) {\n");
-    for j in 0..ns {
-        let _ = writeln!(
-            c,
-            "            sh[({j}LL * R + q) * B + tid] = {};",
-            store_expr(opts.dtype, &format!("r{j}"))
-        );
-    }
-    c.push_str("            if (q + 1 >= len) break;\n");
+    store_rows(&mut c, "0u");
+    c.push_str("        for (int q = 1; q < len; ++q) {\n");
     c.push_str(
-        "            const long long t = t0 + q;\n            const long long i = t * N + n;\n",
+        "            const long long t = t0 + q - 1;\n            const long long i = t * N + n;\n",
     );
     let plain = CudaOptions {
         comments: false,
@@ -490,14 +502,17 @@ pub fn codegen_checkpoint_backward(
     for (j, next) in fwd.next_states().iter().enumerate() {
         let _ = writeln!(c, "            r{j} = fv{};", next.index());
     }
+    store_rows(&mut c, "(unsigned int)q");
     c.push_str("        }\n");
     // Reverse scan over the segment.
-    c.push_str("        for (long long t = t0 + len - 1; t >= t0; --t) {\n");
-    c.push_str("            const long long i = t * N + n;\n");
+    c.push_str("        for (int q = len - 1; q >= 0; --q) {\n");
+    c.push_str(
+        "            const long long t = t0 + q;\n            const long long i = t * N + n;\n",
+    );
     step_body(&mut c, g, opts, "            ", "", &|op| match *op {
         Op::Input(x) if (ni..ni + ns).contains(&(x as usize)) => {
             let j = x as usize - ni;
-            load(format!("sh[({j}LL * R + (t - t0)) * B + tid]"))
+            load(format!("sh{j}[(unsigned int)q * B]"))
         }
         Op::Input(x) => load(format!("input{x}[i]")),
         Op::State(j) => format!("c{j}"),
