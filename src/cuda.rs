@@ -22,6 +22,9 @@ pub struct CudaBenchPlan {
     pub n: usize,
     /// Timed repetitions per row.
     pub reps: usize,
+    /// `states`: the training forward and backward scans; `checkpoint:K`: the fused checkpoint
+    /// kernels.
+    pub save_policy: flexsn_runtime::SavePolicy,
 }
 
 /// Runs the plan on device 0: forward, backward and their sum per neuron and dtype.
@@ -29,14 +32,18 @@ pub fn run_cuda_bench(
     plan: &CudaBenchPlan,
 ) -> Result<(String, Vec<flexsn_runtime::cuda::bench::BenchRow>), CudaError> {
     use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
-    use flexsn_runtime::cuda::bench::{BenchCase, bench_mixing, bench_neuron};
+    use flexsn_runtime::SavePolicy;
+    use flexsn_runtime::cuda::bench::{
+        BenchCase, bench_mixing, bench_neuron, bench_neuron_checkpoint,
+    };
     let dev = CudaDevice::new(0)?;
     let header = format!(
-        "device {} (sm_{}{}), NVRTC target {:?}",
+        "device {} (sm_{}{}), NVRTC target {:?}, save policy {}",
         dev.name(),
         dev.compute_capability().0,
         dev.compute_capability().1,
-        dev.target()
+        dev.target(),
+        plan.save_policy
     );
     let mut rows = Vec::new();
     for (label, graph) in &plan.neurons {
@@ -49,7 +56,10 @@ pub fn run_cuda_bench(
                 n: plan.n,
                 reps: plan.reps,
             };
-            rows.extend(bench_neuron(&dev, &case)?);
+            rows.extend(match plan.save_policy {
+                SavePolicy::States => bench_neuron(&dev, &case)?,
+                SavePolicy::Checkpoint(k) => bench_neuron_checkpoint(&dev, &case, k)?,
+            });
         }
     }
     if plan.psn {
@@ -82,6 +92,7 @@ pub fn bench_cli(
                 "{}",
                 serde_json::json!({
                     "backend": "cuda",
+                    "save_policy": plan.save_policy.to_string(),
                     "neuron": r.label,
                     "phase": r.phase,
                     "dtype": r.dtype.name(),
@@ -102,7 +113,9 @@ pub fn bench_cli(
             "{header}; bytes: every buffer of the launch once (sequences in the storage type)"
         )?;
         write!(out, "{}", flexsn_runtime::cuda::bench::format_table(&rows))?;
-        for line in target_lines(&rows) {
+        // The targets are those of the `states` kernels.
+        let states = plan.save_policy == flexsn_runtime::SavePolicy::States;
+        for line in target_lines(&rows).into_iter().filter(|_| states) {
             writeln!(out, "{line}")?;
         }
     }
@@ -156,6 +169,8 @@ pub struct CudaBenchArgs {
     pub math: String,
     /// One JSON object per row instead of the table.
     pub json: bool,
+    /// What the training forward keeps (see [`CudaBenchPlan::save_policy`]).
+    pub save_policy: flexsn_runtime::SavePolicy,
 }
 
 /// Runs `flexsn bench --backend cuda`: one plan per `(T, N)`, printing each table.
@@ -213,6 +228,7 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
                 t,
                 n,
                 reps: 10,
+                save_policy: a.save_policy,
             };
             bench_cli(&plan, a.json, out)?;
         }

@@ -60,6 +60,37 @@ enum Loaded {
     Emulated(EmuFn),
 }
 
+/// `src`'s kernel loaded on `device` (compiled through its module cache; loaded once per device
+/// and source).
+pub(crate) fn device_function(
+    device: &CudaDevice,
+    src: &CheckpointSource,
+) -> Result<CudaFunction, CudaError> {
+    type Map = Mutex<HashMap<String, CudaFunction>>;
+    static FUNCS: OnceLock<Map> = OnceLock::new();
+    let key = format!(
+        "{}:{}",
+        device.ordinal(),
+        super::cache::key(&[src.code.as_bytes()])
+    );
+    let funcs = FUNCS.get_or_init(Default::default);
+    if let Some(f) = funcs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(f.clone());
+    }
+    let module = device.load_module(src)?;
+    let _scope = device.scope()?;
+    let f = guard("loading the CUDA module", || {
+        module
+            .load_function(&src.entry)
+            .map_err(super::error::driver_err("cuModuleGetFunction"))
+    })?;
+    funcs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, f.clone());
+    Ok(f)
+}
+
 /// Which kernel of the policy a call runs.
 #[derive(Clone, Copy, Debug)]
 pub enum CheckpointPhase<'a> {
@@ -93,31 +124,10 @@ impl Fused {
     /// Loads `src` (generated, compiled and loaded once per device or library).
     fn load(&self, src: &CheckpointSource) -> Result<Loaded, CudaError> {
         match self {
-            Fused::Device(device, _) => {
-                type Map = Mutex<HashMap<String, CudaFunction>>;
-                static FUNCS: OnceLock<Map> = OnceLock::new();
-                let key = format!(
-                    "{}:{}",
-                    device.ordinal(),
-                    super::cache::key(&[src.code.as_bytes()])
-                );
-                let funcs = FUNCS.get_or_init(Default::default);
-                if let Some(f) = funcs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-                    return Ok(Loaded::Device(f.clone(), device.clone()));
-                }
-                let module = device.load_module(src)?;
-                let _scope = device.scope()?;
-                let f = guard("loading the CUDA module", || {
-                    module
-                        .load_function(&src.entry)
-                        .map_err(super::error::driver_err("cuModuleGetFunction"))
-                })?;
-                funcs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, f.clone());
-                Ok(Loaded::Device(f, device.clone()))
-            }
+            Fused::Device(device, _) => Ok(Loaded::Device(
+                device_function(device, src)?,
+                device.clone(),
+            )),
             Fused::Emulated(_) => {
                 let lib = compile_host_library(&host_translation_unit(src))?;
                 // SAFETY: the type is the signature `host_translation_unit` writes.
@@ -329,7 +339,11 @@ enum Phase<'a> {
 
 /// Block size and shared memory of a launch with interval `k`, or the error that `K · S` is
 /// too large.
-fn launch_shape(src: &CheckpointSource, t: usize, k: usize) -> Result<(u32, usize), CudaError> {
+pub(crate) fn launch_shape(
+    src: &CheckpointSource,
+    t: usize,
+    k: usize,
+) -> Result<(u32, usize), CudaError> {
     src.launch_shape(t, k).ok_or_else(|| {
         CudaError::TooLarge(format!(
             "checkpoint:{k} with {} state(s) needs {} bytes of shared memory per 32 threads, \

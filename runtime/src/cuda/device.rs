@@ -659,7 +659,7 @@ pub(crate) fn to_i64(x: usize, what: &str) -> Result<i64, CudaError> {
     i64::try_from(x).map_err(|_| CudaError::TooLarge(format!("{what} = {x} exceeds 2^63")))
 }
 
-fn alloc(
+pub(crate) fn alloc(
     stream: &Arc<CudaStream>,
     ty: ArgType,
     dtype: StorageDtype,
