@@ -278,3 +278,45 @@ fn generated_kernels_name_their_arguments() {
     let other = autodiff::backward(&lif, &autodiff::GradSpec::outputs_only(&lif)).unwrap();
     assert!(codegen_checkpoint_backward(&g, &other.kernel, &opts).is_err());
 }
+
+/// 16-bit storage: the fused backward rounds its recomputed states to the storage type as the
+/// `states` policy's saved sequences are rounded, so `Kernel::forward`/`backward` still agree
+/// bit for bit.
+#[test]
+fn half_storage_checkpoint_equals_states() {
+    if find_cxx().is_err() {
+        return;
+    }
+    for dtype in [StorageDtype::F16, StorageDtype::Bf16] {
+        let opts = CudaOptions::new(dtype, flexsn_compiler::codegen::cuda::MathMode::Precise);
+        let jit = flexsn_runtime::cuda::backend::emulated_jit(opts).unwrap();
+        for (gi, g) in graphs().iter().enumerate() {
+            let mut kernel = jit.compile(g).unwrap();
+            let (t, n) = (9, 40);
+            let (xs, s0, ps) = random_inputs(gi as u64 + 21, g, t, n);
+            let xr: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+            let sr: Vec<&[f32]> = s0.iter().map(Vec::as_slice).collect();
+            let pr: Vec<(&str, &[f32])> = g
+                .params()
+                .iter()
+                .zip(&ps)
+                .map(|(d, p)| (d.name.as_str(), p.as_slice()))
+                .collect();
+            let drawn = random_upstream(gi as u64 + 3, g, t, n);
+            let up = drawn.upstream();
+            let fs = kernel.forward(t, n, &xr, Some(&sr), &pr).unwrap();
+            let want = kernel.backward(&fs, &up).unwrap();
+            for k in [2, 4, 9] {
+                kernel.set_save_policy(SavePolicy::Checkpoint(k)).unwrap();
+                let fc = kernel.forward(t, n, &xr, Some(&sr), &pr).unwrap();
+                let what = format!("{} {} K={k}", dtype.name(), g.name());
+                for (o, (a, b)) in fc.outputs.iter().zip(&fs.outputs).enumerate() {
+                    same(&format!("{what}: output {o}"), a, b);
+                }
+                let got = kernel.backward(&fc, &up).unwrap();
+                same_grads(&what, &got, &want);
+            }
+            kernel.set_save_policy(SavePolicy::States).unwrap();
+        }
+    }
+}
