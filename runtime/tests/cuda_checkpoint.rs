@@ -4,7 +4,7 @@
 //! with a per-neuron learnable param; K in {1, 3, T, T + 5} with T = 7 (not a multiple of 3).
 
 use flexsn_compiler::autodiff;
-use flexsn_compiler::bptt::{self, Gradients};
+use flexsn_compiler::bptt;
 use flexsn_compiler::codegen::cuda::checkpoint::{
     checkpoint_block, codegen_checkpoint_backward, codegen_checkpoint_forward,
 };
@@ -16,6 +16,9 @@ use flexsn_compiler::scan::{ScanKernel, ScanResult};
 use flexsn_runtime::cuda::CheckpointPhase;
 use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::{Backend, Jit, Kernel, SavePolicy};
+
+mod common;
+use common::{same, same_grads};
 
 /// Two states (membrane and adaptation) and a per-neuron learnable time constant.
 fn adaptive() -> StepGraph {
@@ -38,32 +41,6 @@ fn graphs() -> Vec<StepGraph> {
         samples::plif(1.0, 0.0).unwrap(),
         adaptive(),
     ]
-}
-
-fn same(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: length");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-            "{what}[{i}]: checkpoint {x}, states {y}"
-        );
-    }
-}
-
-fn same_grads(what: &str, a: &Gradients<f32>, b: &Gradients<f32>) {
-    for (i, (x, y)) in a.inputs.iter().zip(&b.inputs).enumerate() {
-        same(&format!("{what}: grad input {i}"), x, y);
-    }
-    for (j, (x, y)) in a.init_states.iter().zip(&b.init_states).enumerate() {
-        same(&format!("{what}: grad init state {j}"), x, y);
-    }
-    for (k, (x, y)) in a.params.iter().zip(&b.params).enumerate() {
-        match (x, y) {
-            (Some(x), Some(y)) => same(&format!("{what}: grad param {k}"), x, y),
-            (None, None) => {}
-            _ => panic!("{what}: grad param {k} present in one only"),
-        }
-    }
 }
 
 /// Buffers for a raw launch of `phase`: each read from `read`, each write zeroed.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig};
+use cudarc::driver::{CudaSlice, CudaStream};
 use flexsn_compiler::autodiff::GradSpec;
 use flexsn_compiler::codegen::cuda::checkpoint::{
     CheckpointSource, codegen_checkpoint_backward, codegen_checkpoint_forward,
@@ -22,7 +22,6 @@ use flexsn_compiler::scan::ScanKernel;
 
 use super::error::{driver_err, guard};
 use super::host::{BufferSpec, HostBuf};
-use super::launch::launch_raw;
 use super::{CudaDevice, CudaError, DeviceBuf, DeviceKernel};
 
 /// One benchmark: a neuron's scans at one size and storage type.
@@ -249,15 +248,20 @@ pub fn bench_neuron(dev: &CudaDevice, case: &BenchCase) -> Result<Vec<BenchRow>,
     guard("CUDA benchmark", || {
         let f = bench_scan(dev, &fwd, case, "forward")?;
         let b = bench_scan(dev, &bwd, case, "backward")?;
-        let both = BenchRow {
-            phase: "fwd+bwd",
-            ms: f.ms + b.ms,
-            bytes: f.bytes + b.bytes,
-            copy_ms: f.copy_ms + b.copy_ms,
-            ..f.clone()
-        };
-        Ok(vec![f, b, both])
+        Ok(with_sum(f, b))
     })
+}
+
+/// The forward and backward rows and their sum.
+fn with_sum(f: BenchRow, b: BenchRow) -> Vec<BenchRow> {
+    let both = BenchRow {
+        phase: "fwd+bwd",
+        ms: f.ms + b.ms,
+        bytes: f.bytes + b.bytes,
+        copy_ms: f.copy_ms + b.copy_ms,
+        ..f.clone()
+    };
+    vec![f, b, both]
 }
 
 /// Times one fused `checkpoint:K` kernel on device buffers filled with a pattern (the
@@ -273,9 +277,7 @@ fn bench_checkpoint_kernel(
     let (t, n) = (case.t, case.n);
     let f = super::checkpoint::device_function(dev, src)?;
     let specs = super::checkpoint::specs(src, kernel, t, n, k)?;
-    let (block, shared) = super::checkpoint::launch_shape(src, t, k)?;
-    let grid = u32::try_from(n.div_ceil(block as usize))
-        .map_err(|_| CudaError::TooLarge(format!("N = {n}")))?;
+    let shape = super::checkpoint::Shape::new(src, t, n, k)?;
     let stream = dev.stream().clone();
     let _scope = dev.scope()?;
     let mut bufs = specs
@@ -289,17 +291,11 @@ fn bench_checkpoint_kernel(
         ArgType::Storage => src.dtype.size_bytes(),
     };
     let bytes: u64 = specs.iter().map(|s| (s.len * elem(s.ty)) as u64).sum();
-    let scalars = [t as i64, n as i64, k as i64];
-    let cfg = LaunchConfig {
-        grid_dim: (grid, 1, 1),
-        block_dim: (block, 1, 1),
-        shared_mem_bytes: shared as u32,
-    };
     let ms = time_ms(dev, case.reps, || {
         let (ptrs, _order) = super::device::raw_ptrs(bufs.iter(), &stream);
         // SAFETY: one device buffer per kernel argument in order, each as long as the kernel
-        // indexes for [T, N, K]; shared memory as the block size needs.
-        unsafe { launch_raw(&stream, &f, &src.entry, cfg, &ptrs, &scalars, dev.sync()) }
+        // indexes for [T, N, K].
+        unsafe { shape.launch(&stream, &f, &src.entry, &ptrs, dev.sync()) }
     })?;
     drop(bufs);
     let copy = copy_ms(dev, bytes, case.reps)?;
@@ -331,14 +327,7 @@ pub fn bench_neuron_checkpoint(
     guard("CUDA benchmark", || {
         let f = bench_checkpoint_kernel(dev, &fsrc, &inference, case, k, "forward")?;
         let b = bench_checkpoint_kernel(dev, &bsrc, &bwd, case, k, "backward")?;
-        let both = BenchRow {
-            phase: "fwd+bwd",
-            ms: f.ms + b.ms,
-            bytes: f.bytes + b.bytes,
-            copy_ms: f.copy_ms + b.copy_ms,
-            ..f.clone()
-        };
-        Ok(vec![f, b, both])
+        Ok(with_sum(f, b))
     })
 }
 

@@ -254,32 +254,13 @@ impl Fused {
                 }
             })
             .collect();
-        let (block, shared) = launch_shape(src, t, k)?;
-        let grid = grid(n, block)?;
-        let scalars = [to_i64(t, "T")?, to_i64(n, "N")?, to_i64(k, "K")?];
+        let shape = Shape::new(src, t, n, k)?;
         match self.load(src)? {
             Loaded::Emulated(f) => {
                 let ptrs: Vec<*mut c_void> = host.iter_mut().map(|b| b.as_mut_ptr()).collect();
                 // SAFETY: one buffer per kernel argument in order, each of the length `specs`
                 // gives for this [T, N, K] (what the kernel indexes), alive for the call.
-                let code = unsafe {
-                    f(
-                        ptrs.as_ptr(),
-                        scalars[0],
-                        scalars[1],
-                        scalars[2],
-                        grid,
-                        block,
-                        shared as u64,
-                    )
-                };
-                if code != 0 {
-                    return Err(CudaError::EmuRun {
-                        entry: src.entry.clone(),
-                        code,
-                    }
-                    .into());
-                }
+                unsafe { shape.emulated(f, &ptrs, &src.entry) }?;
             }
             Loaded::Device(f, device) => {
                 let _scope = device.scope()?;
@@ -291,17 +272,9 @@ impl Fused {
                         .collect::<Result<Vec<_>, _>>()?;
                     {
                         let (ptrs, _order) = raw_ptrs(bufs.iter(), &stream);
-                        let cfg = LaunchConfig {
-                            grid_dim: (grid, 1, 1),
-                            block_dim: (block, 1, 1),
-                            shared_mem_bytes: shared as u32,
-                        };
-                        // SAFETY: the pointers are one device buffer per kernel argument in
-                        // order, each at least as long as the kernel indexes for [T, N, K];
-                        // the shared memory is what the block size needs.
-                        unsafe {
-                            launch_raw(&stream, &f, &src.entry, cfg, &ptrs, &scalars, device.sync())
-                        }?;
+                        // SAFETY: one device buffer per kernel argument in order, each at least
+                        // as long as the kernel indexes for [T, N, K].
+                        unsafe { shape.launch(&stream, &f, &src.entry, &ptrs, device.sync()) }?;
                     }
                     bufs.iter()
                         .zip(specs)
@@ -356,13 +329,98 @@ pub(crate) fn launch_shape(
     })
 }
 
-fn grid(n: usize, block: u32) -> Result<u32, CudaError> {
-    u32::try_from(n.div_ceil(block as usize))
-        .ok()
-        .filter(|&b| b <= i32::MAX as u32)
-        .ok_or_else(|| {
-            CudaError::TooLarge(format!("N = {n} needs more blocks than one launch allows"))
+/// Grid, block, shared memory and scalars `T, N, K` of one launch of a checkpoint kernel.
+pub(crate) struct Shape {
+    grid: u32,
+    block: u32,
+    shared: usize,
+    pub(crate) scalars: [i64; 3],
+}
+
+impl Shape {
+    /// The launch of `src` over `[t, n]` with interval `k` (errors: `K · S` too large for shared
+    /// memory, too many blocks, sizes past `i64`).
+    pub(crate) fn new(
+        src: &CheckpointSource,
+        t: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<Self, CudaError> {
+        let (block, shared) = launch_shape(src, t, k)?;
+        let grid = u32::try_from(n.div_ceil(block as usize))
+            .ok()
+            .filter(|&b| b <= i32::MAX as u32)
+            .ok_or_else(|| {
+                CudaError::TooLarge(format!("N = {n} needs more blocks than one launch allows"))
+            })?;
+        Ok(Shape {
+            grid,
+            block,
+            shared,
+            scalars: [to_i64(t, "T")?, to_i64(n, "N")?, to_i64(k, "K")?],
         })
+    }
+
+    /// The driver's launch configuration.
+    pub(crate) fn config(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.grid, 1, 1),
+            block_dim: (self.block, 1, 1),
+            shared_mem_bytes: self.shared as u32,
+        }
+    }
+
+    /// Queues `f` (named `entry` in errors) on `stream` with the device addresses `ptrs`.
+    ///
+    /// # Safety
+    /// `ptrs` holds one device buffer of the stream's device per kernel argument in order,
+    /// each at least as long as the kernel indexes for this launch's `[T, N, K]`, alive until
+    /// the kernel has run.
+    pub(crate) unsafe fn launch(
+        &self,
+        stream: &Arc<cudarc::driver::CudaStream>,
+        f: &CudaFunction,
+        entry: &str,
+        ptrs: &[u64],
+        sync: bool,
+    ) -> Result<(), CudaError> {
+        // SAFETY: forwarded to the caller; the configuration gives the block the shared memory
+        // its size needs.
+        unsafe { launch_raw(stream, f, entry, self.config(), ptrs, &self.scalars, sync) }
+    }
+
+    /// Runs the emulated kernel `f` (named `entry` in errors) on `ptrs`.
+    ///
+    /// # Safety
+    /// `ptrs` holds one host buffer per kernel argument in order, each at least as long as the
+    /// kernel indexes for this launch's `[T, N, K]`, valid for the call.
+    unsafe fn emulated(
+        &self,
+        f: EmuFn,
+        ptrs: &[*mut c_void],
+        entry: &str,
+    ) -> Result<(), CudaError> {
+        let [t, n, k] = self.scalars;
+        // SAFETY: forwarded to the caller.
+        let code = unsafe {
+            f(
+                ptrs.as_ptr(),
+                t,
+                n,
+                k,
+                self.grid,
+                self.block,
+                self.shared as u64,
+            )
+        };
+        if code != 0 {
+            return Err(CudaError::EmuRun {
+                entry: entry.to_string(),
+                code,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The buffers of a `[t, n]` run with interval `k` of `src`, generated from `kernel` (the
@@ -531,9 +589,7 @@ impl Kernel {
             }
             .into());
         }
-        let (block, shared) = launch_shape(&src, t, k)?;
-        let grid = grid(n, block)?;
-        let scalars = [to_i64(t, "T")?, to_i64(n, "N")?, to_i64(k, "K")?];
+        let shape = Shape::new(&src, t, n, k)?;
         let fused = match fused {
             Fused::Device(d, o) if d.ordinal() != ordinal => {
                 Fused::Device(shared_device_on(ordinal)?, o)
@@ -557,24 +613,7 @@ impl Kernel {
                     .collect();
                 // SAFETY: the caller vouches for the host memory (this function's contract);
                 // each buffer holds at least what the kernel indexes (checked above).
-                let code = unsafe {
-                    f(
-                        ptrs.as_ptr(),
-                        scalars[0],
-                        scalars[1],
-                        scalars[2],
-                        grid,
-                        block,
-                        shared as u64,
-                    )
-                };
-                if code != 0 {
-                    return Err(CudaError::EmuRun {
-                        entry: src.entry.clone(),
-                        code,
-                    }
-                    .into());
-                }
+                unsafe { shape.emulated(f, &ptrs, &src.entry) }?;
                 Ok(())
             }
             Loaded::Device(f, device) => {
@@ -593,14 +632,9 @@ impl Kernel {
                 let _scope = ContextScope::push(ctx)?;
                 let ptrs = check_borrowed(&bufs, &want, device.ordinal(), &src.entry)?;
                 let s = caller.wrap(ctx)?;
-                let cfg = LaunchConfig {
-                    grid_dim: (grid, 1, 1),
-                    block_dim: (block, 1, 1),
-                    shared_mem_bytes: shared as u32,
-                };
                 // SAFETY: one checked device buffer per kernel argument in order, each at least
-                // as long as the kernel indexes for [T, N, K]; shared memory as the block needs.
-                unsafe { launch_raw(&s, &f, &src.entry, cfg, &ptrs, &scalars, device.sync()) }?;
+                // as long as the kernel indexes for [T, N, K].
+                unsafe { shape.launch(&s, &f, &src.entry, &ptrs, device.sync()) }?;
                 Ok(())
             }
         }

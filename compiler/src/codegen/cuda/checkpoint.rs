@@ -269,6 +269,23 @@ fn step_outputs(c: &mut String, k: &ScanKernel, opts: &CudaOptions, indent: &str
     }
 }
 
+/// One step of a scan kernel `k` with its outputs and the update of its carried states
+/// `{carried}{j}`.
+fn scan_step(
+    c: &mut String,
+    k: &ScanKernel,
+    opts: &CudaOptions,
+    indent: &str,
+    carried: &str,
+    leaf: &dyn Fn(&Op) -> String,
+) {
+    step_body(c, &k.graph, opts, indent, "", leaf);
+    step_outputs(c, k, opts, indent);
+    for (j, next) in k.graph.next_states().iter().enumerate() {
+        let _ = writeln!(c, "{indent}{carried}{j} = v{};", next.index());
+    }
+}
+
 /// Sums over time and final states written at the end of a kernel.
 fn close(c: &mut String, k: &ScanKernel, carried: &str) {
     for (o, mode) in k.output_modes.iter().enumerate() {
@@ -352,15 +369,11 @@ pub fn codegen_checkpoint_forward(
     }
     c.push_str("            ++cp_row;\n            cp_next += K;\n        }\n");
     let load = |e: String| load_expr(opts.dtype, &e);
-    step_body(&mut c, g, opts, "        ", "", &|op| match *op {
+    scan_step(&mut c, inference, opts, "        ", "s", &|op| match *op {
         Op::Input(x) => load(format!("input{x}[i]")),
         Op::State(j) => format!("s{j}"),
         _ => unreachable!("leaves only"),
     });
-    step_outputs(&mut c, inference, opts, "        ");
-    for (j, next) in g.next_states().iter().enumerate() {
-        let _ = writeln!(c, "        s{j} = v{};", next.index());
-    }
     c.push_str("    }\n");
     close(&mut c, inference, "s");
     Ok(CheckpointSource {
@@ -509,7 +522,7 @@ pub fn codegen_checkpoint_backward(
     c.push_str(
         "            const long long t = t0 + q;\n            const long long i = t * N + n;\n",
     );
-    step_body(&mut c, g, opts, "            ", "", &|op| match *op {
+    scan_step(&mut c, bwd, opts, "            ", "c", &|op| match *op {
         Op::Input(x) if (ni..ni + ns).contains(&(x as usize)) => {
             let j = x as usize - ni;
             load(format!("sh{j}[(unsigned int)q * B]"))
@@ -518,10 +531,6 @@ pub fn codegen_checkpoint_backward(
         Op::State(j) => format!("c{j}"),
         _ => unreachable!("leaves only"),
     });
-    step_outputs(&mut c, bwd, opts, "            ");
-    for (j, next) in g.next_states().iter().enumerate() {
-        let _ = writeln!(c, "            c{j} = v{};", next.index());
-    }
     c.push_str("        }\n    }\n");
     close(&mut c, bwd, "c");
     Ok(CheckpointSource {
