@@ -2,7 +2,7 @@
 //! same-run device copy). The CUDA backends themselves run through the runtime's `Jit`, like
 //! every other backend.
 
-use flexsn_compiler::codegen::cuda::CudaOptions;
+use flexsn_compiler::codegen::cuda::{CudaOptions, RowLayout};
 use flexsn_runtime::cuda::{CudaDevice, CudaError};
 
 /// What `flexsn bench --backend cuda` measures.
@@ -23,8 +23,11 @@ pub struct CudaBenchPlan {
     /// Timed repetitions per row.
     pub reps: usize,
     /// `states`: the training forward and backward scans; `checkpoint:K`: the fused checkpoint
-    /// kernels.
+    /// kernels (dense rows only).
     pub save_policy: flexsn_runtime::SavePolicy,
+    /// Row layouts of the `[T, N]` buffers, one set of neuron rows each (padded rows are
+    /// labelled `NAME+pad`).
+    pub layouts: Vec<RowLayout>,
 }
 
 /// Runs the plan on device 0: forward, backward and their sum per neuron and dtype.
@@ -48,18 +51,26 @@ pub fn run_cuda_bench(
     let mut rows = Vec::new();
     for (label, graph) in &plan.neurons {
         for &dtype in &plan.dtypes {
-            let case = BenchCase {
-                label: label.clone(),
-                graph: graph.clone(),
-                opts: CudaOptions::new(dtype, plan.math),
-                t: plan.t,
-                n: plan.n,
-                reps: plan.reps,
-            };
-            rows.extend(match plan.save_policy {
-                SavePolicy::States => bench_neuron(&dev, &case)?,
-                SavePolicy::Checkpoint(k) => bench_neuron_checkpoint(&dev, &case, k)?,
-            });
+            for &layout in &plan.layouts {
+                let case = BenchCase {
+                    label: match layout {
+                        RowLayout::Dense => label.clone(),
+                        RowLayout::Padded => format!("{label}+pad"),
+                    },
+                    graph: graph.clone(),
+                    opts: CudaOptions::new(dtype, plan.math),
+                    t: plan.t,
+                    n: plan.n,
+                    reps: plan.reps,
+                    layout,
+                };
+                rows.extend(match plan.save_policy {
+                    SavePolicy::States => bench_neuron(&dev, &case)?,
+                    // The fused checkpoint kernels take dense rows.
+                    SavePolicy::Checkpoint(_) if layout == RowLayout::Padded => continue,
+                    SavePolicy::Checkpoint(k) => bench_neuron_checkpoint(&dev, &case, k)?,
+                });
+            }
         }
     }
     if plan.psn {
@@ -171,6 +182,8 @@ pub struct CudaBenchArgs {
     pub json: bool,
     /// What the training forward keeps (see [`CudaBenchPlan::save_policy`]).
     pub save_policy: flexsn_runtime::SavePolicy,
+    /// Row layouts by name, `dense` or `padded` (empty: dense).
+    pub rows: Vec<String>,
 }
 
 /// Runs `flexsn bench --backend cuda`: one plan per `(T, N)`, printing each table.
@@ -205,6 +218,20 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
         &a.math
     })
     .ok_or_else(|| anyhow!("unknown math mode `{}`", a.math))?;
+    let layouts = a
+        .rows
+        .iter()
+        .map(|r| match r.as_str() {
+            "dense" => Ok(RowLayout::Dense),
+            "padded" => Ok(RowLayout::Padded),
+            other => Err(anyhow!("unknown row layout `{other}` (dense, padded)")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let layouts = if layouts.is_empty() {
+        vec![RowLayout::Dense]
+    } else {
+        layouts
+    };
     let ts = if a.ts.is_empty() {
         vec![64]
     } else {
@@ -229,6 +256,7 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
                 n,
                 reps: 10,
                 save_policy: a.save_policy,
+                layouts: layouts.clone(),
             };
             bench_cli(&plan, a.json, out)?;
         }

@@ -8,12 +8,17 @@
 //! element types, lengths, alignment and the owning device are checked before anything is
 //! queued). Host backends (`cpu`, `interp`, `cuda-emulated:*`) take the same list on host
 //! memory, which is how the CUDA argument handling is tested on machines without a GPU.
+//!
+//! A `[T, N]` buffer may come with a row pitch (row `t` at `t * pitch`, `T * pitch` elements):
+//! `flexsn.torch` allocates the state buffers it keeps between forward and backward with
+//! [`owned_pitch`] (N rounded up to 128 bytes on CUDA, so every warp access is sector-aligned).
+//! Host scans read and write such buffers row by row, as the device kernels do.
 
 use std::sync::Arc;
 
-use flexsn_compiler::codegen::cuda::StorageDtype;
-use flexsn_compiler::scan::{ScanArgs, ScanKernel, param_len};
-use flexsn_runtime::cuda::backend::CudaScan;
+use flexsn_compiler::codegen::cuda::{RowLayout, StorageDtype};
+use flexsn_compiler::scan::{OutputMode, ScanArgs, ScanKernel, param_len};
+use flexsn_runtime::cuda::backend::{CudaScan, EmulatedScan};
 use flexsn_runtime::cuda::{BorrowedBuf, CallerStream, CheckpointPhase};
 use flexsn_runtime::{GradSpec, Kernel, RuntimeError, ScanExecutor, ScanOutputs};
 use pyo3::prelude::*;
@@ -197,44 +202,84 @@ pub fn arguments(
     }
     Ok(host_arguments(exec.kernel(), t, n)
         .into_iter()
-        .map(|(s, l)| (s, StorageDtype::F32.name(), l))
+        .map(|a| (a.name, StorageDtype::F32.name(), a.len))
         .collect())
 }
 
+/// The row pitch of the `[T, N]` buffers a caller allocates for itself with scan `exec` over
+/// `n` neurons of element type `dtype`: `n` rounded up to 128 bytes for the CUDA backends (and
+/// the emulated one, which stands in for them), `n` for the others.
+pub fn owned_pitch(exec: &dyn ScanExecutor, n: usize, dtype: StorageDtype) -> Option<usize> {
+    let any = exec.as_any();
+    let cuda = any.is::<CudaScan>() || any.is::<EmulatedScan>();
+    let layout = if cuda {
+        RowLayout::Padded
+    } else {
+        RowLayout::Dense
+    };
+    layout.pitch(n, dtype)
+}
+
+/// One buffer of a host scan: its name, length for dense rows, and whether it is `[T, N]`.
+struct HostArg {
+    name: String,
+    len: usize,
+    sequence: bool,
+}
+
 /// The argument order of a scan on the host (float32 throughout): what the CUDA kernels take.
-fn host_arguments(k: &ScanKernel, t: usize, n: usize) -> Vec<(String, usize)> {
+fn host_arguments(k: &ScanKernel, t: usize, n: usize) -> Vec<HostArg> {
     let g = &k.graph;
     let tn = t.saturating_mul(n);
-    let mut v: Vec<(String, usize)> = vec![];
-    v.extend(g.inputs().iter().map(|d| (d.name.clone(), tn)));
+    let arg = |name: String, len: usize, sequence: bool| HostArg {
+        name,
+        len,
+        sequence,
+    };
+    let mut v = vec![];
+    v.extend(g.inputs().iter().map(|d| arg(d.name.clone(), tn, true)));
     v.extend(
         g.states()
             .iter()
-            .map(|d| (format!("initial {}", d.name), n)),
+            .map(|d| arg(format!("initial {}", d.name), n, false)),
     );
     v.extend(
         g.params()
             .iter()
-            .map(|d| (d.name.clone(), param_len(d.kind, t, n))),
+            .map(|d| arg(d.name.clone(), param_len(d.kind, t, n), false)),
     );
-    v.extend(
-        g.outputs()
-            .iter()
-            .enumerate()
-            .map(|(o, d)| (d.name.clone(), k.output_len(o, t, n))),
-    );
+    v.extend(g.outputs().iter().enumerate().map(|(o, d)| {
+        let seq = k.output_modes[o] == OutputMode::Sequence;
+        arg(d.name.clone(), k.output_len(o, t, n), seq)
+    }));
     if k.state_seqs {
         v.extend(
             g.states()
                 .iter()
-                .map(|d| (format!("{} sequence", d.name), tn)),
+                .map(|d| arg(format!("{} sequence", d.name), tn, true)),
         );
     }
-    v.extend(g.states().iter().map(|d| (format!("final {}", d.name), n)));
+    v.extend(
+        g.states()
+            .iter()
+            .map(|d| arg(format!("final {}", d.name), n, false)),
+    );
     v
 }
 
-/// Runs `exec` over `[t, n]` on `bufs` (argument order of [`arguments`]). CUDA scans launch
+/// The first `n` of each `pitch`-long row of `xs`, dense.
+fn gather_rows(xs: &[f32], n: usize, pitch: usize) -> Vec<f32> {
+    if pitch == 0 {
+        return Vec::new();
+    }
+    xs.chunks_exact(pitch)
+        .flat_map(|r| &r[..n])
+        .copied()
+        .collect()
+}
+
+/// Runs `exec` over `[t, n]` on `bufs` (argument order of [`arguments`]), with the row pitch
+/// of each buffer in `pitches` (`None`, or no list: dense rows). CUDA scans launch
 /// asynchronously on the caller's `stream` of their device; host scans run here, without the
 /// GIL.
 pub fn launch(
@@ -244,7 +289,20 @@ pub fn launch(
     n: usize,
     stream: u64,
     bufs: &[RawBuf],
+    pitches: Option<Vec<Option<usize>>>,
 ) -> PyResult<()> {
+    let pitches = pitches.unwrap_or_else(|| vec![None; bufs.len()]);
+    if pitches.len() != bufs.len() {
+        return Err(raise(
+            py,
+            Kind::Value,
+            format!(
+                "{} row pitches for {} buffers: give one per buffer (None for dense rows)",
+                pitches.len(),
+                bufs.len()
+            ),
+        ));
+    }
     let dtypes = bufs
         .iter()
         .map(|(_, _, d)| {
@@ -266,17 +324,22 @@ pub fn launch(
         let borrowed: Vec<BorrowedBuf> = bufs
             .iter()
             .zip(&dtypes)
-            // SAFETY: the addresses are the data of contiguous CUDA tensors that flexsn.torch
-            // holds (and torch's caching allocator keeps until the stream's work is done);
-            // written buffers are tensors allocated for this call. `launch_on` checks element
-            // type, length, alignment and the owning device of each before queuing.
-            .map(|((p, l, _), d)| unsafe { BorrowedBuf::from_raw(*p, *l, *d) })
+            .zip(&pitches)
+            .map(|(((p, l, _), d), pitch)| {
+                // SAFETY: the addresses are the data of contiguous CUDA tensors that
+                // flexsn.torch holds (and torch's caching allocator keeps until the stream's
+                // work is done); written buffers are tensors allocated for this call.
+                // `launch_on` checks element type, length (with the pitch), alignment and the
+                // owning device of each before queuing.
+                let b = unsafe { BorrowedBuf::from_raw(*p, *l, *d) };
+                pitch.map_or(b, |p| b.with_pitch(p))
+            })
             .collect();
         return py
             .detach(|| dk.launch_on(&caller, &borrowed, t, n))
             .map_err(|e| errors::runtime(py, e.into()));
     }
-    launch_host(py, exec, t, n, bufs, &dtypes)
+    launch_host(py, exec, t, n, bufs, &dtypes, &pitches)
 }
 
 /// [`launch`] for host scans: float32 buffers, checked and sliced like the host entry points.
@@ -287,6 +350,7 @@ fn launch_host(
     n: usize,
     bufs: &[RawBuf],
     dtypes: &[StorageDtype],
+    pitches: &[Option<usize>],
 ) -> PyResult<()> {
     let k = exec.kernel();
     let g = &k.graph;
@@ -306,7 +370,25 @@ fn launch_host(
     let (ni, ns, np) = (g.inputs().len(), g.states().len(), g.params().len());
     let nread = ni + ns + np;
     let mut call = Call::new();
-    for (i, (((name, len), (addr, got, _)), d)) in want.iter().zip(bufs).zip(dtypes).enumerate() {
+    let mut rows = vec![None; want.len()];
+    for (i, ((a, (addr, got, _)), d)) in want.iter().zip(bufs).zip(dtypes).enumerate() {
+        let name = &a.name;
+        let mut len = a.len;
+        if let Some(p) = pitches[i] {
+            let bad = |m: String| Err(raise(py, Kind::Value, format!("`{name}`: {m}")));
+            if !a.sequence {
+                return bad(format!(
+                    "row pitch {p} given for a buffer that is not [T, N]"
+                ));
+            }
+            if p < n {
+                return bad(format!("row pitch {p} is less than N = {n}"));
+            }
+            let Some(l) = t.checked_mul(p) else {
+                return bad(format!("T * pitch = {t} * {p} overflows"));
+            };
+            (len, rows[i]) = (l, Some(p));
+        }
         if *d != StorageDtype::F32 {
             return Err(raise(
                 py,
@@ -319,13 +401,30 @@ fn launch_host(
             len: *got,
         };
         if i < nread {
-            call.read(py, name, b, *len)?;
+            call.read(py, name, b, len)?;
         } else {
-            call.write(py, name, b, *len)?;
+            call.write(py, name, b, len)?;
         }
     }
     // SAFETY: the buffers are the data of tensors that flexsn.torch holds for this call.
     let (reads, mut writes) = unsafe { call.slices(py)? };
+    // Pitched buffers are read through dense copies of their rows and written through dense
+    // buffers spread into their rows afterwards (the padding is left as it was).
+    let gathered: Vec<Option<Vec<f32>>> = reads
+        .iter()
+        .zip(&rows)
+        .map(|(r, p)| p.map(|p| gather_rows(r, n, p)))
+        .collect();
+    let reads: Vec<&[f32]> = reads
+        .iter()
+        .zip(&gathered)
+        .map(|(r, g)| g.as_deref().unwrap_or(r))
+        .collect();
+    let write_rows = &rows[nread..];
+    let mut dense: Vec<Option<Vec<f32>>> = write_rows
+        .iter()
+        .map(|p| p.map(|_| vec![0.0; t * n]))
+        .collect();
     let run = || -> Result<(), RuntimeError> {
         let args = ScanArgs {
             t,
@@ -336,7 +435,10 @@ fn launch_host(
         };
         let no = g.outputs().len();
         let nseq = if k.state_seqs { ns } else { 0 };
-        let mut it = writes.iter_mut().map(|s| &mut **s);
+        let mut it = writes
+            .iter_mut()
+            .zip(dense.iter_mut())
+            .map(|(w, d)| d.as_deref_mut().unwrap_or(&mut **w));
         let outputs = it.by_ref().take(no).collect();
         let state_seqs = it.by_ref().take(nseq).collect();
         let final_states = it.collect();
@@ -348,5 +450,15 @@ fn launch_host(
         args.check(g)?;
         exec.run_into(&args, &mut out)
     };
-    py.detach(run).map_err(|e| errors::runtime(py, e))
+    py.detach(run).map_err(|e| errors::runtime(py, e))?;
+    for ((w, d), p) in writes.iter_mut().zip(&dense).zip(write_rows) {
+        if let (Some(d), Some(p)) = (d, p)
+            && *p > 0
+        {
+            for (row, src) in w.chunks_exact_mut(*p).zip(d.chunks_exact(n.max(1))) {
+                row[..n].copy_from_slice(src);
+            }
+        }
+    }
+    Ok(())
 }

@@ -109,6 +109,48 @@ def test_raw_launch_upstream_subsets():
             close(a, b, "subset gradient", atol=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 31, 33, 70])
+def test_raw_launch_pads_its_state_rows_for_any_n(n):
+    """The state buffers kept between forward and backward have padded rows (N rounded up to
+    128 bytes); results and gradients still equal the interpreter's for N that is and is not a
+    multiple of the padding."""
+    raw = emulated_or_skip(FlexSN(two_state_core, 1, 2, 2, store_state_seqs=True))
+    ref = FlexSN(two_state_core, 1, 2, 2, store_state_seqs=True, backend="interp")
+    core = raw._core._by_backend["cpu"].core
+    assert core.row_pitch(n, "f32") == -(-n // 32) * 32
+    assert core.row_pitch(n, "f16") == -(-n // 64) * 64
+    assert ref._core._compile("interp").row_pitch(n, "f32") == n
+    x = torch.randn(5, n, 3) * 1.5 + 0.5
+    weights = [torch.randn(5, n, 3) for _ in range(2)]
+    (got, g_got), (want, g_want) = grads_of(raw, x, weights), grads_of(ref, x, weights)
+    for k, (a, b) in enumerate(zip(got, want)):
+        close(a, b, f"N={n} result {k}")
+    for k, (a, b) in enumerate(zip(g_got, g_want)):
+        close(a, b, f"N={n} gradient {k}", rtol=1e-4, atol=1e-4)
+
+
+def test_bad_row_pitches_are_clear_errors():
+    core = _flexsn.Core.builtin("lif", [], "cpu")
+    t, n = 2, 3
+    spec = core.scan_arguments("train", t, n)
+    bufs = [torch.zeros(max(length, 1) * 4) for _, _, length in spec]
+    raw = [(b.data_ptr(), length, d) for b, (_, d, length) in zip(bufs, spec)]
+    seq = next(k for k, (name, _, _) in enumerate(spec) if name == "v sequence")
+
+    def launch(pitches):
+        core.launch("train", t, n, 0, raw, pitches=pitches)
+
+    launch(None)
+    with pytest.raises(ValueError, match="one per buffer"):
+        launch([None])
+    with pytest.raises(ValueError, match="less than N"):
+        launch([n - 1 if k == seq else None for k in range(len(raw))])
+    with pytest.raises(ValueError, match="not \\[T, N\\]"):
+        launch([n if k == 1 else None for k in range(len(raw))])
+    with pytest.raises(ValueError, match="expected 8 float32"):
+        launch([4 if k == seq else None for k in range(len(raw))])
+
+
 def test_float16_and_bfloat16_inputs_on_the_cpu():
     """CPU: computed in float32, returned in the input dtype, gradients in it too."""
     for dtype in (torch.float16, torch.bfloat16):

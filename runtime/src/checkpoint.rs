@@ -161,18 +161,25 @@ pub(crate) fn backward(
     k: usize,
     checkpoints: &[&[f32]],
     upstream: &Upstream<'_, f32>,
-    reuse: &mut Gradients<f32>,
+    input_grads: &mut [&mut [f32]],
 ) -> Result<Gradients<f32>, RuntimeError> {
     let (t, n) = (args.t, args.n);
-    let ns = fwd.states().len();
+    let (ni, ns) = (fwd.inputs().len(), fwd.states().len());
     let segs = SavePolicy::Checkpoint(k).segments(t);
     if checkpoints.len() != ns || checkpoints.iter().any(|c| c.len() != segs.len() * n) {
+        return Err(bptt::ExecError::MissingStateSeqs.into());
+    }
+    if input_grads.len() != ni || input_grads.iter().any(|g| g.len() != t * n) {
         return Err(bptt::ExecError::MissingStateSeqs.into());
     }
     if let Some(fused) = crate::cuda::checkpoint::Fused::of(scans.recompute) {
         // CUDA: one launch that recomputes each segment in shared memory, unless `K · S` is
         // too large for it (then the segments go through device memory below).
-        if let Some(r) = fused.backward(fwd, &bwd.kernel, args, k, checkpoints, upstream)? {
+        if let Some(mut r) = fused.backward(fwd, &bwd.kernel, args, k, checkpoints, upstream)? {
+            // The input gradients go into the caller's buffers, as below.
+            for (dst, src) in input_grads.iter_mut().zip(r.outputs.iter_mut()) {
+                dst.copy_from_slice(&std::mem::take(src));
+            }
             return Ok(bptt::collect_gradients(fwd, bwd, r, t, n));
         }
     }
@@ -185,10 +192,15 @@ pub(crate) fn backward(
             _ => zeros.clone(),
         })
         .collect();
-    let mut seq_outs = std::mem::take(&mut reuse.inputs);
-    crate::jit::shape_buffers(&mut seq_outs, fwd.inputs().len(), t * n);
+    // The segment scan's first sequence outputs are the input gradients: they go straight into
+    // the caller's buffers; only the per-step param contributions are allocated here.
     let seq_count = scans.segment.kernel.output_modes.len();
-    seq_outs.resize_with(seq_count, || vec![0.0; t * n]);
+    let mut contribs: Vec<Vec<f32>> = (ni..seq_count).map(|_| vec![0.0; t * n]).collect();
+    let mut seq_outs: Vec<&mut [f32]> = input_grads
+        .iter_mut()
+        .map(|g| &mut **g)
+        .chain(contribs.iter_mut().map(Vec::as_mut_slice))
+        .collect();
     let shared = Shared {
         fwd,
         args,
@@ -206,14 +218,17 @@ pub(crate) fn backward(
         )?,
         _ => whole_segments(scans, &shared, &mut seq_outs, &mut carry)?,
     }
-    // The backward kernel's results, as one scan over all `T` steps would have returned them.
-    let mut seq_outs = seq_outs.into_iter().map(Some).collect::<Vec<_>>();
+    drop(seq_outs);
+    // The backward kernel's results, as one scan over all `T` steps would have returned them
+    // (the input gradients are already in place: empty here).
+    let mut contribs = contribs.into_iter().map(Some).collect::<Vec<_>>();
     let outputs = scans
         .segment
         .sources
         .iter()
         .map(|src| match *src {
-            Ok(o) => seq_outs[o].take().unwrap_or_default(),
+            Ok(o) if o < ni => vec![],
+            Ok(o) => contribs[o - ni].take().unwrap_or_default(),
             Err(j) => carry[j].clone(),
         })
         .collect();
@@ -238,7 +253,7 @@ fn cpu(e: &dyn ScanExecutor) -> Option<&CpuScan> {
 fn whole_segments(
     scans: &Scans<'_>,
     sh: &Shared<'_>,
-    seq_outs: &mut [Vec<f32>],
+    seq_outs: &mut [&mut [f32]],
     carry: &mut Vec<Vec<f32>>,
 ) -> Result<(), RuntimeError> {
     let (fwd, args, upstream) = (sh.fwd, sh.args, sh.upstream);

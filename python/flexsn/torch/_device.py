@@ -7,6 +7,10 @@ address, so nothing goes through host memory and torch's stream order holds (the
 allocator does not reuse a buffer before the work queued on its stream is done). float16 and
 bfloat16 tensors run the kernels with that storage type (their arithmetic is float32).
 
+The state buffers kept from forward for backward are flexsn's own: their rows are padded to
+the core's ``row_pitch`` (N rounded up to 128 bytes on CUDA), so that each warp's access to a
+row covers whole memory sectors whatever N is; the kernels take that pitch with the buffer.
+
 Backward runs the compiled reverse scan the same way; a learnable param's per-neuron
 contributions are summed by torch on the device (over neurons for shared params, per step for
 per-time params).
@@ -44,17 +48,19 @@ def _alloc(spec, device):
     return [torch.empty(length, dtype=DTYPES[d], device=device) for _, d, length in spec]
 
 
-def _launch(cc, which, t, n, device, spec, tensors, k=None, **flags):
-    """Launches scan ``which`` (with a checkpoint interval ``k``: the fused checkpoint kernel)."""
+def _launch(cc, which, t, n, device, spec, tensors, pitches=None, k=None, **flags):
+    """Queues scan ``which``; ``pitches`` maps a buffer's index to its row pitch. With a
+    checkpoint interval ``k``: the fused checkpoint kernel (dense rows)."""
     if len(spec) != len(tensors):
         raise FlexSNValueError(
             f"internal: scan `{which}` takes {len(spec)} buffers, {len(tensors)} were prepared"
         )
     raw = [_raw(x, d) for x, (_, d, _) in zip(tensors, spec)]
-    if k is None:
-        cc.core.launch(which, t, n, _stream(device), raw, **flags)
-    else:
+    if k is not None:
         cc.core.launch_checkpoint(which, t, n, k, _stream(device), raw, **flags)
+        return
+    rows = [(pitches or {}).get(i) for i in range(len(raw))]
+    cc.core.launch(which, t, n, _stream(device), raw, pitches=rows, **flags)
 
 
 def _arguments(cc, which, t, n, k, **flags):
@@ -99,25 +105,33 @@ class DeviceScan(torch.autograd.Function):
         o0 = ni + ns + npar
         outs = _alloc(spec[o0 : o0 + no], device)
         finals = _alloc(spec[o0 + no + ns :], device)
+        pitches = []
         if k is None:
-            # Per state a [T + 1, N] buffer: row 0 the initial state (backward reads rows 0..T
-            # as "the state before step t"), rows 1..=T the sequence the kernel writes.
+            # Per state a [T + 1, pitch] buffer: row 0 the initial state (backward reads rows
+            # 0..T as "the state before step t"), rows 1..=T the sequence the kernel writes; the
+            # first N columns of each row are the values, the rest padding.
             bufs = []
             for j in range(ns):
-                b = torch.empty((t + 1, n), dtype=DTYPES[d[o0 + no + j]], device=device)
-                b[0].copy_(s0[j])
+                dname = d[o0 + no + j]
+                pitch = cc.core.row_pitch(n, dname)
+                b = torch.empty((t + 1, pitch), dtype=DTYPES[dname], device=device)
+                b[0, :n].copy_(s0[j])
                 bufs.append(b)
+                pitches.append(pitch)
             seq_rows = [b[1:] for b in bufs]
         else:
-            # Per state the checkpoints: ceil(T/K) float32 rows, written by the kernel.
+            # Per state the checkpoints: ceil(T/K) dense float32 rows, written by the kernel.
             bufs = _alloc(spec[o0 + no : o0 + no + ns], device)
             seq_rows = bufs
-        _launch(cc, "train", t, n, device, spec, [*xs, *s0, *ps, *outs, *seq_rows, *finals], k)
+        rows = {o0 + no + j: p for j, p in enumerate(pitches)}
+        tensors = [*xs, *s0, *ps, *outs, *seq_rows, *finals]
+        _launch(cc, "train", t, n, device, spec, tensors, rows, k)
         ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs, ctx.k = cc, t, n, ni, seqs, k
         ctx.dtypes = [x.dtype for x in flat]
+        ctx.pitches = pitches
         ctx.save_for_backward(*xs, *ps, *bufs)
         ctx.set_materialize_grads(False)
-        return (*outs, *(seq_rows if seqs else []), *finals)
+        return (*outs, *((r[:, :n] for r in seq_rows) if seqs else []), *finals)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -140,6 +154,7 @@ class DeviceScan(torch.autograd.Function):
         # params.
         prev = bufs if ctx.k is not None else [b[:t] for b in bufs]
         reads = [*xs, *prev]
+        rows = {ni + j: p for j, p in enumerate(ctx.pitches)}
         ups = [g for g in (*g_out, *g_seq) if g is not None]
         r0 = len(reads)
         reads += [_flat(g, d[r0 + k]) for k, g in enumerate(ups)]
@@ -151,8 +166,8 @@ class DeviceScan(torch.autograd.Function):
         ]  # fmt: skip
         w0 = c0 + ns + npar
         writes = _alloc(spec[w0:], device)
-        _launch(cc, "backward", t, n, device, spec, [*reads, *carries, *ps, *writes], ctx.k,
-                **flags)  # fmt: skip
+        tensors = [*reads, *carries, *ps, *writes]
+        _launch(cc, "backward", t, n, device, spec, tensors, rows, ctx.k, **flags)
         g_in, g_s0 = writes[:ni], writes[len(writes) - ns :]
         contribs = writes[ni : len(writes) - ns]
         dt = ctx.dtypes

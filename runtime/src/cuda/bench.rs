@@ -5,7 +5,9 @@
 //! "Bytes it must move" is every buffer of the launch once: each input read (sequences in the
 //! storage type, states and params in `f32`) and each output written. The copy reference moves
 //! the same total (it reads and writes `bytes / 2`), so `ratio = copy_time / kernel_time` is the
-//! fraction of the copy bandwidth the kernel reaches.
+//! fraction of the copy bandwidth the kernel reaches. With padded rows
+//! ([`RowLayout::Padded`]) the bytes counted stay those of dense rows (the padding is never
+//! read or written), so the two layouts' rows compare directly.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use flexsn_compiler::codegen::cuda::checkpoint::{
     CheckpointSource, codegen_checkpoint_backward, codegen_checkpoint_forward,
 };
 use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
-use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, CudaOptions, StorageDtype};
+use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, CudaOptions, RowLayout, StorageDtype};
 use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::scan::ScanKernel;
 
@@ -39,6 +41,8 @@ pub struct BenchCase {
     pub n: usize,
     /// Timed repetitions (after one warm-up); the median is reported.
     pub reps: usize,
+    /// How the rows of the `[T, N]` buffers are laid out (dense, or padded to 128 bytes).
+    pub layout: RowLayout,
 }
 
 /// One measured scan (or the sum of forward and backward).
@@ -114,8 +118,8 @@ fn fill_inputs(
         if writes(s.role) || s.len == 0 {
             continue;
         }
-        let per_row = matches!(s.role, ArgRole::Input(_));
-        let src: Vec<f32> = if per_row {
+        let per_row = matches!(s.role, ArgRole::Input(_)).then(|| s.pitch_or(n));
+        let src: Vec<f32> = if per_row.is_some() {
             row.clone()
         } else {
             row.iter().cycle().take(s.len).copied().collect()
@@ -135,23 +139,25 @@ fn fill_inputs(
     Ok(())
 }
 
+/// Copies `row` into the start of `dst`, or with `per_row = Some(pitch)` into each of `t` rows
+/// `pitch` apart.
 fn copy_rows<T: cudarc::driver::DeviceRepr>(
     stream: &Arc<CudaStream>,
     dst: &mut CudaSlice<T>,
     row: &[T],
-    per_row: bool,
+    per_row: Option<usize>,
     t: usize,
 ) -> Result<(), CudaError> {
-    if !per_row {
+    let Some(pitch) = per_row else {
         stream
             .memcpy_htod(row, &mut dst.slice_mut(..row.len()))
             .map_err(driver_err("cuMemcpyHtoD"))?;
         return Ok(());
-    }
+    };
     let n = row.len();
     let first = stream.clone_htod(row).map_err(driver_err("cuMemcpyHtoD"))?;
     for ti in 0..t {
-        let mut view = dst.slice_mut(ti * n..(ti + 1) * n);
+        let mut view = dst.slice_mut(ti * pitch..ti * pitch + n);
         stream
             .memcpy_dtod(&first, &mut view)
             .map_err(driver_err("cuMemcpyDtoD"))?;
@@ -211,20 +217,24 @@ fn bench_scan(
     phase: &'static str,
 ) -> Result<BenchRow, CudaError> {
     let dk = dev.compile(kernel, &case.opts)?;
-    let specs = dk.buffer_specs(case.t, case.n)?;
-    let mut bufs = dk.alloc_buffers(case.t, case.n)?;
+    let specs = dk.layout_specs(case.t, case.n, case.layout)?;
+    let mut bufs = dk.alloc_buffers_with(case.t, case.n, case.layout)?;
     let writes = |r: ArgRole| r.is_output();
+    let dtype = dk.source.dtype;
     fill_inputs(
         dev.stream(),
-        dk.source.dtype,
+        dtype,
         &writes,
         &mut bufs,
         &specs,
         case.t,
         case.n,
     )?;
-    let bytes = launch_bytes(&dk, &specs);
-    let ms = time_ms(dev, case.reps, || dk.launch(&mut bufs, case.t, case.n))?;
+    // The useful bytes: those of dense rows, whatever the layout.
+    let bytes = launch_bytes(&dk, &dk.buffer_specs(case.t, case.n)?);
+    let ms = time_ms(dev, case.reps, || {
+        dk.launch_with(&mut bufs, case.t, case.n, case.layout)
+    })?;
     drop(bufs);
     let copy = copy_ms(dev, bytes, case.reps)?;
     Ok(BenchRow {
@@ -343,8 +353,8 @@ fn fill_rows(
 ) -> Result<(), CudaError> {
     let row = pattern_row(n, lo);
     match (buf, HostBuf::encode(ArgType::Storage, dtype, &row)) {
-        (DeviceBuf::F32(d), HostBuf::F32(h)) => copy_rows(stream, d, &h, true, steps),
-        (DeviceBuf::U16(d), HostBuf::U16(h)) => copy_rows(stream, d, &h, true, steps),
+        (DeviceBuf::F32(d), HostBuf::F32(h)) => copy_rows(stream, d, &h, Some(n), steps),
+        (DeviceBuf::U16(d), HostBuf::U16(h)) => copy_rows(stream, d, &h, Some(n), steps),
         _ => Err(CudaError::Buffer {
             name: "mixing input".into(),
             message: "buffer and host types disagree".into(),

@@ -29,6 +29,7 @@ pub struct BorrowedBuf {
     ptr: CUdeviceptr,
     len: usize,
     dtype: StorageDtype,
+    pitch: Option<usize>,
 }
 
 impl BorrowedBuf {
@@ -42,7 +43,27 @@ impl BorrowedBuf {
     /// element type, length against the kernel's shapes, the device that owns the address) it
     /// checks before each launch.
     pub unsafe fn from_raw(ptr: u64, len: usize, dtype: StorageDtype) -> Self {
-        BorrowedBuf { ptr, len, dtype }
+        BorrowedBuf {
+            ptr,
+            len,
+            dtype,
+            pitch: None,
+        }
+    }
+
+    /// The same buffer holding a `[T, N]` sequence whose rows are `pitch` elements apart (row
+    /// `t` at `t * pitch`) instead of `N`. Checked before each launch: only sequence arguments
+    /// take a pitch, it must be at least `N`, and the buffer must hold `T * pitch` elements.
+    pub fn with_pitch(self, pitch: usize) -> Self {
+        BorrowedBuf {
+            pitch: Some(pitch),
+            ..self
+        }
+    }
+
+    /// The row pitch given with [`BorrowedBuf::with_pitch`] (`None`: dense rows, `N` apart).
+    pub fn pitch(&self) -> Option<usize> {
+        self.pitch
     }
 
     /// The device address.

@@ -457,6 +457,8 @@ pub fn specs(
                 ArgRole::Output(o) => kernel.output_len(o, t, n),
                 ArgRole::Checkpoint(_) => rows,
             },
+            // Dense rows: the checkpoint kernels take no pitches.
+            pitch: None,
         })
         .collect())
 }
@@ -517,6 +519,7 @@ impl Kernel {
                 name: s.name,
                 role: s.role,
                 len: s.len,
+                pitch: s.pitch,
             })
             .collect())
     }

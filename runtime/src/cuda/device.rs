@@ -16,14 +16,18 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 use flexsn_compiler::codegen::cuda::{
-    ArgType, CudaOptions, CudaSource, REDUCE_BLOCK, StorageDtype, codegen_scan, reduce_passes,
+    ArgType, CudaOptions, CudaSource, REDUCE_BLOCK, RowLayout, StorageDtype, codegen_scan,
+    reduce_passes,
 };
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 use super::CudaError;
 use super::borrowed::{BorrowedBuf, CallerStream, ContextScope, KeepCurrent};
 use super::error::{driver_err, guard};
-use super::host::{BufferSpec, HostBuf, buffer_specs, collect_result, grid_for, input_buffers};
+use super::host::{
+    BufferSpec, HostBuf, buffer_specs, collect_result, grid_for, input_buffers, launch_scalars,
+    layout_specs, pitched_specs,
+};
 use super::launch::{SyncMode, launch_raw};
 use super::nvrtc::{self, Image, ModuleCache, Target};
 
@@ -395,9 +399,19 @@ impl DeviceKernel {
         self.stream.context().ordinal()
     }
 
-    /// The buffers of a `[t, n]` run, in argument order.
+    /// The buffers of a dense `[t, n]` run, in argument order.
     pub fn buffer_specs(&self, t: usize, n: usize) -> Result<Vec<BufferSpec>, CudaError> {
         buffer_specs(&self.source, &self.kernel, t, n)
+    }
+
+    /// The buffers of a `[t, n]` run with rows laid out as `layout`, in argument order.
+    pub fn layout_specs(
+        &self,
+        t: usize,
+        n: usize,
+        layout: RowLayout,
+    ) -> Result<Vec<BufferSpec>, CudaError> {
+        layout_specs(&self.source, &self.kernel, t, n, layout)
     }
 
     /// The element type of each buffer of a `[t, n]` run with its name and length, in argument
@@ -424,10 +438,20 @@ impl DeviceKernel {
         }
     }
 
-    /// Zeroed device buffers for a `[t, n]` run (at least one element each, so that empty
+    /// Zeroed device buffers for a dense `[t, n]` run (at least one element each, so that empty
     /// buffers are valid allocations).
     pub fn alloc_buffers(&self, t: usize, n: usize) -> Result<Vec<DeviceBuf>, CudaError> {
-        let specs = self.buffer_specs(t, n)?;
+        self.alloc_buffers_with(t, n, RowLayout::Dense)
+    }
+
+    /// Zeroed device buffers for a `[t, n]` run with rows laid out as `layout`.
+    pub fn alloc_buffers_with(
+        &self,
+        t: usize,
+        n: usize,
+        layout: RowLayout,
+    ) -> Result<Vec<DeviceBuf>, CudaError> {
+        let specs = self.layout_specs(t, n, layout)?;
         let _scope = ContextScope::push(self.stream.context())?;
         guard("cuMemAlloc", || {
             specs
@@ -437,17 +461,20 @@ impl DeviceKernel {
         })
     }
 
-    /// The specs, launch configuration and `(T, N)` of a `[t, n]` run with `count` buffers.
+    /// The specs, launch configuration and scalars (`T`, `N`, the pitches) of a `[t, n]` run
+    /// with `count` buffers whose sequences have the row pitches `pitches` (see
+    /// [`pitched_specs`]).
     fn plan(
         &self,
         t: usize,
         n: usize,
         count: usize,
-    ) -> Result<(Vec<BufferSpec>, LaunchConfig, [i64; 2]), CudaError> {
+        pitches: &[Option<usize>],
+    ) -> Result<(Vec<BufferSpec>, LaunchConfig, Vec<i64>), CudaError> {
         if n == 0 {
             return Err(flexsn_compiler::scan::ShapeError::NoNeurons.into());
         }
-        let specs = self.buffer_specs(t, n)?;
+        let specs = pitched_specs(&self.source, &self.kernel, t, n, pitches)?;
         if count != specs.len() {
             return Err(CudaError::Buffer {
                 name: self.source.entry.clone(),
@@ -460,7 +487,8 @@ impl DeviceKernel {
             block_dim: (self.source.block_size, 1, 1),
             shared_mem_bytes: 0,
         };
-        Ok((specs, cfg, [to_i64(t, "T")?, to_i64(n, "N")?]))
+        let scalars = launch_scalars(&specs, t, n)?;
+        Ok((specs, cfg, scalars))
     }
 
     /// Launches the scan on `stream` with checked addresses.
@@ -469,12 +497,14 @@ impl DeviceKernel {
         stream: &Arc<CudaStream>,
         ptrs: &[u64],
         cfg: LaunchConfig,
-        tn: [i64; 2],
+        scalars: &[i64],
     ) -> Result<(), CudaError> {
         // SAFETY: the argument list matches the generated kernel's signature (one device
-        // pointer per `source.args` entry, in order, then `long long T, N`); the callers checked
-        // that every buffer has the element type and at least the length the kernel indexes for
-        // this [T, N]; the grid covers N with the kernel's block size.
+        // pointer per `source.args` entry, in order, then `long long T, N` and one pitch per
+        // sequence, from `launch_scalars`); the callers checked that every buffer has the
+        // element type and at least the length the kernel indexes for this [T, N] and these
+        // pitches (`T * pitch`, each pitch at least N); the grid covers N with the kernel's
+        // block size.
         unsafe {
             launch_raw(
                 stream,
@@ -482,29 +512,45 @@ impl DeviceKernel {
                 &self.source.entry,
                 cfg,
                 ptrs,
-                &tn,
+                scalars,
                 self.sync.get(),
             )
         }
     }
 
-    /// Launches the scan on device buffers (argument order of [`CudaSource::args`]; each at least
-    /// as long as its [`BufferSpec`]). Asynchronous on the device's stream.
+    /// Launches the scan on dense device buffers (argument order of [`CudaSource::args`]; each
+    /// at least as long as its [`BufferSpec`]). Asynchronous on the device's stream.
     pub fn launch(&self, bufs: &mut [DeviceBuf], t: usize, n: usize) -> Result<(), CudaError> {
-        let (specs, cfg, tn) = self.plan(t, n, bufs.len())?;
+        self.launch_with(bufs, t, n, RowLayout::Dense)
+    }
+
+    /// [`DeviceKernel::launch`] on buffers whose rows are laid out as `layout` (as
+    /// [`DeviceKernel::alloc_buffers_with`] makes them).
+    pub fn launch_with(
+        &self,
+        bufs: &mut [DeviceBuf],
+        t: usize,
+        n: usize,
+        layout: RowLayout,
+    ) -> Result<(), CudaError> {
+        let specs = self.layout_specs(t, n, layout)?;
+        let pitches: Vec<_> = specs.iter().map(|s| s.pitch).collect();
+        let (specs, cfg, scalars) = self.plan(t, n, bufs.len(), &pitches)?;
         for (s, b) in specs.iter().zip(bufs.iter()) {
             b.check(&s.name, self.elem(s.ty), s.len)?;
         }
         let _scope = ContextScope::push(self.stream.context())?;
         let (ptrs, _order) = raw_ptrs(bufs.iter(), &self.stream);
-        self.launch_checked(&self.stream, &ptrs, cfg, tn)
+        self.launch_checked(&self.stream, &ptrs, cfg, &scalars)
     }
 
     /// Launches the scan on the caller's memory and stream: `bufs` in argument order
     /// ([`DeviceKernel::arguments`]: inputs `[T, N]`, initial states `[N]`, parameters, then the
     /// outputs, state sequences and final states it writes), each of exactly the element type and
-    /// at least the length listed. Shapes, element types, alignment and the device that owns each
-    /// address are checked before anything is queued. Asynchronous on `stream` (synchronous in
+    /// at least the length listed. A `[T, N]` buffer's rows are `N` apart unless it carries its
+    /// own pitch ([`BorrowedBuf::with_pitch`]: at least `N`, and then `T * pitch` elements).
+    /// Shapes, pitches, element types, alignment and the device that owns each address are
+    /// checked before anything is queued. Asynchronous on `stream` (synchronous in
     /// [`CudaDevice::set_sync`] mode); the device's context is pushed for the call and popped.
     pub fn launch_on(
         &self,
@@ -513,7 +559,8 @@ impl DeviceKernel {
         t: usize,
         n: usize,
     ) -> Result<(), CudaError> {
-        let (specs, cfg, tn) = self.plan(t, n, bufs.len())?;
+        let pitches: Vec<_> = bufs.iter().map(|b| b.pitch()).collect();
+        let (specs, cfg, scalars) = self.plan(t, n, bufs.len(), &pitches)?;
         let want: Vec<_> = specs
             .iter()
             .map(|s| (s.name.as_str(), self.elem(s.ty), s.len))
@@ -522,15 +569,17 @@ impl DeviceKernel {
         let _scope = ContextScope::push(ctx)?;
         let ptrs = check_borrowed(bufs, &want, self.ordinal(), &self.source.entry)?;
         let caller = stream.wrap(ctx)?;
-        self.launch_checked(&caller, &ptrs, cfg, tn)
+        self.launch_checked(&caller, &ptrs, cfg, &scalars)
     }
 
     /// Runs the scan on host data: copies in, launches, copies out (and converts f16/bf16). The
     /// device buffers are the kernel's own, kept from the last call while they are large enough:
-    /// a repeated call of the same or a smaller shape allocates nothing on the device.
+    /// a repeated call of the same or a smaller shape allocates nothing on the device. Their
+    /// rows are padded ([`RowLayout::Padded`]), so every warp access is sector-aligned.
     pub fn run_host(&self, args: &ScanArgs<'_, f32>) -> Result<ScanResult<f32>, CudaError> {
         args.check(&self.kernel.graph)?;
-        let specs = self.buffer_specs(args.t, args.n)?;
+        let layout = RowLayout::Padded;
+        let specs = self.layout_specs(args.t, args.n, layout)?;
         let host = input_buffers(&self.source, &specs, args);
         let _scope = ContextScope::push(self.stream.context())?;
         let mut bufs = self.host_bufs.lock().unwrap_or_else(|e| e.into_inner());
@@ -559,7 +608,7 @@ impl DeviceKernel {
             Ok(())
         });
         out?;
-        self.launch(&mut bufs, args.t, args.n)?;
+        self.launch_with(&mut bufs, args.t, args.n, layout)?;
         let out = guard("cuMemcpyDtoH", || {
             bufs.iter()
                 .zip(&specs)
@@ -572,7 +621,13 @@ impl DeviceKernel {
                 })
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        Ok(collect_result(&self.source, &self.kernel, &specs, &out))
+        Ok(collect_result(
+            &self.source,
+            &self.kernel,
+            &specs,
+            &out,
+            args.n,
+        ))
     }
 
     /// Sums a device buffer of `len` floats with the deterministic reduction kernel; returns the

@@ -15,14 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flexsn_compiler::codegen::cuda::{
-    CudaOptions, CudaSource, codegen_scan, number_lines, reduce_passes, shim,
+    CudaOptions, CudaSource, RowLayout, codegen_scan, number_lines, reduce_passes, shim,
 };
 use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 
 use super::CudaError;
 use super::cache;
 use super::device::to_i64;
-use super::host::{buffer_specs, collect_result, grid_for, input_buffers};
+use super::host::{
+    BufferSpec, collect_result, grid_for, input_buffers, launch_scalars, layout_specs,
+};
 
 /// The host C++ compiler: program, extra arguments from `$CXX`, first line of `--version`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,8 +221,9 @@ fn compile_library(cxx: &Cxx, tu: &str, work: &Path, so: &Path) -> Result<(), Cu
     Ok(())
 }
 
-/// `int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid, unsigned block)`
-type ScanFn = unsafe extern "C" fn(*const *mut c_void, i64, i64, u32, u32) -> i32;
+/// `int flexsn_emu_scan(void* const* args, const long long* pitches, long long T, long long N,
+/// unsigned grid, unsigned block)`
+type ScanFn = unsafe extern "C" fn(*const *mut c_void, *const i64, i64, i64, u32, u32) -> i32;
 /// `int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid)`
 type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, u32) -> i32;
 
@@ -255,36 +258,88 @@ impl EmulatedKernel {
         &self.lib
     }
 
-    /// Runs the scan on host data (converted to and from the storage type).
+    /// Runs the scan on host data (converted to and from the storage type), in buffers whose
+    /// rows are padded like the CUDA backend's own ([`super::DeviceKernel::run_host`]).
     pub fn run(
         &self,
         kernel: &ScanKernel,
         args: &ScanArgs<'_, f32>,
     ) -> Result<ScanResult<f32>, CudaError> {
+        self.run_with(kernel, args, RowLayout::Padded)
+    }
+
+    /// [`EmulatedKernel::run`] with the rows of every `[T, N]` buffer laid out as `layout`.
+    pub fn run_with(
+        &self,
+        kernel: &ScanKernel,
+        args: &ScanArgs<'_, f32>,
+        layout: RowLayout,
+    ) -> Result<ScanResult<f32>, CudaError> {
         args.check(&kernel.graph)?;
         let src = &self.source;
-        let specs = buffer_specs(src, kernel, args.t, args.n)?;
+        let specs = layout_specs(src, kernel, args.t, args.n, layout)?;
         if specs.len() != src.args.len() {
             return Err(CudaError::Buffer {
                 name: kernel.graph.name().to_string(),
                 message: "the kernel was generated for a different graph".into(),
             });
         }
-        let grid = grid_for(src, args.n)?;
-        let (t, n) = (to_i64(args.t, "T")?, to_i64(args.n, "N")?);
         let mut bufs = input_buffers(src, &specs, args);
         let ptrs: Vec<*mut c_void> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
-        // SAFETY: `args.check` and `buffer_specs` sized every buffer for this [T, N] run exactly
-        // as the kernel indexes it (inputs/outputs T*N, states N, params by kind), `ptrs` holds
-        // one pointer per kernel argument in `src.args` order, and the buffers outlive the call.
-        let code = unsafe { (self.scan)(ptrs.as_ptr(), t, n, grid, src.block_size) };
+        // SAFETY: `args.check` and `layout_specs` sized every buffer for this [T, N] run exactly
+        // as the kernel indexes it (sequences T * pitch, states N, params by kind), and
+        // `input_buffers` made each that long; the buffers outlive the call.
+        unsafe { self.launch(&specs, &ptrs, args.t, args.n) }?;
+        Ok(collect_result(src, kernel, &specs, &bufs, args.n))
+    }
+
+    /// Runs the scan over `[t, n]` on host buffers at `ptrs`, one per entry of `specs` (from
+    /// [`super::host::pitched_specs`] for this kernel and shape), with the specs' row pitches.
+    ///
+    /// # Safety
+    /// Each pointer must address at least its spec's `len` elements of the spec's type (`f32`,
+    /// or `u16` bits for 16-bit storage), alive and not aliasing a written buffer for the call.
+    pub unsafe fn launch(
+        &self,
+        specs: &[BufferSpec],
+        ptrs: &[*mut c_void],
+        t: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let src = &self.source;
+        if specs.len() != src.args.len() || ptrs.len() != specs.len() {
+            return Err(CudaError::Buffer {
+                name: src.entry.clone(),
+                message: format!(
+                    "expected {} buffers, got {} specs and {} pointers",
+                    src.args.len(),
+                    specs.len(),
+                    ptrs.len()
+                ),
+            });
+        }
+        let grid = grid_for(src, n)?;
+        let scalars = launch_scalars(specs, t, n)?;
+        // SAFETY: one pointer per kernel argument in `src.args` order, each as long as the
+        // kernel indexes it (this function's contract); `scalars` is `T`, `N`, then one pitch
+        // per sequence argument, as the entry point reads them.
+        let code = unsafe {
+            (self.scan)(
+                ptrs.as_ptr(),
+                scalars[2..].as_ptr(),
+                scalars[0],
+                scalars[1],
+                grid,
+                src.block_size,
+            )
+        };
         if code != 0 {
             return Err(CudaError::EmuRun {
                 entry: src.entry.clone(),
                 code,
             });
         }
-        Ok(collect_result(src, kernel, &specs, &bufs))
+        Ok(())
     }
 
     /// Sums `values` with the deterministic reduction kernel (block tree, fixed order).

@@ -40,8 +40,33 @@ pub struct DeviceArgument {
     pub role: ArgRole,
     /// Element type (the storage type for sequences, `f32` otherwise).
     pub dtype: StorageDtype,
-    /// Elements the kernel indexes for this `[T, N]`.
+    /// Elements the kernel indexes for this `[T, N]` (`T * pitch` for a sequence).
     pub len: usize,
+    /// For a `[T, N]` sequence its row pitch in elements (listed as `N`: dense rows; a caller
+    /// may give another, at least `N`, in [`DeviceBuffer::pitch`]); `None` for other buffers.
+    pub pitch: Option<usize>,
+}
+
+/// One buffer of a [`Kernel::launch_device_pitched`] call: a device address, its length in
+/// elements and, for a `[T, N]` sequence, the row pitch when it is not `N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceBuffer {
+    /// The device address of the first element.
+    pub addr: u64,
+    /// Elements at `addr` (at least `T * pitch` for a sequence).
+    pub len: usize,
+    /// Row `t` of a sequence starts at `t * pitch` (`None`: `N`, dense rows).
+    pub pitch: Option<usize>,
+}
+
+impl From<(u64, usize)> for DeviceBuffer {
+    fn from((addr, len): (u64, usize)) -> Self {
+        DeviceBuffer {
+            addr,
+            len,
+            pitch: None,
+        }
+    }
 }
 
 impl Kernel {
@@ -82,6 +107,7 @@ impl Kernel {
                 name: s.name,
                 role: s.role,
                 len: s.len,
+                pitch: s.pitch,
             })
             .collect())
     }
@@ -106,6 +132,27 @@ impl Kernel {
         n: usize,
         buffers: &[(u64, usize)],
     ) -> Result<(), RuntimeError> {
+        let buffers: Vec<DeviceBuffer> = buffers.iter().map(|&b| b.into()).collect();
+        // SAFETY: forwarded to the caller (this function's contract, dense rows).
+        unsafe { self.launch_device_pitched(scan, ordinal, stream, t, n, &buffers) }
+    }
+
+    /// [`Kernel::launch_device`] where `[T, N]` buffers may have padded rows: each
+    /// [`DeviceBuffer`] with a `pitch` holds row `t` at `t * pitch` (a pitch of `N` rounded up to
+    /// 128 bytes makes every warp access sector-aligned). Pitches are checked with the rest: only
+    /// sequences take one, at least `N`, and the buffer must hold `T * pitch` elements.
+    ///
+    /// # Safety
+    /// As [`Kernel::launch_device`], each address the start of at least `len` elements.
+    pub unsafe fn launch_device_pitched(
+        &self,
+        scan: DeviceScan<'_>,
+        ordinal: usize,
+        stream: u64,
+        t: usize,
+        n: usize,
+        buffers: &[DeviceBuffer],
+    ) -> Result<(), RuntimeError> {
         let exec = self.device_exec(scan)?;
         let Some(c) = exec.as_any().downcast_ref::<CudaScan>() else {
             return Err(not_cuda(self));
@@ -126,7 +173,13 @@ impl Kernel {
                 buffers
                     .iter()
                     .zip(&want)
-                    .map(|(&(ptr, len), (_, dtype, _))| BorrowedBuf::from_raw(ptr, len, *dtype))
+                    .map(|(b, (_, dtype, _))| {
+                        let raw = BorrowedBuf::from_raw(b.addr, b.len, *dtype);
+                        match b.pitch {
+                            Some(p) => raw.with_pitch(p),
+                            None => raw,
+                        }
+                    })
                     .collect(),
                 CallerStream::from_raw(ordinal, stream),
             )

@@ -25,7 +25,7 @@ pub use checkpoint::CheckpointPhase;
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;
-pub use kernel_device::{DeviceArgument, DeviceScan};
+pub use kernel_device::{DeviceArgument, DeviceBuffer, DeviceScan};
 pub use mixing::{
     DeviceMixing, EmulatedMixing, MixGradients, MixingKernels, emulated_mixing_count,
     shared_device, shared_device_on, shared_emulated,

@@ -1,8 +1,9 @@
 //! CUDA C source generation for scan kernels (pure text: no CUDA dependency).
 //!
 //! [`codegen_scan`] turns any verified [`ScanKernel`] into self-contained CUDA C (no includes):
-//! one thread per neuron, the time loop inside, states in registers, 64-bit offsets `t * N + n`.
-//! The kernel implements exactly the ABI of [`crate::scan`]; its arguments, in order, are
+//! one thread per neuron, the time loop inside, states in registers, 64-bit offsets
+//! `t * pitch + n`. The kernel implements exactly the ABI of [`crate::scan`]; its arguments, in
+//! order, are
 //!
 //! | argument | type | shape |
 //! |---|---|---|
@@ -13,10 +14,17 @@
 //! | `state_seq{j}` (only if the kernel stores state sequences) | `S*` | `[T, N]` |
 //! | `state_final{j}` | `float*` | `[N]` |
 //! | `T`, `N` | `long long` | |
+//! | `{name}_pitch` per `[T, N]` buffer above, in order | `long long` | |
 //!
 //! where `S` is the storage type of sequences: `float`, or `unsigned short` holding IEEE half or
 //! bfloat16 bits ([`StorageDtype`]). Arithmetic is always `float`; params, initial and final
-//! states and sums over time are always `float`. Launch with `blockDim.x =`
+//! states and sums over time are always `float`.
+//!
+//! The `[T, N]` buffers are exactly the storage-typed ones ([`KernelArg::is_sequence`]); row `t`
+//! of one starts at `t * pitch` elements, where the pitch (at least `N`) is its own argument:
+//! `N` for dense memory, or `N` rounded up to 128 bytes ([`RowLayout::Padded`]) so that every
+//! row starts on a 128-byte boundary and each warp's access touches whole 32-byte sectors.
+//! Launch with `blockDim.x =`
 //! [`CudaSource::block_size`] and `gridDim.x = ceil(N / block_size)` ([`CudaSource::grid_size`]).
 //!
 //! Each source also holds a deterministic block reduction kernel ([`CudaSource::reduce_entry`])
@@ -159,6 +167,50 @@ impl CudaOptions {
     }
 }
 
+/// How the rows of the `[T, N]` buffers of a launch are laid out in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RowLayout {
+    /// Row `t` at `t * N` (what frameworks' contiguous tensors are).
+    #[default]
+    Dense,
+    /// Row `t` at `t * pitch`, the pitch `N` rounded up to [`ROW_ALIGN_BYTES`] ([`padded_pitch`]).
+    Padded,
+}
+
+impl RowLayout {
+    /// The row pitch in elements for `n` neurons stored as `dtype` (`None` on overflow).
+    pub fn pitch(self, n: usize, dtype: StorageDtype) -> Option<usize> {
+        match self {
+            RowLayout::Dense => Some(n),
+            RowLayout::Padded => padded_pitch(n, dtype),
+        }
+    }
+}
+
+/// Rows of padded `[T, N]` buffers start at multiples of this many bytes: a warp's 32
+/// consecutive elements then cover whole 32-byte sectors (4 for f32, 2 for 16-bit types) and
+/// never straddle a 128-byte line, whatever `N` is.
+pub const ROW_ALIGN_BYTES: usize = 128;
+
+/// `n` rounded up to a whole number of [`ROW_ALIGN_BYTES`] of `dtype` elements (32 for f32, 64
+/// for f16/bf16); `None` on overflow.
+pub fn padded_pitch(n: usize, dtype: StorageDtype) -> Option<usize> {
+    let per_line = ROW_ALIGN_BYTES / dtype.size_bytes();
+    n.checked_next_multiple_of(per_line)
+}
+
+/// The name of the pitch argument of the `[T, N]` buffer argument `arg`.
+pub fn pitch_name(arg: &str) -> String {
+    format!("{arg}_pitch")
+}
+
+/// The C lvalue of element `n` of row `row` of the `[T, N]` buffer `arg` (`row` a C expression
+/// of type `long long`, parenthesised when it is not a single token). Every generated access to
+/// a `[T, N]` row goes through here.
+pub(crate) fn row_elem(arg: &str, row: &str) -> String {
+    format!("{arg}[{row} * {} + n]", pitch_name(arg))
+}
+
 /// Threads per block of the reduction kernel (fixed: the tree is written for it).
 pub const REDUCE_BLOCK: u32 = 256;
 /// Elements each reduction thread adds before the tree.
@@ -184,6 +236,14 @@ pub enum ArgRole {
     /// Checkpoints of state `j` under `checkpoint:K`, `[⌈T/K⌉, N]`, `float`: written by the
     /// fused training forward, read by the fused backward ([`checkpoint`]).
     Checkpoint(usize),
+}
+
+impl KernelArg {
+    /// Whether the argument is a `[T, N]` sequence (and takes a row pitch): exactly the
+    /// storage-typed arguments.
+    pub fn is_sequence(&self) -> bool {
+        self.ty == ArgType::Storage
+    }
 }
 
 impl ArgRole {
@@ -226,7 +286,8 @@ pub struct CudaSource {
     pub entry: String,
     /// `extern "C"` name of the deterministic reduction kernel in the same source.
     pub reduce_entry: String,
-    /// Pointer arguments of the scan kernel in order; `long long T, long long N` follow.
+    /// Pointer arguments of the scan kernel in order; `long long T, long long N` follow, then one
+    /// `long long` row pitch per sequence argument ([`KernelArg::is_sequence`]), in order.
     pub args: Vec<KernelArg>,
     /// Storage type of the sequences.
     pub dtype: StorageDtype,
@@ -250,6 +311,11 @@ impl CudaSource {
             ArgType::F32 => 4,
             ArgType::Storage => self.dtype.size_bytes(),
         }
+    }
+
+    /// The sequence (`[T, N]`) arguments, which take a row pitch each, in order.
+    pub fn sequence_args(&self) -> impl Iterator<Item = &KernelArg> {
+        self.args.iter().filter(|a| a.is_sequence())
     }
 
     /// The source with numbered lines, for error messages.
@@ -619,7 +685,11 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     );
     let _ = writeln!(
         c,
-        "// One thread per neuron n, time loop inside, states in registers; [T, N] buffers at t * N + n."
+        "// One thread per neuron n, time loop inside, states in registers; row t of a [T, N] buffer"
+    );
+    let _ = writeln!(
+        c,
+        "// starts at t * pitch, its own `_pitch` argument (N for dense rows, more for padded ones)."
     );
     c.push('\n');
     c.push_str(prelude::FLOAT_HELPERS);
@@ -635,7 +705,11 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     for (d, comment) in &decl {
         let _ = writeln!(c, "    {d}, // {comment}");
     }
-    c.push_str("    const long long T,\n    const long long N)\n{\n");
+    c.push_str("    const long long T,\n    const long long N");
+    for a in args.iter().filter(|a| a.is_sequence()) {
+        let _ = write!(c, ",\n    const long long {}", pitch_name(&a.name));
+    }
+    c.push_str(")\n{\n");
     c.push_str(
         "    const long long n = (long long)blockIdx.x * (long long)blockDim.x + (long long)threadIdx.x;\n",
     );
@@ -691,7 +765,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
                 .map(|i| {
                     format!(
                         "in{i}_q{q} = {};",
-                        load(&format!("input{i}[{step} * N + n]"))
+                        load(&row_elem(&format!("input{i}"), &step))
                     )
                 })
                 .collect();
@@ -706,13 +780,12 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     } else {
         c.push_str("    for (long long t = T - 1; t >= 0; --t) {\n");
     }
-    c.push_str("        const long long i = t * N + n;\n");
     if prefetch > 0 && n_inputs > 0 {
         let ahead = prefetch as u64;
-        let (cond, off) = if forward {
-            (format!("t + {ahead}LL < T"), format!("i + {ahead}LL * N"))
+        let (cond, row) = if forward {
+            (format!("t + {ahead}LL < T"), format!("(t + {ahead}LL)"))
         } else {
-            (format!("t >= {ahead}LL"), format!("i - {ahead}LL * N"))
+            (format!("t >= {ahead}LL"), format!("(t - {ahead}LL)"))
         };
         for i in 0..n_inputs {
             let _ = writeln!(c, "        const float in{i}_now = in{i}_q0;");
@@ -725,7 +798,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
                 format!(
                     "in{i}_q{} = {};",
                     prefetch - 1,
-                    load(&format!("input{i}[{off}]"))
+                    load(&row_elem(&format!("input{i}"), &row))
                 )
             })
             .collect();
@@ -735,7 +808,7 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
         let v = v.index();
         let rhs = match node.op {
             Op::Input(i) if prefetch > 0 => format!("in{i}_now"),
-            Op::Input(i) => load(&format!("input{i}[i]")),
+            Op::Input(i) => load(&row_elem(&format!("input{i}"), "t")),
             Op::State(j) => format!("s{j}"),
             Op::Param(k) => match g.params()[k as usize].kind {
                 ParamKind::PerTime => format!("param{k}[t]"),
@@ -758,7 +831,12 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
         let v = d.value.index();
         match kernel.output_modes[o] {
             OutputMode::Sequence => {
-                let _ = writeln!(c, "        output{o}[i] = {};", store(&format!("v{v}")));
+                let _ = writeln!(
+                    c,
+                    "        {} = {};",
+                    row_elem(&format!("output{o}"), "t"),
+                    store(&format!("v{v}"))
+                );
             }
             OutputMode::SumOverTime => {
                 let _ = writeln!(c, "        acc{o} += v{v};");
@@ -770,7 +848,12 @@ pub fn codegen_scan(kernel: &ScanKernel, opts: &CudaOptions) -> Result<CudaSourc
     }
     if kernel.state_seqs {
         for j in 0..g.states().len() {
-            let _ = writeln!(c, "        state_seq{j}[i] = {};", store(&format!("s{j}")));
+            let _ = writeln!(
+                c,
+                "        {} = {};",
+                row_elem(&format!("state_seq{j}"), "t"),
+                store(&format!("s{j}"))
+            );
         }
     }
     c.push_str("    }\n");

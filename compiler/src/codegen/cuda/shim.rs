@@ -5,10 +5,11 @@
 //! C++17 file. Compiled into a shared library (`c++ -O2 -std=c++17 -shared -fPIC
 //! -ffp-contract=off`), it exports:
 //!
-//! - `int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid,
-//!   unsigned block)`: runs the scan kernel for every `(blockIdx, threadIdx)` of the grid, one
-//!   thread after another (the scan kernel has no barriers); `args` holds the pointer arguments
-//!   in [`CudaSource::args`] order.
+//! - `int flexsn_emu_scan(void* const* args, const long long* pitches, long long T, long long N,
+//!   unsigned grid, unsigned block)`: runs the scan kernel for every `(blockIdx, threadIdx)` of
+//!   the grid, one thread after another (the scan kernel has no barriers); `args` holds the
+//!   pointer arguments in [`CudaSource::args`] order, `pitches` one row pitch per sequence
+//!   argument ([`CudaSource::sequence_args`]).
 //! - `int flexsn_emu_reduce(const float* in, float* partial, long long len, unsigned grid)`:
 //!   runs the reduction kernel one block at a time, the block's threads as real host threads (pthreads)
 //!   that meet at `__syncthreads()`.
@@ -248,17 +249,20 @@ pub fn host_entry_points(src: &CudaSource) -> String {
         .enumerate()
         .map(|(i, a)| arg_cast(src, a.ty, a.role.is_output(), i))
         .collect();
+    let pitches: String = (0..src.sequence_args().count())
+        .map(|k| format!(", c->pitches[{k}]"))
+        .collect();
     format!(
         r#"
 // ---- flexsn host entry points (emulation only) ----
-struct flexsn_scan_ctx {{ void* const* args; long long T, N; }};
+struct flexsn_scan_ctx {{ void* const* args; const long long* pitches; long long T, N; }};
 static void flexsn_scan_body(void* p) {{
     flexsn_scan_ctx* c = (flexsn_scan_ctx*)p;
     void* const* args = c->args;
-    {entry}({call}{sep}c->T, c->N);
+    {entry}({call}{sep}c->T, c->N{pitches});
 }}
-extern "C" int flexsn_emu_scan(void* const* args, long long T, long long N, unsigned grid, unsigned block) {{
-    flexsn_scan_ctx c = {{args, T, N}};
+extern "C" int flexsn_emu_scan(void* const* args, const long long* pitches, long long T, long long N, unsigned grid, unsigned block) {{
+    flexsn_scan_ctx c = {{args, pitches, T, N}};
     return flexsn_emu_run_sequential(grid, 1u, block, flexsn_scan_body, &c);
 }}
 
