@@ -243,6 +243,10 @@ impl Fused {
         n: usize,
         k: usize,
     ) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        if n == 0 {
+            // As the scans' launches: a grid of no blocks is not a launch.
+            return Err(flexsn_compiler::scan::ShapeError::NoNeurons.into());
+        }
         let dtype = src.dtype;
         let mut host: Vec<HostBuf> = specs
             .iter()
