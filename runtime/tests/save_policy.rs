@@ -165,8 +165,17 @@ fn saved_bytes_fall_with_k_and_zero_is_refused() {
 /// errors.
 #[test]
 fn host_checkpoint_entry_points_equal_states() {
+    check_host_entry_points(Backend::Cpu);
+    // The CUDA backends run the fused checkpoint kernels here (emulated as host C++).
+    if find_cxx().is_ok() {
+        check_host_entry_points(Backend::CudaEmulated);
+    }
+}
+
+/// The host entry points of `checkpoint:3` against those of `states` on `backend`.
+fn check_host_entry_points(backend: Backend) {
     let g = samples::plif(1.0, 0.0).unwrap();
-    let kernel = Jit::new(Backend::Cpu).unwrap().compile(&g).unwrap();
+    let kernel = Jit::new(backend).unwrap().compile(&g).unwrap();
     let (t, n, k) = (7, 37, 3);
     let (xs, s0, ps) = random_inputs(5, &g, t, n);
     let mut args = KernelArgs::new(t, n);
