@@ -314,7 +314,9 @@ struct Target {
     builtin: Option<Builtin>,
 }
 
-fn resolve_neuron(spec: &str, sets: &[String]) -> Result<Target> {
+/// `steps`: the graph of a run of that many steps ([`Builtin::step_graph_for`]); `None`: the
+/// whole step graph.
+fn resolve_neuron(spec: &str, sets: &[String], steps: Option<usize>) -> Result<Target> {
     if spec.ends_with(".rs") {
         // A core written in Rust syntax; --set binds hyperparameters (and dynamic param kinds).
         let mut b = Bindings::new();
@@ -328,9 +330,11 @@ fn resolve_neuron(spec: &str, sets: &[String]) -> Result<Target> {
         });
     }
     let b = Builtin::from_settings(spec, sets)?;
-    let graph = b
-        .step_graph()
-        .with_context(|| format!("building {}", b.class_name()))?;
+    let graph = match steps {
+        Some(t) => b.step_graph_for(t),
+        None => b.step_graph(),
+    }
+    .with_context(|| format!("building {}", b.class_name()))?;
     Ok(Target {
         graph,
         builtin: Some(b),
@@ -491,7 +495,7 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
             return Ok(());
         }
     }
-    let target = resolve_neuron(&a.neuron, &a.sets)?;
+    let target = resolve_neuron(&a.neuron, &a.sets, None)?;
     let g = &target.graph;
     match a.emit {
         Emit::Ir if a.no_opt => write!(out, "{}", text::print(g))?,
@@ -648,7 +652,7 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
             _ => {}
         }
     }
-    let target = resolve_neuron(&a.neuron, &a.sets)?;
+    let target = resolve_neuron(&a.neuron, &a.sets, Some(a.t))?;
     let g = &target.graph;
     scan_memory(g, a.t, a.n, a.backward).check(MemoryLimit(a.max_memory), "this run")?;
     // An unknown or unavailable backend fails here, before anything is printed.
@@ -684,6 +688,16 @@ fn cmd_run(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         .collect();
 
     let mut report = RunReport::new(&a, g.name());
+    if let Some(Builtin::SlidingPsn(c)) = &target.builtin {
+        let w = c.window_for(a.t);
+        if a.backward && w < c.k {
+            report.unreached_params = Some(format!(
+                "{}..{}",
+                neurons::psn::sliding_weight_name(0),
+                neurons::psn::sliding_weight_name(c.k - w - 1)
+            ));
+        }
+    }
     let start = Instant::now();
     // Training forward (state sequences kept for backward) only when backward follows.
     let fwd = if a.backward {
@@ -765,7 +779,9 @@ fn mean(values: impl ExactSizeIterator<Item = f32>) -> f64 {
 /// `mean spike count` or `mean` — and `value`), `decoded` (`decode`, `mean`; null unless the
 /// neuron decodes its output over time), `backward` (like `forward`; null without
 /// `--backward`) and `grads` (per input and learnable param: `name`, `of` — `input` or
-/// `param` — `mean_abs` and `head`, the first four values).
+/// `param` — `mean_abs` and `head`, the first four values) and `unreached_params` (SlidingPSN
+/// with `k > T` and `--backward`: the range of weights no step reaches, whose gradient is 0;
+/// else null).
 #[derive(serde::Serialize)]
 struct RunReport {
     neuron: String,
@@ -780,6 +796,7 @@ struct RunReport {
     decoded: Option<DecodedStat>,
     backward: Option<Timing>,
     grads: Vec<GradStat>,
+    unreached_params: Option<String>,
 }
 
 /// `x = mean + std * randn` from `seed`.
@@ -861,6 +878,7 @@ impl RunReport {
             decoded: None,
             backward: None,
             grads: vec![],
+            unreached_params: None,
         }
     }
 
@@ -894,6 +912,9 @@ impl RunReport {
                 "input" => writeln!(out, "  grad {:<7} mean |g| {:.4e}", g.name, g.mean_abs)?,
                 _ => writeln!(out, "  grad {:<7} {:?}", g.name, g.head)?,
             }
+        }
+        if let Some(range) = &self.unreached_params {
+            writeln!(out, "  grad {range}: 0 (no step of the run reaches them)")?;
         }
         Ok(())
     }

@@ -563,6 +563,52 @@ fn negative_values_and_many_sliding_weights_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// `run sliding-psn` with a window far longer than the run: only the last `T` weights can
+/// reach an output, so it runs in the time of `k = T` and agrees with the interpreter's `k = T`
+/// run (exp-init: the newest weights are the same, `[..., 1/4, 1/2, 1]`).
+#[test]
+fn a_huge_sliding_window_runs_like_its_reachable_part() {
+    let run = |k: &str, backend: &str| {
+        let o = flexsn(&[
+            "run",
+            "sliding-psn",
+            "--set",
+            k,
+            "--t",
+            "6",
+            "--n",
+            "64",
+            "--backward",
+            "--json",
+            "--backend",
+            backend,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{k} {backend}: {}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let small = run("k=6", "interp");
+    for backend in ["interp", "cpu"] {
+        let big = run("k=100000", backend);
+        assert_eq!(big["outputs"], small["outputs"], "{backend}");
+        let grads = |r: &serde_json::Value| r["grads"].as_array().unwrap().clone();
+        let (gb, gs) = (grads(&big), grads(&small));
+        // x, weight_99994..weight_99999 against x, weight_0..weight_5, then bias.
+        assert_eq!(gb.len(), gs.len(), "{backend}");
+        for (b, s) in gb.iter().zip(&gs) {
+            let close = |a: &serde_json::Value, b: &serde_json::Value| {
+                let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs())
+            };
+            assert!(close(&b["mean_abs"], &s["mean_abs"]), "{backend}: {b} vs {s}");
+            let (hb, hs) = (b["head"].as_array().unwrap(), s["head"].as_array().unwrap());
+            assert!(hb.iter().zip(hs).all(|(x, y)| close(x, y)), "{b} vs {s}");
+        }
+        assert_eq!(gb[1]["name"], "weight_99994");
+        assert_eq!(big["unreached_params"], "weight_0..weight_99993");
+        assert!(small["unreached_params"].is_null());
+    }
+}
+
 #[test]
 fn every_command_reads_backend_names_alike() {
     // `interp` and `interpreter` are one backend for run (and its numbers are the same).

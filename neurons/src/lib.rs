@@ -399,6 +399,17 @@ impl Builtin {
         })
     }
 
+    /// The step graph of a run of `t` steps from the initial states: [`Builtin::step_graph`],
+    /// except that SlidingPSN keeps only the `min(k, t)` newest taps
+    /// ([`psn::SlidingPSNConfig::window_graph`]): such a run never reaches the older weights
+    /// (their gradient is 0), and its cost no longer grows with `k`.
+    pub fn step_graph_for(&self, t: usize) -> Result<StepGraph, NeuronError> {
+        match self {
+            Builtin::SlidingPsn(n) => Ok(n.window_graph(n.window_for(t))?),
+            _ => self.step_graph(),
+        }
+    }
+
     /// The current parameter values (the defaults, for a neuron from [`Builtin::from_name`]).
     pub fn param_values(&self) -> Vec<ParamValue> {
         each!(self, n => n.param_values())

@@ -209,9 +209,9 @@ pub enum NodeError {
     )]
     /// The save policy changed while steps are recorded for backward.
     PolicyWhileRecording,
-    #[error("checkpoint:0: the checkpoint interval must be at least 1")]
-    /// A checkpoint interval of zero.
-    ZeroCheckpointInterval,
+    #[error("the node's save policy: {0}")]
+    /// A checkpoint interval of zero ([`SavePolicy::check`]).
+    ZeroCheckpointInterval(flexsn_compiler::checkpoint::SavePolicyError),
     #[error("backward: nothing recorded since the last reset/backward/detach (or not training)")]
     /// Backward with nothing recorded.
     NothingRecorded,
@@ -472,9 +472,7 @@ impl Node {
     /// `checkpoint:K` (the state before every `K`-th recorded step; backward recomputes the
     /// rest, with bit-identical results). Refused while steps are recorded.
     pub fn set_save_policy(&mut self, policy: SavePolicy) -> Result<(), NodeError> {
-        if policy == SavePolicy::Checkpoint(0) {
-            return Err(NodeError::ZeroCheckpointInterval);
-        }
+        policy.check().map_err(NodeError::ZeroCheckpointInterval)?;
         if self.tape.steps > 0 {
             return Err(NodeError::PolicyWhileRecording);
         }
@@ -636,6 +634,76 @@ impl Node {
     pub fn param_grad(&self, name: &str) -> Result<Option<&[f32]>, NodeError> {
         let k = self.param_index(name)?;
         Ok(self.param_grads[k].as_deref())
+    }
+
+    /// Moves the node onto `graph`, which declares every state and param of the current graph
+    /// (same names and kinds) and maybe more, compiled on the node's [`Jit`]. Everything is
+    /// carried over by name: states, their rules, stored sequences, recorded steps, params and
+    /// gradients. A new state holds its constant initial value now and in every stored or
+    /// recorded row, a new param the value `new_param` gives it: the caller guarantees that this
+    /// is what the bigger graph would have computed (SlidingPSN's older registers, still 0).
+    pub(crate) fn extend_graph(
+        &mut self,
+        graph: StepGraph,
+        new_param: impl Fn(&str) -> Option<Vec<f32>>,
+    ) -> Result<(), NodeError> {
+        let kernel = self.kernel.jit().compile(&graph)?;
+        let old = &self.graph;
+        let n = self.n.unwrap_or(0);
+        let (steps, policy) = (self.tape.steps, self.tape.policy);
+        let rows = match policy {
+            SavePolicy::Checkpoint(k) => steps.div_ceil(k.max(1)),
+            SavePolicy::States => steps + 1,
+        };
+        let mut states = self.states.as_ref().map(|_| Vec::new());
+        let mut seqs = self.state_seqs.as_ref().map(|_| Vec::new());
+        let (mut rules, mut bufs) = (Vec::new(), Vec::new());
+        for d in graph.states() {
+            let fill = match d.init {
+                StateInit::Const(c) => c,
+                StateInit::Runtime => {
+                    return Err(ExecError::MissingInitialState(d.name.clone()).into());
+                }
+            };
+            let j = old.state_index(&d.name);
+            rules.push(j.and_then(|j| self.init_rules[j].clone()));
+            if let (Some(acc), Some(cur)) = (&mut states, &self.states) {
+                acc.push(j.map_or_else(|| vec![fill; n], |j| cur[j].clone()));
+            }
+            if let (Some(acc), Some(cur)) = (&mut seqs, &self.state_seqs) {
+                let len = cur.first().map_or(0, Vec::len);
+                acc.push(j.map_or_else(|| vec![fill; len], |j| cur[j].clone()));
+            }
+            if steps > 0 {
+                let cur = &self.tape.state_bufs;
+                let len = cur.first().map_or(rows * n, Vec::len);
+                bufs.push(j.map_or_else(|| vec![fill; len], |j| cur[j].clone()));
+            }
+        }
+        let (mut params, mut grads) = (Vec::new(), Vec::new());
+        for d in graph.params() {
+            match old.param_index(&d.name) {
+                Some(k) => {
+                    params.push(self.params[k].clone());
+                    grads.push(self.param_grads[k].clone());
+                }
+                None => {
+                    params.push(new_param(&d.name));
+                    grads.push(None);
+                }
+            }
+        }
+        self.graph = graph;
+        self.kernel = kernel;
+        self.params = params;
+        self.param_grads = grads;
+        self.init_rules = rules;
+        self.states = states;
+        self.state_seqs = seqs;
+        if steps > 0 {
+            self.tape.state_bufs = bufs;
+        }
+        Ok(())
     }
 
     /// Clears the accumulated parameter gradients.

@@ -511,8 +511,13 @@ fn checkpoint_policy_equals_states_across_calls() {
         }
     }
     let mut node = custom_node(n, t);
-    assert!(matches!(
-        node.set_save_policy(SavePolicy::Checkpoint(0)),
-        Err(NodeError::ZeroCheckpointInterval)
-    ));
+    let e = node.set_save_policy(SavePolicy::Checkpoint(0)).unwrap_err();
+    assert!(matches!(e, NodeError::ZeroCheckpointInterval(_)), "{e:?}");
+    // The node's words around SavePolicy::check's.
+    let msg = e.to_string();
+    assert!(
+        msg.contains("node") && msg.contains("checkpoint:0") && msg.contains("K >= 1"),
+        "{msg}"
+    );
+    assert_eq!(node.save_policy(), SavePolicy::States);
 }

@@ -7,10 +7,17 @@ torch nor SpikingJelly.
 
 from . import surrogate
 from ._flexsn import __version__
-from .errors import FlexSNError, FlexSNTypeError, FlexSNValueError, UnsupportedOpError
+from .errors import (
+    FlexSNError,
+    FlexSNMemoryError,
+    FlexSNTypeError,
+    FlexSNValueError,
+    UnsupportedOpError,
+)
 
 __all__ = [
     "FlexSNError",
+    "FlexSNMemoryError",
     "FlexSNTypeError",
     "FlexSNValueError",
     "UnsupportedOpError",

@@ -10,6 +10,11 @@ class FlexSNValueError(FlexSNError, ValueError):
     """A bad value: a shape, a count, a name, a setting."""
 
 
+class FlexSNMemoryError(FlexSNError, MemoryError):
+    """A call that would allocate more than its core's memory limit (``max_memory``), raised
+    before anything is allocated. The message says how much it needs."""
+
+
 class FlexSNTypeError(FlexSNError, TypeError):
     """A bad kind of argument: a dtype, a device, an object that is not a tensor."""
 

@@ -9,6 +9,7 @@ use flexsn_compiler::scan::param_len;
 use flexsn_neurons::Builtin;
 use flexsn_runtime::cuda::backend::{CudaCompiler, emulated_jit};
 use flexsn_runtime::cuda::shared_device_on;
+use flexsn_runtime::memory::MemoryLimit;
 use flexsn_runtime::{
     Backend, CheckpointBuffers, GradBuffers, InferenceBuffers, Jit, Kernel, KernelArgs,
     RuntimeError, SavePolicy, TrainingBuffers, Upstream,
@@ -142,8 +143,12 @@ impl Core {
         g: flexsn_compiler::ir::StepGraph,
         backend: &str,
         builtin: Option<Builtin>,
+        max_memory: Option<u64>,
     ) -> PyResult<Core> {
-        let jit = jit(py, backend)?;
+        let mut jit = jit(py, backend)?;
+        if let Some(bytes) = max_memory {
+            jit.set_memory_limit(MemoryLimit(bytes));
+        }
         let kernel = py
             .detach(|| jit.compile(&g))
             .map_err(|e| errors::runtime(py, e))?;
@@ -170,16 +175,26 @@ impl Core {
 #[pymethods]
 impl Core {
     /// A built-in neuron by CLI or SpikingJelly class name, configured by `key=value` settings.
+    /// `max_memory`: the most bytes a call may allocate (default 8 GiB); a call over it raises
+    /// `FlexSNMemoryError` before allocating.
     #[staticmethod]
-    fn builtin(py: Python<'_>, name: &str, settings: Vec<String>, backend: &str) -> PyResult<Core> {
+    #[pyo3(signature = (name, settings, backend, max_memory=None))]
+    fn builtin(
+        py: Python<'_>,
+        name: &str,
+        settings: Vec<String>,
+        backend: &str,
+        max_memory: Option<u64>,
+    ) -> PyResult<Core> {
         let b = Builtin::from_settings(name, &settings).map_err(|e| errors::neuron(py, e))?;
         let g = b.step_graph().map_err(|e| errors::neuron(py, e))?;
-        Core::compile(py, g, backend, Some(b))
+        Core::compile(py, g, backend, Some(b), max_memory)
     }
 
-    /// A traced core (see `graph` for the format).
+    /// A traced core (see `graph` for the format); `max_memory` as for `builtin`.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (name, inputs, states, params, nodes, outputs, next_states, backend, max_memory=None))]
     fn from_trace(
         py: Python<'_>,
         name: String,
@@ -190,6 +205,7 @@ impl Core {
         outputs: Vec<(String, usize)>,
         next_states: Vec<usize>,
         backend: &str,
+        max_memory: Option<u64>,
     ) -> PyResult<Core> {
         let t = Trace {
             name,
@@ -201,7 +217,7 @@ impl Core {
             next_states,
         };
         let g = graph::build(&t).map_err(|e| raise(py, Kind::Value, e.to_string()))?;
-        Core::compile(py, g, backend, None)
+        Core::compile(py, g, backend, None, max_memory)
     }
 
     /// The backend the core was compiled for.
@@ -582,14 +598,10 @@ impl Core {
 /// Floats per state buffer that a training forward keeps: `(T + 1) * N`, or `⌈T/K⌉ * N` under
 /// `checkpoint:K` (`K` = 0 is refused).
 fn saved_len(py: Python<'_>, t: usize, n: usize, checkpoint: Option<usize>) -> PyResult<usize> {
-    if checkpoint == Some(0) {
-        return Err(raise(
-            py,
-            Kind::Value,
-            "`checkpoint`: the checkpoint interval must be at least 1",
-        ));
-    }
-    let policy = checkpoint.map_or(SavePolicy::States, SavePolicy::Checkpoint);
+    let policy = checkpoint
+        .map_or(SavePolicy::States, SavePolicy::Checkpoint)
+        .check()
+        .map_err(|e| raise(py, Kind::Value, format!("`checkpoint`: {e}")))?;
     policy
         .saved_rows(t)
         .checked_mul(n)

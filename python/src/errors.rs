@@ -12,6 +12,8 @@ pub enum Kind {
     Value,
     /// `FlexSNError` (the backend failed or is unavailable).
     Backend,
+    /// `FlexSNMemoryError` (a call would allocate more than the memory limit).
+    Memory,
 }
 
 /// Makes a `flexsn.errors` exception with `msg`.
@@ -19,6 +21,7 @@ pub fn raise(py: Python<'_>, kind: Kind, msg: impl Into<String>) -> PyErr {
     let class = match kind {
         Kind::Value => "FlexSNValueError",
         Kind::Backend => "FlexSNError",
+        Kind::Memory => "FlexSNMemoryError",
     };
     let msg = msg.into();
     match py
@@ -39,6 +42,7 @@ fn runtime_kind(e: &RuntimeError) -> Kind {
         | RuntimeError::Codegen(_)
         | RuntimeError::BackendUnavailable { .. }
         | RuntimeError::Backend(_) => Kind::Backend,
+        RuntimeError::Memory(_) => Kind::Memory,
         _ => Kind::Value,
     }
 }

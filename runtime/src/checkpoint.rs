@@ -157,12 +157,15 @@ pub(crate) fn backward(
     k: usize,
     checkpoints: &[&[f32]],
     upstream: &Upstream<'_, f32>,
-    reuse: &mut Gradients<f32>,
+    input_grads: &mut [&mut [f32]],
 ) -> Result<Gradients<f32>, RuntimeError> {
     let (t, n) = (args.t, args.n);
-    let ns = fwd.states().len();
+    let (ni, ns) = (fwd.inputs().len(), fwd.states().len());
     let segs = SavePolicy::Checkpoint(k).segments(t);
     if checkpoints.len() != ns || checkpoints.iter().any(|c| c.len() != segs.len() * n) {
+        return Err(bptt::ExecError::MissingStateSeqs.into());
+    }
+    if input_grads.len() != ni || input_grads.iter().any(|g| g.len() != t * n) {
         return Err(bptt::ExecError::MissingStateSeqs.into());
     }
     let seg_graph = &scans.segment.kernel.graph;
@@ -174,10 +177,15 @@ pub(crate) fn backward(
             _ => zeros.clone(),
         })
         .collect();
-    let mut seq_outs = std::mem::take(&mut reuse.inputs);
-    crate::jit::shape_buffers(&mut seq_outs, fwd.inputs().len(), t * n);
+    // The segment scan's first sequence outputs are the input gradients: they go straight into
+    // the caller's buffers; only the per-step param contributions are allocated here.
     let seq_count = scans.segment.kernel.output_modes.len();
-    seq_outs.resize_with(seq_count, || vec![0.0; t * n]);
+    let mut contribs: Vec<Vec<f32>> = (ni..seq_count).map(|_| vec![0.0; t * n]).collect();
+    let mut seq_outs: Vec<&mut [f32]> = input_grads
+        .iter_mut()
+        .map(|g| &mut **g)
+        .chain(contribs.iter_mut().map(Vec::as_mut_slice))
+        .collect();
     let shared = Shared {
         fwd,
         args,
@@ -195,14 +203,17 @@ pub(crate) fn backward(
         )?,
         _ => whole_segments(scans, &shared, &mut seq_outs, &mut carry)?,
     }
-    // The backward kernel's results, as one scan over all `T` steps would have returned them.
-    let mut seq_outs = seq_outs.into_iter().map(Some).collect::<Vec<_>>();
+    drop(seq_outs);
+    // The backward kernel's results, as one scan over all `T` steps would have returned them
+    // (the input gradients are already in place: empty here).
+    let mut contribs = contribs.into_iter().map(Some).collect::<Vec<_>>();
     let outputs = scans
         .segment
         .sources
         .iter()
         .map(|src| match *src {
-            Ok(o) => seq_outs[o].take().unwrap_or_default(),
+            Ok(o) if o < ni => vec![],
+            Ok(o) => contribs[o - ni].take().unwrap_or_default(),
             Err(j) => carry[j].clone(),
         })
         .collect();
@@ -227,7 +238,7 @@ fn cpu(e: &dyn ScanExecutor) -> Option<&CpuScan> {
 fn whole_segments(
     scans: &Scans<'_>,
     sh: &Shared<'_>,
-    seq_outs: &mut [Vec<f32>],
+    seq_outs: &mut [&mut [f32]],
     carry: &mut Vec<Vec<f32>>,
 ) -> Result<(), RuntimeError> {
     let (fwd, args, upstream) = (sh.fwd, sh.args, sh.upstream);

@@ -498,18 +498,11 @@ impl Kernel {
         let lens: Vec<usize> = checkpoints.iter().map(|b| b.len()).collect();
         crate::checkpoint::check_checkpoints(g, t, n, k, &lens)?;
         check_grad_bufs(g, t, n, grads)?;
-        let mut reuse = bptt::Gradients {
-            inputs: vec![],
-            init_states: vec![],
-            params: vec![],
-        };
-        let got = self.backward_checkpointed_resolved(&r, k, checkpoints, upstream, &mut reuse)?;
-        let pairs = grads
-            .inputs
-            .iter_mut()
-            .zip(&got.inputs)
-            .chain(grads.init_states.iter_mut().zip(&got.init_states));
-        for (dst, src) in pairs {
+        // The input gradients are written in place; the initial-state ones are the carried
+        // gradients after the first segment (`[N]` each).
+        let got =
+            self.backward_checkpointed_resolved(&r, k, checkpoints, upstream, &mut grads.inputs)?;
+        for (dst, src) in grads.init_states.iter_mut().zip(&got.init_states) {
             dst.copy_from_slice(src);
         }
         Ok(got.params)

@@ -707,19 +707,24 @@ impl Kernel {
             params: fwd.params.clone(),
         };
         let cps: Vec<&[f32]> = fwd.checkpoints.iter().map(Vec::as_slice).collect();
-        *grads = self.backward_checkpointed_resolved(&r, k, &cps, upstream, grads)?;
+        shape_buffers(&mut grads.inputs, g.inputs().len(), fwd.t * fwd.n);
+        let mut inputs: Vec<&mut [f32]> = grads.inputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let got = self.backward_checkpointed_resolved(&r, k, &cps, upstream, &mut inputs)?;
+        grads.init_states = got.init_states;
+        grads.params = got.params;
         Ok(())
     }
 
     /// Backward under `checkpoint:K` of resolved arguments from `checkpoints` (`⌈T/K⌉` rows of
-    /// `N` per state, checked by the caller); `reuse` lends its buffers.
+    /// `N` per state, checked by the caller): the input gradients straight into `input_grads`
+    /// (`[T, N]` each; the returned `inputs` are empty), the rest returned.
     pub(crate) fn backward_checkpointed_resolved(
         &self,
         r: &Resolved<'_>,
         k: usize,
         checkpoints: &[&[f32]],
         upstream: &Upstream<'_, f32>,
-        reuse: &mut Gradients<f32>,
+        input_grads: &mut [&mut [f32]],
     ) -> Result<Gradients<f32>, RuntimeError> {
         let (t, n) = (r.t, r.n);
         let g = &self.graph;
@@ -757,7 +762,16 @@ impl Kernel {
             segment,
             segment_exec: segment_exec.as_ref(),
         };
-        crate::checkpoint::backward(&scans, g, &bk.graph, &args, k, checkpoints, upstream, reuse)
+        crate::checkpoint::backward(
+            &scans,
+            g,
+            &bk.graph,
+            &args,
+            k,
+            checkpoints,
+            upstream,
+            input_grads,
+        )
     }
 
     /// The save policy of [`Kernel::forward`] (default [`SavePolicy::States`]).

@@ -4,8 +4,8 @@ use flexsn_compiler::ir::Surrogate;
 
 use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
 use super::{
-    DEFAULT_SURROGATE, Mode, PsnError, check_len, check_surrogate, parse_u64, parse_usize,
-    set_surrogate, steps_of, surrogate_values,
+    DEFAULT_SURROGATE, Mode, PsnError, check_floats, check_len, check_surrogate, parse_u64,
+    parse_usize, set_surrogate, steps_of, surrogate_values,
 };
 use crate::params::{NeuronError, ParamValue, fmt_f32, parse_f32};
 use flexsn_runtime::{Backend, Jit, Mixing};
@@ -111,6 +111,12 @@ impl Core {
         }
     }
 
+    /// Checks `floats` (what a call is about to allocate, in f32 values: `[count, dims...]`
+    /// groups) against the memory limit of the module's [`Jit`].
+    fn check_memory(&self, floats: &[&[usize]], what: &str) -> Result<(), PsnError> {
+        check_floats(&self.jit, floats, what)
+    }
+
     /// The sequence length (the bias is `[T]`).
     fn t(&self) -> usize {
         self.bias.len()
@@ -188,6 +194,9 @@ impl Core {
                 t: self.t(),
                 n,
             });
+        }
+        if self.training {
+            self.check_memory(&[&[1, x.len()]], "the input kept for backward")?;
         }
         self.full(masked).forward_into(x, n, &self.jit, spikes)?;
         self.saved = self.training.then(|| (x.to_vec(), n));
@@ -368,6 +377,11 @@ impl PSNConfig {
             });
         }
         check_surrogate(Self::CLASS, &self.surrogate)?;
+        check_floats(
+            jit,
+            &[&[2, self.t, self.t], &[2, self.t]],
+            "PSN's parameters",
+        )?;
         Ok(PSN {
             config: *self,
             core: Core::new(Self::CLASS, self.surrogate, self.init_params(), jit.clone()),
@@ -429,6 +443,8 @@ impl PSN {
 
     /// Spikes `[T, N]` of `x_seq` (`[T, N]`, time-major, `n` neurons).
     pub fn forward(&mut self, x_seq: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        self.core
+            .check_memory(&[&[1, x_seq.len()]], "PSN forward's spikes")?;
         let mut s = vec![0.0; x_seq.len()];
         self.forward_into(x_seq, n, &mut s)?;
         Ok(s)
@@ -448,6 +464,8 @@ impl PSN {
     /// Backward of the last forward: returns `d loss / d x_seq` and adds `d loss / d weight` and
     /// `d loss / d bias` to the accumulated gradients. `grad_spike` is `[T, N]`.
     pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
+        self.core
+            .check_memory(&[&[1, grad_spike.len()]], "PSN backward's input gradient")?;
         let mut gx = vec![0.0; grad_spike.len()];
         self.backward_into(grad_spike, &mut gx)?;
         Ok(gx)
@@ -616,6 +634,11 @@ impl MaskedPSNConfig {
             });
         }
         check_surrogate(Self::CLASS, &self.surrogate)?;
+        check_floats(
+            jit,
+            &[&[2, self.t, self.t], &[2, self.t]],
+            "MaskedPSN's parameters",
+        )?;
         let mut m = MaskedPSN {
             config: *self,
             core: Core::new(Self::CLASS, self.surrogate, self.init_params(), jit.clone()),
@@ -755,6 +778,17 @@ impl MaskedPSN {
         self.masked().weight
     }
 
+    /// The masked weight and its blend, after checking their memory (with the mask, three
+    /// `[T, T]` buffers) and `more` (see [`Core::check_memory`]).
+    fn masked_checked(&self, more: &[&[usize]], what: &str) -> Result<Masked, PsnError> {
+        let t = self.config.t;
+        let masks = [3, t, t];
+        let mut floats: Vec<&[usize]> = vec![&masks];
+        floats.extend_from_slice(more);
+        self.core.check_memory(&floats, what)?;
+        Ok(self.masked())
+    }
+
     fn masked(&self) -> Masked {
         let blend = self.blend();
         let weight = blend
@@ -775,8 +809,8 @@ impl MaskedPSN {
     }
 
     fn forward_multi(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
+        let masked = self.masked_checked(&[&[1, x.len()]], "MaskedPSN forward")?;
         let mut s = vec![0.0; x.len()];
-        let masked = self.masked();
         self.core.forward_multi(Some(&masked), x, n, &mut s)?;
         Ok(s)
     }
@@ -814,7 +848,10 @@ impl MaskedPSN {
         }
         let lo = self.window(step);
         let t = self.config.t;
-        let mw = self.masked_weight();
+        // The window's inputs, the step kept for backward, the spikes.
+        let mw = self
+            .masked_checked(&[&[step + 1 - lo + 2, n]], "MaskedPSN single step")?
+            .weight;
         let row = &mw[step * t + lo..step * t + step + 1];
         let mut xs = Vec::with_capacity(row.len() * n);
         for h in &self.history[lo..] {
@@ -841,7 +878,16 @@ impl MaskedPSN {
     /// the accumulated ones (through the mask: `dW = dW_masked ⊙ blend`).
     pub fn backward(&mut self, grad_spike: &[f32]) -> Result<Vec<f32>, PsnError> {
         let t = self.config.t;
-        let masked = self.masked();
+        let (from, to) = (self.tape_from, self.history.len());
+        let lo = self.window(from);
+        let masked = match self.mode {
+            Mode::Multi => self.masked_checked(&[&[1, grad_spike.len()]], "MaskedPSN backward")?,
+            // The window's weight and inputs.
+            Mode::Single => self.masked_checked(
+                &[&[to - from, to - lo], &[to - lo, self.n.unwrap_or(0)]],
+                "MaskedPSN backward",
+            )?,
+        };
         match self.mode {
             Mode::Multi => {
                 let mut gx = vec![0.0; grad_spike.len()];
@@ -850,7 +896,6 @@ impl MaskedPSN {
                 Ok(gx)
             }
             Mode::Single => {
-                let (from, to) = (self.tape_from, self.history.len());
                 let n = match self.n {
                     Some(n) if to > from => n,
                     _ => {
@@ -861,7 +906,6 @@ impl MaskedPSN {
                 };
                 check_len("spike gradient", (to - from) * n, grad_spike.len())?;
                 // Rows: the recorded steps; columns: every input they read.
-                let lo = self.window(from);
                 let (rows, cols) = (to - from, to - lo);
                 let mut w = Vec::with_capacity(rows * cols);
                 for r in from..to {

@@ -29,6 +29,7 @@ pub use flexsn_runtime::{MixError, MixGrads, Mixing};
 pub use sliding::{SLIDING_BIAS, SlidingPSN, SlidingPSNConfig, sliding_weight_name};
 
 use flexsn_compiler::ir::Surrogate;
+use flexsn_runtime::memory::Estimate;
 
 use crate::node::{NodeError, StepMode};
 use crate::params::{NeuronError, ParamValue, fmt_f32, invalid, parse_f64};
@@ -172,6 +173,7 @@ impl From<MixError> for PsnError {
             MixError::NoNeurons => PsnError::NoNeurons,
             MixError::Overflow => PsnError::Overflow,
             MixError::Backend { backend, why } => PsnError::Mixing { backend, why },
+            MixError::Memory(e) => flexsn_runtime::RuntimeError::Memory(e).into(),
         }
     }
 }
@@ -213,6 +215,23 @@ pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Resu
             got,
         })
     }
+}
+
+/// Checks what a call is about to allocate, `[count, dims...]` groups of f32 values, against
+/// `jit`'s memory limit ([`flexsn_runtime::Jit::set_memory_limit`]): over it, a
+/// [`RuntimeError::Memory`](flexsn_runtime::RuntimeError::Memory) that says how much is needed.
+pub(crate) fn check_floats(
+    jit: &flexsn_runtime::Jit,
+    floats: &[&[usize]],
+    what: &str,
+) -> Result<(), PsnError> {
+    let e = floats.iter().fold(Estimate::new(), |e, group| match group {
+        [count, dims @ ..] => e.add(*count, dims, std::mem::size_of::<f32>()),
+        [] => e,
+    });
+    e.check(jit.memory_limit(), what)
+        .map_err(flexsn_runtime::RuntimeError::Memory)?;
+    Ok(())
 }
 
 /// SpikingJelly's default surrogate for the PSN family.

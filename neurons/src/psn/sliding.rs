@@ -13,8 +13,8 @@ use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
 
 use super::rng::{SplitMix64, kaiming_uniform_a_sqrt5};
 use super::{
-    DEFAULT_SURROGATE, Mode, PsnError, parse_u64, parse_usize, set_surrogate, steps_of,
-    surrogate_values,
+    DEFAULT_SURROGATE, Mode, PsnError, check_floats, parse_u64, parse_usize, set_surrogate,
+    steps_of, surrogate_values,
 };
 use flexsn_runtime::{Jit, Neuron};
 
@@ -178,21 +178,44 @@ impl SlidingPSNConfig {
     /// The step graph: input `x`, states `x_prev1..x_prev{k-1}` (0 initially), learnable shared
     /// params `weight_0..weight_{k-1}` and `bias`, output `spike`.
     pub fn step_graph(&self) -> Result<StepGraph, BuildError> {
+        self.window_graph(self.k)
+    }
+
+    /// The taps a run of `steps` steps from zero states can reach: `min(k, steps)` (at least 1).
+    /// Step `t` reads the inputs `t, t-1, …, t-k+1`, and those before step 0 are 0, so the
+    /// weights older than this multiply zeros only (their gradient is exactly 0).
+    pub fn window_for(&self, steps: usize) -> usize {
+        self.k.min(steps).max(1)
+    }
+
+    /// The step graph of the newest `w` taps (`1 <= w <= k`, clamped): states
+    /// `x_prev1..x_prev{w-1}`, params `weight_{k-w}..weight_{k-1}` (named as in the full
+    /// graph) and `bias`. From zero states it computes what [`SlidingPSNConfig::step_graph`]
+    /// does for as long as the inputs it has seen fit in it (`w` steps, or any number when
+    /// `w = k`); `window_graph(k)` is the full graph.
+    pub fn window_graph(&self, w: usize) -> Result<StepGraph, BuildError> {
         let k = self.k.max(1);
+        let w = w.clamp(1, k);
+        let window = if w == k {
+            String::new()
+        } else {
+            format!(", window of the newest {w}")
+        };
         let b = builder(
             Self::CLASS,
             format!(
-                "SpikingJelly SlidingPSN: H[t] = sum_{{i<{k}}} weight_i * x[t-{}+i] + bias, spike = Θ(H) (surrogate {}); states hold the previous {} input(s)",
+                "SpikingJelly SlidingPSN: H[t] = sum_{{i<{k}}} weight_i * x[t-{}+i] + bias, spike = Θ(H) (surrogate {}); states hold the previous {} input(s){window}",
                 k - 1,
                 self.surrogate,
-                k - 1
+                w - 1
             ),
         );
         let x = b.input("x");
-        let regs: Vec<Expr> = (1..k)
+        let regs: Vec<Expr> = (1..w)
             .map(|j| b.state(&format!("x_prev{j}"), StateInit::Const(0.0)))
             .collect();
-        let w: Vec<Expr> = (0..k)
+        let first = k - w;
+        let weights: Vec<Expr> = (first..k)
             .map(|i| b.param(&sliding_weight_name(i), ParamKind::Shared, true))
             .collect();
         let bias = b.param(SLIDING_BIAS, ParamKind::Shared, true);
@@ -201,13 +224,13 @@ impl SlidingPSNConfig {
             let j = k - 1 - i;
             if j == 0 { x } else { regs[j - 1] }
         };
-        let mut h = w[0] * tap(0);
-        for (i, wi) in w.iter().enumerate().skip(1) {
-            h = h + *wi * tap(i);
+        let mut h = weights[0] * tap(first);
+        for (i, wi) in weights.iter().enumerate().skip(1) {
+            h = h + *wi * tap(first + i);
         }
         let s = (h + bias).spike(self.surrogate);
         b.output(crate::SPIKE_OUTPUT, s);
-        for j in 1..k {
+        for j in 1..w {
             let prev = if j == 1 { x } else { regs[j - 2] };
             b.set_state(&format!("x_prev{j}"), prev);
         }
@@ -216,16 +239,17 @@ impl SlidingPSNConfig {
 
     /// The module on `backend`, parameters from [`SlidingPSNConfig::init_params`].
     pub fn build(&self, backend: NodeBackend) -> Result<SlidingPSN, PsnError> {
-        self.check()?;
-        let node = Node::new(&self.step_graph()?, backend)?;
-        self.finish(node)
+        self.build_with_jit(&Jit::new(backend)?)
     }
 
     /// [`SlidingPSNConfig::build`] on any [`Jit`] (backend and options of your choice).
     pub fn build_with_jit(&self, jit: &Jit) -> Result<SlidingPSN, PsnError> {
         self.check()?;
-        let node = Node::with_jit(&self.step_graph()?, jit)?;
-        self.finish(node)
+        // The weight, and its copy in the module.
+        check_floats(jit, &[&[2, self.k]], "SlidingPSN's weight")?;
+        let window = self.k.min(INITIAL_WINDOW);
+        let node = Node::with_jit(&self.window_graph(window)?, jit)?;
+        self.finish(node, window)
     }
 
     fn check(&self) -> Result<(), PsnError> {
@@ -237,18 +261,24 @@ impl SlidingPSNConfig {
         Ok(())
     }
 
-    fn finish(&self, mut node: Node) -> Result<SlidingPSN, PsnError> {
+    fn finish(&self, mut node: Node, window: usize) -> Result<SlidingPSN, PsnError> {
         node.set_step_mode(self.step_mode)?;
         let (w, b) = self.init_params();
         let mut m = SlidingPSN {
             config: *self,
             node,
+            window,
+            weight: vec![],
         };
         m.set_weight(&w)?;
         m.set_bias(b)?;
         Ok(m)
     }
 }
+
+/// The window a [`SlidingPSN`] starts with (all of it when `k` is at most this): short runs
+/// never need another compile.
+const INITIAL_WINDOW: usize = 64;
 
 /// `jit.compile(&SlidingPSNConfig::new(k))` compiles the scan.
 impl Neuron for SlidingPSNConfig {
@@ -265,7 +295,12 @@ impl From<BuildError> for PsnError {
 
 /// SpikingJelly's `SlidingPSN`: spikes from a learnable mix of the last `k` inputs plus a bias,
 /// in single-step (default) or multi-step mode; a [`Node`] over
-/// [`SlidingPSNConfig::step_graph`], with the weight gathered as a `[k]` vector.
+/// [`SlidingPSNConfig::window_graph`], with the weight gathered as a `[k]` vector.
+///
+/// The node runs only the newest taps the steps since the last reset can reach (at least
+/// `min(k, 64)`, grown as the steps add up, at most `k`), so the work per step is bounded by
+/// the steps run, not by `k`: older weights multiply zeros, and their gradient stays exactly 0.
+/// The results are those of the full `k`-tap scan.
 ///
 /// ```
 /// use flexsn_neurons::node::{NodeBackend, StepMode};
@@ -281,6 +316,10 @@ impl From<BuildError> for PsnError {
 pub struct SlidingPSN {
     config: SlidingPSNConfig,
     node: Node,
+    /// The taps the node's graph has: weights `k - window .. k` live in the node.
+    window: usize,
+    /// The whole weight `[k]`; the node holds the window's part (and is what counts for it).
+    weight: Vec<f32>,
 }
 
 impl SlidingPSN {
@@ -292,6 +331,38 @@ impl SlidingPSN {
         SlidingPSNConfig::new(k).build(NodeBackend::Interpreter)
     }
 
+    /// The taps the node runs now (the newest `window` weights; `k` once it has grown to all).
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Grows the node's window so that a call of `steps` more steps, and what the registers
+    /// must keep after it, fit: the registers hold the last `window - 1` inputs and those
+    /// before the reset are 0, so `window > time_step` (or `window = k`) loses nothing.
+    fn fit_window(&mut self, steps: usize) -> Result<(), PsnError> {
+        let k = self.config.k;
+        let needed = k.min(
+            self.node
+                .time_step()
+                .saturating_add(steps)
+                .saturating_add(1),
+        );
+        if needed <= self.window {
+            return Ok(());
+        }
+        // Doubling: a run of single steps compiles O(log k) windows.
+        let w = needed.max(self.window.saturating_mul(2)).min(k);
+        let graph = self.config.window_graph(w)?;
+        let weight = &self.weight;
+        self.node.extend_graph(graph, |name| {
+            (k - w..k)
+                .find(|&i| sliding_weight_name(i) == name)
+                .map(|i| vec![weight[i]])
+        })?;
+        self.window = w;
+        Ok(())
+    }
+
     /// The configuration the module was built from.
     pub fn config(&self) -> &SlidingPSNConfig {
         &self.config
@@ -300,11 +371,13 @@ impl SlidingPSN {
     pub fn k(&self) -> usize {
         self.config.k
     }
-    /// The node running the scan (states, step mode, backend, recorded steps).
+    /// The node running the scan (states, step mode, backend, recorded steps). Its graph is the
+    /// current window ([`SlidingPSN::window`]): registers `x_prev1..` and weights of that window.
     pub fn node(&self) -> &Node {
         &self.node
     }
-    /// The node that runs the scan, mutably.
+    /// The node that runs the scan, mutably. Calls made on it directly run the current window
+    /// only; [`SlidingPSN::forward`] grows the window first.
     pub fn node_mut(&mut self) -> &mut Node {
         &mut self.node
     }
@@ -341,11 +414,19 @@ impl SlidingPSN {
             .unwrap_or(0.0))
     }
 
+    /// The index of the first weight the node holds.
+    fn first_tap(&self) -> usize {
+        self.config.k - self.window
+    }
+
     /// The weight `[k]` (`weight[k-1]` multiplies the current input).
     pub fn weight(&self) -> Result<Vec<f32>, PsnError> {
-        (0..self.config.k)
-            .map(|i| self.scalar(&sliding_weight_name(i)))
-            .collect()
+        let first = self.first_tap();
+        let mut w = self.weight[..first].to_vec();
+        for i in first..self.config.k {
+            w.push(self.scalar(&sliding_weight_name(i))?);
+        }
+        Ok(w)
     }
     /// The bias.
     pub fn bias(&self) -> Result<f32, PsnError> {
@@ -366,9 +447,11 @@ impl SlidingPSN {
                 param: "weight",
             });
         }
-        for (i, &v) in w.iter().enumerate() {
+        let first = self.first_tap();
+        for (i, &v) in w.iter().enumerate().skip(first) {
             self.node.set_param(&sliding_weight_name(i), &[v])?;
         }
+        self.weight = w.to_vec();
         Ok(())
     }
     /// Sets the bias.
@@ -389,11 +472,15 @@ impl SlidingPSN {
             .and_then(|v| v.first().copied())
             .unwrap_or(0.0))
     }
-    /// Accumulated gradient of the weight `[k]`.
+    /// Accumulated gradient of the weight `[k]` (0 for the weights outside the window: no step
+    /// run so far reached them).
     pub fn weight_grad(&self) -> Result<Vec<f32>, PsnError> {
-        (0..self.config.k)
-            .map(|i| self.grad_scalar(&sliding_weight_name(i)))
-            .collect()
+        let first = self.first_tap();
+        let mut g = vec![0.0; first];
+        for i in first..self.config.k {
+            g.push(self.grad_scalar(&sliding_weight_name(i))?);
+        }
+        Ok(g)
     }
     /// Accumulated gradient of the bias.
     pub fn bias_grad(&self) -> Result<f32, PsnError> {
@@ -402,9 +489,11 @@ impl SlidingPSN {
 
     /// Spikes of `x`: `[N]` per call in single-step mode, `[T, N]` in multi-step mode.
     pub fn forward(&mut self, x: &[f32], n: usize) -> Result<Vec<f32>, PsnError> {
-        if self.node.step_mode() == Mode::Multi {
-            steps_of(Self::CLASS, x.len(), n)?;
-        }
+        let steps = match self.node.step_mode() {
+            Mode::Multi => steps_of(Self::CLASS, x.len(), n)?,
+            Mode::Single => 1,
+        };
+        self.fit_window(steps)?;
         Ok(self.node.forward(&[x], n)?.remove(0))
     }
 

@@ -142,9 +142,9 @@ class SlidingPSN(_Spiking):
         self.k = k
         self.step_mode = C.check_step_mode(step_mode)
         if exp_init:
-            w = torch.ones(k)
-            for i in range(k - 2, -1, -1):
-                w[i] = w[i + 1] / 2.0
+            # SpikingJelly halves from the newest weight back: w[i] = 2^-(k-1-i) in float32
+            # (exact down to the smallest subnormal, then 0), computed at once for any k.
+            w = torch.exp2(-torch.arange(k - 1, -1, -1, dtype=torch.float64)).float()
         else:
             w = _kaiming(torch.ones(1, k))[0]
         self.weight = nn.Parameter(w)
@@ -156,13 +156,16 @@ class SlidingPSN(_Spiking):
         self.queue = []
 
     def gen_gemm_weight(self, T):
+        # Only the newest min(k, T) weights reach a T-step sequence: slice them once, so that
+        # neither the matrix nor its backward grows with k.
+        tail = self.weight[max(0, self.k - T) :]
         rows = []
         for i in range(T):
             start, end = max(0, i + 1 - self.k), i + 1
             length = min(end - start, self.k)
             row = [
                 self.weight.new_zeros(start),
-                self.weight[self.k - length :],
+                tail[len(tail) - length :],
                 self.weight.new_zeros(T - end),
             ]
             rows.append(torch.cat(row))

@@ -54,7 +54,7 @@ struct Share<'a> {
 pub(crate) fn backward(
     scans: &Scans<'_>,
     sh: &Shared<'_>,
-    seq_outs: &mut [Vec<f32>],
+    seq_outs: &mut [&mut [f32]],
     carry: &mut [Vec<f32>],
 ) -> Result<(), RuntimeError> {
     let (t, n) = (sh.args.t, sh.args.n);

@@ -3,6 +3,7 @@
 use flexsn_compiler::ir::Surrogate;
 
 use super::Mixing;
+use crate::memory::Estimate;
 
 /// A matrix operand: slice, row stride, column stride (both non-negative).
 struct Mat<'a> {
@@ -122,6 +123,30 @@ fn run_chunks<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(usize, T) + 
             });
         }
     });
+}
+
+/// `e` plus the working memory of a call: per thread a `[rows, nb]` block (backward also a
+/// `[cols, nb]` one), and backward's per-chunk partial gradients and their f64 sum.
+pub(super) fn scratch(
+    m: &Mixing,
+    n: usize,
+    threads: usize,
+    backward: bool,
+    e: Estimate,
+) -> Estimate {
+    let (rows, cols) = (m.rows, m.cols);
+    let nb = block_cols(rows, cols);
+    let chunks = n.div_ceil(chunk_cols(rows, cols, n));
+    let work = rows.saturating_mul(cols).saturating_mul(n);
+    let f = std::mem::size_of::<f32>();
+    if !backward {
+        return e.add(thread_count(threads, chunks, work), &[rows, nb], f);
+    }
+    let threads = thread_count(threads, chunks, work.saturating_mul(3));
+    let d = std::mem::size_of::<f64>();
+    e.add(threads, &[rows + cols, nb], f)
+        .add(chunks, &[rows, cols + 1], f)
+        .add(1, &[rows, cols + 1], d)
 }
 
 pub(super) fn forward(m: &Mixing, x: &[f32], n: usize, threads: usize, s: &mut [f32]) {

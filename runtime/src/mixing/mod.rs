@@ -25,6 +25,7 @@ mod reference;
 use flexsn_compiler::ir::Surrogate;
 
 use crate::Jit;
+use crate::memory::{Estimate, MemoryError};
 
 /// Where a [`Jit`] runs its time mixing (set by its constructor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub enum MixError {
         /// What is wrong.
         why: String,
     },
+    #[error(transparent)]
+    /// The call would allocate more than the [`Jit`]'s memory limit.
+    Memory(#[from] MemoryError),
 }
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MixError> {
@@ -130,6 +134,40 @@ impl Mixing<'_> {
         check_len("input sequence", len, x.len())
     }
 
+    /// Checks what a call allocates against `jit`'s memory limit, before it allocates: the
+    /// backend's working memory, plus the spikes (forward) or the input gradient (backward)
+    /// when the call returns them in a vector of its own (`owned`).
+    fn check_memory(
+        &self,
+        n: usize,
+        jit: &Jit,
+        backward: bool,
+        owned: bool,
+    ) -> Result<(), MixError> {
+        let f = std::mem::size_of::<f32>();
+        let (rows, cols) = (self.rows, self.cols);
+        let out = if backward { cols } else { rows };
+        let mut e = Estimate::new().add(usize::from(owned), &[out, n], f);
+        // The weight and bias gradients every backward returns.
+        if backward {
+            e = e.add(1, &[rows, cols], f).add(1, &[rows], f);
+        }
+        e = match jit.mix_target() {
+            MixTarget::Reference if backward => e.add(1, &[rows, n], f).add(1, &[rows, cols], f),
+            MixTarget::Reference => e,
+            MixTarget::Cpu { threads } => cpu::scratch(self, n, threads, backward, e),
+            // The host copy of the result (and, backward, of every gradient).
+            MixTarget::Cuda | MixTarget::CudaEmulated => e.add(1, &[out, n], f),
+        };
+        let what = if backward {
+            "the time mixing's backward"
+        } else {
+            "the time mixing"
+        };
+        e.check(jit.memory_limit(), what)?;
+        Ok(())
+    }
+
     /// Spikes `[rows, N]` of input `x` (`[cols, N]`), on `jit`'s backend.
     pub fn forward(&self, x: &[f32], n: usize, jit: &Jit) -> Result<Vec<f32>, MixError> {
         self.forward_within(x, n, jit, (self.rows, self.cols))
@@ -157,6 +195,8 @@ impl Mixing<'_> {
         jit: &Jit,
         compiled: (usize, usize),
     ) -> Result<Vec<f32>, MixError> {
+        self.check(x, n)?;
+        self.check_memory(n, jit, false, true)?;
         let mut s = vec![0.0; self.rows.checked_mul(n).ok_or(MixError::Overflow)?];
         self.forward_into_within(x, n, jit, &mut s, compiled)?;
         Ok(s)
@@ -172,6 +212,7 @@ impl Mixing<'_> {
     ) -> Result<(), MixError> {
         self.check(x, n)?;
         check_len("spike output", self.rows * n, spikes.len())?;
+        self.check_memory(n, jit, false, false)?;
         match jit.mix_target() {
             MixTarget::Reference => reference::forward(self, x, n, spikes),
             MixTarget::Cpu { threads } => cpu::forward(self, x, n, threads, spikes),
@@ -217,6 +258,7 @@ impl Mixing<'_> {
         compiled: (usize, usize),
     ) -> Result<MixGrads, MixError> {
         self.check(x, n)?;
+        self.check_memory(n, jit, true, true)?;
         let mut gx = vec![0.0; self.cols * n];
         let (weight, bias) = self.backward_into_within(x, n, grad_s, jit, &mut gx, compiled)?;
         Ok(MixGrads {
@@ -238,6 +280,7 @@ impl Mixing<'_> {
         self.check(x, n)?;
         check_len("spike gradient", self.rows * n, grad_s.len())?;
         check_len("input gradient", self.cols * n, grad_x.len())?;
+        self.check_memory(n, jit, true, false)?;
         Ok(match jit.mix_target() {
             MixTarget::Reference => reference::backward(self, x, n, grad_s, grad_x),
             MixTarget::Cpu { threads } => cpu::backward(self, x, n, grad_s, threads, grad_x),

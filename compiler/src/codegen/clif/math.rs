@@ -130,6 +130,22 @@ const EXP_Q4: [f32; 5] = [
 /// low mantissa bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
+/// `x = k ln2 + r` with `k = nearest(x log2 e)` and `|r|` about `ln2/2`, for `|x| < 2^21`.
+/// Returns `k + ROUND_MAGIC` (the integer `k` in its low mantissa bits) and `r`. Three
+/// [`Lanes::mul_add`]s: unfused, they round as `x log2e + magic`, `x - k LN2_HI` and
+/// `r - k LN2_LO` written out. Fused, `k` rounds the exact product (it may differ by one at a
+/// tie, which moves `r` by `ln2` within the polynomials' interval); `k LN2_HI` is exact either
+/// way (`LN2_HI` has 15 significant bits and `|k| < 2^8`), and `r - k LN2_LO` rounds once.
+fn reduce_ln2<L: Lanes>(l: &mut L, x: F<L>) -> (F<L>, F<L>) {
+    let (log2e, magic) = (l.fc(LOG2E), l.fc(ROUND_MAGIC));
+    let km = l.mul_add(x, log2e, magic);
+    let k = l.sub(km, magic);
+    let (c_hi, c_lo) = (l.fc(-LN2_HI), l.fc(-LN2_LO));
+    let r = l.mul_add(k, c_hi, x);
+    let r = l.mul_add(k, c_lo, r);
+    (km, r)
+}
+
 /// `e^x`.
 pub fn exp<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let hi = l.fc(89.0);
@@ -141,20 +157,10 @@ pub fn exp<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
 fn exp_le_89<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let lo = l.fc(-104.0);
     let xc = max_sel(l, x, lo);
-    let log2e = l.fc(LOG2E);
-    let t = l.mul(xc, log2e);
-    // k = nearest(t) as a float and as an integer, through the magic constant.
-    let magic = l.fc(ROUND_MAGIC);
-    let km = l.add(t, magic);
-    let k = l.sub(km, magic);
+    let (km, r) = reduce_ln2(l, xc);
     let kmb = l.bits(km);
     let magic_bits = l.ic(ROUND_MAGIC.to_bits() as i32);
     let ki = l.isub(kmb, magic_bits);
-    let (c_hi, c_lo) = (l.fc(LN2_HI), l.fc(LN2_LO));
-    let kh = l.mul(k, c_hi);
-    let r = l.sub(xc, kh);
-    let kl = l.mul(k, c_lo);
-    let r = l.sub(r, kl);
     let q = horner(l, r, &EXP_Q);
     let r2 = l.mul(r, r);
     let s = l.mul_add(r2, q, r);
@@ -264,16 +270,7 @@ pub fn log2<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
 fn exp_nonpos_scaled<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let lo = l.fc(-104.0);
     let xc = max_sel(l, x, lo);
-    let log2e = l.fc(LOG2E);
-    let t = l.mul(xc, log2e);
-    let magic = l.fc(ROUND_MAGIC);
-    let km = l.add(t, magic);
-    let k = l.sub(km, magic);
-    let (c_hi, c_lo) = (l.fc(LN2_HI), l.fc(LN2_LO));
-    let kh = l.mul(k, c_hi);
-    let r = l.sub(xc, kh);
-    let kl = l.mul(k, c_lo);
-    let r = l.sub(r, kl);
+    let (km, r) = reduce_ln2(l, xc);
     // Estrin's scheme (shorter dependency chain than Horner's):
     // q = (c0 + c1 r) + r^2 ((c2 + c3 r) + r^2 c4).
     let r2 = l.mul(r, r);

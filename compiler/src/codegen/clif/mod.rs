@@ -165,11 +165,18 @@ pub fn host_fma() -> bool {
     }
 }
 
+/// Bytes of chunk buffers [`default_chunk`] aims for.
+pub const CHUNK_BUFFER_BYTES: usize = 128 * 1024;
+
 /// The default chunk: the buffers (one per state and per sum-over-time output) take at most
-/// 48 KiB, so they stay in L1/L2 next to the streamed rows; between 256 and 4096 neurons.
+/// [`CHUNK_BUFFER_BYTES`], so they stay in L2 next to the streamed rows; between 256 and 32768
+/// neurons. Long chunks matter more than an L1-sized buffer: each step reads and writes one
+/// contiguous row segment of the chunk's length per sequence, and the hardware prefetchers
+/// restart at every segment (LIF at T = 64, N = 2^20, 2 threads: forward + backward 10-20%
+/// faster with 32768 neurons per chunk than with 4096).
 pub fn default_chunk(buffers: usize) -> usize {
-    let c = (48 * 1024 / 4) / buffers.max(1);
-    (c.clamp(256, 4096) / 16) * 16
+    let c = (CHUNK_BUFFER_BYTES / 4) / buffers.max(1);
+    (c.clamp(256, 32768) / 16) * 16
 }
 
 /// Why a kernel could not be generated.
