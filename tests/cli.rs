@@ -599,7 +599,10 @@ fn a_huge_sliding_window_runs_like_its_reachable_part() {
                 let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
                 (a - b).abs() <= 1e-6 * (1.0 + b.abs())
             };
-            assert!(close(&b["mean_abs"], &s["mean_abs"]), "{backend}: {b} vs {s}");
+            assert!(
+                close(&b["mean_abs"], &s["mean_abs"]),
+                "{backend}: {b} vs {s}"
+            );
             let (hb, hs) = (b["head"].as_array().unwrap(), s["head"].as_array().unwrap());
             assert!(hb.iter().zip(hs).all(|(x, y)| close(x, y)), "{b} vs {s}");
         }

@@ -15,7 +15,7 @@ use flexsn_compiler::codegen::cuda::{
 use flexsn_compiler::ir::Surrogate;
 use flexsn_compiler::random::{random_inputs, scan_args};
 use flexsn_compiler::scan::ScanKernel;
-use flexsn_runtime::cuda::host::HostBuf;
+use flexsn_runtime::cuda::host::{HostBuf, collect_result, input_buffers, pitched_specs};
 use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{
     BorrowedBuf, CallerStream, CudaDevice, CudaError, DeviceBuf, MixingKernels,
@@ -170,6 +170,89 @@ fn scan_on_borrowed_memory_and_a_caller_stream_matches_host_runs() {
         // SAFETY: only checked (the driver rejects it before any launch).
         bad[0] =
             unsafe { BorrowedBuf::from_raw(host.as_ptr() as u64, usize::MAX / 8, bufs[0].dtype()) };
+        assert!(matches!(
+            dk.launch_on(&caller, &bad, t, n),
+            Err(CudaError::Buffer { .. })
+        ));
+    }
+}
+
+#[test]
+fn scan_on_borrowed_memory_with_caller_pitches_matches_dense_rows() {
+    let Some(d) = gpu() else { return };
+    d.set_sync(true);
+    let g = samples::all_ops().unwrap();
+    let k = ScanKernel::forward(g.clone(), true);
+    let (t, n) = (5, 1001);
+    let data = random_inputs(4, &g, t, n);
+    let args = scan_args(t, n, &data);
+    let stream = d.stream();
+    for dtype in StorageDtype::ALL {
+        let dk = d
+            .compile(&k, &CudaOptions::new(dtype, MathMode::Precise))
+            .unwrap();
+        let want = dk.run_host(&args).unwrap();
+        // A different pitch per sequence (padded, and odd ones), as a caller may have them.
+        let mut extra = 0;
+        let pitches: Vec<Option<usize>> = dk
+            .source
+            .args
+            .iter()
+            .map(|a| {
+                a.is_sequence().then(|| {
+                    extra += 3;
+                    n + extra
+                })
+            })
+            .collect();
+        let specs = pitched_specs(&dk.source, dk.kernel(), t, n, &pitches).unwrap();
+        let host = input_buffers(&dk.source, &specs, &args);
+        let dev: Vec<DeviceBuf> = host
+            .iter()
+            .map(|h| match h {
+                HostBuf::F32(v) => DeviceBuf::F32(stream.clone_htod(v).unwrap()),
+                HostBuf::U16(v) => DeviceBuf::U16(stream.clone_htod(v).unwrap()),
+            })
+            .collect();
+        let bufs: Vec<BorrowedBuf> = dev
+            .iter()
+            .zip(&specs)
+            .map(|(b, s)| {
+                let elem = if s.ty == ArgType::Storage {
+                    dtype
+                } else {
+                    StorageDtype::F32
+                };
+                let raw = match b {
+                    DeviceBuf::F32(x) => borrow(x, stream, elem),
+                    DeviceBuf::U16(x) => borrow(x, stream, elem),
+                };
+                s.pitch.map_or(raw, |p| raw.with_pitch(p))
+            })
+            .collect();
+        let caller = CallerStream::legacy_default(0);
+        dk.launch_on(&caller, &bufs, t, n).unwrap();
+        d.synchronize().unwrap();
+        let out: Vec<HostBuf> = dev
+            .iter()
+            .map(|b| match b {
+                DeviceBuf::F32(x) => HostBuf::F32(stream.clone_dtoh(x).unwrap()),
+                DeviceBuf::U16(x) => HostBuf::U16(stream.clone_dtoh(x).unwrap()),
+            })
+            .collect();
+        let got = collect_result(&dk.source, dk.kernel(), &specs, &out, n);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{}", dtype.name());
+        // A pitch below N, or on a buffer that is not [T, N]: typed errors before the launch.
+        let seq = specs.iter().position(|s| s.pitch.is_some()).unwrap();
+        let mut bad = bufs.clone();
+        bad[seq] = bad[seq].with_pitch(n - 1);
+        assert!(matches!(
+            dk.launch_on(&caller, &bad, t, n),
+            Err(CudaError::Buffer { .. })
+        ));
+        let other = specs.iter().position(|s| s.pitch.is_none()).unwrap();
+        let mut bad = bufs.clone();
+        bad[other] = bad[other].with_pitch(n);
         assert!(matches!(
             dk.launch_on(&caller, &bad, t, n),
             Err(CudaError::Buffer { .. })
