@@ -150,6 +150,10 @@ pub struct CpuScan {
     unroll: usize,
     /// Bytes of scratch memory each call of the function needs.
     scratch_bytes: usize,
+    /// Scratch buffers of `scratch_bytes` kept from call to call (one per thread that ran the
+    /// function at once, at most): a big kernel does not allocate and fault in fresh pages on
+    /// every call.
+    scratch_pool: Mutex<Vec<Box<[u128]>>>,
     /// For functions register-allocated in a single pass: the stack their calls run on (a
     /// spill slot per value can outgrow any thread's default stack); 0 for the caller's.
     stack_bytes: usize,
@@ -226,6 +230,7 @@ impl CpuScan {
             chunk: scan.chunk,
             unroll: scan.unroll,
             scratch_bytes: scan.scratch_bytes,
+            scratch_pool: Mutex::default(),
             stack_bytes,
             fused: copts.fused,
             compile_time: start.elapsed(),
@@ -236,6 +241,31 @@ impl CpuScan {
     /// The kernel this was compiled from.
     pub fn kernel(&self) -> &ScanKernel {
         &self.kernel
+    }
+
+    /// Bytes of scratch memory each thread of a call uses (0: the function's frame fits on the
+    /// stack). Kept from call to call.
+    pub fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
+    }
+
+    /// A scratch buffer for one call on one thread: a kept one, or a new one.
+    fn take_scratch(&self) -> Box<[u128]> {
+        let kept = self
+            .scratch_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        // 16-byte aligned, as the generated code's vector accesses expect.
+        kept.unwrap_or_else(|| vec![0u128; self.scratch_bytes.div_ceil(16)].into_boxed_slice())
+    }
+
+    /// Keeps `scratch` for a later call.
+    fn keep_scratch(&self, scratch: Box<[u128]>) {
+        self.scratch_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scratch);
     }
 
     /// Wall time of code generation and compilation.
@@ -321,8 +351,8 @@ impl CpuScan {
         let ranges = split(n, threads.max(1));
         let scratch_bytes = self.scratch_bytes;
         let call = |(b, e): (usize, usize)| {
-            // 16-byte aligned, as the generated code's vector accesses expect.
-            let mut scratch = vec![0u128; scratch_bytes.div_ceil(16)];
+            // Taken out of the pool: this call alone uses it until it goes back.
+            let mut scratch = (scratch_bytes > 0).then(|| self.take_scratch());
             let frame = ScanFrame {
                 t: t as u64,
                 n: n as u64,
@@ -335,11 +365,9 @@ impl CpuScan {
                 state_seqs: seqs.as_ptr() as *const *mut f32,
                 final_states: fins.as_ptr() as *const *mut f32,
                 tables: TWO_OVER_PI_CHUNKS.as_ptr(),
-                scratch: if scratch_bytes == 0 {
-                    std::ptr::null_mut()
-                } else {
-                    scratch.as_mut_ptr() as *mut u8
-                },
+                scratch: scratch
+                    .as_mut()
+                    .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr() as *mut u8),
             };
             // SAFETY: `entry` is the finalized code of this kernel (kept alive by
             // `self.module`), with the signature `extern "C" fn(*const ScanFrame)` that
@@ -349,11 +377,16 @@ impl CpuScan {
             // mutably for the whole call. The generated code touches only neurons `b..e` (< n)
             // of each buffer, at steps `< t`, and ranges given to concurrent calls are disjoint,
             // so no two threads write the same element and nothing reads what another writes.
-            // `scratch` holds the `scratch_bytes` the function was generated for, owned by
-            // this call alone.
+            // `scratch` holds the `scratch_bytes` the function was generated for (every buffer
+            // of the pool has that size), owned by this call alone; like a stack frame, the
+            // function writes it before reading it, so what a previous call left there does not
+            // matter.
             unsafe {
                 let f: extern "C" fn(*const ScanFrame) = std::mem::transmute(self.entry);
                 f(&frame);
+            }
+            if let Some(s) = scratch {
+                self.keep_scratch(s);
             }
         };
         if self.stack_bytes > 0 {

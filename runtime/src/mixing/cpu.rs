@@ -149,6 +149,29 @@ pub(super) fn scratch(
         .add(1, &[rows, cols + 1], d)
 }
 
+/// `H = W·X` over the `w` columns of `x` (`[cols, N]`) from column `col`, into `h`
+/// (`[rows, w]`): the block GEMM of forward, recomputed by backward.
+fn mix_block(m: &Mixing, x: &[f32], n: usize, col: usize, w: usize, h: &mut [f32]) {
+    gemm(
+        m.rows,
+        m.cols,
+        w,
+        Mat {
+            data: m.weight,
+            rs: m.cols,
+            cs: 1,
+        },
+        Mat {
+            data: &x[col..],
+            rs: n,
+            cs: 1,
+        },
+        0.0,
+        h,
+        w,
+    );
+}
+
 pub(super) fn forward(m: &Mixing, x: &[f32], n: usize, threads: usize, s: &mut [f32]) {
     let (rows, cols) = (m.rows, m.cols);
     let nb = block_cols(rows, cols);
@@ -166,24 +189,7 @@ pub(super) fn forward(m: &Mixing, x: &[f32], n: usize, threads: usize, s: &mut [
         let mut off = 0;
         while off < width {
             let w = nb.min(width - off);
-            gemm(
-                rows,
-                cols,
-                w,
-                Mat {
-                    data: m.weight,
-                    rs: cols,
-                    cs: 1,
-                },
-                Mat {
-                    data: &x[c0 + off..],
-                    rs: n,
-                    cs: 1,
-                },
-                0.0,
-                &mut h,
-                w,
-            );
+            mix_block(m, x, n, c0 + off, w, &mut h);
             for (r, out) in out_rows.iter_mut().enumerate() {
                 let b = m.bias[r];
                 let dst = &mut out[off..off + w];
@@ -486,24 +492,7 @@ pub(super) fn backward(
             let w = nb.min(width - off);
             let col = c0 + off;
             // H = W·X (recomputed), then gH = sg'(H + b)·gS in place.
-            gemm(
-                rows,
-                cols,
-                w,
-                Mat {
-                    data: m.weight,
-                    rs: cols,
-                    cs: 1,
-                },
-                Mat {
-                    data: &x[col..],
-                    rs: n,
-                    cs: 1,
-                },
-                0.0,
-                &mut g,
-                w,
-            );
+            mix_block(m, x, n, col, w, &mut g);
             for r in 0..rows {
                 let grow = &mut g[r * w..(r + 1) * w];
                 surrogate_times(

@@ -400,6 +400,8 @@ mod tests {
             (16, 16, 1000),
             (8, 3, 4099),
             (64, 64, 300),
+            // rows != cols on the GEMM path, two blocks per column chunk.
+            (7, 40, 51_200),
         ] {
             let w = random(&mut rng, rows * cols, 1.0 / (cols as f32).sqrt());
             let b = random(&mut rng, rows, 1.0);
