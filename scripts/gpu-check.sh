@@ -5,7 +5,7 @@
 # unaligned N = 2^20 + 1 with dense and padded rows beside the aligned N = 2^20; PSN at T = 4, 16,
 # 64 with GFLOP/s; each against a same-run device-to-device copy), then a short table.
 # Sized for one 540 s device call once built: each step's timeout is cut to what is left of
-# FLEXSN_GPU_CHECK_BUDGET (500 s by default; the timeouts add up to 570 s), each step's
+# FLEXSN_GPU_CHECK_BUDGET (500 s by default; the timeouts add up to 630 s), each step's
 # result line is appended to the report (and copied to $OUT) as soon as the step ends, an
 # allocation smoke test runs first (nothing else runs if it fails), and the run fails when a test
 # fails, a step times out, or a benchmark target is missed (`target: ... NOT MET`).
@@ -209,6 +209,19 @@ rc=$?
 save "$policy_log"
 cat "$policy_log" >>"$tmp/bench.log"
 record "bench --save-policy (cuda-jit)" "exit $rc [$((SECONDS - start)) s]"
+[ $rc -ne 0 ] && status=1
+
+# ---- the same on device buffers: the fused checkpoint kernels against the states scans ------
+start=$SECONDS
+policy_log="$tmp/bench-save-policy-device.log"
+(for p in states checkpoint:32; do
+    timeout "$(limit 30)" "$bundle/flexsn" bench --backend cuda --neuron lif --neuron alif \
+        --dtype f32 --dtype bf16 --t 1024 --n 262144 --save-policy "$p" || exit 1
+done) >"$policy_log" 2>&1
+rc=$?
+save "$policy_log"
+cat "$policy_log" >>"$tmp/bench.log"
+record "bench --save-policy (cuda, device buffers)" "exit $rc [$((SECONDS - start)) s]"
 [ $rc -ne 0 ] && status=1
 
 # ---- table ----------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ pub struct CudaBenchPlan {
     pub n: usize,
     /// Timed repetitions per row.
     pub reps: usize,
+    /// `states`: the training forward and backward scans; `checkpoint:K`: the fused checkpoint
+    /// kernels (dense rows only).
+    pub save_policy: flexsn_runtime::SavePolicy,
     /// Row layouts of the `[T, N]` buffers, one set of neuron rows each (padded rows are
     /// labelled `NAME+pad`).
     pub layouts: Vec<RowLayout>,
@@ -32,14 +35,18 @@ pub fn run_cuda_bench(
     plan: &CudaBenchPlan,
 ) -> Result<(String, Vec<flexsn_runtime::cuda::bench::BenchRow>), CudaError> {
     use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
-    use flexsn_runtime::cuda::bench::{BenchCase, bench_mixing, bench_neuron};
+    use flexsn_runtime::SavePolicy;
+    use flexsn_runtime::cuda::bench::{
+        BenchCase, bench_mixing, bench_neuron, bench_neuron_checkpoint,
+    };
     let dev = CudaDevice::new(0)?;
     let header = format!(
-        "device {} (sm_{}{}), NVRTC target {:?}",
+        "device {} (sm_{}{}), NVRTC target {:?}, save policy {}",
         dev.name(),
         dev.compute_capability().0,
         dev.compute_capability().1,
-        dev.target()
+        dev.target(),
+        plan.save_policy
     );
     let mut rows = Vec::new();
     for (label, graph) in &plan.neurons {
@@ -57,7 +64,12 @@ pub fn run_cuda_bench(
                     reps: plan.reps,
                     layout,
                 };
-                rows.extend(bench_neuron(&dev, &case)?);
+                rows.extend(match plan.save_policy {
+                    SavePolicy::States => bench_neuron(&dev, &case)?,
+                    // The fused checkpoint kernels take dense rows.
+                    SavePolicy::Checkpoint(_) if layout == RowLayout::Padded => continue,
+                    SavePolicy::Checkpoint(k) => bench_neuron_checkpoint(&dev, &case, k)?,
+                });
             }
         }
     }
@@ -91,6 +103,7 @@ pub fn bench_cli(
                 "{}",
                 serde_json::json!({
                     "backend": "cuda",
+                    "save_policy": plan.save_policy.to_string(),
                     "neuron": r.label,
                     "phase": r.phase,
                     "dtype": r.dtype.name(),
@@ -111,7 +124,9 @@ pub fn bench_cli(
             "{header}; bytes: every buffer of the launch once (sequences in the storage type)"
         )?;
         write!(out, "{}", flexsn_runtime::cuda::bench::format_table(&rows))?;
-        for line in target_lines(&rows) {
+        // The targets are those of the `states` kernels.
+        let states = plan.save_policy == flexsn_runtime::SavePolicy::States;
+        for line in target_lines(&rows).into_iter().filter(|_| states) {
             writeln!(out, "{line}")?;
         }
     }
@@ -165,6 +180,8 @@ pub struct CudaBenchArgs {
     pub math: String,
     /// One JSON object per row instead of the table.
     pub json: bool,
+    /// What the training forward keeps (see [`CudaBenchPlan::save_policy`]).
+    pub save_policy: flexsn_runtime::SavePolicy,
     /// Row layouts by name, `dense` or `padded` (empty: dense).
     pub rows: Vec<String>,
 }
@@ -238,6 +255,7 @@ pub fn bench_from_cli(a: &CudaBenchArgs, out: &mut dyn std::io::Write) -> anyhow
                 t,
                 n,
                 reps: 10,
+                save_policy: a.save_policy,
                 layouts: layouts.clone(),
             };
             bench_cli(&plan, a.json, out)?;

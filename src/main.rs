@@ -229,8 +229,9 @@ struct BenchArgs {
     phases: Vec<String>,
     /// The backend (interp or interpreter, cpu, cuda-emulated, cuda). `cuda` times the kernels
     /// on device buffers with CUDA events (see --dtype, --math); its defaults are T = 64,
-    /// N = 16777216. `cuda-jit` times the CUDA backend through the kernel API (host buffers,
-    /// transfers included; the one CUDA path that takes --save-policy).
+    /// N = 16777216; with --save-policy checkpoint:K it times the fused checkpoint kernels.
+    /// `cuda-jit` times the CUDA backend through the kernel API (host buffers, transfers
+    /// included).
     #[arg(long, default_value = "cpu", value_parser = bench_backend_arg())]
     backend: String,
     /// For --backend cuda: storage type(s) of sequences (repeatable): f32, f16, bf16.
@@ -1067,9 +1068,6 @@ fn run_masked_psn(
 fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     use flexsn::bench::{BenchOptions, Phase, run};
     if a.backend == "cuda" {
-        if a.save_policy != flexsn::runtime::SavePolicy::States {
-            bail!("--save-policy with CUDA: use --backend cuda-jit");
-        }
         let args = flexsn::cuda::CudaBenchArgs {
             neurons: a.neurons,
             ts: a.ts,
@@ -1077,6 +1075,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
             dtypes: a.dtypes,
             math: a.math,
             json: a.json,
+            save_policy: a.save_policy,
             rows: a.rows,
         };
         return flexsn::cuda::bench_from_cli(&args, out);

@@ -113,3 +113,38 @@ fn every_builtin_mixing_kernel_assembles_without_spills() {
     }
     eprintln!("{}", ptxas::table(&all));
 }
+
+/// The fused `checkpoint:K` kernels of every built-in scan neuron: the training forward and the
+/// backward (every upstream gradient present), each storage type and math mode.
+#[test]
+fn every_builtin_checkpoint_kernel_assembles_without_spills() {
+    use flexsn::compiler::codegen::cuda::checkpoint::{
+        codegen_checkpoint_backward, codegen_checkpoint_forward,
+    };
+    let Some(ptxas) = tools() else { return };
+    let mut all = Vec::new();
+    for info in BUILTINS {
+        let g = match Builtin::from_name(info.cli_name).unwrap().step_graph() {
+            Ok(g) => g,
+            Err(NeuronError::NotAScan { .. }) => continue,
+            Err(e) => panic!("{}: {e}", info.cli_name),
+        };
+        let inference = ScanKernel::forward(g.clone(), false);
+        let bwd = backward(&g, &GradSpec::all(&g)).unwrap().kernel;
+        for opts in variants() {
+            let sources = [
+                codegen_checkpoint_forward(&inference, &opts).unwrap(),
+                codegen_checkpoint_backward(&g, &bwd, &opts).unwrap(),
+            ];
+            for src in &sources {
+                for arch in ARCHS {
+                    let infos = ptxas::sass_info(&ptxas, src, arch)
+                        .unwrap_or_else(|e| panic!("{}: {e}", src.entry));
+                    check_no_spills(&infos, info.cli_name);
+                    all.extend(infos);
+                }
+            }
+        }
+    }
+    eprintln!("{}", ptxas::table(&all));
+}

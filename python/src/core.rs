@@ -341,6 +341,54 @@ impl Core {
         })
     }
 
+    /// The argument list of a raw [`Core::launch_checkpoint`] of `which` (`train` or
+    /// `backward` for the upstream gradients flagged present) over `[t, n]` with checkpoint
+    /// interval `k`: `(name, element type, length)` per buffer, in order. CUDA and emulated
+    /// CUDA cores only; an error when `checkpoint:K` does not fit the kernel's shared memory.
+    #[pyo3(signature = (which, t, n, k, grad_outputs=None, grad_state_seqs=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn checkpoint_arguments(
+        &self,
+        py: Python<'_>,
+        which: &str,
+        t: usize,
+        n: usize,
+        k: usize,
+        grad_outputs: Option<Vec<bool>>,
+        grad_state_seqs: Option<Vec<bool>>,
+    ) -> PyResult<Vec<(String, &'static str, usize)>> {
+        launch::CheckpointCall::new(py, &self.kernel, which, k, grad_outputs, grad_state_seqs)?
+            .arguments(py, &self.kernel, t, n)
+    }
+
+    /// Runs the fused `checkpoint:K` kernel `which` over `[t, n]` on `bufs` (`(address,
+    /// length, element type)` in the order of [`Core::checkpoint_arguments`]). CUDA cores
+    /// queue it on `stream` and return at once; emulated CUDA cores run it now on host memory.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (which, t, n, k, stream, bufs, grad_outputs=None, grad_state_seqs=None))]
+    fn launch_checkpoint(
+        &self,
+        py: Python<'_>,
+        which: &str,
+        t: usize,
+        n: usize,
+        k: usize,
+        stream: u64,
+        bufs: Vec<launch::RawBuf>,
+        grad_outputs: Option<Vec<bool>>,
+        grad_state_seqs: Option<Vec<bool>>,
+    ) -> PyResult<()> {
+        // `cuda:<ordinal>:<dtype>`; emulated cores ignore the ordinal.
+        let ordinal = self
+            .backend
+            .strip_prefix("cuda:")
+            .and_then(|r| r.split(':').next())
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        launch::CheckpointCall::new(py, &self.kernel, which, k, grad_outputs, grad_state_seqs)?
+            .launch(py, &self.kernel, ordinal, t, n, stream, &bufs)
+    }
+
     /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the
     /// initial `states` (`[N]`); writes `outputs` (`[T, N]`) and `finals` (`[N]`). With
     /// `state_bufs` (training), also one `[(T+1), N]` buffer per state for

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use flexsn_compiler::codegen::cuda::{RowLayout, StorageDtype};
 use flexsn_compiler::scan::{OutputMode, ScanArgs, ScanKernel, param_len};
 use flexsn_runtime::cuda::backend::{CudaScan, EmulatedScan};
-use flexsn_runtime::cuda::{BorrowedBuf, CallerStream};
+use flexsn_runtime::cuda::{BorrowedBuf, CallerStream, CheckpointPhase};
 use flexsn_runtime::{GradSpec, Kernel, RuntimeError, ScanExecutor, ScanOutputs};
 use pyo3::prelude::*;
 
@@ -39,28 +39,11 @@ pub fn executor(
     grad_outputs: Option<Vec<bool>>,
     grad_state_seqs: Option<Vec<bool>>,
 ) -> PyResult<Arc<dyn ScanExecutor>> {
-    let g = kernel.graph();
     match which {
         "infer" => Ok(kernel.inference_scan().clone()),
         "train" => Ok(kernel.training_scan().clone()),
         "backward" => {
-            let spec = GradSpec {
-                output_grads: grad_outputs.unwrap_or_else(|| vec![true; g.outputs().len()]),
-                state_seq_grads: grad_state_seqs.unwrap_or_else(|| vec![false; g.states().len()]),
-            };
-            if spec.output_grads.len() != g.outputs().len()
-                || spec.state_seq_grads.len() != g.states().len()
-            {
-                return Err(raise(
-                    py,
-                    Kind::Value,
-                    format!(
-                        "backward: expected {} output and {} state-sequence gradient flags",
-                        g.outputs().len(),
-                        g.states().len()
-                    ),
-                ));
-            }
+            let spec = grad_spec(py, kernel, grad_outputs, grad_state_seqs)?;
             py.detach(|| kernel.prepare_backward(&spec))
                 .map_err(|e| errors::runtime(py, e))
         }
@@ -69,6 +52,141 @@ pub fn executor(
             Kind::Value,
             format!("unknown scan `{other}` (infer, train, backward)"),
         )),
+    }
+}
+
+/// The upstream gradients a backward scan takes: one flag per output (default: all), one per
+/// state sequence (default: none).
+fn grad_spec(
+    py: Python<'_>,
+    kernel: &Kernel,
+    grad_outputs: Option<Vec<bool>>,
+    grad_state_seqs: Option<Vec<bool>>,
+) -> PyResult<GradSpec> {
+    let g = kernel.graph();
+    let spec = GradSpec {
+        output_grads: grad_outputs.unwrap_or_else(|| vec![true; g.outputs().len()]),
+        state_seq_grads: grad_state_seqs.unwrap_or_else(|| vec![false; g.states().len()]),
+    };
+    if spec.output_grads.len() != g.outputs().len()
+        || spec.state_seq_grads.len() != g.states().len()
+    {
+        return Err(raise(
+            py,
+            Kind::Value,
+            format!(
+                "backward: expected {} output and {} state-sequence gradient flags",
+                g.outputs().len(),
+                g.states().len()
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+/// What a checkpointed raw launch runs: `train` (the forward) or `backward` (for the flagged
+/// upstream gradients), with the interval `k`.
+pub struct CheckpointCall {
+    which: &'static str,
+    spec: Option<GradSpec>,
+    k: usize,
+}
+
+impl CheckpointCall {
+    /// Checks `which` and the flags.
+    pub fn new(
+        py: Python<'_>,
+        kernel: &Kernel,
+        which: &str,
+        k: usize,
+        grad_outputs: Option<Vec<bool>>,
+        grad_state_seqs: Option<Vec<bool>>,
+    ) -> PyResult<Self> {
+        let (which, spec) = match which {
+            "train" => ("train", None),
+            "backward" => (
+                "backward",
+                Some(grad_spec(py, kernel, grad_outputs, grad_state_seqs)?),
+            ),
+            other => {
+                return Err(raise(
+                    py,
+                    Kind::Value,
+                    format!("unknown checkpointed scan `{other}` (train, backward)"),
+                ));
+            }
+        };
+        Ok(CheckpointCall { which, spec, k })
+    }
+
+    fn phase(&self) -> CheckpointPhase<'_> {
+        match &self.spec {
+            Some(s) => CheckpointPhase::Backward(s),
+            None => CheckpointPhase::Forward,
+        }
+    }
+
+    /// The argument list of a `[t, n]` launch: `(name, element type, length)` in order.
+    pub fn arguments(
+        &self,
+        py: Python<'_>,
+        kernel: &Kernel,
+        t: usize,
+        n: usize,
+    ) -> PyResult<Vec<(String, &'static str, usize)>> {
+        let args = py
+            .detach(|| kernel.checkpoint_arguments(self.phase(), t, n, self.k))
+            .map_err(|e| errors::runtime(py, e))?;
+        Ok(args
+            .into_iter()
+            .map(|a| (a.name, a.dtype.name(), a.len))
+            .collect())
+    }
+
+    /// Runs it over `[t, n]` on `bufs` (the order of [`CheckpointCall::arguments`]): on device
+    /// `ordinal` and the caller's `stream` for CUDA cores, now on host memory for emulated ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(
+        &self,
+        py: Python<'_>,
+        kernel: &Kernel,
+        ordinal: usize,
+        t: usize,
+        n: usize,
+        stream: u64,
+        bufs: &[RawBuf],
+    ) -> PyResult<()> {
+        let want = self.arguments(py, kernel, t, n)?;
+        if want.len() != bufs.len() {
+            return Err(raise(
+                py,
+                Kind::Value,
+                format!(
+                    "checkpointed {}: expected {} buffers, got {}",
+                    self.which,
+                    want.len(),
+                    bufs.len()
+                ),
+            ));
+        }
+        for ((name, dtype, _), (_, _, got)) in want.iter().zip(bufs) {
+            if dtype != got {
+                return Err(raise(
+                    py,
+                    Kind::Value,
+                    format!("`{name}`: expected {dtype} elements, got {got}"),
+                ));
+            }
+        }
+        let raw: Vec<(u64, usize)> = bufs.iter().map(|(p, l, _)| (*p, *l)).collect();
+        // SAFETY: flexsn.torch passes the data of contiguous tensors it holds for the call (on
+        // the core's device with torch's current stream of it for CUDA cores; host tensors for
+        // emulated ones), written buffers allocated for this call; element types were checked
+        // above and `launch_checkpointed` checks lengths (and for CUDA the owning device).
+        py.detach(|| unsafe {
+            kernel.launch_checkpointed(self.phase(), ordinal, stream, t, n, self.k, &raw)
+        })
+        .map_err(|e| errors::runtime(py, e))
     }
 }
 

@@ -152,18 +152,36 @@ def test_pickled_flexsn_keeps_the_policy():
         assert clone.save_policy == "checkpoint:5" and clone._checkpoint == 5
 
 
-def test_cuda_path_refuses_checkpoint_training():
-    """The raw-launch (CUDA) path has no checkpointed scan: training there is refused clearly,
-    inference runs."""
+@pytest.mark.parametrize("name", list(MAKERS))
+@pytest.mark.parametrize("k", [1, 3, T, T + 5])
+def test_raw_launch_checkpoint_equals_states(name, k):
+    """The raw-launch (CUDA tensor) path trains under ``checkpoint:K`` with the fused
+    checkpoint kernels (here emulated as host C++): gradients equal those of ``states`` on the
+    same path bit for bit, and only ``ceil(T/K)`` rows per state are saved."""
     from .test_device import emulated_or_skip
 
-    m = emulated_or_skip(LIFNode(step_mode="m", save_policy="checkpoint:2"))
-    x = torch.randn(T, *SHAPE)
-    with torch.no_grad():
-        m(x)
-    m.reset()
-    with pytest.raises(flexsn.FlexSNValueError, match="save_policy.*CUDA"):
-        m(x.requires_grad_())
+    x = torch.randn(T, *SHAPE) * 1.5 + 0.6
+    w = torch.randn(T, *SHAPE)
+    ref_m = emulated_or_skip(MAKERS[name]("states"))
+    ref_bytes, ref = train_step(ref_m, x, w)
+    got_bytes, got = train_step(emulated_or_skip(MAKERS[name](f"checkpoint:{k}")), x, w)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert torch.equal(a, b), f"{name} checkpoint:{k} gradient {i} differs from states"
+    # Per state, [T + 1, pitch] (rows padded) fall to ceil(T / K) dense rows of N.
+    pitch = ref_m._core._by_backend["cpu"].core.row_pitch(N, "f32")
+    floats = (T + 1) * pitch - math.ceil(T / k) * N
+    assert ref_bytes - got_bytes == STATES[name] * floats * 4
+
+
+def test_raw_launch_refuses_a_k_too_large_for_shared_memory():
+    """A K whose segment does not fit the backward kernel's shared memory is refused at the
+    training forward (before anything is saved), naming the policy."""
+    from .test_device import emulated_or_skip
+
+    t = 500
+    m = emulated_or_skip(LIFNode(step_mode="m", save_policy="checkpoint:450"))
+    with pytest.raises(flexsn.FlexSNError, match="checkpoint:450.*smaller K"):
+        m(torch.randn(t, 2, requires_grad=True))
 
 
 def test_native_module_checks_checkpoint_buffers():
@@ -191,3 +209,39 @@ def test_pickles_without_a_policy_load_as_states():
     old = LIFNode.__new__(LIFNode)
     old.__setstate__(state)
     assert old.save_policy == "states" and old._checkpoint is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_cuda_tensors_checkpoint_equals_states(name, dtype):
+    """On a GPU: training on CUDA tensors under ``checkpoint:K`` (the fused kernels on device
+    memory) gives the gradients of ``states`` on CUDA tensors, bit for bit, in every storage
+    type (the recomputed states are rounded to it as the saved ones are)."""
+    x = (torch.randn(T, *SHAPE) * 1.5 + 0.6).to(dtype)
+    w = torch.randn(T, *SHAPE).to(dtype)
+
+    def on_gpu(policy):
+        m = MAKERS[name](policy).cuda()
+        TAU.data = TAU.data.cuda()
+        try:
+            return cuda_train_step(m, x.cuda(), w.cuda())
+        finally:
+            TAU.data = TAU.data.cpu()
+
+    ref = on_gpu("states")
+    for k in (1, 3, T + 5):
+        got = on_gpu(f"checkpoint:{k}")
+        for i, (a, b) in enumerate(zip(got, ref)):
+            assert torch.equal(a, b), f"{name} {dtype} checkpoint:{k} gradient {i}"
+
+
+def cuda_train_step(m, x, w):
+    """Gradients of a loss over the outputs and final states (CUDA tensors, any dtype)."""
+    x = x.clone().requires_grad_()
+    y = m(x)
+    finals = m.states if isinstance(m, FlexSN) else [m.v]
+    loss = (y.float() * w.float()).sum() + sum((f.float() * (i + 2)).sum()
+                                              for i, f in enumerate(finals))  # fmt: skip
+    params = list(m.parameters()) + ([TAU] if isinstance(m, FlexSN) else [])
+    return torch.autograd.grad(loss, [x, *params])

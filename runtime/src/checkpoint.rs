@@ -86,6 +86,10 @@ pub(crate) fn forward(
     k: usize,
     saved: Saved<'_, '_>,
 ) -> Result<(), RuntimeError> {
+    if let Some(fused) = crate::cuda::checkpoint::Fused::of(inference) {
+        // CUDA: one launch of the fused forward.
+        return fused.forward(inference.kernel(), args, k, saved);
+    }
     let (n, segs) = (args.n, SavePolicy::Checkpoint(k).segments(args.t));
     let Saved {
         outputs,
@@ -167,6 +171,17 @@ pub(crate) fn backward(
     }
     if input_grads.len() != ni || input_grads.iter().any(|g| g.len() != t * n) {
         return Err(bptt::ExecError::MissingStateSeqs.into());
+    }
+    if let Some(fused) = crate::cuda::checkpoint::Fused::of(scans.recompute) {
+        // CUDA: one launch that recomputes each segment in shared memory, unless `K · S` is
+        // too large for it (then the segments go through device memory below).
+        if let Some(mut r) = fused.backward(fwd, &bwd.kernel, args, k, checkpoints, upstream)? {
+            // The input gradients go into the caller's buffers, as below.
+            for (dst, src) in input_grads.iter_mut().zip(r.outputs.iter_mut()) {
+                dst.copy_from_slice(&std::mem::take(src));
+            }
+            return Ok(bptt::collect_gradients(fwd, bwd, r, t, n));
+        }
     }
     let seg_graph = &scans.segment.kernel.graph;
     // Carried gradients, then the parameter-gradient sums: in and out of each segment.

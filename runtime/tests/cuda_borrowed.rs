@@ -15,7 +15,9 @@ use flexsn_compiler::codegen::cuda::{
 use flexsn_compiler::ir::Surrogate;
 use flexsn_compiler::random::{random_inputs, scan_args};
 use flexsn_compiler::scan::ScanKernel;
-use flexsn_runtime::cuda::host::HostBuf;
+use flexsn_runtime::cuda::host::{
+    BufferSpec, HostBuf, collect_result, input_buffers, pitched_specs,
+};
 use flexsn_runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn_runtime::cuda::{
     BorrowedBuf, CallerStream, CudaDevice, CudaError, DeviceBuf, MixingKernels,
@@ -53,6 +55,44 @@ fn borrow<T>(s: &CudaSlice<T>, stream: &Arc<CudaStream>, dtype: StorageDtype) ->
     // SAFETY: `s` is a live allocation of `s.len()` elements on this device; the tests keep it
     // alive until the stream is synchronized.
     unsafe { BorrowedBuf::from_raw(ptr, s.len(), dtype) }
+}
+
+/// `host` uploaded on `stream`, and borrowed views of the uploads for the kernel arguments
+/// `specs` (with their row pitches when `pitched`).
+fn upload_borrowed(
+    host: &[HostBuf],
+    specs: &[BufferSpec],
+    dtype: StorageDtype,
+    stream: &Arc<CudaStream>,
+    pitched: bool,
+) -> (Vec<DeviceBuf>, Vec<BorrowedBuf>) {
+    let dev: Vec<DeviceBuf> = host
+        .iter()
+        .map(|h| match h {
+            HostBuf::F32(v) => DeviceBuf::F32(stream.clone_htod(v).unwrap()),
+            HostBuf::U16(v) => DeviceBuf::U16(stream.clone_htod(v).unwrap()),
+        })
+        .collect();
+    let bufs = dev
+        .iter()
+        .zip(specs)
+        .map(|(b, s)| {
+            let elem = if s.ty == ArgType::Storage {
+                dtype
+            } else {
+                StorageDtype::F32
+            };
+            let raw = match b {
+                DeviceBuf::F32(x) => borrow(x, stream, elem),
+                DeviceBuf::U16(x) => borrow(x, stream, elem),
+            };
+            match s.pitch {
+                Some(p) if pitched => raw.with_pitch(p),
+                _ => raw,
+            }
+        })
+        .collect();
+    (dev, bufs)
 }
 
 /// The thread's current context (null: none).
@@ -108,28 +148,7 @@ fn scan_on_borrowed_memory_and_a_caller_stream_matches_host_runs() {
             };
             owned.push(host);
         }
-        let dev: Vec<DeviceBuf> = owned
-            .iter()
-            .map(|h| match h {
-                HostBuf::F32(v) => DeviceBuf::F32(side.clone_htod(v).unwrap()),
-                HostBuf::U16(v) => DeviceBuf::U16(side.clone_htod(v).unwrap()),
-            })
-            .collect();
-        let bufs: Vec<BorrowedBuf> = dev
-            .iter()
-            .zip(&specs)
-            .map(|(b, s)| {
-                let elem = if s.ty == ArgType::Storage {
-                    dtype
-                } else {
-                    StorageDtype::F32
-                };
-                match b {
-                    DeviceBuf::F32(x) => borrow(x, &side, elem),
-                    DeviceBuf::U16(x) => borrow(x, &side, elem),
-                }
-            })
-            .collect();
+        let (dev, bufs) = upload_borrowed(&owned, &specs, dtype, &side, false);
         // SAFETY: `side` is a live stream of device 0's primary context, alive for the call.
         let caller = unsafe { CallerStream::from_raw(0, side.cu_stream() as usize as u64) };
         // The caller's thread has no current context: it must have none afterwards either.
@@ -170,6 +189,67 @@ fn scan_on_borrowed_memory_and_a_caller_stream_matches_host_runs() {
         // SAFETY: only checked (the driver rejects it before any launch).
         bad[0] =
             unsafe { BorrowedBuf::from_raw(host.as_ptr() as u64, usize::MAX / 8, bufs[0].dtype()) };
+        assert!(matches!(
+            dk.launch_on(&caller, &bad, t, n),
+            Err(CudaError::Buffer { .. })
+        ));
+    }
+}
+
+#[test]
+fn scan_on_borrowed_memory_with_caller_pitches_matches_dense_rows() {
+    let Some(d) = gpu() else { return };
+    d.set_sync(true);
+    let g = samples::all_ops().unwrap();
+    let k = ScanKernel::forward(g.clone(), true);
+    let (t, n) = (5, 1001);
+    let data = random_inputs(4, &g, t, n);
+    let args = scan_args(t, n, &data);
+    let stream = d.stream();
+    for dtype in StorageDtype::ALL {
+        let dk = d
+            .compile(&k, &CudaOptions::new(dtype, MathMode::Precise))
+            .unwrap();
+        let want = dk.run_host(&args).unwrap();
+        // A different pitch per sequence (padded, and odd ones), as a caller may have them.
+        let mut extra = 0;
+        let pitches: Vec<Option<usize>> = dk
+            .source
+            .args
+            .iter()
+            .map(|a| {
+                a.is_sequence().then(|| {
+                    extra += 3;
+                    n + extra
+                })
+            })
+            .collect();
+        let specs = pitched_specs(&dk.source, dk.kernel(), t, n, &pitches).unwrap();
+        let host = input_buffers(&dk.source, &specs, &args);
+        let (dev, bufs) = upload_borrowed(&host, &specs, dtype, stream, true);
+        let caller = CallerStream::legacy_default(0);
+        dk.launch_on(&caller, &bufs, t, n).unwrap();
+        d.synchronize().unwrap();
+        let out: Vec<HostBuf> = dev
+            .iter()
+            .map(|b| match b {
+                DeviceBuf::F32(x) => HostBuf::F32(stream.clone_dtoh(x).unwrap()),
+                DeviceBuf::U16(x) => HostBuf::U16(stream.clone_dtoh(x).unwrap()),
+            })
+            .collect();
+        let got = collect_result(&dk.source, dk.kernel(), &specs, &out, n);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{}", dtype.name());
+        // A pitch below N, or on a buffer that is not [T, N]: typed errors before the launch.
+        let seq = specs.iter().position(|s| s.pitch.is_some()).unwrap();
+        let mut bad = bufs.clone();
+        bad[seq] = bad[seq].with_pitch(n - 1);
+        assert!(matches!(
+            dk.launch_on(&caller, &bad, t, n),
+            Err(CudaError::Buffer { .. })
+        ));
+        let other = specs.iter().position(|s| s.pitch.is_none()).unwrap();
+        let mut bad = bufs.clone();
+        bad[other] = bad[other].with_pitch(n);
         assert!(matches!(
             dk.launch_on(&caller, &bad, t, n),
             Err(CudaError::Buffer { .. })

@@ -71,6 +71,50 @@ fn every_sample_kernel_compiles_to_ptx() {
     eprintln!("{count} kernels compiled to PTX");
 }
 
+/// The fused `checkpoint:K` kernels of the sample and random graphs (every storage type and
+/// math mode) compile to PTX, the backward with dynamic shared memory.
+#[test]
+fn every_sample_checkpoint_kernel_compiles_to_ptx() {
+    use flexsn_compiler::codegen::cuda::checkpoint::{
+        codegen_checkpoint_backward, codegen_checkpoint_forward,
+    };
+    let Some(_) = require_nvrtc() else {
+        return;
+    };
+    let mut count = 0;
+    let mut graphs = vec![
+        samples::lif(2.0, 1.0, 0.0).unwrap(),
+        samples::if_soft(1.0).unwrap(),
+        samples::plif(1.0, 0.0).unwrap(),
+        samples::all_ops().unwrap(),
+    ];
+    graphs.extend((0..4).map(|s| random_graph(s, &RandomGraphConfig::all())));
+    for g in &graphs {
+        let bwd = backward(g, &GradSpec::all(g)).unwrap().kernel;
+        for dtype in StorageDtype::ALL {
+            for math in MathMode::ALL {
+                let opts = CudaOptions::new(dtype, math);
+                let fwd = codegen_checkpoint_forward(&ScanKernel::forward(g.clone(), false), &opts)
+                    .unwrap();
+                let back = codegen_checkpoint_backward(g, &bwd, &opts).unwrap();
+                for src in [fwd, back] {
+                    let ptx = nvrtc::ptx(&src, 90).unwrap_or_else(|e| panic!("{e}"));
+                    assert!(ptx.contains(&format!(".entry {}(", src.entry)));
+                    // Only the backward takes dynamic shared memory.
+                    assert_eq!(
+                        ptx.contains(".extern .shared"),
+                        src.backward,
+                        "{}",
+                        src.entry
+                    );
+                    count += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(count, graphs.len() * 2 * 3 * 2);
+}
+
 #[test]
 fn fast_math_ptx_uses_approximate_instructions() {
     let Some(_) = require_nvrtc() else {

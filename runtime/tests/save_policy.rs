@@ -9,10 +9,12 @@ use flexsn_compiler::random::{RandomGraphConfig, graph_strategy, random_inputs, 
 use flexsn_runtime::cpu::CpuOptions;
 use flexsn_runtime::cuda::emulated::find_cxx;
 use flexsn_runtime::{
-    Backend, CheckpointBuffers, GradBuffers, Gradients, Jit, KernelArgs, SavePolicy,
-    TrainingBuffers, Upstream,
+    Backend, CheckpointBuffers, GradBuffers, Jit, KernelArgs, SavePolicy, TrainingBuffers, Upstream,
 };
 use proptest::test_runner::{Config, TestRunner};
+
+mod common;
+use common::{same, same_grads};
 
 fn graphs() -> Vec<StepGraph> {
     vec![
@@ -36,33 +38,6 @@ fn check_random_graphs(backend: Backend, cases: u32, ts: &[usize], ks: &[usize])
     });
     if let Err(e) = result {
         panic!("{}: {e}", backend.name());
-    }
-}
-
-fn same(what: &str, a: &[f32], b: &[f32]) {
-    assert_eq!(a.len(), b.len(), "{what}: length");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-            "{what}[{i}]: checkpoint {x}, states {y}"
-        );
-    }
-}
-
-fn same_grads(what: &str, a: &Gradients<f32>, b: &Gradients<f32>) {
-    for (i, (x, y)) in a.inputs.iter().zip(&b.inputs).enumerate() {
-        same(&format!("{what}: grad input {i}"), x, y);
-    }
-    for (j, (x, y)) in a.init_states.iter().zip(&b.init_states).enumerate() {
-        same(&format!("{what}: grad init state {j}"), x, y);
-    }
-    assert_eq!(a.params.len(), b.params.len());
-    for (k, (x, y)) in a.params.iter().zip(&b.params).enumerate() {
-        match (x, y) {
-            (Some(x), Some(y)) => same(&format!("{what}: grad param {k}"), x, y),
-            (None, None) => {}
-            _ => panic!("{what}: grad param {k} present in one only"),
-        }
     }
 }
 
@@ -190,8 +165,17 @@ fn saved_bytes_fall_with_k_and_zero_is_refused() {
 /// errors.
 #[test]
 fn host_checkpoint_entry_points_equal_states() {
+    check_host_entry_points(Backend::Cpu);
+    // The CUDA backends run the fused checkpoint kernels here (emulated as host C++).
+    if find_cxx().is_ok() {
+        check_host_entry_points(Backend::CudaEmulated);
+    }
+}
+
+/// The host entry points of `checkpoint:3` against those of `states` on `backend`.
+fn check_host_entry_points(backend: Backend) {
     let g = samples::plif(1.0, 0.0).unwrap();
-    let kernel = Jit::new(Backend::Cpu).unwrap().compile(&g).unwrap();
+    let kernel = Jit::new(backend).unwrap().compile(&g).unwrap();
     let (t, n, k) = (7, 37, 3);
     let (xs, s0, ps) = random_inputs(5, &g, t, n);
     let mut args = KernelArgs::new(t, n);

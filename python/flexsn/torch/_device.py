@@ -15,6 +15,11 @@ Backward runs the compiled reverse scan the same way; a learnable param's per-ne
 contributions are summed by torch on the device (over neurons for shared params, per step for
 per-time params).
 
+Under ``save_policy='checkpoint:K'`` the fused checkpoint kernels run instead: the training
+forward keeps only ``ceil(T/K)`` float32 rows per state (the state before every K-th step), and
+the backward recomputes each segment of K steps from them in shared memory, with results
+bit-identical to ``'states'``.
+
 Host cores that take raw launches (the generated CUDA kernels emulated as host C++) run the same
 code on CPU tensors: that is how it is tested without a GPU.
 """
@@ -43,15 +48,25 @@ def _alloc(spec, device):
     return [torch.empty(length, dtype=DTYPES[d], device=device) for _, d, length in spec]
 
 
-def _launch(cc, which, t, n, device, spec, tensors, pitches=None, **flags):
-    """Queues scan ``which``; ``pitches`` maps a buffer's index to its row pitch."""
+def _launch(cc, which, t, n, device, spec, tensors, pitches=None, k=None, **flags):
+    """Queues scan ``which``; ``pitches`` maps a buffer's index to its row pitch. With a
+    checkpoint interval ``k``: the fused checkpoint kernel (dense rows)."""
     if len(spec) != len(tensors):
         raise FlexSNValueError(
             f"internal: scan `{which}` takes {len(spec)} buffers, {len(tensors)} were prepared"
         )
     raw = [_raw(x, d) for x, (_, d, _) in zip(tensors, spec)]
+    if k is not None:
+        cc.core.launch_checkpoint(which, t, n, k, _stream(device), raw, **flags)
+        return
     rows = [(pitches or {}).get(i) for i in range(len(raw))]
     cc.core.launch(which, t, n, _stream(device), raw, pitches=rows, **flags)
+
+
+def _arguments(cc, which, t, n, k, **flags):
+    if k is None:
+        return cc.core.scan_arguments(which, t, n, **flags)
+    return cc.core.checkpoint_arguments(which, t, n, k, **flags)
 
 
 def _param_grad(c, kind, t, n, like):
@@ -69,40 +84,49 @@ def _param_grad(c, kind, t, n, like):
 class DeviceScan(torch.autograd.Function):
     """Forward and backward of one compiled core over ``[T, N]`` on the tensors' device.
 
-    Arguments after ``(compiled, t, n, seqs)``: the inputs ``[T, N]``, initial states ``[N]``
-    and params (at their kind's length). Returns the outputs ``[T, N]``, then with ``seqs`` the
-    state sequences ``[T, N]``, then the final states ``[N]``, in the kernels' storage types.
+    Arguments after ``(compiled, t, n, seqs, k)``: the inputs ``[T, N]``, initial states
+    ``[N]`` and params (at their kind's length). Returns the outputs ``[T, N]``, then with
+    ``seqs`` the state sequences ``[T, N]``, then the final states ``[N]``, in the kernels'
+    storage types. ``k`` is the checkpoint interval (``None``: every state is saved; with
+    ``seqs`` the sequences are returned, so every state is saved whatever ``k``).
     """
 
     @staticmethod
-    def forward(ctx, cc, t, n, seqs, *flat):
+    def forward(ctx, cc, t, n, seqs, k, *flat):
         ns, npar, no = len(cc.states), len(cc.params), len(cc.outputs)
         ni = len(flat) - ns - npar
         device = flat[0].device
-        spec = cc.core.scan_arguments("train", t, n)
+        k = None if seqs else k
+        spec = _arguments(cc, "train", t, n, k)
         d = [a[1] for a in spec]
         xs = [_flat(x, d[i]) for i, x in enumerate(flat[:ni])]
         s0 = [_flat(s, d[ni + j]) for j, s in enumerate(flat[ni : ni + ns])]
-        ps = [_flat(p, d[ni + ns + k]) for k, p in enumerate(flat[ni + ns :])]
+        ps = [_flat(p, d[ni + ns + q]) for q, p in enumerate(flat[ni + ns :])]
         o0 = ni + ns + npar
         outs = _alloc(spec[o0 : o0 + no], device)
-        # Per state a [T + 1, pitch] buffer: row 0 the initial state (backward reads rows 0..T
-        # as "the state before step t"), rows 1..=T the sequence the kernel writes; the first
-        # N columns of each row are the values, the rest padding.
-        bufs, pitches = [], []
-        for j in range(ns):
-            dname = d[o0 + no + j]
-            pitch = cc.core.row_pitch(n, dname)
-            b = torch.empty((t + 1, pitch), dtype=DTYPES[dname], device=device)
-            b[0, :n].copy_(s0[j])
-            bufs.append(b)
-            pitches.append(pitch)
         finals = _alloc(spec[o0 + no + ns :], device)
-        seq_rows = [b[1:] for b in bufs]
+        pitches = []
+        if k is None:
+            # Per state a [T + 1, pitch] buffer: row 0 the initial state (backward reads rows
+            # 0..T as "the state before step t"), rows 1..=T the sequence the kernel writes; the
+            # first N columns of each row are the values, the rest padding.
+            bufs = []
+            for j in range(ns):
+                dname = d[o0 + no + j]
+                pitch = cc.core.row_pitch(n, dname)
+                b = torch.empty((t + 1, pitch), dtype=DTYPES[dname], device=device)
+                b[0, :n].copy_(s0[j])
+                bufs.append(b)
+                pitches.append(pitch)
+            seq_rows = [b[1:] for b in bufs]
+        else:
+            # Per state the checkpoints: ceil(T/K) dense float32 rows, written by the kernel.
+            bufs = _alloc(spec[o0 + no : o0 + no + ns], device)
+            seq_rows = bufs
         rows = {o0 + no + j: p for j, p in enumerate(pitches)}
         tensors = [*xs, *s0, *ps, *outs, *seq_rows, *finals]
-        _launch(cc, "train", t, n, device, spec, tensors, rows)
-        ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs = cc, t, n, ni, seqs
+        _launch(cc, "train", t, n, device, spec, tensors, rows, k)
+        ctx.cc, ctx.t, ctx.n, ctx.ni, ctx.seqs, ctx.k = cc, t, n, ni, seqs, k
         ctx.dtypes = [x.dtype for x in flat]
         ctx.pitches = pitches
         ctx.save_for_backward(*xs, *ps, *bufs)
@@ -123,11 +147,13 @@ class DeviceScan(torch.autograd.Function):
             "grad_outputs": [g is not None for g in g_out],
             "grad_state_seqs": [g is not None for g in g_seq],
         }
-        spec = cc.core.scan_arguments("backward", t, n, **flags)
+        spec = _arguments(cc, "backward", t, n, ctx.k, **flags)
         d = [a[1] for a in spec]
-        # Reads: inputs, states before each step, the upstream gradients present; the final
-        # states' gradients are the reverse scan's initial carries; then the params.
-        reads = [*xs, *(b[:t] for b in bufs)]
+        # Reads: inputs, states before each step (or their checkpoints), the upstream gradients
+        # present; the final states' gradients are the reverse scan's initial carries; then the
+        # params.
+        prev = bufs if ctx.k is not None else [b[:t] for b in bufs]
+        reads = [*xs, *prev]
         rows = {ni + j: p for j, p in enumerate(ctx.pitches)}
         ups = [g for g in (*g_out, *g_seq) if g is not None]
         r0 = len(reads)
@@ -141,29 +167,30 @@ class DeviceScan(torch.autograd.Function):
         w0 = c0 + ns + npar
         writes = _alloc(spec[w0:], device)
         tensors = [*reads, *carries, *ps, *writes]
-        _launch(cc, "backward", t, n, device, spec, tensors, rows, **flags)
+        _launch(cc, "backward", t, n, device, spec, tensors, rows, ctx.k, **flags)
         g_in, g_s0 = writes[:ni], writes[len(writes) - ns :]
         contribs = writes[ni : len(writes) - ns]
         dt = ctx.dtypes
         res = [g.reshape(t, n).to(dt[i]) for i, g in enumerate(g_in)]
         res += [g.to(dt[ni + j]) for j, g in enumerate(g_s0)]
-        needs = ctx.needs_input_grad[4 + ni + ns :]
+        needs = ctx.needs_input_grad[5 + ni + ns :]
         it = iter(contribs)
         for k, ((_, kind, learnable), need) in enumerate(zip(cc.params, needs)):
             c = next(it) if learnable else None
             like = ps[k].to(dt[ni + ns + k])
             res.append(_param_grad(c, kind, t, n, like) if c is not None and need else None)
-        return (None, None, None, None, *res)
+        return (None, None, None, None, None, *res)
 
 
-def run(cc, t, n, inputs, states, params, seqs):
-    """:func:`._scan.run` for raw-launch cores (CUDA): results in the inputs' dtype."""
+def run(cc, t, n, inputs, states, params, seqs, k=None):
+    """:func:`._scan.run` for raw-launch cores (CUDA): results in the inputs' dtype; ``k`` the
+    checkpoint interval of training (``None``: ``'states'``)."""
     flat = [x.reshape(t, n) for x in inputs] + list(states) + list(params)
     ns, no = len(states), len(cc.outputs)
     dtype = flat[0].dtype
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in flat)
     if needs_grad or seqs:
-        res = DeviceScan.apply(cc, t, n, seqs, *flat)
+        res = DeviceScan.apply(cc, t, n, seqs, k, *flat)
         res = [r.to(dtype) for r in res]
         outs = [o.reshape(t, n) for o in res[:no]]
         state_seqs = list(res[no : no + ns]) if seqs else None

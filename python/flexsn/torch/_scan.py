@@ -189,13 +189,7 @@ def run(cc, t, n, inputs, states, params, seqs, k=None):
     if cc.device:
         from . import _device
 
-        given = [*inputs, *states, *params]
-        if k is not None and torch.is_grad_enabled() and any(x.requires_grad for x in given):
-            raise FlexSNValueError(
-                f"`save_policy` 'checkpoint:{k}' is not available for CUDA tensors yet (their "
-                "kernels save every state): use save_policy='states' on CUDA, or train on the CPU"
-            )
-        return _device.run(cc, t, n, inputs, states, params, seqs)
+        return _device.run(cc, t, n, inputs, states, params, seqs, k)
     dtype = (inputs[0] if inputs else states[0]).dtype
     if dtype != torch.float32:
         # The host kernels compute in float32: convert (differentiably) and convert back.

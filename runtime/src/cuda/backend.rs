@@ -88,7 +88,11 @@ impl BackendCompiler for CudaCompiler {
 
     fn compile_scan(&self, kernel: &ScanKernel) -> Result<Arc<dyn ScanExecutor>, RuntimeError> {
         let k = self.device.compile(kernel, &self.opts)?;
-        Ok(Arc::new(CudaScan { kernel: k }))
+        Ok(Arc::new(CudaScan {
+            kernel: k,
+            device: self.device.clone(),
+            opts: self.opts,
+        }))
     }
 }
 
@@ -96,9 +100,21 @@ impl BackendCompiler for CudaCompiler {
 #[derive(Debug)]
 pub struct CudaScan {
     kernel: Arc<DeviceKernel>,
+    device: Arc<CudaDevice>,
+    opts: CudaOptions,
 }
 
 impl CudaScan {
+    /// The device it was compiled for.
+    pub fn device(&self) -> &Arc<CudaDevice> {
+        &self.device
+    }
+
+    /// The options it was generated with.
+    pub fn options(&self) -> &CudaOptions {
+        &self.opts
+    }
+
     /// The loaded kernel (for launches on device buffers).
     pub fn device_kernel(&self) -> &Arc<DeviceKernel> {
         &self.kernel
@@ -143,6 +159,7 @@ impl BackendCompiler for EmulatedCudaCompiler {
         Ok(Arc::new(EmulatedScan {
             kernel: kernel.clone(),
             compiled: k,
+            emu: self.emu.clone(),
         }))
     }
 }
@@ -152,9 +169,15 @@ impl BackendCompiler for EmulatedCudaCompiler {
 pub struct EmulatedScan {
     kernel: ScanKernel,
     compiled: Arc<EmulatedKernel>,
+    emu: Arc<EmulatedCuda>,
 }
 
 impl EmulatedScan {
+    /// The emulated backend it was compiled by.
+    pub fn backend(&self) -> &Arc<EmulatedCuda> {
+        &self.emu
+    }
+
     /// The generated source and loaded host library.
     pub fn compiled(&self) -> &Arc<EmulatedKernel> {
         &self.compiled

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
 use flexsn_compiler::autodiff::GradSpec;
+use flexsn_compiler::codegen::cuda::checkpoint::{
+    CheckpointSource, codegen_checkpoint_backward, codegen_checkpoint_forward,
+};
 use flexsn_compiler::codegen::cuda::mixing::MixingSpec;
 use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, CudaOptions, RowLayout, StorageDtype};
 use flexsn_compiler::ir::StepGraph;
@@ -103,16 +106,16 @@ fn pattern_row(n: usize, lo: f32) -> Vec<f32> {
 /// uploaded once, then copied into every time step on the device.
 fn fill_inputs(
     stream: &Arc<CudaStream>,
-    dk: &DeviceKernel,
+    dtype: StorageDtype,
+    writes: &dyn Fn(ArgRole) -> bool,
     bufs: &mut [DeviceBuf],
     specs: &[BufferSpec],
     t: usize,
     n: usize,
 ) -> Result<(), CudaError> {
     let row = pattern_row(n, -1.0);
-    let dtype = dk.source.dtype;
     for (b, s) in bufs.iter_mut().zip(specs) {
-        if s.role.is_output() || s.len == 0 {
+        if writes(s.role) || s.len == 0 {
             continue;
         }
         let per_row = matches!(s.role, ArgRole::Input(_)).then(|| s.pitch_or(n));
@@ -216,7 +219,17 @@ fn bench_scan(
     let dk = dev.compile(kernel, &case.opts)?;
     let specs = dk.layout_specs(case.t, case.n, case.layout)?;
     let mut bufs = dk.alloc_buffers_with(case.t, case.n, case.layout)?;
-    fill_inputs(dev.stream(), &dk, &mut bufs, &specs, case.t, case.n)?;
+    let writes = |r: ArgRole| r.is_output();
+    let dtype = dk.source.dtype;
+    fill_inputs(
+        dev.stream(),
+        dtype,
+        &writes,
+        &mut bufs,
+        &specs,
+        case.t,
+        case.n,
+    )?;
     // The useful bytes: those of dense rows, whatever the layout.
     let bytes = launch_bytes(&dk, &dk.buffer_specs(case.t, case.n)?);
     let ms = time_ms(dev, case.reps, || {
@@ -245,14 +258,86 @@ pub fn bench_neuron(dev: &CudaDevice, case: &BenchCase) -> Result<Vec<BenchRow>,
     guard("CUDA benchmark", || {
         let f = bench_scan(dev, &fwd, case, "forward")?;
         let b = bench_scan(dev, &bwd, case, "backward")?;
-        let both = BenchRow {
-            phase: "fwd+bwd",
-            ms: f.ms + b.ms,
-            bytes: f.bytes + b.bytes,
-            copy_ms: f.copy_ms + b.copy_ms,
-            ..f.clone()
-        };
-        Ok(vec![f, b, both])
+        Ok(with_sum(f, b))
+    })
+}
+
+/// The forward and backward rows and their sum.
+fn with_sum(f: BenchRow, b: BenchRow) -> Vec<BenchRow> {
+    let both = BenchRow {
+        phase: "fwd+bwd",
+        ms: f.ms + b.ms,
+        bytes: f.bytes + b.bytes,
+        copy_ms: f.copy_ms + b.copy_ms,
+        ..f.clone()
+    };
+    vec![f, b, both]
+}
+
+/// Times one fused `checkpoint:K` kernel on device buffers filled with a pattern (the
+/// backward's checkpoints too: its time does not depend on their values' origin).
+fn bench_checkpoint_kernel(
+    dev: &CudaDevice,
+    src: &CheckpointSource,
+    kernel: &ScanKernel,
+    case: &BenchCase,
+    k: usize,
+    phase: &'static str,
+) -> Result<BenchRow, CudaError> {
+    let (t, n) = (case.t, case.n);
+    let f = super::checkpoint::device_function(dev, src)?;
+    let specs = super::checkpoint::specs(src, kernel, t, n, k)?;
+    let shape = super::checkpoint::Shape::new(src, t, n, k)?;
+    let stream = dev.stream().clone();
+    let _scope = dev.scope()?;
+    let mut bufs = specs
+        .iter()
+        .map(|s| super::device::alloc(&stream, s.ty, src.dtype, s.len))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes = |r: ArgRole| src.writes(r);
+    fill_inputs(&stream, src.dtype, &writes, &mut bufs, &specs, t, n)?;
+    let elem = |ty: ArgType| match ty {
+        ArgType::F32 => 4,
+        ArgType::Storage => src.dtype.size_bytes(),
+    };
+    let bytes: u64 = specs.iter().map(|s| (s.len * elem(s.ty)) as u64).sum();
+    let ms = time_ms(dev, case.reps, || {
+        let (ptrs, _order) = super::device::raw_ptrs(bufs.iter(), &stream);
+        // SAFETY: one device buffer per kernel argument in order, each as long as the kernel
+        // indexes for [T, N, K].
+        unsafe { shape.launch(&stream, &f, &src.entry, &ptrs, dev.sync()) }
+    })?;
+    drop(bufs);
+    let copy = copy_ms(dev, bytes, case.reps)?;
+    Ok(BenchRow {
+        label: case.label.clone(),
+        phase,
+        dtype: case.opts.dtype,
+        t,
+        n,
+        ms,
+        bytes,
+        copy_ms: copy,
+        flops: 0.0,
+    })
+}
+
+/// [`bench_neuron`] under `checkpoint:K`: the fused training forward (saving `⌈T/K⌉` rows per
+/// state) and the fused backward (recomputing each segment in shared memory), plus their sum.
+pub fn bench_neuron_checkpoint(
+    dev: &CudaDevice,
+    case: &BenchCase,
+    k: usize,
+) -> Result<Vec<BenchRow>, CudaError> {
+    let (fwd, bwd) =
+        super::inspect::scan_kernels(&case.graph, &GradSpec::outputs_only(&case.graph), true)?;
+    let inference = ScanKernel::forward(fwd.graph.clone(), false);
+    let fsrc = codegen_checkpoint_forward(&inference, &case.opts)?;
+    let bsrc = codegen_checkpoint_backward(&fwd.graph, &bwd, &case.opts)?;
+    guard("CUDA benchmark", || {
+        let f = bench_checkpoint_kernel(dev, &fsrc, &inference, case, k, "forward")?;
+        let b = bench_checkpoint_kernel(dev, &bsrc, &bwd, case, k, "backward")?;
+        Ok(with_sum(f, b))
     })
 }
 

@@ -714,7 +714,7 @@ pub(crate) fn to_i64(x: usize, what: &str) -> Result<i64, CudaError> {
     i64::try_from(x).map_err(|_| CudaError::TooLarge(format!("{what} = {x} exceeds 2^63")))
 }
 
-fn alloc(
+pub(crate) fn alloc(
     stream: &Arc<CudaStream>,
     ty: ArgType,
     dtype: StorageDtype,
@@ -752,8 +752,24 @@ fn upload_into(stream: &Arc<CudaStream>, h: &HostBuf, b: &mut DeviceBuf) -> Resu
     }
 }
 
+/// A new device buffer holding `h` (at least one element, so that empty buffers are valid
+/// allocations).
+pub(crate) fn upload(stream: &Arc<CudaStream>, h: &HostBuf) -> Result<DeviceBuf, CudaError> {
+    let err = driver_err("cuMemcpyHtoD");
+    Ok(match h {
+        HostBuf::F32(v) if !v.is_empty() => DeviceBuf::F32(stream.clone_htod(v).map_err(err)?),
+        HostBuf::U16(v) if !v.is_empty() => DeviceBuf::U16(stream.clone_htod(v).map_err(err)?),
+        HostBuf::F32(_) => alloc(stream, ArgType::F32, StorageDtype::F32, 1)?,
+        HostBuf::U16(_) => alloc(stream, ArgType::Storage, StorageDtype::F16, 1)?,
+    })
+}
+
 /// The first `len` elements of a device buffer.
-fn download(stream: &Arc<CudaStream>, b: &DeviceBuf, len: usize) -> Result<HostBuf, CudaError> {
+pub(crate) fn download(
+    stream: &Arc<CudaStream>,
+    b: &DeviceBuf,
+    len: usize,
+) -> Result<HostBuf, CudaError> {
     let err = driver_err("cuMemcpyDtoH");
     if len == 0 {
         return Ok(match b {

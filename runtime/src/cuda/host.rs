@@ -107,7 +107,11 @@ pub fn pitched_specs(
                 ArgRole::InitState(_) | ArgRole::FinalState(_) => n,
                 ArgRole::Param(k) => param_len(g.params()[k].kind, t, n),
                 ArgRole::Output(o) if pitch.is_none() => kernel.output_len(o, t, n),
-                ArgRole::Input(_) | ArgRole::StateSeq(_) | ArgRole::Output(_) => {
+                // Scan kernels take no checkpoints (`checkpoint::specs` sizes those).
+                ArgRole::Input(_)
+                | ArgRole::StateSeq(_)
+                | ArgRole::Output(_)
+                | ArgRole::Checkpoint(_) => {
                     let p = pitch.unwrap_or(n);
                     t.checked_mul(p).ok_or_else(|| {
                         CudaError::TooLarge(format!(

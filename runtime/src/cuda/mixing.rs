@@ -17,7 +17,7 @@ use cudarc::driver::{
 use flexsn_compiler::codegen::cuda::mixing::{
     MixingSource, MixingSpec, WGRAD_BLOCK, codegen_mixing, grad_len, mixing_key,
 };
-use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, shim};
+use flexsn_compiler::codegen::cuda::{ArgType, CudaOptions, StorageDtype, padded_pitch, shim};
 use flexsn_compiler::scan::ShapeError;
 
 use super::borrowed::{BorrowedBuf, CallerStream, ContextScope};
@@ -127,6 +127,21 @@ fn check_shapes(
     Ok((dims, rn, cn))
 }
 
+/// The padded row pitch (128-byte rows) of `[steps, N]` buffers of `dtype` that flexsn allocates
+/// itself: `grad_h` always, and every sequence of the host-slice paths.
+fn own_pitch(n: usize, dtype: StorageDtype) -> Result<usize, CudaError> {
+    padded_pitch(n, dtype)
+        .filter(|p| i64::try_from(*p).is_ok())
+        .ok_or_else(|| CudaError::TooLarge(format!("N = {n} padded to 128-byte rows")))
+}
+
+/// `rows` rows of `pitch` elements, checked for overflow.
+fn rows_len(rows: usize, pitch: usize) -> Result<usize, CudaError> {
+    rows.checked_mul(pitch)
+        .filter(|l| i64::try_from(*l).is_ok())
+        .ok_or_else(|| CudaError::TooLarge(format!("{rows} rows of {pitch} elements")))
+}
+
 /// Floats of the chunk partials of a launch of `dims` on `n` neurons.
 fn partial_len(src: &MixingSource, dims: (usize, usize), n: usize) -> usize {
     src.wgrad_grid(dims, n as u64).0 as usize * grad_len(dims)
@@ -139,8 +154,8 @@ fn grid_u32(blocks: u64, what: &str) -> Result<u32, CudaError> {
 // =============================================================================================
 // Emulated
 
-/// `int (W, b, x, spike, N, rows, cols, grid, block)`; storage pointers are `void*` (f32 or u16
-/// bits).
+/// `int (W, b, x, spike, N, rows, cols, pitch, grid, block)`; storage pointers are `void*` (f32
+/// or u16 bits); `pitch` the row pitches of `x` and `spike`.
 type FwdFn = unsafe extern "C" fn(
     *const f32,
     *const f32,
@@ -149,10 +164,12 @@ type FwdFn = unsafe extern "C" fn(
     i64,
     i64,
     i64,
+    *const i64,
     u32,
     u32,
 ) -> i32;
-/// `int (W, b, x, grad_spike, grad_x, grad_h, N, rows, cols, grid, block)`.
+/// `int (W, b, x, grad_spike, grad_x, grad_h, N, rows, cols, pitch, grid, block)`; `pitch` the
+/// row pitches of `x`, `grad_spike`, `grad_x` and `grad_h`.
 type BwdFn = unsafe extern "C" fn(
     *const f32,
     *const f32,
@@ -163,12 +180,23 @@ type BwdFn = unsafe extern "C" fn(
     i64,
     i64,
     i64,
+    *const i64,
     u32,
     u32,
 ) -> i32;
-/// `int (grad_h, x, partial, N, rows, cols, chunks, tiles)`.
-type WgradFn =
-    unsafe extern "C" fn(*const f32, *const c_void, *mut f32, i64, i64, i64, u32, u32) -> i32;
+/// `int (grad_h, x, partial, N, rows, cols, pitch, chunks, tiles)`; `pitch` those of `grad_h`
+/// and `x`.
+type WgradFn = unsafe extern "C" fn(
+    *const f32,
+    *const c_void,
+    *mut f32,
+    i64,
+    i64,
+    i64,
+    *const i64,
+    u32,
+    u32,
+) -> i32;
 /// `int (partial, out, chunks, len, grid)`.
 type ReduceFn = unsafe extern "C" fn(*const f32, *mut f32, i64, i64, u32) -> i32;
 
@@ -237,13 +265,17 @@ impl MixingKernels for EmulatedMixing {
         x: &[f32],
         n: usize,
     ) -> Result<Vec<f32>, CudaError> {
-        let (dims, rn, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
-        let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
-        let mut s = HostBuf::zeros(ArgType::Storage, self.dtype(), rn);
+        let (dims, _, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
+        // The buffers are this call's own: padded rows, as on the device.
+        let p = own_pitch(n, self.dtype())?;
+        let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x).spread(n, p);
+        let mut s = HostBuf::zeros(ArgType::Storage, self.dtype(), rows_len(dims.0, p)?);
         let grid = grid_u32(self.source.grid_size(n as u64), "the mixing forward")?;
-        // SAFETY: `check_shapes` sized W ([rows, cols]), b ([rows]) and x ([cols, N]) within the
-        // compiled maximum; `s` holds rows·N elements of the storage type; the grid covers N with
-        // the source's block size, and the kernel indexes only below those sizes.
+        let pitch = [p as i64; 2];
+        // SAFETY: `check_shapes` sized W ([rows, cols]) and b ([rows]) within the compiled
+        // maximum; x holds cols rows and `s` rows rows of `p` >= N elements of the storage type
+        // (the pitches passed); the grid covers N with the source's block size, and the kernel
+        // indexes only below those sizes.
         let code = unsafe {
             (self.fwd)(
                 weight.as_ptr(),
@@ -253,12 +285,13 @@ impl MixingKernels for EmulatedMixing {
                 n as i64,
                 dims.0 as i64,
                 dims.1 as i64,
+                pitch.as_ptr(),
                 grid,
                 self.source.block_size,
             )
         };
         self.status(&self.source.forward_entry, code)?;
-        Ok(s.decode(self.dtype()))
+        Ok(s.gather(n, p).decode(self.dtype()))
     }
 
     fn backward(
@@ -270,16 +303,22 @@ impl MixingKernels for EmulatedMixing {
         n: usize,
     ) -> Result<MixGradients, CudaError> {
         let src = &self.source;
-        let (dims, rn, cn) = check_shapes(src, weight, bias, x.len(), n)?;
+        let (dims, rn, _) = check_shapes(src, weight, bias, x.len(), n)?;
         check_len("grad_spike", rn, grad_spike.len())?;
         let (ri, ci) = (dims.0 as i64, dims.1 as i64);
-        let mut xs = HostBuf::encode(ArgType::Storage, self.dtype(), x);
-        let mut gs = HostBuf::encode(ArgType::Storage, self.dtype(), grad_spike);
-        let mut gx = HostBuf::zeros(ArgType::Storage, self.dtype(), cn);
-        let mut gh = vec![0.0f32; rn];
+        let (p, ph) = (
+            own_pitch(n, self.dtype())?,
+            own_pitch(n, StorageDtype::F32)?,
+        );
+        let enc = |v: &[f32]| HostBuf::encode(ArgType::Storage, self.dtype(), v).spread(n, p);
+        let (mut xs, mut gs) = (enc(x), enc(grad_spike));
+        let mut gx = HostBuf::zeros(ArgType::Storage, self.dtype(), rows_len(dims.1, p)?);
+        let mut gh = vec![0.0f32; rows_len(dims.0, ph)?];
         let grid = grid_u32(src.grid_size(n as u64), "the mixing backward")?;
-        // SAFETY: as in `forward`, plus grad_spike ([R, N], storage), grad_x ([C, N], storage)
-        // and grad_h ([R, N], f32) sized here.
+        let pitch = [p as i64, p as i64, p as i64, ph as i64];
+        let wpitch = [ph as i64, p as i64];
+        // SAFETY: as in `forward`, plus grad_spike ([R, p], storage), grad_x ([C, p], storage)
+        // and grad_h ([R, ph], f32) sized here, the pitches passed with them.
         let code = unsafe {
             (self.bwd)(
                 weight.as_ptr(),
@@ -291,6 +330,7 @@ impl MixingKernels for EmulatedMixing {
                 n as i64,
                 ri,
                 ci,
+                pitch.as_ptr(),
                 grid,
                 src.block_size,
             )
@@ -299,7 +339,7 @@ impl MixingKernels for EmulatedMixing {
         let (chunks, tiles) = src.wgrad_grid(dims, n as u64);
         let len = grad_len(dims);
         let mut partial = vec![0.0f32; chunks as usize * len];
-        // SAFETY: grad_h is [rows, N] f32, x [cols, N] storage, `partial` holds `chunks` rows of
+        // SAFETY: grad_h is [rows, ph] f32, x [cols, p] storage, `partial` holds `chunks` rows of
         // `grad_len(dims)` floats: exactly what blocks (chunk, tile) write.
         let code = unsafe {
             (self.wgrad)(
@@ -309,6 +349,7 @@ impl MixingKernels for EmulatedMixing {
                 n as i64,
                 ri,
                 ci,
+                wpitch.as_ptr(),
                 grid_u32(chunks, "the weight gradient")?,
                 grid_u32(tiles, "the weight gradient")?,
             )
@@ -328,7 +369,7 @@ impl MixingKernels for EmulatedMixing {
         self.status(&src.reduce_entry, code)?;
         let bias_grad = out.split_off(dims.0 * dims.1);
         Ok(MixGradients {
-            x: gx.decode(self.dtype()),
+            x: gx.gather(n, p).decode(self.dtype()),
             weight: out,
             bias: bias_grad,
         })
@@ -381,7 +422,8 @@ pub fn shared_emulated() -> Result<&'static EmulatedCuda, CudaError> {
 // =============================================================================================
 // Device
 
-/// Scratch device buffers of a backward run, kept between calls of the same `N` and shape.
+/// Scratch device buffers of a backward run, kept between calls of the same `N` and shape
+/// (`grad_h` with rows padded to 128 bytes).
 #[derive(Debug)]
 pub struct MixScratch {
     n: usize,
@@ -405,8 +447,10 @@ pub struct DeviceMixing {
     sync: Arc<SyncMode>,
 }
 
-/// Device addresses of one backward run (see [`DeviceMixing::backward_device`]).
+/// Device addresses of one backward run (see [`DeviceMixing::backward_device`]), with the row
+/// pitches of `x`, `grad_spike`, `grad_x` and `grad_h`.
 struct BackwardPtrs {
+    pitch: [i64; 4],
     weight: u64,
     bias: u64,
     x: u64,
@@ -470,10 +514,12 @@ impl DeviceMixing {
         grid: u32,
         n: usize,
         dims: (usize, usize),
+        pitch: [i64; 2],
     ) -> Result<(), CudaError> {
         let cfg = self.config((grid, 1), self.source.block_size);
         // SAFETY: `(const float* W, const float* b, const S* x, S* spike, long long N,
-        // long long rows, long long cols)`, sized by the caller.
+        // long long rows, long long cols, long long x_pitch, long long spike_pitch)`, sized by
+        // the caller for those pitches.
         unsafe {
             launch_raw(
                 stream,
@@ -481,7 +527,7 @@ impl DeviceMixing {
                 &self.source.forward_entry,
                 cfg,
                 &ptrs,
-                &[n as i64, dims.0 as i64, dims.1 as i64],
+                &[n as i64, dims.0 as i64, dims.1 as i64, pitch[0], pitch[1]],
                 self.sync.get(),
             )
         }
@@ -507,7 +553,7 @@ impl DeviceMixing {
         let ((w, _w), (b, _b)) = (weight.device_ptr(st), bias.device_ptr(st));
         let ((xp, _x), (sp, _s)) = (x.raw(st), spike.raw(st));
         // SAFETY: every buffer was checked above for this N and the storage type.
-        unsafe { self.forward_raw(st, [w, b, xp, sp], grid, n, self.full()) }
+        unsafe { self.forward_raw(st, [w, b, xp, sp], grid, n, self.full(), [n as i64; 2]) }
     }
 
     /// Forward on the caller's memory and stream: `weight` `[R, C]` and `bias` `[R]` f32, `x`
@@ -542,7 +588,17 @@ impl DeviceMixing {
         )?;
         let caller = stream.wrap(ctx)?;
         // SAFETY: checked above (element types, lengths, device).
-        unsafe { self.forward_raw(&caller, [p[0], p[1], p[2], p[3]], grid, n, self.full()) }
+        let dense = [n as i64; 2];
+        unsafe {
+            self.forward_raw(
+                &caller,
+                [p[0], p[1], p[2], p[3]],
+                grid,
+                n,
+                self.full(),
+                dense,
+            )
+        }
     }
 
     /// Scratch buffers for backward runs of `n` neurons at the compiled shape.
@@ -552,7 +608,8 @@ impl DeviceMixing {
 
     fn scratch_for(&self, dims: (usize, usize), n: usize) -> Result<MixScratch, CudaError> {
         let src = &self.source;
-        let (rn, _) = mix_sizes(dims, n)?;
+        mix_sizes(dims, n)?;
+        let gh_len = rows_len(dims.0, own_pitch(n, StorageDtype::F32)?)?;
         let _scope = ContextScope::push(self.stream.context())?;
         guard("cuMemAlloc", || {
             let alloc = |len: usize| {
@@ -563,7 +620,7 @@ impl DeviceMixing {
             Ok(MixScratch {
                 n,
                 dims,
-                grad_h: alloc(rn)?,
+                grad_h: alloc(gh_len)?,
                 partial: alloc(partial_len(src, dims, n))?,
                 grads: alloc(grad_len(dims))?,
             })
@@ -571,13 +628,14 @@ impl DeviceMixing {
     }
 
     /// Floats of the f32 workspace a backward on the caller's memory needs for `n` neurons
-    /// ([`DeviceMixing::backward_on`]): `grad_h` `[R, N]`, the chunk partials and the summed
-    /// gradients.
+    /// ([`DeviceMixing::backward_on`]): `grad_h` `[R, N]` with rows padded to 128 bytes, the
+    /// chunk partials and the summed gradients.
     pub fn workspace_len(&self, n: usize) -> Result<usize, CudaError> {
         let dims = self.full();
-        let (rn, _) = mix_sizes(dims, n)?;
+        mix_sizes(dims, n)?;
+        let gh = rows_len(dims.0, own_pitch(n, StorageDtype::F32)?)?;
         partial_len(&self.source, dims, n)
-            .checked_add(rn)
+            .checked_add(gh)
             .and_then(|p| p.checked_add(grad_len(dims)))
             .ok_or_else(|| CudaError::TooLarge(format!("workspace for N = {n}")))
     }
@@ -616,9 +674,11 @@ impl DeviceMixing {
         let (grid, wgrid, rgrid, chunks) = self.backward_grids(n, dims)?;
         let sync = self.sync.get();
         let shape = [n as i64, dims.0 as i64, dims.1 as i64];
+        let [px, pgs, pgx, pgh] = p.pitch;
         // SAFETY (all three): the argument lists are the generated signatures
-        // `(W, b, x, grad_spike, grad_x, float* grad_h, N, rows, cols)`,
-        // `(const float* grad_h, const S* x, float* partial, N, rows, cols)` and
+        // `(W, b, x, grad_spike, grad_x, float* grad_h, N, rows, cols, x_pitch,
+        // grad_spike_pitch, grad_x_pitch, grad_h_pitch)`, `(const float* grad_h, const S* x,
+        // float* partial, N, rows, cols, grad_h_pitch, x_pitch)` and
         // `(const float* partial, float* out, chunks, len)`; sizes from the caller.
         unsafe {
             launch_raw(
@@ -627,7 +687,7 @@ impl DeviceMixing {
                 &src.backward_entry,
                 self.config((grid, 1), src.block_size),
                 &[p.weight, p.bias, p.x, p.grad_spike, p.grad_x, p.grad_h],
-                &shape,
+                &[shape[0], shape[1], shape[2], px, pgs, pgx, pgh],
                 sync,
             )?;
             launch_raw(
@@ -636,7 +696,7 @@ impl DeviceMixing {
                 &src.wgrad_entry,
                 self.config(wgrid, WGRAD_BLOCK),
                 &[p.grad_h, p.x, p.partial],
-                &shape,
+                &[shape[0], shape[1], shape[2], pgh, px],
                 sync,
             )?;
             launch_raw(
@@ -688,7 +748,9 @@ impl DeviceMixing {
         let (gh, _gh) = scratch.grad_h.device_ptr(st);
         let (partial, _p) = scratch.partial.device_ptr(st);
         let (grads, _g) = scratch.grads.device_ptr(st);
+        let dense = n as i64;
         let p = BackwardPtrs {
+            pitch: [dense, dense, dense, own_pitch(n, StorageDtype::F32)? as i64],
             weight: w,
             bias: b,
             x: xp,
@@ -752,16 +814,20 @@ impl DeviceMixing {
         ];
         let a = check_borrowed(&bufs, &want, ctx.ordinal(), &src.backward_entry)?;
         let caller = stream.wrap(ctx)?;
-        // Workspace layout: grad_h [R, N], then the chunk partials, then the summed gradients.
+        // Workspace layout: grad_h [R, pitch], then the chunk partials, then the summed
+        // gradients.
         let grads = a[7] + ((ws - grad_len(self.full())) * 4) as u64;
+        let ph = own_pitch(n, StorageDtype::F32)?;
+        let dense = n as i64;
         let p = BackwardPtrs {
+            pitch: [dense, dense, dense, ph as i64],
             weight: a[0],
             bias: a[1],
             x: a[2],
             grad_spike: a[3],
             grad_x: a[4],
             grad_h: a[7],
-            partial: a[7] + (rn * 4) as u64,
+            partial: a[7] + (rows_len(spec.rows, ph)? * 4) as u64,
             grads,
         };
         // SAFETY: checked above; the workspace holds `workspace_len(n)` floats laid out as
@@ -803,19 +869,27 @@ impl DeviceMixing {
 
     /// Uploads `xs` as a device buffer of the storage type.
     pub fn upload_storage(&self, xs: &[f32]) -> Result<DeviceBuf, CudaError> {
+        self.upload_rows(xs, 1, 1)
+    }
+
+    /// Uploads the rows of `n` of `xs` as a device buffer of the storage type whose rows are
+    /// `pitch` apart.
+    fn upload_rows(&self, xs: &[f32], n: usize, pitch: usize) -> Result<DeviceBuf, CudaError> {
         guard("cuMemcpyHtoD", || {
-            Ok(match HostBuf::encode(ArgType::Storage, self.dtype(), xs) {
-                HostBuf::F32(v) => DeviceBuf::F32(
-                    self.stream
-                        .clone_htod(&v)
-                        .map_err(driver_err("cuMemcpyHtoD"))?,
-                ),
-                HostBuf::U16(v) => DeviceBuf::U16(
-                    self.stream
-                        .clone_htod(&v)
-                        .map_err(driver_err("cuMemcpyHtoD"))?,
-                ),
-            })
+            Ok(
+                match HostBuf::encode(ArgType::Storage, self.dtype(), xs).spread(n, pitch) {
+                    HostBuf::F32(v) => DeviceBuf::F32(
+                        self.stream
+                            .clone_htod(&v)
+                            .map_err(driver_err("cuMemcpyHtoD"))?,
+                    ),
+                    HostBuf::U16(v) => DeviceBuf::U16(
+                        self.stream
+                            .clone_htod(&v)
+                            .map_err(driver_err("cuMemcpyHtoD"))?,
+                    ),
+                },
+            )
         })
     }
 
@@ -838,6 +912,11 @@ impl DeviceMixing {
     }
 
     fn download_storage(&self, b: &DeviceBuf) -> Result<Vec<f32>, CudaError> {
+        self.download_rows(b, 1, 1)
+    }
+
+    /// The rows of `n` of a device buffer whose rows are `pitch` apart, dense and decoded.
+    fn download_rows(&self, b: &DeviceBuf, n: usize, pitch: usize) -> Result<Vec<f32>, CudaError> {
         guard("cuMemcpyDtoH", || {
             let host = match b {
                 DeviceBuf::F32(x) => HostBuf::F32(
@@ -851,7 +930,7 @@ impl DeviceMixing {
                         .map_err(driver_err("cuMemcpyDtoH"))?,
                 ),
             };
-            Ok(host.decode(self.dtype()))
+            Ok(host.gather(n, pitch).decode(self.dtype()))
         })
     }
 
@@ -878,18 +957,21 @@ impl MixingKernels for DeviceMixing {
         x: &[f32],
         n: usize,
     ) -> Result<Vec<f32>, CudaError> {
-        let (dims, rn, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
+        let (dims, _, _) = check_shapes(&self.source, weight, bias, x.len(), n)?;
         let grid = self.forward_grid(n)?;
+        // The device copies are this call's own: padded rows.
+        let p = own_pitch(n, self.dtype())?;
         let (w, b) = (self.upload_f32(weight)?, self.upload_f32(bias)?);
-        let xd = self.upload_storage(x)?;
-        let s = self.alloc_storage(rn)?;
+        let xd = self.upload_rows(x, n, p)?;
+        let s = self.alloc_storage(rows_len(dims.0, p)?)?;
         let _scope = ContextScope::push(self.stream.context())?;
         let st = &self.stream;
         let ((wp, _w), (bp, _b)) = (w.device_ptr(st), b.device_ptr(st));
         let ((xp, _x), (sp, _s)) = (xd.raw(st), s.raw(st));
-        // SAFETY: uploaded and allocated above at exactly the checked sizes for `dims`.
-        unsafe { self.forward_raw(st, [wp, bp, xp, sp], grid, n, dims) }?;
-        self.download_storage(&s)
+        // SAFETY: uploaded and allocated above at exactly the checked sizes for `dims` with rows
+        // of `p` >= N elements, the pitch passed.
+        unsafe { self.forward_raw(st, [wp, bp, xp, sp], grid, n, dims, [p as i64; 2]) }?;
+        self.download_rows(&s, n, p)
     }
 
     fn backward(

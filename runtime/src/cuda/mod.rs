@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bench;
 pub mod borrowed;
 pub mod cache;
+pub mod checkpoint;
 pub mod compare;
 pub mod device;
 pub mod emulated;
@@ -20,6 +21,7 @@ pub mod probe;
 pub mod ptxas;
 
 pub use borrowed::{BorrowedBuf, CallerStream, ContextScope};
+pub use checkpoint::CheckpointPhase;
 pub use device::{CudaDevice, DeviceBuf, DeviceKernel};
 pub use emulated::EmulatedCuda;
 pub use error::CudaError;

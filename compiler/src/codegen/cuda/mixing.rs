@@ -318,7 +318,8 @@ pub fn codegen_mixing(
     );
     let _ = writeln!(
         s,
-        "// [steps, N] buffers at step * N + n; W is [rows, cols] row-major; gradients are float."
+        "// Row j of a [steps, N] buffer starts at j * pitch, its own `_pitch` argument (N for dense\n\
+         // rows, more for padded ones); W is [rows, cols] row-major; gradients are float."
     );
     s.push('\n');
     s.push_str(prelude::math_helpers(opts.math));
@@ -359,7 +360,7 @@ fn neuron_prologue(s: &mut String, c: usize, ws: usize, dt: StorageDtype) {
         let _ = writeln!(
             s,
             "    for (int j = 0; j < {c}; ++j) xv[j] = (live && j < cols) ? {} : 0.0f;",
-            load(dt, "x[(long long)j * N + n]")
+            load(dt, "x[(long long)j * x_pitch + n]")
         );
     }
     // Short columns: shared rows padded to C with zeros (as the column is), so the unrolled
@@ -403,7 +404,7 @@ fn neuron_prologue(s: &mut String, c: usize, ws: usize, dt: StorageDtype) {
         let _ = writeln!(
             s,
             "            for (int j = 0; j < cols; ++j) h += w[j] * {};",
-            load(dt, "x[(long long)j * N + n]")
+            load(dt, "x[(long long)j * x_pitch + n]")
         );
     }
     s.push_str("            h += b[row];\n");
@@ -427,12 +428,13 @@ fn neuron_kernels(s: &mut String, spec: &MixingSpec, opts: &CudaOptions, fwd: &s
          const float* __restrict__ b, // [rows]\n    \
          const {st}* __restrict__ x, // [cols, N]\n    \
          {st}* __restrict__ spike, // [rows, N]\n    \
-         const long long N, const long long rows_, const long long cols_) // rows <= {r}, cols <= {c}\n{{"
+         const long long N, const long long rows_, const long long cols_, // rows <= {r}, cols <= {c}\n    \
+         const long long x_pitch, const long long spike_pitch)\n{{"
     );
     neuron_prologue(s, c, ws, dt);
     let _ = writeln!(
         s,
-        "            spike[(long long)row * N + n] = {};",
+        "            spike[(long long)row * spike_pitch + n] = {};",
         store(dt, "(h >= 0.0f) ? 1.0f : 0.0f")
     );
     s.push_str("        }\n    }\n}\n\n");
@@ -451,7 +453,9 @@ fn neuron_kernels(s: &mut String, spec: &MixingSpec, opts: &CudaOptions, fwd: &s
          const {st}* __restrict__ grad_spike, // [rows, N]\n    \
          {st}* __restrict__ grad_x, // [cols, N]\n    \
          float* __restrict__ grad_h, // [rows, N]\n    \
-         const long long N, const long long rows_, const long long cols_) // rows <= {r}, cols <= {c}\n{{"
+         const long long N, const long long rows_, const long long cols_, // rows <= {r}, cols <= {c}\n    \
+         const long long x_pitch, const long long grad_spike_pitch, const long long grad_x_pitch,\n    \
+         const long long grad_h_pitch)\n{{"
     );
     if in_regs {
         let _ = writeln!(s, "    float gx[{c}];");
@@ -462,9 +466,9 @@ fn neuron_kernels(s: &mut String, spec: &MixingSpec, opts: &CudaOptions, fwd: &s
     let _ = writeln!(
         s,
         "            const float gh = flexsn_mix_sg_grad(h) * {};",
-        load(dt, "grad_spike[(long long)row * N + n]")
+        load(dt, "grad_spike[(long long)row * grad_spike_pitch + n]")
     );
-    s.push_str("            grad_h[(long long)row * N + n] = gh;\n");
+    s.push_str("            grad_h[(long long)row * grad_h_pitch + n] = gh;\n");
     if in_regs {
         let _ = writeln!(s, "            #pragma unroll");
         let _ = writeln!(
@@ -478,7 +482,7 @@ fn neuron_kernels(s: &mut String, spec: &MixingSpec, opts: &CudaOptions, fwd: &s
         let _ = writeln!(s, "    #pragma unroll");
         let _ = writeln!(
             s,
-            "    for (int j = 0; j < {c}; ++j) if (j < cols) grad_x[(long long)j * N + n] = {};",
+            "    for (int j = 0; j < {c}; ++j) if (j < cols) grad_x[(long long)j * grad_x_pitch + n] = {};",
             store(dt, "gx[j]")
         );
     } else {
@@ -491,11 +495,11 @@ fn neuron_kernels(s: &mut String, spec: &MixingSpec, opts: &CudaOptions, fwd: &s
         s.push_str("    for (int j = 0; j < cols; ++j) {\n");
         s.push_str("        float g = 0.0f;\n");
         s.push_str(
-            "        for (int row = 0; row < rows; ++row) g += wsrc[row * cols + j] * grad_h[(long long)row * N + n];\n",
+            "        for (int row = 0; row < rows; ++row) g += wsrc[row * cols + j] * grad_h[(long long)row * grad_h_pitch + n];\n",
         );
         let _ = writeln!(
             s,
-            "        grad_x[(long long)j * N + n] = {};",
+            "        grad_x[(long long)j * grad_x_pitch + n] = {};",
             store(dt, "g")
         );
         s.push_str("    }\n");
@@ -527,7 +531,8 @@ fn wgrad_kernel(s: &mut String, spec: &MixingSpec, dt: StorageDtype, l: &WgradLa
          const float* __restrict__ grad_h, // [rows, N]\n    \
          const {st}* __restrict__ x, // [cols, N]\n    \
          float* __restrict__ partial, // [chunks, rows * cols + rows]\n    \
-         const long long N, const long long rows_, const long long cols_) // rows <= {r}, cols <= {c}\n{{"
+         const long long N, const long long rows_, const long long cols_, // rows <= {r}, cols <= {c}\n    \
+         const long long grad_h_pitch, const long long x_pitch)\n{{"
     );
     let _ = writeln!(s, "    __shared__ float sh_g[{kt} * {gs}];");
     let _ = writeln!(s, "    __shared__ float sh_x[{kt} * {xs}];");
@@ -560,7 +565,7 @@ fn wgrad_kernel(s: &mut String, spec: &MixingSpec, dt: StorageDtype, l: &WgradLa
         "        for (int e = tid; e < {kt} * {tr}; e += {blk}) {{\n            \
          const int k = e % {kt}, lr = e / {kt}, row = row0 + lr;\n            \
          const long long nn = base + k;\n            \
-         sh_g[k * {gs} + (lr % 4) * {mr} + lr / 4] = (row < rows && nn < n1) ? grad_h[(long long)row * N + nn] : 0.0f;\n        }}"
+         sh_g[k * {gs} + (lr % 4) * {mr} + lr / 4] = (row < rows && nn < n1) ? grad_h[(long long)row * grad_h_pitch + nn] : 0.0f;\n        }}"
     );
     let _ = writeln!(
         s,
@@ -568,7 +573,7 @@ fn wgrad_kernel(s: &mut String, spec: &MixingSpec, dt: StorageDtype, l: &WgradLa
          const int k = e % {kt}, lc = e / {kt}, col = col0 + lc;\n            \
          const long long nn = base + k;\n            \
          sh_x[k * {xs} + (lc % 4) * {mc} + lc / 4] = (col < cols && nn < n1) ? {} : 0.0f;\n        }}",
-        load(dt, "x[(long long)col * N + nn]")
+        load(dt, "x[(long long)col * x_pitch + nn]")
     );
     s.push_str("        __syncthreads();\n");
     s.push_str("        if (active) {\n");

@@ -33,6 +33,7 @@
 //! The same text compiles as host C++ with the shim of [`shim`]: that is how machines without a
 //! GPU check the generated code's numbers against the interpreter.
 
+pub mod checkpoint;
 pub mod mixing;
 mod prelude;
 pub mod samples;
@@ -232,6 +233,9 @@ pub enum ArgRole {
     StateSeq(usize),
     /// Final state `j`, `[N]`, `float`.
     FinalState(usize),
+    /// Checkpoints of state `j` under `checkpoint:K`, `[⌈T/K⌉, N]`, `float`: written by the
+    /// fused training forward, read by the fused backward ([`checkpoint`]).
+    Checkpoint(usize),
 }
 
 impl KernelArg {
@@ -243,7 +247,8 @@ impl KernelArg {
 }
 
 impl ArgRole {
-    /// Whether the kernel writes this buffer.
+    /// Whether a scan kernel writes this buffer (checkpoints: see
+    /// [`checkpoint::CheckpointSource::writes`]).
     pub fn is_output(self) -> bool {
         matches!(
             self,
@@ -346,6 +351,9 @@ pub enum CodegenError {
     /// A block size CUDA cannot launch.
     #[error("block size {0} is invalid: use a multiple of 32 between 32 and 1024")]
     BlockSize(u32),
+    /// A backward scan given with a forward graph it was not derived from.
+    #[error("the backward scan does not belong to the forward graph: {0}")]
+    Mismatch(String),
 }
 
 /// Number of groups of blocks-per-reduction needed to reduce `len` values to one:

@@ -221,7 +221,7 @@ static int flexsn_emu_run_threaded(unsigned gx, unsigned gy, unsigned block, fle
 "#;
 
 /// Fast-math sources run with subnormals flushed, like the device under `--ftz=true`.
-fn ftz_define(math: MathMode) -> &'static str {
+pub(super) fn ftz_define(math: MathMode) -> &'static str {
     match math {
         MathMode::Precise => "",
         MathMode::Fast => "#define FLEXSN_EMU_FTZ 1\n",
@@ -293,38 +293,38 @@ fn mixing_entry_points(src: &MixingSource) -> String {
 struct flexsn_mix_ctx {{
     const float* W; const float* b; const {st}* x; const {st}* gs; {st}* out; {st}* gx;
     const float* gh_in; float* gh; float* partial; const float* partial_in; long long N;
-    long long rows; long long cols;
+    long long rows; long long cols; const long long* pitch;
 }};
 static void flexsn_mix_fwd_body(void* p) {{
     flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
-    {fwd}(c->W, c->b, c->x, c->out, c->N, c->rows, c->cols);
+    {fwd}(c->W, c->b, c->x, c->out, c->N, c->rows, c->cols, c->pitch[0], c->pitch[1]);
 }}
 static void flexsn_mix_bwd_body(void* p) {{
     flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
-    {bwd}(c->W, c->b, c->x, c->gs, c->gx, c->gh, c->N, c->rows, c->cols);
+    {bwd}(c->W, c->b, c->x, c->gs, c->gx, c->gh, c->N, c->rows, c->cols, c->pitch[0], c->pitch[1], c->pitch[2], c->pitch[3]);
 }}
 static void flexsn_mix_wgrad_body(void* p) {{
     flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
-    {wgrad}(c->gh_in, c->x, c->partial, c->N, c->rows, c->cols);
+    {wgrad}(c->gh_in, c->x, c->partial, c->N, c->rows, c->cols, c->pitch[0], c->pitch[1]);
 }}
 static void flexsn_mix_reduce_body(void* p) {{
     flexsn_mix_ctx* c = (flexsn_mix_ctx*)p;
     {reduce}(c->partial_in, c->partial, c->N, c->rows);
 }}
-extern "C" int flexsn_emu_mix_fwd(const float* W, const float* b, const {st}* x, {st}* spike, long long N, long long rows, long long cols, unsigned grid, unsigned block) {{
-    flexsn_mix_ctx c = {{W, b, x, 0, spike, 0, 0, 0, 0, 0, N, rows, cols}};
+extern "C" int flexsn_emu_mix_fwd(const float* W, const float* b, const {st}* x, {st}* spike, long long N, long long rows, long long cols, const long long* pitch, unsigned grid, unsigned block) {{
+    flexsn_mix_ctx c = {{W, b, x, 0, spike, 0, 0, 0, 0, 0, N, rows, cols, pitch}};
     return flexsn_emu_run_threaded(grid, 1u, block, flexsn_mix_fwd_body, &c);
 }}
-extern "C" int flexsn_emu_mix_bwd(const float* W, const float* b, const {st}* x, const {st}* grad_spike, {st}* grad_x, float* grad_h, long long N, long long rows, long long cols, unsigned grid, unsigned block) {{
-    flexsn_mix_ctx c = {{W, b, x, grad_spike, 0, grad_x, 0, grad_h, 0, 0, N, rows, cols}};
+extern "C" int flexsn_emu_mix_bwd(const float* W, const float* b, const {st}* x, const {st}* grad_spike, {st}* grad_x, float* grad_h, long long N, long long rows, long long cols, const long long* pitch, unsigned grid, unsigned block) {{
+    flexsn_mix_ctx c = {{W, b, x, grad_spike, 0, grad_x, 0, grad_h, 0, 0, N, rows, cols, pitch}};
     return flexsn_emu_run_threaded(grid, 1u, block, flexsn_mix_bwd_body, &c);
 }}
-extern "C" int flexsn_emu_mix_wgrad(const float* grad_h, const {st}* x, float* partial, long long N, long long rows, long long cols, unsigned chunks, unsigned tiles) {{
-    flexsn_mix_ctx c = {{0, 0, x, 0, 0, 0, grad_h, 0, partial, 0, N, rows, cols}};
+extern "C" int flexsn_emu_mix_wgrad(const float* grad_h, const {st}* x, float* partial, long long N, long long rows, long long cols, const long long* pitch, unsigned chunks, unsigned tiles) {{
+    flexsn_mix_ctx c = {{0, 0, x, 0, 0, 0, grad_h, 0, partial, 0, N, rows, cols, pitch}};
     return flexsn_emu_run_threaded(chunks, tiles, {wblock}u, flexsn_mix_wgrad_body, &c);
 }}
 extern "C" int flexsn_emu_mix_reduce(const float* partial, float* out, long long chunks, long long len, unsigned grid) {{
-    flexsn_mix_ctx c = {{0, 0, 0, 0, 0, 0, 0, 0, out, partial, chunks, len, 0}};
+    flexsn_mix_ctx c = {{0, 0, 0, 0, 0, 0, 0, 0, out, partial, chunks, len, 0, 0}};
     return flexsn_emu_run_threaded(grid, 1u, {wblock}u, flexsn_mix_reduce_body, &c);
 }}
 "#,
@@ -337,9 +337,10 @@ extern "C" int flexsn_emu_mix_reduce(const float* partial, float* out, long long
 }
 
 /// The complete host C++ translation unit for mixing source `src`: shim, generated source and
-/// entry points `flexsn_emu_mix_fwd(W, b, x, spike, N, rows, cols, grid, block)`,
-/// `flexsn_emu_mix_bwd(W, b, x, grad_spike, grad_x, grad_h, N, rows, cols, grid, block)`,
-/// `flexsn_emu_mix_wgrad(grad_h, x, partial, N, rows, cols, chunks, tiles)` and
+/// entry points `flexsn_emu_mix_fwd(W, b, x, spike, N, rows, cols, pitch, grid, block)`,
+/// `flexsn_emu_mix_bwd(W, b, x, grad_spike, grad_x, grad_h, N, rows, cols, pitch, grid, block)`,
+/// `flexsn_emu_mix_wgrad(grad_h, x, partial, N, rows, cols, pitch, chunks, tiles)` (`pitch`: the
+/// row pitches of the kernel's `[steps, N]` buffers, in the order of its `_pitch` arguments) and
 /// `flexsn_emu_mix_reduce(partial, out, chunks, len, grid)` (every block's threads as host
 /// threads that meet at the barriers), each returning 0 on success.
 pub fn mixing_translation_unit(src: &MixingSource) -> String {
