@@ -378,15 +378,8 @@ impl Core {
         grad_outputs: Option<Vec<bool>>,
         grad_state_seqs: Option<Vec<bool>>,
     ) -> PyResult<()> {
-        // `cuda:<ordinal>:<dtype>`; emulated cores ignore the ordinal.
-        let ordinal = self
-            .backend
-            .strip_prefix("cuda:")
-            .and_then(|r| r.split(':').next())
-            .and_then(|o| o.parse().ok())
-            .unwrap_or(0);
         launch::CheckpointCall::new(py, &self.kernel, which, k, grad_outputs, grad_state_seqs)?
-            .launch(py, &self.kernel, ordinal, t, n, stream, &bufs)
+            .launch(py, &self.kernel, t, n, stream, &bufs)
     }
 
     /// Forward over `t` steps of `n` neurons: reads `inputs` (`[T, N]`), `params` and the

@@ -143,14 +143,13 @@ impl CheckpointCall {
             .collect())
     }
 
-    /// Runs it over `[t, n]` on `bufs` (the order of [`CheckpointCall::arguments`]): on device
-    /// `ordinal` and the caller's `stream` for CUDA cores, now on host memory for emulated ones.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs it over `[t, n]` on `bufs` (the order of [`CheckpointCall::arguments`]): on the
+    /// device the kernel was compiled for with the caller's `stream` for CUDA cores, now on host
+    /// memory for emulated ones.
     pub fn launch(
         &self,
         py: Python<'_>,
         kernel: &Kernel,
-        ordinal: usize,
         t: usize,
         n: usize,
         stream: u64,
@@ -179,6 +178,12 @@ impl CheckpointCall {
             }
         }
         let raw: Vec<(u64, usize)> = bufs.iter().map(|(p, l, _)| (*p, *l)).collect();
+        // The device the scans were compiled for (emulated cores ignore the ordinal).
+        let ordinal = kernel
+            .training_scan()
+            .as_any()
+            .downcast_ref::<CudaScan>()
+            .map_or(0, |c| c.device_kernel().ordinal());
         // SAFETY: flexsn.torch passes the data of contiguous tensors it holds for the call (on
         // the core's device with torch's current stream of it for CUDA cores; host tensors for
         // emulated ones), written buffers allocated for this call; element types were checked
