@@ -24,7 +24,7 @@ use flexsn_compiler::scan::ScanKernel;
 
 use super::error::{driver_err, guard};
 use super::host::{BufferSpec, HostBuf};
-use super::{CudaDevice, CudaError, DeviceBuf, DeviceKernel};
+use super::{CudaDevice, CudaError, DeviceBuf};
 
 /// One benchmark: a neuron's scans at one size and storage type.
 #[derive(Clone, Debug)]
@@ -87,11 +87,11 @@ impl BenchRow {
     }
 }
 
-/// Bytes of all buffers of a launch.
-fn launch_bytes(src: &DeviceKernel, specs: &[BufferSpec]) -> u64 {
+/// Bytes of all buffers of a launch whose sequences are stored as `storage`.
+fn launch_bytes(storage: StorageDtype, specs: &[BufferSpec]) -> u64 {
     specs
         .iter()
-        .map(|s| (s.len * src.source.elem_bytes(s.ty)) as u64)
+        .map(|s| (s.len * s.ty.elem_bytes(storage)) as u64)
         .sum()
 }
 
@@ -231,7 +231,7 @@ fn bench_scan(
         case.n,
     )?;
     // The useful bytes: those of dense rows, whatever the layout.
-    let bytes = launch_bytes(&dk, &dk.buffer_specs(case.t, case.n)?);
+    let bytes = launch_bytes(dk.source.dtype, &dk.buffer_specs(case.t, case.n)?);
     let ms = time_ms(dev, case.reps, || {
         dk.launch_with(&mut bufs, case.t, case.n, case.layout)
     })?;
@@ -296,11 +296,7 @@ fn bench_checkpoint_kernel(
         .collect::<Result<Vec<_>, _>>()?;
     let writes = |r: ArgRole| src.writes(r);
     fill_inputs(&stream, src.dtype, &writes, &mut bufs, &specs, t, n)?;
-    let elem = |ty: ArgType| match ty {
-        ArgType::F32 => 4,
-        ArgType::Storage => src.dtype.size_bytes(),
-    };
-    let bytes: u64 = specs.iter().map(|s| (s.len * elem(s.ty)) as u64).sum();
+    let bytes = launch_bytes(src.dtype, &specs);
     let ms = time_ms(dev, case.reps, || {
         let (ptrs, _order) = super::device::raw_ptrs(bufs.iter(), &stream);
         // SAFETY: one device buffer per kernel argument in order, each as long as the kernel

@@ -515,16 +515,7 @@ impl Kernel {
         self.check_checkpoint_fits(src.dtype, t, k)?;
         Ok(specs(&src, &kernel, t, n, k)?
             .into_iter()
-            .map(|s| DeviceArgument {
-                dtype: match s.ty {
-                    ArgType::Storage => src.dtype,
-                    ArgType::F32 => StorageDtype::F32,
-                },
-                name: s.name,
-                role: s.role,
-                len: s.len,
-                pitch: s.pitch,
-            })
+            .map(|s| DeviceArgument::of(s, src.dtype))
             .collect())
     }
 

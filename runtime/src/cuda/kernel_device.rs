@@ -14,7 +14,7 @@ use flexsn_compiler::autodiff::GradSpec;
 use flexsn_compiler::codegen::cuda::{ArgRole, ArgType, StorageDtype};
 
 use super::backend::{CudaScan, EmulatedScan};
-use super::host::buffer_specs;
+use super::host::{BufferSpec, buffer_specs};
 use super::{BorrowedBuf, CallerStream, CudaError, DeviceKernel, shared_device_on};
 use crate::{Kernel, RuntimeError, ScanExecutor};
 
@@ -45,6 +45,22 @@ pub struct DeviceArgument {
     /// For a `[T, N]` sequence its row pitch in elements (listed as `N`: dense rows; a caller
     /// may give another, at least `N`, in [`DeviceBuffer::pitch`]); `None` for other buffers.
     pub pitch: Option<usize>,
+}
+
+impl DeviceArgument {
+    /// The argument `spec` describes, for kernels whose sequences are stored as `storage`.
+    pub(crate) fn of(spec: BufferSpec, storage: StorageDtype) -> Self {
+        DeviceArgument {
+            dtype: match spec.ty {
+                ArgType::Storage => storage,
+                ArgType::F32 => StorageDtype::F32,
+            },
+            name: spec.name,
+            role: spec.role,
+            len: spec.len,
+            pitch: spec.pitch,
+        }
+    }
 }
 
 /// One buffer of a [`Kernel::launch_device_pitched`] call: a device address, its length in
@@ -99,16 +115,7 @@ impl Kernel {
         let specs = buffer_specs(source, kernel, t, n)?;
         Ok(specs
             .into_iter()
-            .map(|s| DeviceArgument {
-                dtype: match s.ty {
-                    ArgType::Storage => source.dtype,
-                    ArgType::F32 => StorageDtype::F32,
-                },
-                name: s.name,
-                role: s.role,
-                len: s.len,
-                pitch: s.pitch,
-            })
+            .map(|s| DeviceArgument::of(s, source.dtype))
             .collect())
     }
 

@@ -266,6 +266,16 @@ pub enum ArgType {
     Storage,
 }
 
+impl ArgType {
+    /// Bytes per element for a source whose sequences are stored as `storage`.
+    pub fn elem_bytes(self, storage: StorageDtype) -> usize {
+        match self {
+            ArgType::F32 => 4,
+            ArgType::Storage => storage.size_bytes(),
+        }
+    }
+}
+
 /// One pointer argument of the scan kernel (the last two arguments, `T` and `N`, are implicit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelArg {
@@ -307,10 +317,7 @@ impl CudaSource {
 
     /// Bytes per element of buffers of type `ty`.
     pub fn elem_bytes(&self, ty: ArgType) -> usize {
-        match ty {
-            ArgType::F32 => 4,
-            ArgType::Storage => self.dtype.size_bytes(),
-        }
+        ty.elem_bytes(self.dtype)
     }
 
     /// The sequence (`[T, N]`) arguments, which take a row pitch each, in order.
