@@ -9,7 +9,7 @@
 use pyo3::prelude::*;
 
 /// The huge-page size the advice aligns to.
-const HUGE: usize = 2 << 20;
+pub(crate) const HUGE: usize = 2 << 20;
 
 /// Advises the kernel to back the 2 MiB-aligned interior of `[addr, addr + nbytes)` with
 /// transparent huge pages (Linux; elsewhere, or when the range holds no aligned 2 MiB block, it

@@ -4,6 +4,8 @@ float32 memory, and the ``torch.autograd.Function`` that connects forward and ba
 CPU tensors go to the host kernels (float16/bfloat16 ones are computed in float32 and come back
 in their own dtype); CUDA tensors go to :mod:`._device`."""
 
+import math
+
 import torch
 
 from .. import _flexsn
@@ -16,9 +18,10 @@ BACKENDS = ("auto", "cpu", "cuda", "interp")
 #: Floating dtypes the modules take, by the name of the CUDA kernels' storage type.
 STORAGE = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
-#: Buffers at least this large get huge-page advice before their first write (see
-#: ``_flexsn.advise_huge_pages``): smaller ones come from malloc's reused heap anyway.
-HUGE_ADVICE_BYTES = 8 << 20
+#: CPU buffers at least this large come from flexsn's host buffer cache (``_flexsn.host_empty``:
+#: huge pages, reused from call to call instead of freshly mapped and zeroed each time); smaller
+#: ones from torch, whose malloc reuses its heap for them anyway.
+HOST_CACHE_MIN_BYTES = 8 << 20
 
 
 def normalize_backend(backend):
@@ -72,12 +75,11 @@ def buf(t):
 
 
 def empty(shape, like):
-    """An uninitialised float32 tensor on ``like``'s device; large ones on huge pages."""
-    out = torch.empty(shape, dtype=torch.float32, device=like.device)
-    nbytes = out.numel() * 4
-    if nbytes >= HUGE_ADVICE_BYTES and out.device.type == "cpu":
-        _flexsn.advise_huge_pages(out.data_ptr(), nbytes)
-    return out
+    """An uninitialised float32 tensor on ``like``'s device; large CPU ones from the host buffer
+    cache (handed over zero-copy, back in the cache once torch frees the tensor)."""
+    if like.device.type == "cpu" and math.prod(shape) * 4 >= HOST_CACHE_MIN_BYTES:
+        return torch.from_dlpack(_flexsn.host_empty(list(shape)))
+    return torch.empty(shape, dtype=torch.float32, device=like.device)
 
 
 def check_tensor(name, t, device=None, dtype=None):
