@@ -3,6 +3,7 @@ wider zoo too: QIF, EIF, Izhikevich, KLIF, CUBA-LIF, CLIF, ILIF, half-threshold 
 SpikingJelly's constructors, so that ``from flexsn.torch import LIFNode`` replaces
 ``from spikingjelly.activation_based.neuron import LIFNode``."""
 
+from .. import empty_host_cache, host_cache_info, set_host_cache_limit
 from .flexsn_module import FlexSN
 from .neurons import (
     BaseNode,
@@ -51,4 +52,7 @@ __all__ = [
     "HalfThresholdIFNode",
     "TernaryIFNode",
     "TernaryLIFNode",
+    "empty_host_cache",
+    "host_cache_info",
+    "set_host_cache_limit",
 ]
