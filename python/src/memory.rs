@@ -1,10 +1,10 @@
 //! Page-size advice for large result buffers.
 //!
-//! A bridge allocates its outputs, state sequences and gradients fresh on every call (they are
-//! handed to torch and freed with it). Buffers of many megabytes come straight from `mmap`, so
-//! the kernel's first write to each 4 KiB page faults; at `[64, 2^20]` float32 that costs more
-//! than the scan itself. Asking for transparent huge pages before the first write cuts those
-//! faults 512-fold (what PyTorch's `THP_MEM_ALLOC_ENABLE=1` does for all its allocations).
+//! Fresh buffers of many megabytes come straight from `mmap`, so the first write to each 4 KiB
+//! page faults; at `[64, 2^20]` float32 that costs more than the scan itself. Asking for
+//! transparent huge pages before the first write cuts those faults 512-fold (what PyTorch's
+//! `THP_MEM_ALLOC_ENABLE=1` does for all its allocations). The host buffer cache
+//! ([`crate::pool`]) gives this advice once to each buffer it allocates, then reuses the buffer.
 
 use pyo3::prelude::*;
 

@@ -14,9 +14,9 @@
 //! Sizes are rounded up to whole 2 MiB huge pages, and a request takes a free buffer of exactly
 //! that rounded size (the most recently freed one). Training repeats the same shapes on every
 //! step, so exact classes hit; coarser classes would keep larger buffers alive for smaller
-//! requests and waste the difference. The free bytes are capped ([`set_limit`]; by default
-//! the smaller of 4 GiB and a quarter of physical memory): past the cap the least recently
-//! freed buffers go back to the system.
+//! requests and waste the difference. The free bytes are capped ([`set_host_cache_limit`];
+//! by default the smaller of 4 GiB and a quarter of physical memory): past the cap the least
+//! recently freed buffers go back to the system.
 
 use std::alloc::{self, Layout};
 use std::collections::{BTreeMap, VecDeque};
