@@ -137,7 +137,7 @@ impl Cache {
             self.by_size.remove(&bytes);
         }
         let block = self.free.remove(&stamp)?;
-        self.cached -= block.bytes;
+        self.cached = self.cached.saturating_sub(block.bytes);
         Some(block)
     }
 
@@ -150,7 +150,7 @@ impl Cache {
                 self.by_size.remove(&block.bytes);
             }
         }
-        self.cached -= block.bytes;
+        self.cached = self.cached.saturating_sub(block.bytes);
         Some(block)
     }
 
@@ -169,7 +169,8 @@ impl Cache {
 
     /// Takes back a block torch has released; returns what must be freed.
     fn give_back(&mut self, block: Block) -> Vec<Block> {
-        self.in_use -= block.bytes;
+        // Saturating: this runs in torch's deleter, where a panic would abort the process.
+        self.in_use = self.in_use.saturating_sub(block.bytes);
         if block.bytes > self.limit {
             return vec![block];
         }
