@@ -76,28 +76,33 @@ def test_saved_tensors_and_grads_keep_their_buffers():
     assert torch.equal(x.grad, grad)
 
 
-def lif_run(x):
-    """LIF forward (with the state sequence) and backward of `x`: every result tensor."""
-    node = LIFNode(step_mode="m", store_v_seq=True)
+def lif_run(x, policy):
+    """LIF forward and backward of `x` under save policy `policy`: every result tensor (with
+    `'states'` the state sequence too)."""
+    seqs = policy == "states"
+    node = LIFNode(step_mode="m", store_v_seq=seqs, save_policy=policy)
     xr = x.detach().requires_grad_()
     y = node(xr)
     (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
-    return y.detach().clone(), node.v_seq.detach().clone(), xr.grad.clone()
+    v = node.v_seq if seqs else node.v
+    return y.detach().clone(), v.detach().clone(), xr.grad.clone()
 
 
-def test_scan_results_do_not_depend_on_what_reused_memory_held():
-    x = torch.rand(SHAPE) * 3
+# (policy, T, rows kept per state): with `checkpoint:2` at T = 16, 8 rows (8 MiB, cached too).
+@pytest.mark.parametrize("policy, t, rows", [("states", 8, 9), ("checkpoint:2", 16, 8)])
+def test_scan_results_do_not_depend_on_what_reused_memory_held(policy, t, rows):
+    n = SHAPE[1]
+    x = torch.rand(t, n) * 3
     flexsn.set_host_cache_limit(0)
-    fresh = lif_run(x)
+    fresh = lif_run(x, policy)
     flexsn.set_host_cache_limit(1 << 30)
     # Fill the cache with NaN-poisoned buffers of every size the scans ask for.
-    t, n = SHAPE
-    poisoned = [empty(s, CPU).fill_(float("nan")) for s in [SHAPE, SHAPE, (t + 1, n)] * 2]
+    poisoned = [empty(s, CPU).fill_(float("nan")) for s in [(t, n), (t, n), (rows, n)] * 2]
     del poisoned
     hits = info()["hits"]
-    reused = lif_run(x)
+    reused = lif_run(x, policy)
     assert info()["hits"] >= hits + 3
-    for a, b, what in zip(fresh, reused, ["spikes", "v_seq", "grad"]):
+    for a, b, what in zip(fresh, reused, ["spikes", "v", "grad"]):
         assert torch.equal(a, b), what
 
 
