@@ -13,8 +13,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Both sides run the same torch ops around the neuron (`y * g`, its backward), whose [T, N]
 # results torch takes from fresh mmap pages: faulting them in 4 KiB at a time costs more than
 # the neurons at T = 64. PyTorch's own switch backs them with huge pages, for both sides alike
-# (flexsn's kernels advise huge pages for their own buffers in any case). Set it to 0 to compare
-# without.
+# (flexsn's own large buffers come from its host buffer cache, on huge pages, in any case). Set
+# it to 0 to compare without.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch  # noqa: E402
