@@ -198,7 +198,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(block) = self.0.take() {
             let evicted = cache().give_back(block);
-            drop(evicted);
+            drop(evicted); // after the lock is released
         }
     }
 }
@@ -216,7 +216,8 @@ fn lend(bytes: usize) -> Option<Block> {
         block
     };
     let block = reused.or_else(|| Block::alloc(bytes)).or_else(|| {
-        drop(cache().drain());
+        let freed = cache().drain();
+        drop(freed); // after the lock is released
         Block::alloc(bytes)
     })?;
     cache().in_use += block.bytes;
