@@ -77,7 +77,7 @@ def buf(t):
 def empty(shape, like):
     """An uninitialised float32 tensor on ``like``'s device; large CPU ones from the host buffer
     cache (handed over zero-copy, back in the cache once torch frees the tensor)."""
-    if like.device.type == "cpu" and math.prod(shape) * 4 >= HOST_CACHE_MIN_BYTES:
+    if math.prod(shape) * 4 >= HOST_CACHE_MIN_BYTES and like.device.type == "cpu":
         return torch.from_dlpack(_flexsn.host_empty(list(shape)))
     return torch.empty(shape, dtype=torch.float32, device=like.device)
 
