@@ -343,12 +343,13 @@ impl CpuScan {
 
         // Every `[T, N]` buffer whole (rows `N` apart): each thread's call takes its neurons.
         let all = Span { t, neurons: (0, n) };
-        let whole = |b: Buffer| Rows {
-            addr: b.base,
-            pitch: n,
-        };
+        let whole = |addr: usize| Rows { addr, pitch: n };
         let raw = RawCall {
-            inputs: args.inputs.iter().map(|s| whole(Buffer::of(s))).collect(),
+            inputs: args
+                .inputs
+                .iter()
+                .map(|s| whole(Buffer::of(s).base))
+                .collect(),
             init_states: args
                 .init_states
                 .iter()
@@ -356,10 +357,10 @@ impl CpuScan {
                 .collect(),
             params: args.params.iter().map(|s| Buffer::of(s).base).collect(),
             outputs: (out.outputs.iter_mut())
-                .map(|s| whole(Buffer::of_mut(s)))
+                .map(|s| whole(Buffer::of_mut(s).base))
                 .collect(),
             state_seqs: (out.state_seqs.iter_mut())
-                .map(|s| whole(Buffer::of_mut(s)))
+                .map(|s| whole(Buffer::of_mut(s).base))
                 .collect(),
             final_states: (out.final_states.iter_mut())
                 .map(|s| Buffer::of_mut(s).base)
@@ -376,8 +377,9 @@ impl CpuScan {
             // writes.
             unsafe { self.call_raw(Span { neurons, ..all }, &raw) }
         };
-        on_threads(self.stack_bytes, &ranges, call)?;
-        Ok(())
+        on_threads(self.stack_bytes, &ranges, call)?
+            .into_iter()
+            .collect()
     }
 
     /// Runs the function once, on this thread, over `span` of the buffers `raw` points to.
@@ -391,7 +393,28 @@ impl CpuScan {
     /// inputs, initial states and params, writable for the rest, and written by no one else
     /// while the call runs. The thread's stack must hold [`CpuScan::stack_bytes`] more bytes
     /// when that is not 0.
-    pub(crate) unsafe fn call_raw(&self, span: Span, raw: &RawCall) {
+    /// Fails, without running, when `raw` does not have one entry per buffer of the kernel.
+    pub(crate) unsafe fn call_raw(&self, span: Span, raw: &RawCall) -> Result<(), RuntimeError> {
+        let g = &self.kernel.graph;
+        let seqs = if self.kernel.state_seqs {
+            g.states().len()
+        } else {
+            0
+        };
+        let counts = [
+            (raw.inputs.len(), g.inputs().len()),
+            (raw.init_states.len(), g.states().len()),
+            (raw.params.len(), g.params().len()),
+            (raw.outputs.len(), g.outputs().len()),
+            (raw.state_seqs.len(), seqs),
+            (raw.final_states.len(), g.states().len()),
+        ];
+        if counts.iter().any(|(got, want)| got != want) {
+            return Err(RuntimeError::Jit(format!(
+                "internal: a raw call of `{}` with {counts:?} (given, expected) buffers",
+                g.name()
+            )));
+        }
         let pitches: Vec<u64> = (raw.inputs.iter())
             .chain(&raw.outputs)
             .chain(&raw.state_seqs)
@@ -435,6 +458,7 @@ impl CpuScan {
         if let Some(s) = scratch {
             self.keep_scratch(s);
         }
+        Ok(())
     }
 
     /// Bytes of stack a thread running this function needs (beyond what a thread has by

@@ -172,7 +172,7 @@ fn run_range(
             // param of the recompute kernel (which has no outputs). It writes only this thread's
             // `states` and `discard`, which nothing else touches meanwhile. This thread runs on a
             // stack of the kernels' `stack_bytes` (see `backward`).
-            unsafe { scans.recompute.call_raw(span, &recompute) };
+            unsafe { scans.recompute.call_raw(span, &recompute)? };
 
             let mut inputs = xs;
             for b in &states {
@@ -200,7 +200,7 @@ fn run_range(
             // writes this thread's `carry_out` and neurons `c0..c0 + c` of rows `t0..t0 + len`
             // of `outs`, which `backward` holds mutably for the whole run and gives each thread
             // disjoint neurons of.
-            unsafe { scans.segment.call_raw(span, &segment) };
+            unsafe { scans.segment.call_raw(span, &segment)? };
             std::mem::swap(&mut carry, &mut carry_out);
         }
         for (dst, src) in finals.iter_mut().zip(&carry) {
