@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use flexsn_compiler::autodiff::GradSpec;
+use flexsn_compiler::checkpoint::SavePolicy;
 use flexsn_compiler::dsl::CoreBuilder;
 use flexsn_compiler::ir::{StateInit, StepGraph};
 use flexsn_runtime::{Backend, Jit};
@@ -105,6 +106,25 @@ fn big_kernels_agree_with_the_interpreter() {
         assert!(
             close(&want.3, &got.3),
             "{}: initial-state gradients",
+            g.name()
+        );
+        // The checkpointed backward runs these kernels per chunk and segment, on threads with
+        // their big stacks and scratch memory: bit-identical to `states`.
+        let mut k = Jit::new(Backend::Cpu).unwrap().compile(&g).unwrap();
+        k.set_save_policy(SavePolicy::Checkpoint(2)).unwrap();
+        let f = k.forward(t, n, &[&xs], None, &[]).unwrap();
+        let ones = vec![1.0f32; t * n];
+        let grads = k.backward_outputs(&f, &[Some(&ones)]).unwrap();
+        assert_eq!(
+            grads.inputs,
+            got.2,
+            "{}: checkpointed input gradients",
+            g.name()
+        );
+        assert_eq!(
+            grads.init_states,
+            got.3,
+            "{}: checkpointed state gradients",
             g.name()
         );
     }

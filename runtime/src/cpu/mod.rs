@@ -11,6 +11,8 @@
 //! bit-identical for every thread count. Small problems (`T * N` under [`MIN_WORK_PER_THREAD`]
 //! per thread) use fewer threads.
 
+mod caches;
+pub(crate) mod call;
 mod inspect;
 pub(crate) mod recompute;
 
@@ -28,6 +30,7 @@ use flexsn_compiler::scan::{ScanArgs, ScanKernel, ScanResult};
 pub use inspect::{Listing, disassemble, inspect_asm, inspect_clif, inspect_kernel};
 
 use crate::{RuntimeError, ScanOutputs};
+use call::{Buffer, RawCall, Rows, Span};
 
 /// Below this many neuron-steps per thread, a run uses fewer threads.
 pub const MIN_WORK_PER_THREAD: usize = 1 << 16;
@@ -338,86 +341,130 @@ impl CpuScan {
         let (t, n) = (args.t, args.n);
         out.check(&self.kernel, t, n)?;
 
-        // Buffer addresses as integers, so that the per-thread closures are Send.
-        let addr = |s: &[f32]| s.as_ptr() as usize;
-        let addr_mut = |s: &mut &mut [f32]| s.as_mut_ptr() as usize;
-        let inputs: Vec<usize> = args.inputs.iter().map(|s| addr(s)).collect();
-        let init: Vec<usize> = args.init_states.iter().map(|s| addr(s)).collect();
-        let params: Vec<usize> = args.params.iter().map(|s| addr(s)).collect();
-        let outs: Vec<usize> = out.outputs.iter_mut().map(addr_mut).collect();
-        let seqs: Vec<usize> = out.state_seqs.iter_mut().map(addr_mut).collect();
-        let fins: Vec<usize> = out.final_states.iter_mut().map(addr_mut).collect();
-
-        let ranges = split(n, threads.max(1));
-        let scratch_bytes = self.scratch_bytes;
-        let call = |(b, e): (usize, usize)| {
-            // Taken out of the pool: this call alone uses it until it goes back.
-            let mut scratch = (scratch_bytes > 0).then(|| self.take_scratch());
-            let frame = ScanFrame {
-                t: t as u64,
-                n: n as u64,
-                n_begin: b as u64,
-                n_end: e as u64,
-                inputs: inputs.as_ptr() as *const *const f32,
-                init_states: init.as_ptr() as *const *const f32,
-                params: params.as_ptr() as *const *const f32,
-                outputs: outs.as_ptr() as *const *mut f32,
-                state_seqs: seqs.as_ptr() as *const *mut f32,
-                final_states: fins.as_ptr() as *const *mut f32,
-                tables: TWO_OVER_PI_CHUNKS.as_ptr(),
-                scratch: scratch
-                    .as_mut()
-                    .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr() as *mut u8),
-            };
-            // SAFETY: `entry` is the finalized code of this kernel (kept alive by
-            // `self.module`), with the signature `extern "C" fn(*const ScanFrame)` that
-            // `codegen_scan` emits. `args.check` proved that every input, initial state and
-            // param has the length the kernel ABI requires for `(t, n)`, and `out.check` the
-            // same for the output, state-sequence and final-state buffers, which `out` borrows
-            // mutably for the whole call. The generated code touches only neurons `b..e` (< n)
-            // of each buffer, at steps `< t`, and ranges given to concurrent calls are disjoint,
-            // so no two threads write the same element and nothing reads what another writes.
-            // `scratch` holds the `scratch_bytes` the function was generated for (every buffer
-            // of the pool has that size), owned by this call alone; like a stack frame, the
-            // function writes it before reading it, so what a previous call left there does not
-            // matter.
-            unsafe {
-                let f: extern "C" fn(*const ScanFrame) = std::mem::transmute(self.entry);
-                f(&frame);
-            }
-            if let Some(s) = scratch {
-                self.keep_scratch(s);
-            }
+        // Every `[T, N]` buffer whole (rows `N` apart): each thread's call takes its neurons.
+        let all = Span { t, neurons: (0, n) };
+        let whole = |addr: usize| Rows { addr, pitch: n };
+        let raw = RawCall {
+            inputs: args
+                .inputs
+                .iter()
+                .map(|s| whole(Buffer::of(s).base))
+                .collect(),
+            init_states: args
+                .init_states
+                .iter()
+                .map(|s| Buffer::of(s).base)
+                .collect(),
+            params: args.params.iter().map(|s| Buffer::of(s).base).collect(),
+            outputs: (out.outputs.iter_mut())
+                .map(|s| whole(Buffer::of_mut(s).base))
+                .collect(),
+            state_seqs: (out.state_seqs.iter_mut())
+                .map(|s| whole(Buffer::of_mut(s).base))
+                .collect(),
+            final_states: (out.final_states.iter_mut())
+                .map(|s| Buffer::of_mut(s).base)
+                .collect(),
         };
-        if self.stack_bytes > 0 {
-            // Every range on a thread whose stack holds the function's frame.
-            std::thread::scope(|s| {
-                let handles = ranges
-                    .iter()
-                    .map(|&r| {
-                        std::thread::Builder::new()
-                            .stack_size(self.stack_bytes)
-                            .spawn_scoped(s, move || call(r))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| RuntimeError::Jit(format!("starting a kernel thread: {e}")))?;
-                for h in handles {
-                    h.join()
-                        .map_err(|_| RuntimeError::Jit("a kernel thread panicked".into()))?;
-                }
-                Ok::<(), RuntimeError>(())
-            })?;
-        } else if ranges.len() == 1 {
-            call(ranges[0]);
+        let ranges = split(n, threads.max(1));
+        let call = |neurons: (usize, usize)| {
+            // SAFETY: `args.check` proved that every input, initial state and param has the
+            // length the kernel ABI requires for `(t, n)`, and `out.check` the same for the
+            // output, state-sequence and final-state buffers, which `out` borrows mutably for the
+            // whole call; `raw` addresses them whole, rows `n` apart. Each call touches only its
+            // neurons (`< n`) at steps `< t`, and the ranges given to concurrent calls are
+            // disjoint, so no two threads write the same element and nothing reads what another
+            // writes.
+            unsafe { self.call_raw(Span { neurons, ..all }, &raw) }
+        };
+        on_threads(self.stack_bytes, &ranges, call)?
+            .into_iter()
+            .collect()
+    }
+
+    /// Runs the function once, on this thread, over `span` of the buffers `raw` points to.
+    ///
+    /// # Safety
+    ///
+    /// `raw` holds one entry per input, state, param and output of the kernel (and per state in
+    /// `state_seqs` when it stores state sequences), and every element the call touches (see
+    /// [`call`]: steps `0..span.t`, neurons `span.neurons`, one value per step of a per-step
+    /// param, the one value of a shared param) is valid memory for the whole call, readable for
+    /// inputs, initial states and params, writable for the rest, and written by no one else
+    /// while the call runs. The thread's stack must hold [`CpuScan::stack_bytes`] more bytes
+    /// when that is not 0.
+    /// Fails, without running, when `raw` does not have one entry per buffer of the kernel.
+    pub(crate) unsafe fn call_raw(&self, span: Span, raw: &RawCall) -> Result<(), RuntimeError> {
+        let g = &self.kernel.graph;
+        let seqs = if self.kernel.state_seqs {
+            g.states().len()
         } else {
-            std::thread::scope(|s| {
-                for &r in &ranges[1..] {
-                    s.spawn(move || call(r));
-                }
-                call(ranges[0]);
-            });
+            0
+        };
+        let counts = [
+            (raw.inputs.len(), g.inputs().len()),
+            (raw.init_states.len(), g.states().len()),
+            (raw.params.len(), g.params().len()),
+            (raw.outputs.len(), g.outputs().len()),
+            (raw.state_seqs.len(), seqs),
+            (raw.final_states.len(), g.states().len()),
+        ];
+        if counts.iter().any(|(got, want)| got != want) {
+            return Err(RuntimeError::Jit(format!(
+                "internal: a raw call of `{}` with {counts:?} (given, expected) buffers",
+                g.name()
+            )));
+        }
+        let pitches: Vec<u64> = (raw.inputs.iter())
+            .chain(&raw.outputs)
+            .chain(&raw.state_seqs)
+            .map(|r| r.pitch as u64)
+            .collect();
+        let addrs = |rows: &[Rows]| rows.iter().map(|r| r.addr).collect::<Vec<usize>>();
+        let (inputs, outputs, seqs) = (
+            addrs(&raw.inputs),
+            addrs(&raw.outputs),
+            addrs(&raw.state_seqs),
+        );
+        // Taken out of the pool: this call alone uses it until it goes back.
+        let mut scratch = (self.scratch_bytes > 0).then(|| self.take_scratch());
+        let frame = ScanFrame {
+            t: span.t as u64,
+            pitches: pitches.as_ptr(),
+            n_begin: span.neurons.0 as u64,
+            n_end: span.neurons.1 as u64,
+            inputs: inputs.as_ptr() as *const *const f32,
+            init_states: raw.init_states.as_ptr() as *const *const f32,
+            params: raw.params.as_ptr() as *const *const f32,
+            outputs: outputs.as_ptr() as *const *mut f32,
+            state_seqs: seqs.as_ptr() as *const *mut f32,
+            final_states: raw.final_states.as_ptr() as *const *mut f32,
+            tables: TWO_OVER_PI_CHUNKS.as_ptr(),
+            scratch: scratch
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr() as *mut u8),
+        };
+        // SAFETY: `entry` is the finalized code of this kernel (kept alive by `self.module`),
+        // with the signature `extern "C" fn(*const ScanFrame)` that `codegen_scan` emits; the
+        // frame's arrays live until it returns, and the caller vouches for the memory they
+        // point to. `scratch` holds the `scratch_bytes` the function was generated for (every
+        // buffer of the pool has that size), owned by this call alone; like a stack frame, the
+        // function writes it before reading it, so what a previous call left there does not
+        // matter.
+        unsafe {
+            let f: extern "C" fn(*const ScanFrame) = std::mem::transmute(self.entry);
+            f(&frame);
+        }
+        if let Some(s) = scratch {
+            self.keep_scratch(s);
         }
         Ok(())
+    }
+
+    /// Bytes of stack a thread running this function needs (beyond what a thread has by
+    /// default), or 0.
+    pub(crate) fn stack_bytes(&self) -> usize {
+        self.stack_bytes
     }
 
     /// The thread count [`CpuScan::run`] uses for a `[t, n]` run.
@@ -431,6 +478,42 @@ impl CpuScan {
 pub fn threads_for_work(threads: usize, t: usize, n: usize) -> usize {
     let work = t.max(1).saturating_mul(n);
     threads.min(work.div_ceil(MIN_WORK_PER_THREAD)).max(1)
+}
+
+/// Runs `f` on each of `ranges` at once, each on its own thread (the calling thread takes the
+/// first unless `stack_bytes` asks for threads with a bigger stack), and returns the results in
+/// order. A panic in `f` is resumed on the calling thread.
+pub(crate) fn on_threads<R: Send>(
+    stack_bytes: usize,
+    ranges: &[(usize, usize)],
+    f: impl Fn((usize, usize)) -> R + Sync,
+) -> Result<Vec<R>, RuntimeError> {
+    let f = &f;
+    let join = |h: std::thread::ScopedJoinHandle<'_, R>| {
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    };
+    std::thread::scope(|s| {
+        let (mine, theirs) = match ranges.split_first() {
+            Some((first, rest)) if stack_bytes == 0 => (Some(*first), rest),
+            _ => (None, ranges),
+        };
+        let handles = theirs
+            .iter()
+            .map(|&r| {
+                let b = std::thread::Builder::new();
+                let b = if stack_bytes > 0 {
+                    b.stack_size(stack_bytes)
+                } else {
+                    b
+                };
+                b.spawn_scoped(s, move || f(r))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::Jit(format!("starting a kernel thread: {e}")))?;
+        let mut out: Vec<R> = mine.map(f).into_iter().collect();
+        out.extend(handles.into_iter().map(join));
+        Ok(out)
+    })
 }
 
 /// `n` neurons split into at most `parts` contiguous ranges whose boundaries are multiples of 16.

@@ -263,22 +263,18 @@ pub fn log2<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
 }
 
 /// `e^x * 2^32` for `x <= 0` (also `-inf` and NaN), always a normal float (or NaN):
-/// `p * 2^(k + 32)` from [`exp_le_89`]'s reduction, one exact product. Multiplying by `2^-32`
-/// gives `exp_le_89`'s result bit for bit (one rounding, into the subnormals for `x < -87.3`);
-/// [`sigmoid`] divides instead, which rounds its tiny results only once. The biased exponent
-/// `k + 127 + 32` comes straight from the bits of the rounding sum (one integer subtraction).
+/// `p * 2^(k + 32)` from [`exp_le_89`]'s reduction, one exact product: multiplying by `2^-32`
+/// would round into the subnormals for `x < -87.3`; [`sigmoid`] divides instead, which rounds
+/// its tiny results only once. The biased exponent `k + 127 + 32` comes straight from the bits
+/// of the rounding sum (one integer subtraction). The polynomial is evaluated by Horner's scheme:
+/// in a kernel's interleaved copies Estrin's shorter chain bought nothing and its extra live
+/// values spilled (measured: 23 fewer instructions per 16 neurons in LIF's backward, 3 % faster).
 fn exp_nonpos_scaled<L: Lanes>(l: &mut L, x: F<L>) -> F<L> {
     let lo = l.fc(-104.0);
     let xc = max_sel(l, x, lo);
     let (km, r) = reduce_ln2(l, xc);
-    // Estrin's scheme (shorter dependency chain than Horner's):
-    // q = (c0 + c1 r) + r^2 ((c2 + c3 r) + r^2 c4).
+    let q = horner(l, r, &EXP_Q4);
     let r2 = l.mul(r, r);
-    let lo = horner(l, r, &EXP_Q4[0..2]);
-    let mid = horner(l, r, &EXP_Q4[2..4]);
-    let c4 = l.fc(EXP_Q4[4]);
-    let mid = l.mul_add(r2, c4, mid);
-    let q = l.mul_add(r2, mid, lo);
     let s = l.mul_add(r2, q, r);
     let one = l.fc(1.0);
     let p = l.add(s, one);

@@ -4,7 +4,9 @@
 //! sum-over-time outputs, with or without state sequences, every op of the IR) into one Cranelift
 //! [`Function`] with the signature `fn(frame: *const ScanFrame)`. `T` and `N` are run-time
 //! values read from the [`ScanFrame`]; so is the range of neurons `[n_begin, n_end)` the call
-//! handles, which is how the runtime splits the neurons over threads.
+//! handles, which is how the runtime splits the neurons over threads, and each `[T, N]`
+//! buffer's row pitch, which lets a call read and write rows of a neuron range in place inside
+//! larger buffers (the CPU's checkpointed backward does).
 //!
 //! ## Loop nest
 //!
@@ -85,13 +87,16 @@ use crate::scan::ScanKernel;
 pub struct ScanFrame {
     /// Time steps.
     pub t: u64,
-    /// Neurons of the whole call.
-    pub n: u64,
+    /// Per `[T, N]`-shaped buffer, inputs then outputs then state sequences (in that order, one
+    /// entry for every output, sum-over-time ones too, whose entry is not read): the distance in
+    /// floats from row `t` to row `t + 1`. Neuron `j` of step `t` is element `t * pitch + j`.
+    /// Usually `N`.
+    pub pitches: *const u64,
     /// First neuron this call handles.
     pub n_begin: u64,
     /// One past the last neuron this call handles.
     pub n_end: u64,
-    /// Per input: its `[T, N]` sequence.
+    /// Per input: its `[T, N]` sequence (rows `pitch` apart).
     pub inputs: *const *const f32,
     /// Per state: its initial value `[N]`.
     pub init_states: *const *const f32,
@@ -99,7 +104,7 @@ pub struct ScanFrame {
     pub params: *const *const f32,
     /// Per output: its buffer.
     pub outputs: *const *mut f32,
-    /// Per state: its `[T, N]` sequence buffer.
+    /// Per state: its `[T, N]` sequence buffer (rows `pitch` apart).
     pub state_seqs: *const *mut f32,
     /// Per state: its final value `[N]`.
     pub final_states: *const *mut f32,

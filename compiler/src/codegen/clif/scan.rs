@@ -759,7 +759,6 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
         }
     }
     let t_len = ld(&mut b, frame, offset_of!(ScanFrame, t));
-    let n_len = ld(&mut b, frame, offset_of!(ScanFrame, n));
     let n_begin = ld(&mut b, frame, offset_of!(ScanFrame, n_begin));
     let n_end = ld(&mut b, frame, offset_of!(ScanFrame, n_end));
     let tables = ld(&mut b, frame, offset_of!(ScanFrame, tables));
@@ -860,18 +859,31 @@ pub(super) fn emit(k: &ScanKernel, opts: &ClifOptions) -> Result<ClifScan, Codeg
             b.ins().isub(tm1, s)
         }
     };
-    let tn = b.ins().imul(t, n_len);
-    let row = b.ins().iadd(tn, c0);
-    let row4 = b.ins().ishl_imm_u(row, 2);
+    // Row t of the i-th [T, N] buffer starts `t * pitches[i]` floats after its pointer. The
+    // pitches are read here, once per step, rather than held in registers across the loops.
+    let pitches = ld(&mut b, frame, offset_of!(ScanFrame, pitches));
+    let row_of = |b: &mut FunctionBuilder<'_>, i: usize, ptr: Value| {
+        let pitch = ld(b, pitches, 8 * i);
+        let tp = b.ins().imul(t, pitch);
+        let row = b.ins().iadd(tp, c0);
+        let row4 = b.ins().ishl_imm_u(row, 2);
+        b.ins().iadd(ptr, row4)
+    };
+    let (ni, no) = (in_ptr.len(), out_ptr.len());
+    let inputs = (in_ptr.iter().enumerate())
+        .map(|(i, p)| row_of(&mut b, i, *p))
+        .collect();
+    let outputs = (out_ptr.iter().zip(&k.output_modes).enumerate())
+        .map(|(o, (p, m))| (*m == OutputMode::Sequence).then(|| row_of(&mut b, ni + o, *p)))
+        .collect();
+    let seqs = (seq_ptr.iter().enumerate())
+        .map(|(j, p)| row_of(&mut b, ni + no + j, *p))
+        .collect();
     let t4 = b.ins().ishl_imm_u(t, 2);
     let rows = Rows {
-        inputs: in_ptr.iter().map(|p| b.ins().iadd(*p, row4)).collect(),
-        outputs: out_ptr
-            .iter()
-            .zip(&k.output_modes)
-            .map(|(p, m)| (*m == OutputMode::Sequence).then(|| b.ins().iadd(*p, row4)))
-            .collect(),
-        seqs: seq_ptr.iter().map(|p| b.ins().iadd(*p, row4)).collect(),
+        inputs,
+        outputs,
+        seqs,
         per_neuron: par_ptr
             .iter()
             .zip(g.params())
