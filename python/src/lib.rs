@@ -24,7 +24,6 @@ fn _flexsn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(core::builtin_initial_params, m)?)?;
     m.add_function(wrap_pyfunction!(core::save_policy_interval, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_function(wrap_pyfunction!(memory::advise_huge_pages, m)?)?;
     m.add_function(wrap_pyfunction!(pool::host_empty, m)?)?;
     m.add_function(wrap_pyfunction!(pool::host_cache_info, m)?)?;
     m.add_function(wrap_pyfunction!(pool::empty_host_cache, m)?)?;

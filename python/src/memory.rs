@@ -6,16 +6,13 @@
 //! `THP_MEM_ALLOC_ENABLE=1` does for all its allocations). The host buffer cache
 //! ([`crate::pool`]) gives this advice once to each buffer it allocates, then reuses the buffer.
 
-use pyo3::prelude::*;
-
 /// The huge-page size the advice aligns to.
 pub(crate) const HUGE: usize = 2 << 20;
 
 /// Advises the kernel to back the 2 MiB-aligned interior of `[addr, addr + nbytes)` with
 /// transparent huge pages (Linux; elsewhere, or when the range holds no aligned 2 MiB block, it
 /// does nothing). Returns whether advice was given. Advice never changes the memory's contents.
-#[pyfunction]
-pub fn advise_huge_pages(addr: usize, nbytes: usize) -> bool {
+pub(crate) fn advise_huge_pages(addr: usize, nbytes: usize) -> bool {
     let start = addr.div_ceil(HUGE).saturating_mul(HUGE);
     let end = (addr.saturating_add(nbytes) / HUGE) * HUGE;
     if end <= start {
@@ -35,4 +32,23 @@ fn advise(start: usize, len: usize) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn advise(_start: usize, _len: usize) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_keeps_contents_and_needs_an_aligned_block() {
+        let x: Vec<f32> = (0..1 << 22).map(|i| i as f32).collect();
+        let want = x.clone();
+        let addr = x.as_ptr() as usize;
+        // 16 MiB hold aligned 2 MiB blocks; whether the kernel takes the advice is its call.
+        let _given: bool = advise_huge_pages(addr, x.len() * 4);
+        assert!(
+            !advise_huge_pages(addr, 4096),
+            "no aligned 2 MiB block inside"
+        );
+        assert_eq!(x, want);
+    }
 }

@@ -174,14 +174,6 @@ def test_float16_and_bfloat16_inputs_on_the_cpu():
         )
 
 
-def test_huge_page_advice_keeps_contents():
-    x = torch.arange(float(1 << 22))
-    want = x.clone()
-    assert isinstance(_flexsn.advise_huge_pages(x.data_ptr(), x.numel() * 4), bool)
-    assert _flexsn.advise_huge_pages(x.data_ptr(), 4096) is False  # no aligned 2 MiB inside
-    assert torch.equal(x, want)
-
-
 def test_backend_keys_and_missing_driver_are_clear_errors():
     with pytest.raises(ValueError, match="unknown backend"):
         _flexsn.Core.builtin("lif", [], "cuda:zero:f32")
