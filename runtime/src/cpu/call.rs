@@ -84,6 +84,16 @@ impl Buffer {
         self.rows(at, 0, one).map(|r| r.addr)
     }
 
+    /// The address of element `at`, where a call reads `count` values from (one per step of a
+    /// per-step param, the one value of a shared one). Fails unless they lie in the buffer.
+    pub fn values(self, at: usize, count: usize) -> Result<usize, RuntimeError> {
+        let first = Span {
+            t: 1,
+            neurons: (0, count),
+        };
+        self.rows(at, 0, first).map(|r| r.addr)
+    }
+
     /// The address of element `at`, moved back by the span's first neuron (wrapping: the code
     /// adds the neuron index back before any access).
     fn shifted(self, at: usize, span: Span) -> usize {
@@ -146,6 +156,8 @@ mod tests {
         assert!(b.rows(0, usize::MAX, SPAN).is_err(), "overflow");
         assert!(b.neurons(96, SPAN).is_ok());
         assert!(b.neurons(97, SPAN).is_err());
+        assert_eq!(b.values(7, 93).unwrap(), b.base + 4 * 7);
+        assert!(b.values(7, 94).is_err());
         // Nothing touched: nothing to check.
         assert!(b.rows(1000, 30, Span { t: 0, ..SPAN }).is_ok());
     }

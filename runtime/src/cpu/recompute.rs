@@ -79,25 +79,10 @@ fn param_addrs(sh: &Shared<'_>, t0: usize, span: Span) -> Result<Vec<usize>, Run
         .map(|(d, p)| {
             let p = Buffer::of(p);
             match d.kind {
-                ParamKind::PerTime => p.rows(
-                    t0,
-                    1,
-                    Span {
-                        t: 1,
-                        neurons: (0, span.t),
-                    },
-                ),
-                ParamKind::PerNeuron => p.rows(span.neurons.0, 0, Span { t: 1, ..span }),
-                ParamKind::Shared => p.rows(
-                    0,
-                    0,
-                    Span {
-                        t: 1,
-                        neurons: (0, 1),
-                    },
-                ),
+                ParamKind::PerTime => p.values(t0, span.t),
+                ParamKind::PerNeuron => p.neurons(span.neurons.0, span),
+                ParamKind::Shared => p.values(0, 1),
             }
-            .map(|r| r.addr)
         })
         .collect()
 }
