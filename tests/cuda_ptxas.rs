@@ -8,12 +8,15 @@
 //! Needs NVRTC and ptxas (`scripts/ci-nvrtc.sh`, `scripts/ci-ptxas.sh`); skips without them
 //! unless `FLEXSN_REQUIRE_NVRTC=1` / `FLEXSN_REQUIRE_PTXAS=1`.
 
+use std::path::Path;
+
 use flexsn::compiler::autodiff::{GradSpec, backward};
 use flexsn::compiler::codegen::cuda::mixing::{MixingSpec, codegen_mixing};
 use flexsn::compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype, codegen_scan};
+use flexsn::compiler::ir::StepGraph;
 use flexsn::compiler::scan::ScanKernel;
 use flexsn::neurons::{BUILTINS, Builtin, NeuronError};
-use flexsn::runtime::cuda::nvrtc;
+use flexsn::runtime::cuda::nvrtc::{self, NvrtcSource};
 use flexsn::runtime::cuda::probe::{Tool, present_or_skip};
 use flexsn::runtime::cuda::ptxas::{self, SassInfo};
 
@@ -34,6 +37,31 @@ fn tools() -> Option<std::path::PathBuf> {
     present_or_skip(Tool::Ptxas, ptxas::find_ptxas())
 }
 
+/// Every built-in scan neuron's name and step graph.
+fn scan_builtins() -> Vec<(&'static str, StepGraph)> {
+    BUILTINS
+        .iter()
+        .filter_map(
+            |info| match Builtin::from_name(info.cli_name).unwrap().step_graph() {
+                Ok(g) => Some((info.cli_name, g)),
+                Err(NeuronError::NotAScan { .. }) => None,
+                Err(e) => panic!("{}: {e}", info.cli_name),
+            },
+        )
+        .collect()
+}
+
+/// Assembles `src` for every arch in [`ARCHS`], checks that nothing spills and keeps the
+/// reports in `all`.
+fn assemble(ptxas: &Path, src: &impl NvrtcSource, what: &str, all: &mut Vec<SassInfo>) {
+    for arch in ARCHS {
+        let infos = ptxas::sass_info(ptxas, src, arch)
+            .unwrap_or_else(|e| panic!("{}: {e}", src.program_name()));
+        check_no_spills(&infos, what);
+        all.extend(infos);
+    }
+}
+
 fn check_no_spills(infos: &[SassInfo], what: &str) {
     assert!(!infos.is_empty(), "{what}: ptxas reported no kernels");
     for i in infos {
@@ -49,12 +77,7 @@ fn check_no_spills(infos: &[SassInfo], what: &str) {
 fn every_builtin_scan_kernel_assembles_without_spills() {
     let Some(ptxas) = tools() else { return };
     let mut all = Vec::new();
-    for info in BUILTINS {
-        let g = match Builtin::from_name(info.cli_name).unwrap().step_graph() {
-            Ok(g) => g,
-            Err(NeuronError::NotAScan { .. }) => continue,
-            Err(e) => panic!("{}: {e}", info.cli_name),
-        };
+    for (name, g) in scan_builtins() {
         let kernels = [
             ScanKernel::forward(g.clone(), false),
             ScanKernel::forward(g.clone(), true),
@@ -62,13 +85,7 @@ fn every_builtin_scan_kernel_assembles_without_spills() {
         ];
         for k in &kernels {
             for opts in variants() {
-                let src = codegen_scan(k, &opts).unwrap();
-                for arch in ARCHS {
-                    let infos = ptxas::sass_info(&ptxas, &src, arch)
-                        .unwrap_or_else(|e| panic!("{}: {e}", src.entry));
-                    check_no_spills(&infos, info.cli_name);
-                    all.extend(infos);
-                }
+                assemble(&ptxas, &codegen_scan(k, &opts).unwrap(), name, &mut all);
             }
         }
     }
@@ -102,12 +119,8 @@ fn every_builtin_mixing_kernel_assembles_without_spills() {
             }
             for opts in variants() {
                 let src = codegen_mixing(&spec, &opts).unwrap();
-                for arch in ARCHS {
-                    let infos = ptxas::sass_info(&ptxas, &src, arch)
-                        .unwrap_or_else(|e| panic!("{}: {e}", src.forward_entry));
-                    check_no_spills(&infos, &format!("{} t={t}", info.cli_name));
-                    all.extend(infos);
-                }
+                let what = format!("{} t={t}", info.cli_name);
+                assemble(&ptxas, &src, &what, &mut all);
             }
         }
     }
@@ -123,12 +136,7 @@ fn every_builtin_checkpoint_kernel_assembles_without_spills() {
     };
     let Some(ptxas) = tools() else { return };
     let mut all = Vec::new();
-    for info in BUILTINS {
-        let g = match Builtin::from_name(info.cli_name).unwrap().step_graph() {
-            Ok(g) => g,
-            Err(NeuronError::NotAScan { .. }) => continue,
-            Err(e) => panic!("{}: {e}", info.cli_name),
-        };
+    for (name, g) in scan_builtins() {
         let inference = ScanKernel::forward(g.clone(), false);
         let bwd = backward(&g, &GradSpec::all(&g)).unwrap().kernel;
         for opts in variants() {
@@ -137,12 +145,7 @@ fn every_builtin_checkpoint_kernel_assembles_without_spills() {
                 codegen_checkpoint_backward(&g, &bwd, &opts).unwrap(),
             ];
             for src in &sources {
-                for arch in ARCHS {
-                    let infos = ptxas::sass_info(&ptxas, src, arch)
-                        .unwrap_or_else(|e| panic!("{}: {e}", src.entry));
-                    check_no_spills(&infos, info.cli_name);
-                    all.extend(infos);
-                }
+                assemble(&ptxas, src, name, &mut all);
             }
         }
     }
