@@ -104,6 +104,20 @@ fn declare(
     args.push(KernelArg { name, role, ty });
 }
 
+/// The last arguments of both kernels: the final value of each of `states` states (the carried
+/// gradients, for the backward).
+fn declare_final_states(states: usize, args: &mut Vec<KernelArg>, decl: &mut Vec<String>) {
+    for j in 0..states {
+        declare(
+            args,
+            decl,
+            ArgRole::FinalState(j),
+            ArgType::F32,
+            "float*".into(),
+        );
+    }
+}
+
 /// Declarations shared by both kernels: initial states, params, outputs.
 fn declare_tail(k: &ScanKernel, st: &str, args: &mut Vec<KernelArg>, decl: &mut Vec<String>) {
     let g = &k.graph;
@@ -341,15 +355,7 @@ pub fn codegen_checkpoint_forward(
             "float*".into(),
         );
     }
-    for j in 0..g.states().len() {
-        declare(
-            &mut args,
-            &mut decl,
-            ArgRole::FinalState(j),
-            ArgType::F32,
-            "float*".into(),
-        );
-    }
+    declare_final_states(g.states().len(), &mut args, &mut decl);
     let mut c = String::new();
     let what = "forward saving the state before every K-th step";
     open(&mut c, what, g, opts, opts.block_size, &entry, &decl);
@@ -442,15 +448,7 @@ pub fn codegen_checkpoint_backward(
         }
     }
     declare_tail(bwd, st, &mut args, &mut decl);
-    for j in 0..ns {
-        declare(
-            &mut args,
-            &mut decl,
-            ArgRole::FinalState(j),
-            ArgType::F32,
-            "float*".into(),
-        );
-    }
+    declare_final_states(ns, &mut args, &mut decl);
     let mut c = String::new();
     let what = "backward recomputing each segment of K steps in shared memory";
     open(&mut c, what, g, opts, CHECKPOINT_MAX_BLOCK, &entry, &decl);
