@@ -209,6 +209,28 @@ fn copy_ms(dev: &CudaDevice, bytes: u64, reps: usize) -> Result<f64, CudaError> 
     })
 }
 
+/// The row of a scan kernel of `case` that took `ms` to move `bytes`, beside a copy of as many
+/// bytes timed now.
+fn scan_row(
+    dev: &CudaDevice,
+    case: &BenchCase,
+    phase: &'static str,
+    ms: f64,
+    bytes: u64,
+) -> Result<BenchRow, CudaError> {
+    Ok(BenchRow {
+        label: case.label.clone(),
+        phase,
+        dtype: case.opts.dtype,
+        t: case.t,
+        n: case.n,
+        ms,
+        bytes,
+        copy_ms: copy_ms(dev, bytes, case.reps)?,
+        flops: 0.0,
+    })
+}
+
 /// Times one compiled scan on device buffers filled with a pattern.
 fn bench_scan(
     dev: &CudaDevice,
@@ -235,19 +257,9 @@ fn bench_scan(
     let ms = time_ms(dev, case.reps, || {
         dk.launch_with(&mut bufs, case.t, case.n, case.layout)
     })?;
+    // The kernel's buffers go before the copy's are allocated.
     drop(bufs);
-    let copy = copy_ms(dev, bytes, case.reps)?;
-    Ok(BenchRow {
-        label: case.label.clone(),
-        phase,
-        dtype: case.opts.dtype,
-        t: case.t,
-        n: case.n,
-        ms,
-        bytes,
-        copy_ms: copy,
-        flops: 0.0,
-    })
+    scan_row(dev, case, phase, ms, bytes)
 }
 
 /// Benchmarks a neuron's training forward scan and its backward scan (upstream gradients for
@@ -303,19 +315,9 @@ fn bench_checkpoint_kernel(
         // indexes for [T, N, K].
         unsafe { shape.launch(&stream, &f, &src.entry, &ptrs, dev.sync()) }
     })?;
+    // The kernel's buffers go before the copy's are allocated.
     drop(bufs);
-    let copy = copy_ms(dev, bytes, case.reps)?;
-    Ok(BenchRow {
-        label: case.label.clone(),
-        phase,
-        dtype: case.opts.dtype,
-        t,
-        n,
-        ms,
-        bytes,
-        copy_ms: copy,
-        flops: 0.0,
-    })
+    scan_row(dev, case, phase, ms, bytes)
 }
 
 /// [`bench_neuron`] under `checkpoint:K`: the fused training forward (saving `⌈T/K⌉` rows per
