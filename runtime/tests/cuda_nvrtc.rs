@@ -6,6 +6,7 @@
 
 use flexsn_compiler::autodiff::{GradSpec, backward};
 use flexsn_compiler::codegen::cuda::{CudaOptions, MathMode, StorageDtype, codegen_scan, samples};
+use flexsn_compiler::ir::StepGraph;
 use flexsn_compiler::random::{RandomGraphConfig, random_graph};
 use flexsn_compiler::scan::ScanKernel;
 use flexsn_runtime::cuda::CudaError;
@@ -29,7 +30,8 @@ fn require_nvrtc() -> Option<&'static nvrtc::Nvrtc> {
     Some(n)
 }
 
-fn kernels() -> Vec<ScanKernel> {
+/// The sample neurons and four random graphs.
+fn graphs() -> Vec<StepGraph> {
     let mut graphs = vec![
         samples::lif(2.0, 1.0, 0.0).unwrap(),
         samples::if_soft(1.0).unwrap(),
@@ -37,6 +39,11 @@ fn kernels() -> Vec<ScanKernel> {
         samples::all_ops().unwrap(),
     ];
     graphs.extend((0..4).map(|s| random_graph(s, &RandomGraphConfig::all())));
+    graphs
+}
+
+fn kernels() -> Vec<ScanKernel> {
+    let graphs = graphs();
     let mut ks = Vec::new();
     for g in graphs {
         ks.push(ScanKernel::forward(g.clone(), false));
@@ -82,13 +89,7 @@ fn every_sample_checkpoint_kernel_compiles_to_ptx() {
         return;
     };
     let mut count = 0;
-    let mut graphs = vec![
-        samples::lif(2.0, 1.0, 0.0).unwrap(),
-        samples::if_soft(1.0).unwrap(),
-        samples::plif(1.0, 0.0).unwrap(),
-        samples::all_ops().unwrap(),
-    ];
-    graphs.extend((0..4).map(|s| random_graph(s, &RandomGraphConfig::all())));
+    let graphs = graphs();
     for g in &graphs {
         let bwd = backward(g, &GradSpec::all(g)).unwrap().kernel;
         for dtype in StorageDtype::ALL {
