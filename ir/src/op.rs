@@ -184,6 +184,18 @@ impl Op {
         self.arity() == Arity::Leaf
     }
 
+    /// Whether every value of the op is exactly `+0.0` or `1.0`, whatever its operands:
+    /// comparisons, logic ops, and spikes whose forward is the Heaviside step (every surrogate
+    /// but `MultiLevelSpikeCount`, which counts).
+    pub fn is_zero_one(&self) -> bool {
+        use Op::*;
+        match self {
+            Eq | Ne | Lt | Le | Gt | Ge | And | Or | Not => true,
+            Spike(s) => !matches!(s, Surrogate::MultiLevelSpikeCount { .. }),
+            _ => false,
+        }
+    }
+
     /// Whether the op is commutative in its two operands.
     pub fn is_commutative(&self) -> bool {
         matches!(

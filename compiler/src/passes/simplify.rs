@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `x * 1`, `1 * x`, `x / 1`, `pow(x, 1)` | `x` | identity in IEEE 754 |
 //! | `x * -1`, `-1 * x`, `x / -1` | `neg x` | multiplying by -1 only flips the sign |
+//! | `m * +0`, `+0 * m`, `m` always `+0` or `1` | `+0` | `m` is finite and not negative |
 //! | `neg a * neg b`, `neg a / neg b` | `a * b`, `a / b` | signs cancel, magnitudes unchanged |
 //! | `x - 0` | `x` | `-0 - 0 = -0`, `+0 - 0 = +0` |
 //! | `x + -0`, `-0 + x` | `x` | `-0` is the additive identity |
@@ -23,6 +24,11 @@
 //! | `relu relu x`, `sign sign x` | `relu x`, `sign x` | idempotent |
 //! | `f g x` for `f, g` in `floor ceil round` | `g x` | `g x` is integral, infinite or NaN |
 //! | `not not m`, `m and m`, `m or m`, `m` a 0/1 mask | `m` | (comparisons and logic ops) |
+//!
+//! `m * +0 -> +0` leaves out the product's gradient to `m`, `g * 0`: it is `0` too, unless `g` is
+//! infinite or NaN (then the gradient does not stay finite anyway: `g` reaches the product's other
+//! uses). `m` is a spike (a reset `v_reset * spike` with `v_reset = 0`) or a mask
+//! ([`Op::is_zero_one`]); masks have no gradient at all.
 //!
 //! Deliberately absent, because they are wrong for some input: `x * 0 -> 0` (NaN, inf, and
 //! `-x * 0 = -0`), `x + 0 -> x` (`-0 + 0 = +0`), `x - x -> 0` (NaN, inf), `x / x -> 1`,
@@ -87,6 +93,12 @@ pub(crate) fn simplify_node(
             }
             if let (Some(p), Some(q)) = (neg(b, x), neg(b, y)) {
                 return simplify_node(b, Op::Mul, &[p, q]);
+            }
+            let zero_one = |v: ValueId| b.node(v).op.is_zero_one();
+            if (is_const_bits(b, y, 0.0) && zero_one(x))
+                || (is_const_bits(b, x, 0.0) && zero_one(y))
+            {
+                return Ok(b.constant(0.0));
             }
         }
         Op::Div => {
@@ -358,6 +370,40 @@ mod tests {
             b.op(Op::Or, &[a, a]).unwrap()
         });
         assert_eq!(r, ["input", "1.0", "lt"]);
+    }
+
+    /// `m * +0` is `+0` for every `m` that is always `+0` or `1`; the product of a spike that
+    /// counts, or of `-0`, stays.
+    #[test]
+    fn zero_one_times_zero() {
+        use crate::ir::Surrogate;
+        let sig = Op::Spike(Surrogate::Sigmoid { alpha: 4.0 });
+        for (m, left) in [(sig, false), (sig, true), (Op::Ge, false), (Op::Not, true)] {
+            let r = simplified(|b, x| {
+                let v = match m.arity().count() {
+                    1 => b.op(m, &[x]).unwrap(),
+                    _ => bin(b, m, x, 1.0),
+                };
+                if left {
+                    bin_l(b, Op::Mul, 0.0, v)
+                } else {
+                    bin(b, Op::Mul, v, 0.0)
+                }
+            });
+            assert_eq!(r, ["0.0"], "{} * 0", m.name());
+        }
+        let count = Op::Spike(Surrogate::MultiLevelSpikeCount {
+            max_spike_count: 3,
+            grad_min: 0.0,
+            grad_max: 3.0,
+        });
+        for (m, c) in [(count, 0.0), (sig, -0.0)] {
+            let r = simplified(|b, x| {
+                let v = b.op(m, &[x]).unwrap();
+                bin(b, Op::Mul, v, c)
+            });
+            assert_eq!(r.len(), 4, "{} * {c} was rewritten: {r:?}", m.name());
+        }
     }
 
     #[test]

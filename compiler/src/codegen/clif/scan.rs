@@ -142,17 +142,43 @@ fn node_text(g: &StepGraph, v: ValueId) -> String {
     s
 }
 
-/// For `x / c` with a constant power of two `c` whose reciprocal is a normal float: `1 / c`.
-fn exact_reciprocal(g: &StepGraph, node: &crate::ir::Node) -> Option<f32> {
-    if node.op != Op::Div {
-        return None;
-    }
-    let Op::Const(c) = g.node(node.args[1]).op else {
-        return None;
+/// A node lowered to cheaper instructions with the same result bits.
+enum ExactRewrite {
+    /// `x / c` as `x * r`: `c` a power of two whose reciprocal `r` is a normal float (the same
+    /// real value, rounded once).
+    Reciprocal(f32),
+    /// `1 - m` as `m xor 1.0`, for `m` always `+0` or `1` (a reset's `1 - spike`): the bits of
+    /// `1.0` turn `+0` into `1` and `1` into `+0`, and a logic instruction does not compete with
+    /// the additions for the floating-point adders.
+    FlipZeroOne,
+}
+
+fn exact_rewrite(g: &StepGraph, node: &crate::ir::Node) -> Option<ExactRewrite> {
+    let konst = |v: ValueId| match g.node(v).op {
+        Op::Const(c) => Some(c),
+        _ => None,
     };
-    let r = 1.0 / c;
-    let pow2 = |x: f32| x.is_normal() && x.to_bits() & 0x7f_ffff == 0;
-    (pow2(c) && pow2(r)).then_some(r)
+    match node.op {
+        Op::Div => {
+            let c = konst(node.args[1])?;
+            let r = 1.0 / c;
+            let pow2 = |x: f32| x.is_normal() && x.to_bits() & 0x7f_ffff == 0;
+            (pow2(c) && pow2(r)).then_some(ExactRewrite::Reciprocal(r))
+        }
+        Op::Sub => {
+            let one = konst(node.args[0])?.to_bits() == 1.0f32.to_bits();
+            (one && zero_one(g, node.args[1])).then_some(ExactRewrite::FlipZeroOne)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `v` is always exactly `+0` or `1` ([`Op::is_zero_one`], through `detach`).
+fn zero_one(g: &StepGraph, mut v: ValueId) -> bool {
+    while g.node(v).op == Op::Detach {
+        v = g.node(v).args[0];
+    }
+    g.node(v).op.is_zero_one()
 }
 
 /// The most bytes of uniform values and state buffers kept in the function's stack frame;
@@ -325,11 +351,16 @@ impl Emitter<'_> {
                             _ => cv[a.index()].expect("operands are emitted first"),
                         })
                         .collect();
-                    match exact_reciprocal(self.g, node) {
-                        // x / 2^k == x * 2^-k exactly (the same real value, rounded once).
-                        Some(r) => {
+                    match exact_rewrite(self.g, node) {
+                        Some(ExactRewrite::Reciprocal(r)) => {
                             let r = l.fc(r);
                             l.mul(args[0], r)
+                        }
+                        Some(ExactRewrite::FlipZeroOne) => {
+                            let one = l.ic(1.0f32.to_bits() as i32);
+                            let m = l.bits(args[1]);
+                            let flipped = l.ixor(m, one);
+                            l.float_of_bits(flipped)
                         }
                         None => lower_op(&mut l, op, &args),
                     }
