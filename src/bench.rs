@@ -27,7 +27,8 @@
 //! of compiling the backward scan, after one untimed warm-up compilation in the process.
 //!
 //! The copy baseline copies `bytes / 2` bytes (reading and writing `bytes` in all) between two
-//! buffers touched beforehand, split over the same number of threads.
+//! buffers touched beforehand, split over the same number of threads, once after each timed run
+//! of the phase ([`timing`]): the two medians come from the same stretch of time.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -41,7 +42,10 @@ use flexsn_runtime::cpu::{self, CpuOptions};
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, SavePolicy, Upstream};
 
 mod psn;
+mod timing;
+
 pub use psn::{psn_work, sliding_flops};
+use timing::{Baseline, time};
 
 /// The neurons `flexsn bench` knows (`psn`, `sliding-psn`: see the `psn` module; their rows add the
 /// GFLOP/s of the time mixing).
@@ -166,11 +170,10 @@ impl Row {
 }
 
 impl Row {
-    /// A phase that took `secs` to move `bytes`, beside a copy of the same bytes on `threads`
-    /// threads timed now (the same run).
+    /// A phase that took `secs` to move `bytes`, beside `baseline`'s copy of the same bytes
+    /// timed between the phase's runs (the same run).
     #[allow(clippy::too_many_arguments)]
     fn measured(
-        opts: &BenchOptions,
         neuron: &str,
         phase: Phase,
         t: usize,
@@ -178,9 +181,9 @@ impl Row {
         threads: usize,
         secs: f64,
         bytes: u64,
+        baseline: &mut Baseline,
     ) -> Result<Row> {
-        // The copy runs on as many threads as the kernel does.
-        let copy = copy_time(opts, bytes, cpu::threads_for_work(threads, t, n))?;
+        let copy = baseline.median();
         let gbps = bytes as f64 / secs / 1e9;
         let copy_gbps = bytes as f64 / copy / 1e9;
         Ok(Row {
@@ -331,53 +334,6 @@ fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
     })
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let m = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[m]
-    } else {
-        (xs[m - 1] + xs[m]) / 2.0
-    }
-}
-
-/// Times `f`: one warm-up, then at least `min_runs` runs and `min_time`; the median in seconds.
-fn time(opts: &BenchOptions, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut samples = vec![];
-    let start = Instant::now();
-    while samples.len() < opts.min_runs || (start.elapsed() < opts.min_time && samples.len() < 50) {
-        let t0 = Instant::now();
-        f()?;
-        samples.push(t0.elapsed().as_secs_f64());
-    }
-    Ok(median(samples))
-}
-
-/// Median seconds to copy `bytes / 2` bytes over `threads` threads.
-fn copy_time(opts: &BenchOptions, bytes: u64, threads: usize) -> Result<f64> {
-    let len = (bytes / 8) as usize; // f32 elements per buffer
-    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
-    let mut dst = vec![0.0f32; len];
-    let per = len.div_ceil(threads.max(1)).max(1);
-    time(opts, || {
-        // The calling thread copies the first part itself (as the CPU kernels run their first
-        // neuron range), so one thread spawns nothing.
-        std::thread::scope(|s| {
-            let mut parts = dst.chunks_mut(per).zip(src.chunks(per));
-            let first = parts.next();
-            for (d, c) in parts {
-                s.spawn(move || d.copy_from_slice(c));
-            }
-            if let Some((d, c)) = first {
-                d.copy_from_slice(c);
-            }
-        });
-        std::hint::black_box(&dst);
-        Ok(())
-    })
-}
-
 /// Bytes `phase` moves for `g` over `[t, n]` under [`SavePolicy::States`] (see the module docs).
 pub fn bytes_moved(g: &StepGraph, phase: Phase, t: usize, n: usize) -> u64 {
     bytes_moved_under(g, phase, t, n, SavePolicy::States)
@@ -467,13 +423,15 @@ fn data(g: &StepGraph, t: usize, n: usize) -> Data {
     }
 }
 
-/// Median seconds of `phase`, and for `forward_backward` the bytes the forward kept.
+/// Median seconds of `phase` (its runs alternating with `baseline`'s copies), and for
+/// `forward_backward` the bytes the forward kept.
 fn measure_saved(
     opts: &BenchOptions,
     k: &Kernel,
     phase: Phase,
     t: usize,
     n: usize,
+    baseline: &mut Baseline,
 ) -> Result<(f64, Option<u64>)> {
     let g = k.graph();
     let d = data(g, t, n);
@@ -486,7 +444,9 @@ fn measure_saved(
     match phase {
         Phase::Forward => {
             let mut out = Inference::default();
-            let secs = time(opts, || Ok(k.infer_into(t, n, &xs, None, &ps, &mut out)?))?;
+            let secs = time(opts, Some(baseline), || {
+                Ok(k.infer_into(t, n, &xs, None, &ps, &mut out)?)
+            })?;
             Ok((secs, None))
         }
         Phase::ForwardBackward => {
@@ -502,15 +462,17 @@ fn measure_saved(
             };
             if std::env::var_os("FLEXSN_BENCH_SPLIT").is_some() {
                 // Diagnostic: time the two passes separately (to stderr).
-                let tf = time(opts, || Ok(k.forward_into(t, n, &xs, None, &ps, &mut f)?))?;
-                let tb = time(opts, || Ok(k.backward_into(&f, &up, &mut gr)?))?;
+                let tf = time(opts, None, || {
+                    Ok(k.forward_into(t, n, &xs, None, &ps, &mut f)?)
+                })?;
+                let tb = time(opts, None, || Ok(k.backward_into(&f, &up, &mut gr)?))?;
                 eprintln!(
                     "  split: forward (training) {:.3} ms, backward {:.3} ms",
                     tf * 1e3,
                     tb * 1e3
                 );
             }
-            let secs = time(opts, || {
+            let secs = time(opts, Some(baseline), || {
                 k.forward_into(t, n, &xs, None, &ps, &mut f)?;
                 k.backward_into(&f, &up, &mut gr)?;
                 Ok(())
@@ -520,9 +482,16 @@ fn measure_saved(
     }
 }
 
-/// Median seconds of `phase`.
-fn measure(opts: &BenchOptions, k: &Kernel, phase: Phase, t: usize, n: usize) -> Result<f64> {
-    Ok(measure_saved(opts, k, phase, t, n)?.0)
+/// Median seconds of `phase`, its runs alternating with `baseline`'s copies.
+fn measure(
+    opts: &BenchOptions,
+    k: &Kernel,
+    phase: Phase,
+    t: usize,
+    n: usize,
+    baseline: &mut Baseline,
+) -> Result<f64> {
+    Ok(measure_saved(opts, k, phase, t, n, baseline)?.0)
 }
 
 /// Runs the benchmark, printing a table (or JSON rows) to `out`. Returns the rows.
@@ -610,9 +579,11 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
             for &phase in &phases {
                 for &t in &ts {
                     for &n in &ns {
-                        let (secs, saved) = measure_saved(opts, &k, phase, t, n)?;
                         let bytes = bytes_moved_under(k.graph(), phase, t, n, opts.save_policy);
-                        let mut row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                        // The copy runs on as many threads as the kernel does.
+                        let mut base = Baseline::new(bytes, cpu::threads_for_work(th, t, n));
+                        let (secs, saved) = measure_saved(opts, &k, phase, t, n, &mut base)?;
+                        let mut row = Row::measured(name, phase, t, n, th, secs, bytes, &mut base)?;
                         row.saved_bytes = saved;
                         write_row(opts, out, &row, None)?;
                         rows.push(row);

@@ -21,12 +21,11 @@ use anyhow::Result;
 use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::psn::rng::SplitMix64;
 use flexsn_neurons::psn::{Mixing, PSNConfig, SlidingPSNConfig};
-use flexsn_runtime::cpu::CpuOptions;
+use flexsn_runtime::cpu::{CpuOptions, threads_for_work};
 use flexsn_runtime::{Backend, Jit};
 
-use super::{
-    BenchOptions, Phase, Row, bytes_moved, jit_for, measure, time, write_header, write_row,
-};
+use super::timing::{Baseline, time};
+use super::{BenchOptions, Phase, Row, bytes_moved, jit_for, measure, write_header, write_row};
 
 /// The benchmark names this module handles.
 pub const PSN_NEURONS: &[&str] = &["psn", "sliding-psn"];
@@ -62,8 +61,15 @@ pub fn sliding_flops(phase: Phase, t: usize, n: usize) -> f64 {
     per * k * t as f64 * n as f64
 }
 
-/// Median seconds of one PSN phase on `be`.
-fn measure_psn(opts: &BenchOptions, phase: Phase, t: usize, n: usize, be: &Jit) -> Result<f64> {
+/// Median seconds of one PSN phase on `be`, its runs alternating with `baseline`'s copies.
+fn measure_psn(
+    opts: &BenchOptions,
+    phase: Phase,
+    t: usize,
+    n: usize,
+    be: &Jit,
+    baseline: &mut Baseline,
+) -> Result<f64> {
     let mut rng = SplitMix64::new(0x5EED);
     let (w, b) = PSNConfig::new(t).init_params();
     let x: Vec<f32> = (0..t * n).map(|_| rng.uniform_symmetric(3.0)).collect();
@@ -78,8 +84,10 @@ fn measure_psn(opts: &BenchOptions, phase: Phase, t: usize, n: usize, be: &Jit) 
     let mut s = vec![0.0f32; t * n];
     let mut gx = vec![0.0f32; t * n];
     match phase {
-        Phase::Forward => time(opts, || Ok(mix.forward_into(&x, n, be, &mut s)?)),
-        Phase::ForwardBackward => time(opts, || {
+        Phase::Forward => time(opts, Some(baseline), || {
+            Ok(mix.forward_into(&x, n, be, &mut s)?)
+        }),
+        Phase::ForwardBackward => time(opts, Some(baseline), || {
             mix.forward_into(&x, n, be, &mut s)?;
             std::hint::black_box(mix.backward_into(&x, n, &gs, be, &mut gx)?);
             Ok(())
@@ -127,18 +135,20 @@ pub fn run_neuron(
         for &phase in phases {
             for &t in ts {
                 for &n in ns {
-                    let (secs, bytes, flops) = match &kernel {
+                    let (bytes, flops) = match &kernel {
                         Some(k) => (
-                            measure(opts, k, phase, t, n)?,
                             bytes_moved(k.graph(), phase, t, n),
                             sliding_flops(phase, t, n),
                         ),
-                        None => {
-                            let (bytes, flops) = psn_work(phase, t, n);
-                            (measure_psn(opts, phase, t, n, &mix(th)?)?, bytes, flops)
-                        }
+                        None => psn_work(phase, t, n),
                     };
-                    let row = Row::measured(opts, name, phase, t, n, th, secs, bytes)?;
+                    // The copy runs on as many threads as the kernel does.
+                    let mut base = Baseline::new(bytes, threads_for_work(th, t, n));
+                    let secs = match &kernel {
+                        Some(k) => measure(opts, k, phase, t, n, &mut base)?,
+                        None => measure_psn(opts, phase, t, n, &mix(th)?, &mut base)?,
+                    };
+                    let row = Row::measured(name, phase, t, n, th, secs, bytes, &mut base)?;
                     write_row(opts, out, &row, Some(flops / secs / 1e9))?;
                     rows.push(row);
                 }
