@@ -3,9 +3,9 @@
 //!
 //! On a shared machine the memory system's speed moves while a benchmark runs (other tenants,
 //! the host). Timing the copy after the phase let the two medians come from different moments;
-//! alternating them run by run makes both describe the same stretch of time. What it cannot
-//! remove: on this project's development machine (a virtual machine) a copy runs at either
-//! about 54 or about 82 GB/s depending on where its buffers land, the same all run long.
+//! alternating them run by run makes both describe the same stretch of time. (On this project's
+//! development machine, a virtual machine, a copy of the same two buffers ran at 52 GB/s, then
+//! a second later at 74 GB/s; fresh buffers start at either speed.)
 
 use std::time::Instant;
 
