@@ -126,7 +126,8 @@ fn parse_core_binding(s: &str) -> Result<(String, PathBuf), String> {
 enum Emit {
     /// The step graph in the text form (optimised when the passes are available).
     Ir,
-    /// The backward step graph (reverse scan) from autodiff.
+    /// The backward step graph (reverse scan) from autodiff, as the CPU and CUDA backends compile
+    /// it (of the optimised step graph, optimised again).
     GradIr,
     /// Graphviz DOT of the step graph.
     Dot,
@@ -155,7 +156,7 @@ struct InspectArgs {
     /// For grad-ir: also take upstream gradients for the state sequences (not only outputs).
     #[arg(long)]
     state_seq_grads: bool,
-    /// Print the graph as built, without the optimisation passes (ir, dot, cuda, ptx).
+    /// Print the graph as built, without the optimisation passes (ir, grad-ir, dot, cuda, ptx).
     #[arg(long)]
     no_opt: bool,
     /// For cuda/ptx: storage type of [T, N] sequences (math is always f32).
@@ -502,13 +503,24 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
         Emit::Ir if a.no_opt => write!(out, "{}", text::print(g))?,
         Emit::Ir => write!(out, "{}", text::print(&passes::optimize(g)))?,
         Emit::GradIr => {
-            let spec = if a.state_seq_grads {
-                GradSpec::all(g)
+            // What the runtime compiles: autodiff of the optimised step graph, optimised again.
+            let fwd = if a.no_opt {
+                g.clone()
             } else {
-                GradSpec::outputs_only(g)
+                passes::optimize(g)
             };
-            let bwd = autodiff::backward(g, &spec)?;
-            write!(out, "{}", text::print(&bwd.kernel.graph))?;
+            let spec = if a.state_seq_grads {
+                GradSpec::all(&fwd)
+            } else {
+                GradSpec::outputs_only(&fwd)
+            };
+            let bwd = autodiff::backward(&fwd, &spec)?.kernel.graph;
+            let bwd = if a.no_opt {
+                bwd
+            } else {
+                passes::optimize(&bwd)
+            };
+            write!(out, "{}", text::print(&bwd))?;
         }
         Emit::Dot if a.no_opt => write!(out, "{}", dot::to_dot(g))?,
         Emit::Dot => write!(out, "{}", dot::to_dot(&passes::optimize(g)))?,

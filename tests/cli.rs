@@ -316,6 +316,18 @@ fn inspect_prints_ir_grad_ir_and_dot() {
         g.contains("_grad") && g.contains("output grad_x") && g.contains("output grad_w"),
         "{g}"
     );
+    // The backward as compiled: of the optimised step graph, where the reset to 0 no longer
+    // multiplies the spike by 0, so no gradient is multiplied by 0 either; `--no-opt` shows it.
+    let mul_by_zero = |g: &str| {
+        let zero = g
+            .lines()
+            .find_map(|l| l.trim().strip_suffix(" = const 0.0"))
+            .map(str::to_string);
+        zero.is_some_and(|z| g.lines().any(|l| l.contains("mul") && l.contains(&z)))
+    };
+    assert!(!mul_by_zero(&g), "{g}");
+    let o = flexsn(&["inspect", "plif", "--emit", "grad-ir", "--no-opt"]);
+    assert!(mul_by_zero(&stdout(&o)), "{}", stdout(&o));
 
     let o = flexsn(&["inspect", "if", "--emit", "dot"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
