@@ -482,18 +482,6 @@ fn measure_saved(
     }
 }
 
-/// Median seconds of `phase`, its runs alternating with `baseline`'s copies.
-fn measure(
-    opts: &BenchOptions,
-    k: &Kernel,
-    phase: Phase,
-    t: usize,
-    n: usize,
-    baseline: &mut Baseline,
-) -> Result<f64> {
-    Ok(measure_saved(opts, k, phase, t, n, baseline)?.0)
-}
-
 /// Runs the benchmark, printing a table (or JSON rows) to `out`. Returns the rows.
 pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<CompileTimes>)> {
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());

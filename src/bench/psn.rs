@@ -25,7 +25,9 @@ use flexsn_runtime::cpu::{CpuOptions, threads_for_work};
 use flexsn_runtime::{Backend, Jit};
 
 use super::timing::{Baseline, time};
-use super::{BenchOptions, Phase, Row, bytes_moved, jit_for, measure, write_header, write_row};
+use super::{
+    BenchOptions, Phase, Row, bytes_moved, jit_for, measure_saved, write_header, write_row,
+};
 
 /// The benchmark names this module handles.
 pub const PSN_NEURONS: &[&str] = &["psn", "sliding-psn"];
@@ -145,7 +147,7 @@ pub fn run_neuron(
                     // The copy runs on as many threads as the kernel does.
                     let mut base = Baseline::new(bytes, threads_for_work(th, t, n));
                     let secs = match &kernel {
-                        Some(k) => measure(opts, k, phase, t, n, &mut base)?,
+                        Some(k) => measure_saved(opts, k, phase, t, n, &mut base)?.0,
                         None => measure_psn(opts, phase, t, n, &mix(th)?, &mut base)?,
                     };
                     let row = Row::measured(name, phase, t, n, th, secs, bytes, &mut base)?;
