@@ -39,6 +39,7 @@ use flexsn_compiler::ir::{ParamKind, StateInit, StepGraph, Surrogate};
 use flexsn_compiler::rng::SplitMix64;
 use flexsn_compiler::scan::param_len;
 use flexsn_runtime::cpu::{self, CpuOptions};
+use flexsn_runtime::memory::{Estimate, MemoryLimit};
 use flexsn_runtime::{Backend, Forward, Gradients, Inference, Jit, Kernel, SavePolicy, Upstream};
 
 mod psn;
@@ -74,6 +75,10 @@ impl Phase {
     }
 }
 
+/// The default [`BenchOptions::max_memory`]: 16 GiB (LIF at T = 1024, N = 2^18 needs 8.6 GB
+/// with its copy baseline).
+pub const DEFAULT_BENCH_MEMORY: u64 = 16 << 30;
+
 /// What to run. Empty lists mean the defaults.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -101,6 +106,9 @@ pub struct BenchOptions {
     pub unroll: usize,
     /// What the training forward keeps for backward.
     pub save_policy: SavePolicy,
+    /// The most memory one row may allocate (its tensors and its copy baseline): larger rows
+    /// are refused before anything is allocated.
+    pub max_memory: MemoryLimit,
 }
 
 impl Default for BenchOptions {
@@ -118,6 +126,7 @@ impl Default for BenchOptions {
             chunk: 0,
             unroll: 0,
             save_policy: SavePolicy::States,
+            max_memory: MemoryLimit(DEFAULT_BENCH_MEMORY),
         }
     }
 }
@@ -332,6 +341,43 @@ fn jit_for(opts: &BenchOptions, threads: usize) -> Result<Jit> {
         })?,
         other => Jit::new(other)?,
     })
+}
+
+/// Checks what a row of `g` allocates against the limit before anything is allocated: its
+/// input data, what the phase writes (outputs, kept states or checkpoints, gradients) and the
+/// copy baseline (`bytes_moved_under` bytes in two buffers). Returns the bytes the phase moves.
+fn check_row_memory(
+    opts: &BenchOptions,
+    g: &StepGraph,
+    phase: Phase,
+    t: usize,
+    n: usize,
+) -> Result<u64> {
+    let (i, o, s) = (g.inputs().len(), g.outputs().len(), g.states().len());
+    let params: usize = g.params().iter().map(|d| param_len(d.kind, t, n)).sum();
+    let mut e = Estimate::new()
+        .add(i + o, &[t, n], 4)
+        .add(2 * s, &[n], 4)
+        .add(1, &[params], 4);
+    if phase == Phase::ForwardBackward {
+        let kept = match opts.save_policy {
+            SavePolicy::Checkpoint(k) => t.div_ceil(k.max(1)) + 1,
+            SavePolicy::States => t,
+        };
+        e = e
+            .add(o + i, &[t, n], 4)
+            .add(s, &[kept, n], 4)
+            .add(2, &[params], 4);
+    }
+    let what = format!("the {} row at T = {t}, N = {n}", phase.name());
+    let data = e.check(opts.max_memory, &what)?;
+    // Within the limit, so `t * n` is small enough for the byte count not to overflow.
+    let bytes = bytes_moved_under(g, phase, t, n, opts.save_policy);
+    Estimate::new()
+        .add(1, &[data as usize], 1)
+        .add(1, &[bytes as usize], 1)
+        .check(opts.max_memory, &what)?;
+    Ok(bytes)
 }
 
 /// Bytes `phase` moves for `g` over `[t, n]` under [`SavePolicy::States`] (see the module docs).
@@ -567,7 +613,7 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<(Vec<Row>, Vec<Co
             for &phase in &phases {
                 for &t in &ts {
                     for &n in &ns {
-                        let bytes = bytes_moved_under(k.graph(), phase, t, n, opts.save_policy);
+                        let bytes = check_row_memory(opts, k.graph(), phase, t, n)?;
                         // The copy runs on as many threads as the kernel does.
                         let mut base = Baseline::new(bytes, cpu::threads_for_work(th, t, n));
                         let (secs, saved) = measure_saved(opts, &k, phase, t, n, &mut base)?;

@@ -258,6 +258,10 @@ struct BenchArgs {
     /// CPU: f32x4 copies per loop iteration (1-4; 0 = automatic).
     #[arg(long, default_value_t = 0)]
     unroll: usize,
+    /// The most memory one row may allocate, its copy baseline included (e.g. 512M, 16G, 1.5T):
+    /// larger rows are refused before anything is allocated (every backend but `cuda`).
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = memory::parse_size)]
+    max_memory: u64,
     /// What the training forward keeps for backward: `states` or `checkpoint:K` (only the
     /// state before every K-th step; backward recomputes the rest).
     #[arg(long, default_value = "states", value_name = "POLICY")]
@@ -1115,6 +1119,7 @@ fn cmd_bench(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         chunk: a.chunk,
         unroll: a.unroll,
         save_policy: a.save_policy,
+        max_memory: MemoryLimit(a.max_memory),
         ..BenchOptions::default()
     };
     run(&opts, out)?;

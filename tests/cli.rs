@@ -506,10 +506,60 @@ fn deeply_nested_cores_are_errors_not_stack_overflows() {
 
 #[test]
 fn huge_sizes_are_refused_before_allocating() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["run", "lif", "--t", "1", "--n", "4611686018427387904"],
             "memory",
+        ),
+        (
+            &[
+                "bench",
+                "--neuron",
+                "lif",
+                "--t",
+                "64",
+                "--n",
+                "100000000000",
+            ],
+            "--max-memory",
+        ),
+        (
+            &[
+                "bench",
+                "--neuron",
+                "if",
+                "--t",
+                "1000000000000",
+                "--n",
+                "100000000000",
+            ],
+            "overflow",
+        ),
+        (
+            &[
+                "bench",
+                "--neuron",
+                "psn",
+                "--t",
+                "64",
+                "--n",
+                "100000000000",
+            ],
+            "--max-memory",
+        ),
+        (
+            &[
+                "bench",
+                "--neuron",
+                "sliding-psn",
+                "--t",
+                "4",
+                "--n",
+                "4096",
+                "--max-memory",
+                "1K",
+            ],
+            "1.0 KiB",
         ),
         (
             &["run", "lif", "--t", "100000", "--n", "100000000"],

@@ -22,11 +22,12 @@ use flexsn_compiler::ir::StepGraph;
 use flexsn_neurons::psn::rng::SplitMix64;
 use flexsn_neurons::psn::{Mixing, PSNConfig, SlidingPSNConfig};
 use flexsn_runtime::cpu::{CpuOptions, threads_for_work};
+use flexsn_runtime::memory::Estimate;
 use flexsn_runtime::{Backend, Jit};
 
 use super::timing::{Baseline, time};
 use super::{
-    BenchOptions, Phase, Row, bytes_moved, jit_for, measure_saved, write_header, write_row,
+    BenchOptions, Phase, Row, check_row_memory, jit_for, measure_saved, write_header, write_row,
 };
 
 /// The benchmark names this module handles.
@@ -61,6 +62,24 @@ pub fn sliding_flops(phase: Phase, t: usize, n: usize) -> f64 {
         Phase::ForwardBackward => 6.0,
     };
     per * k * t as f64 * n as f64
+}
+
+/// Checks what a PSN row allocates (input, upstream gradient, spikes, input gradient, the
+/// `[T, T]` weight and `[T]` bias, the copy baseline) against the limit before anything is
+/// allocated.
+fn check_psn_memory(opts: &BenchOptions, phase: Phase, t: usize, n: usize) -> Result<()> {
+    let what = format!("the psn {} row at T = {t}, N = {n}", phase.name());
+    let data = Estimate::new()
+        .add(4, &[t, n], 4)
+        .add(1, &[t, t + 1], 4)
+        .check(opts.max_memory, &what)?;
+    // Within the limit, so the byte count does not overflow.
+    let (bytes, _) = psn_work(phase, t, n);
+    Estimate::new()
+        .add(1, &[data as usize], 1)
+        .add(1, &[bytes as usize], 1)
+        .check(opts.max_memory, &what)?;
+    Ok(())
 }
 
 /// Median seconds of one PSN phase on `be`, its runs alternating with `baseline`'s copies.
@@ -139,10 +158,13 @@ pub fn run_neuron(
                 for &n in ns {
                     let (bytes, flops) = match &kernel {
                         Some(k) => (
-                            bytes_moved(k.graph(), phase, t, n),
+                            check_row_memory(opts, k.graph(), phase, t, n)?,
                             sliding_flops(phase, t, n),
                         ),
-                        None => psn_work(phase, t, n),
+                        None => {
+                            check_psn_memory(opts, phase, t, n)?;
+                            psn_work(phase, t, n)
+                        }
                     };
                     // The copy runs on as many threads as the kernel does.
                     let mut base = Baseline::new(bytes, threads_for_work(th, t, n));
