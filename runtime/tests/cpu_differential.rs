@@ -110,10 +110,19 @@ fn every_op_graph() -> StepGraph {
             outs.push(gb.op(*op, &args).unwrap());
         }
     }
-    outs.push(
-        gb.op(Op::Spike(Surrogate::ATan { alpha: 2.0 }), &[x])
-            .unwrap(),
-    );
+    let spike = gb
+        .op(Op::Spike(Surrogate::ATan { alpha: 2.0 }), &[x])
+        .unwrap();
+    outs.push(spike);
+    // `1 - m` for values that are always +0 or 1, lowered as an `xor` with the bits of 1.0.
+    let one = gb.constant(1.0);
+    let detached = gb.op(Op::Detach, &[spike]).unwrap();
+    let lt = gb.op(Op::Lt, &[y, s]).unwrap();
+    let not = gb.op(Op::Not, &[pn]).unwrap();
+    let and = gb.op(Op::And, &[x, pt]).unwrap();
+    for m in [spike, detached, lt, not, and] {
+        outs.push(gb.op(Op::Sub, &[one, m]).unwrap());
+    }
     for (i, v) in outs.iter().enumerate() {
         gb.add_output(&format!("o{i}"), *v).unwrap();
     }
