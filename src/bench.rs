@@ -28,7 +28,7 @@
 //!
 //! The copy baseline copies `bytes / 2` bytes (reading and writing `bytes` in all) between two
 //! buffers touched beforehand, split over the same number of threads, once after each timed run
-//! of the phase ([`timing`]): the two medians come from the same stretch of time.
+//! of the phase (the `timing` module): the two medians come from the same stretch of time.
 
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The deterministic text form of a step graph: printed by [`print`], read back by [`parse`].
+//! The deterministic text form of a step graph: printed by [`print()`], read back by [`parse`].
 //!
 //! ```text
 //! core lif "LIF neuron"
@@ -192,9 +192,9 @@ pub enum ParseErrorKind {
     Surrogate(#[from] SurrogateError),
 }
 
-/// Parses the text form written by [`print`].
+/// Parses the text form written by [`print()`].
 ///
-/// Beyond what [`print`] writes, hand-written text may use blank lines, `//` comments, labels
+/// Beyond what [`print()`] writes, hand-written text may use blank lines, `//` comments, labels
 /// that are names (`%h`) rather than numbers, and declarations, node lines and `output`/`next`
 /// lines in any order, as long as every label is defined before a node line uses it. Nodes are
 /// added through [`GraphBuilder`], so duplicate lines are shared (hash-consed) and labels map

@@ -1,9 +1,9 @@
 //! The native half of the `flexsn` Python package (`flexsn._flexsn`).
 //!
 //! Python hands it a core (a built-in neuron by name and settings, or the node list that
-//! `flexsn.torch` traced from a Python function) and gets a compiled [`core::Core`]; it then runs
+//! `flexsn.torch` traced from a Python function) and gets a compiled `core::Core`; it then runs
 //! forward and backward scans directly on the memory of torch tensors (address and length, see
-//! [`host`]), without the GIL. Errors arrive in Python as the classes of `flexsn.errors`.
+//! the `host` module), without the GIL. Errors arrive in Python as the classes of `flexsn.errors`.
 
 mod core;
 mod errors;

@@ -104,7 +104,7 @@ pub struct Step {
     pub is_const: bool,
 }
 
-/// One instruction. Registers hold [`Value`](super::Value)s: constants (folded) or graph nodes.
+/// One instruction. Registers hold [`Value`](crate::lower::Value)s: constants (folded) or graph nodes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Instr {
     /// The value of hyperparameter argument `arg`.

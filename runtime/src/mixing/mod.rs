@@ -8,7 +8,7 @@
 //! What runs depends on the [`Jit`]'s backend:
 //!
 //! - the interpreter (and any backend plugged in with [`Jit::with_compiler`]): plain loops
-//!   ([`reference`]), the oracle the fast paths are tested against;
+//!   (the `reference` module), the oracle the fast paths are tested against;
 //! - CPU: GEMMs from `matrixmultiply` over blocks of columns, with the bias, the spike (and,
 //!   backward, the surrogate derivative, `gX` and `gW`) computed while the block is in cache, on
 //!   the Jit's thread count. The chunks are a function of the shape only and their partial
