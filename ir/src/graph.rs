@@ -23,6 +23,15 @@ pub struct Node {
     pub args: Vec<ValueId>,
 }
 
+/// Whether value `v` is always exactly `+0` or `1`: its op is ([`Op::is_zero_one`]), or it is
+/// `detach` of such a value. `node` looks values up (in a graph or a builder).
+pub fn is_zero_one<'g>(node: impl Fn(ValueId) -> &'g Node, mut v: ValueId) -> bool {
+    while node(v).op == Op::Detach {
+        v = node(v).args[0];
+    }
+    node(v).op.is_zero_one()
+}
+
 /// An input sequence, read one time step at a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputDecl {

@@ -24,6 +24,8 @@ pub mod surrogate;
 pub mod text;
 pub mod verify;
 
-pub use graph::{InputDecl, Node, OutputDecl, ParamDecl, StateDecl, StateInit, StepGraph, ValueId};
+pub use graph::{
+    InputDecl, Node, OutputDecl, ParamDecl, StateDecl, StateInit, StepGraph, ValueId, is_zero_one,
+};
 pub use op::{Arity, Op, OpKey, ParamKind};
 pub use surrogate::{Surrogate, SurrogateError};

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `x * 1`, `1 * x`, `x / 1`, `pow(x, 1)` | `x` | identity in IEEE 754 |
 //! | `x * -1`, `-1 * x`, `x / -1` | `neg x` | multiplying by -1 only flips the sign |
-//! | `m * +0`, `+0 * m`, `m` always `+0` or `1` | `+0` | `m` is finite and not negative |
+//! | `m * +0`, `+0 * m`, `m` always `+0` or `1` (through `detach`) | `+0` | `m` is finite and not negative |
 //! | `neg a * neg b`, `neg a / neg b` | `a * b`, `a / b` | signs cancel, magnitudes unchanged |
 //! | `x - 0` | `x` | `-0 - 0 = -0`, `+0 - 0 = +0` |
 //! | `x + -0`, `-0 + x` | `x` | `-0` is the additive identity |
@@ -27,8 +27,9 @@
 //!
 //! `m * +0 -> +0` leaves out the product's gradient to `m`, `g * 0`: it is `0` too, unless `g` is
 //! infinite or NaN (then the gradient does not stay finite anyway: `g` reaches the product's other
-//! uses). `m` is a spike (a reset `v_reset * spike` with `v_reset = 0`) or a mask
-//! ([`Op::is_zero_one`]); masks have no gradient at all.
+//! uses). `m` is a spike (a reset `v_reset * spike` with `v_reset = 0`), a detached spike (the
+//! same with `detach_reset`) or a mask ([`crate::ir::is_zero_one`]); the last two have no
+//! gradient at all.
 //!
 //! Deliberately absent, because they are wrong for some input: `x * 0 -> 0` (NaN, inf, and
 //! `-x * 0 = -0`), `x + 0 -> x` (`-0 + 0 = +0`), `x - x -> 0` (NaN, inf), `x / x -> 1`,
@@ -39,7 +40,7 @@
 use crate::error::BuildError;
 use crate::ir::builder::GraphBuilder;
 use crate::ir::rebuild::{const_value, rebuild};
-use crate::ir::{Op, StepGraph, ValueId};
+use crate::ir::{Op, StepGraph, ValueId, is_zero_one};
 
 /// Applies the rewrites listed in this module's docs bottom-up, once per node (rewrites of the
 /// nodes a rewrite creates are applied too).
@@ -94,7 +95,7 @@ pub(crate) fn simplify_node(
             if let (Some(p), Some(q)) = (neg(b, x), neg(b, y)) {
                 return simplify_node(b, Op::Mul, &[p, q]);
             }
-            let zero_one = |v: ValueId| b.node(v).op.is_zero_one();
+            let zero_one = |v: ValueId| is_zero_one(|u| b.node(u), v);
             if (is_const_bits(b, y, 0.0) && zero_one(x))
                 || (is_const_bits(b, x, 0.0) && zero_one(y))
             {
@@ -392,6 +393,13 @@ mod tests {
             });
             assert_eq!(r, ["0.0"], "{} * 0", m.name());
         }
+        // A detached spike (a reset with `detach_reset`).
+        let r = simplified(|b, x| {
+            let s = b.op(sig, &[x]).unwrap();
+            let d = b.op(Op::Detach, &[s]).unwrap();
+            bin(b, Op::Mul, d, 0.0)
+        });
+        assert_eq!(r, ["0.0"], "detach(spike) * 0");
         let count = Op::Spike(Surrogate::MultiLevelSpikeCount {
             max_spike_count: 3,
             grad_min: 0.0,

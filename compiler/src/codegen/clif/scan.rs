@@ -16,7 +16,7 @@ use super::emit::{ClifLanes, Wide, load_splat};
 use super::lanes::Lanes;
 use super::lower::{is_approximated, lower_op};
 use super::{ClifOptions, ClifScan, CodegenError, ScanFrame};
-use crate::ir::{Op, ParamKind, StepGraph, ValueId};
+use crate::ir::{Op, ParamKind, StepGraph, ValueId, is_zero_one};
 use crate::scan::{Direction, OutputMode, ScanKernel};
 
 /// When a node's value changes: once per call, once per time step, or per neuron and step.
@@ -167,18 +167,10 @@ fn exact_rewrite(g: &StepGraph, node: &crate::ir::Node) -> Option<ExactRewrite> 
         }
         Op::Sub => {
             let one = konst(node.args[0])?.to_bits() == 1.0f32.to_bits();
-            (one && zero_one(g, node.args[1])).then_some(ExactRewrite::FlipZeroOne)
+            (one && is_zero_one(|v| g.node(v), node.args[1])).then_some(ExactRewrite::FlipZeroOne)
         }
         _ => None,
     }
-}
-
-/// Whether `v` is always exactly `+0` or `1` ([`Op::is_zero_one`], through `detach`).
-fn zero_one(g: &StepGraph, mut v: ValueId) -> bool {
-    while g.node(v).op == Op::Detach {
-        v = g.node(v).args[0];
-    }
-    g.node(v).op.is_zero_one()
 }
 
 /// The most bytes of uniform values and state buffers kept in the function's stack frame;
