@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::memory::parse_size;
+
 /// Bytes of last-level cache per core when sysfs says nothing: a server core's share.
 const FALLBACK_BYTES_PER_CORE: usize = 4 << 20;
 
@@ -33,8 +35,9 @@ fn read_sysfs(dir: &Path) -> Option<usize> {
         if kind.trim() == "Instruction" {
             continue;
         }
-        let (Ok(level), Some(bytes)) = (level.trim().parse::<u32>(), parse_size(size.trim()))
-        else {
+        // sysfs writes sizes as "48K" or "32768K".
+        let bytes = parse_size(&size).ok().and_then(|b| usize::try_from(b).ok());
+        let (Ok(level), Some(bytes)) = (level.trim().parse::<u32>(), bytes) else {
             continue;
         };
         let sharing = read("shared_cpu_list")
@@ -46,23 +49,6 @@ fn read_sysfs(dir: &Path) -> Option<usize> {
         }
     }
     best.map(|(_, b)| b).filter(|&b| b > 0)
-}
-
-/// `"48K"`, `"32768K"`, `"1M"` or a plain byte count.
-fn parse_size(s: &str) -> Option<usize> {
-    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, ""),
-    };
-    let n: usize = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(scale)
 }
 
 /// CPUs in a list such as `"0-3,8,10-11"`.
@@ -85,10 +71,10 @@ mod tests {
 
     #[test]
     fn sizes_and_cpu_lists_parse() {
-        assert_eq!(parse_size("48K"), Some(48 << 10));
-        assert_eq!(parse_size("32M"), Some(32 << 20));
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("12Q"), None);
+        assert_eq!(parse_size("48K"), Ok(48 << 10));
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("12Q").is_err());
         assert_eq!(count_cpus("0-1"), 2);
         assert_eq!(count_cpus("0-3,8,10-11"), 7);
         assert_eq!(count_cpus("5"), 1);
