@@ -503,31 +503,27 @@ fn cmd_inspect(a: InspectArgs, out: &mut dyn Write) -> Result<()> {
     }
     let target = resolve_neuron(&a.neuron, &a.sets, None)?;
     let g = &target.graph;
+    let opt = |g: &StepGraph| {
+        if a.no_opt {
+            g.clone()
+        } else {
+            passes::optimize(g)
+        }
+    };
     match a.emit {
-        Emit::Ir if a.no_opt => write!(out, "{}", text::print(g))?,
-        Emit::Ir => write!(out, "{}", text::print(&passes::optimize(g)))?,
+        Emit::Ir => write!(out, "{}", text::print(&opt(g)))?,
         Emit::GradIr => {
             // What the runtime compiles: autodiff of the optimised step graph, optimised again.
-            let fwd = if a.no_opt {
-                g.clone()
-            } else {
-                passes::optimize(g)
-            };
+            let fwd = opt(g);
             let spec = if a.state_seq_grads {
                 GradSpec::all(&fwd)
             } else {
                 GradSpec::outputs_only(&fwd)
             };
-            let bwd = autodiff::backward(&fwd, &spec)?.kernel.graph;
-            let bwd = if a.no_opt {
-                bwd
-            } else {
-                passes::optimize(&bwd)
-            };
+            let bwd = opt(&autodiff::backward(&fwd, &spec)?.kernel.graph);
             write!(out, "{}", text::print(&bwd))?;
         }
-        Emit::Dot if a.no_opt => write!(out, "{}", dot::to_dot(g))?,
-        Emit::Dot => write!(out, "{}", dot::to_dot(&passes::optimize(g)))?,
+        Emit::Dot => write!(out, "{}", dot::to_dot(&opt(g)))?,
         Emit::Clif | Emit::Asm => {
             use flexsn::runtime::cpu::{CpuOptions, Listing, inspect_kernel};
             let mut jit = flexsn::runtime::Jit::cpu(CpuOptions::default())?;
